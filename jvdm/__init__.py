@@ -1,0 +1,3 @@
+"""jvdm: video diffusion models in JAX/Flax."""
+
+__version__ = "0.1.0"

@@ -1,0 +1,49 @@
+"""Checks a whole config before any compute, so a bad value stops the run at once."""
+
+import ml_collections
+
+from jvdm.data.pipeline import DATASETS
+from jvdm.diffusion import PREDICTIONS, SCHEDULES
+from jvdm.errors import ConfigError
+from jvdm.samplers import SAMPLERS
+
+DTYPES = ("float32", "bfloat16", "float16")
+
+
+def _positive(config: ml_collections.ConfigDict, *names: str, allow_zero: bool = False) -> None:
+  for name in names:
+    value = config
+    for key in name.split("."):
+      value = value[key]
+    if not isinstance(value, int) or isinstance(value, bool) or value < (0 if allow_zero else 1):
+      expected = "an integer >= 0" if allow_zero else "a positive integer"
+      raise ConfigError(f"config.{name} must be {expected}, got {value!r}.")
+
+
+def _one_of(value, valid, name: str) -> None:
+  if value not in valid:
+    raise ConfigError(f"config.{name}={value!r} is not valid; expected one of {list(valid)}.")
+
+
+def validate_config(config: ml_collections.ConfigDict) -> None:
+  """Raises ConfigError naming the first bad value."""
+  _one_of(config.data.name, DATASETS, "data.name")
+  _positive(config, "data.num_frames", "data.height", "data.width", "data.channels",
+            "data.batch_size", "train.num_steps", "train.log_every", "train.checkpoint_every",
+            "train.keep_checkpoints", "train.num_sample_videos", "sample.steps", "sample.fps",
+            "sample.video_scale")
+  _positive(config, "train.sample_every", "data.worker_count", allow_zero=True)
+  if config.data.name == "video_folder" and not config.data.video_folder.root:
+    raise ConfigError("config.data.name='video_folder' needs config.data.video_folder.root, a "
+                      "folder of video files; got ''.")
+  _one_of(config.diffusion.schedule, SCHEDULES, "diffusion.schedule")
+  _one_of(config.diffusion.prediction, PREDICTIONS, "diffusion.prediction")
+  _one_of(config.sample.sampler, SAMPLERS, "sample.sampler")
+  _one_of(config.model.dtype, DTYPES, "model.dtype")
+  _one_of(config.model.param_dtype, DTYPES, "model.param_dtype")
+  if not config.optim.learning_rate > 0:
+    raise ConfigError(f"config.optim.learning_rate must be > 0, got {config.optim.learning_rate}.")
+  if not 0.0 <= config.optim.ema_decay < 1.0:
+    raise ConfigError(f"config.optim.ema_decay must be in [0, 1), got {config.optim.ema_decay}.")
+  if config.sample.eta < 0:
+    raise ConfigError(f"config.sample.eta must be >= 0, got {config.sample.eta}.")

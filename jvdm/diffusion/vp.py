@@ -1,0 +1,46 @@
+"""The variance-preserving process z_t = alpha_t x + sigma_t eps, alpha^2 + sigma^2 = 1."""
+
+import dataclasses
+from typing import Callable
+
+import jax
+import jax.numpy as jnp
+
+from jvdm.errors import ShapeError
+
+
+def broadcast_to_video(coefficient: jnp.ndarray, video: jnp.ndarray) -> jnp.ndarray:
+  """Reshapes a per-sample `[B]` or per-frame `[B, T]` coefficient to broadcast over a video.
+
+  Args:
+    coefficient: `[B]` or `[B, T]`.
+    video: `[B, T, H, W, C]`.
+
+  Returns:
+    `[B, 1, 1, 1, 1]` or `[B, T, 1, 1, 1]`.
+  """
+  if video.ndim != 5:
+    raise ShapeError(f"Expected a video [B, T, H, W, C], got shape {video.shape}.")
+  batch, frames = video.shape[:2]
+  if coefficient.shape not in ((batch,), (batch, frames)):
+    raise ShapeError(
+        f"Timesteps must have shape [B]=({batch},) or [B, T]=({batch}, {frames}) for a video of "
+        f"shape {video.shape}; got {coefficient.shape}.")
+  return coefficient.reshape(coefficient.shape + (1,) * (video.ndim - coefficient.ndim))
+
+
+@dataclasses.dataclass(frozen=True)
+class VPProcess:
+  """A VP diffusion process defined by its log-SNR schedule."""
+
+  logsnr_fn: Callable[[jnp.ndarray], jnp.ndarray]
+
+  def alpha_sigma(self, t: jnp.ndarray) -> tuple[jnp.ndarray, jnp.ndarray]:
+    """Returns (alpha_t, sigma_t), each shaped like t."""
+    logsnr = self.logsnr_fn(jnp.asarray(t, jnp.float32))
+    return jnp.sqrt(jax.nn.sigmoid(logsnr)), jnp.sqrt(jax.nn.sigmoid(-logsnr))
+
+  def add_noise(self, x: jnp.ndarray, noise: jnp.ndarray, t: jnp.ndarray) -> jnp.ndarray:
+    """q(z_t | x): `x`, `noise` `[B, T, H, W, C]`; `t` `[B]` or `[B, T]`."""
+    alpha, sigma = self.alpha_sigma(t)
+    return broadcast_to_video(alpha, x) * x + broadcast_to_video(sigma, x) * noise

@@ -1,0 +1,83 @@
+"""Generating videos from a network: noise -> jitted scan of solver steps -> videos in [-1, 1]."""
+
+import dataclasses
+import functools
+from typing import Any, Callable
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import tqdm
+
+from jvdm.diffusion.vp import VPProcess
+from jvdm.errors import ConfigError, ShapeError
+from jvdm.samplers.ddim import ddim_step
+from jvdm.samplers.denoiser import make_denoiser
+from jvdm.samplers.driver import normal_per_sample, run_solver, split_per_sample, uniform_time_grid
+
+SAMPLERS = ("ddim",)
+
+
+@dataclasses.dataclass(frozen=True)
+class VideoSampler:
+  """Samples videos from `apply_fn` with one compile per (batch shape, step count).
+
+  Video i of a call with seed s depends only on (s, i), not on the batch size.
+  """
+
+  apply_fn: Callable[..., jnp.ndarray]
+  process: VPProcess
+  prediction: str
+  sampler: str = "ddim"
+  num_steps: int = 50
+  eta: float = 0.0
+  clip_x0: bool = True
+
+  def __post_init__(self):
+    if self.sampler not in SAMPLERS:
+      raise ConfigError(f"Unknown sampler {self.sampler!r}; valid samplers: {list(SAMPLERS)}.")
+    uniform_time_grid(self.num_steps)  # validates num_steps
+    if self.eta < 0:
+      raise ConfigError(f"DDIM eta must be >= 0, got {self.eta}.")
+
+  @functools.cached_property
+  def _sample_batch(self):
+
+    def sample_batch(params: Any, keys: jax.Array, video_shape: tuple[int, ...]) -> jnp.ndarray:
+      denoise = make_denoiser(self.apply_fn, params, self.process, self.prediction)
+      solver = ddim_step(denoise, self.process, eta=self.eta, clip_x0=self.clip_x0)
+      solver_keys, init_keys = split_per_sample(keys)
+      x_init = normal_per_sample(init_keys, video_shape)
+      return run_solver(solver, x_init, uniform_time_grid(self.num_steps), solver_keys)
+
+    return jax.jit(sample_batch, static_argnums=2)
+
+  def sample(self, params: Any, seed: int, num_videos: int, video_shape: tuple[int, int, int, int],
+             batch_size: int = 8, progress: bool = True) -> np.ndarray:
+    """Returns `num_videos` videos `[N, T, H, W, C]` (float32 in about [-1, 1]) as numpy.
+
+    Args:
+      params: the network params (usually the EMA params).
+      seed: the same seed gives the same videos.
+      num_videos: how many videos.
+      video_shape: `(T, H, W, C)`.
+      batch_size: videos per jitted call (one compile; the last batch is padded).
+      progress: show a progress bar over batches.
+    """
+    if num_videos < 1 or batch_size < 1:
+      raise ConfigError(f"num_videos and batch_size must be >= 1, got {num_videos}, {batch_size}.")
+    if len(video_shape) != 4:
+      raise ShapeError(f"video_shape must be (T, H, W, C), got {video_shape}.")
+    base_key = jax.random.key(seed)
+    all_keys = jax.vmap(lambda i: jax.random.fold_in(base_key, i))(jnp.arange(num_videos))
+    batch_size = min(batch_size, num_videos)
+    outputs = []
+    starts = range(0, num_videos, batch_size)
+    for start in tqdm.tqdm(starts, desc="sampling", unit="batch", disable=not progress):
+      keys = all_keys[start:start + batch_size]
+      count = keys.shape[0]
+      if count < batch_size:  # pad to keep a single compiled shape
+        keys = jnp.concatenate([keys, jnp.repeat(keys[:1], batch_size - count, axis=0)])
+      videos = self._sample_batch(params, keys, tuple(video_shape))
+      outputs.append(np.asarray(videos[:count]))
+    return np.concatenate(outputs)

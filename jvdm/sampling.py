@@ -1,0 +1,124 @@
+"""Sampling from a trained workdir: restore EMA params -> jitted sampler -> mp4, gif, npz.
+
+This is what `sample.py` runs; the training loop uses `write_samples` for its periodic samples.
+"""
+
+import json
+import logging
+from typing import Any
+
+import jax
+import ml_collections
+import numpy as np
+from etils import epath
+
+from jvdm.data.transforms import to_uint8
+from jvdm.diffusion import make_process
+from jvdm.errors import CheckpointError, ConfigError
+from jvdm.io.video import save_npz, write_video_grid
+from jvdm.models import get_model
+from jvdm.parallel.mesh import make_mesh
+from jvdm.samplers import VideoSampler
+from jvdm.training.checkpoint import Checkpointer
+from jvdm.training.optimizer import make_optimizer
+from jvdm.training.run_config import load_run_config
+from jvdm.training.state import abstract_train_state
+
+CHECKPOINT_DIR = "checkpoints"
+
+
+def make_video_sampler(config: ml_collections.ConfigDict, apply_fn, steps: int | None = None,
+                       eta: float | None = None) -> VideoSampler:
+  return VideoSampler(apply_fn, make_process(config.diffusion), config.diffusion.prediction,
+                      sampler=config.sample.sampler,
+                      num_steps=config.sample.steps if steps is None else steps,
+                      eta=config.sample.eta if eta is None else eta,
+                      clip_x0=config.sample.clip_x0)
+
+
+def evaluate_samples(config: ml_collections.ConfigDict, videos: np.ndarray) -> dict[str, Any] | None:
+  """The synthetic-video validity of `videos` (uint8 [N, T, H, W, C]) and of real ones, or None
+  when the model was not trained on the synthetic data."""
+  if config.data.name != "bouncing_shapes":
+    return None
+  from jvdm.metrics import reference_validity, synthetic_video_validity  # pylint: disable=g-import-not-at-top
+  shapes = config.data.bouncing_shapes
+  generated = synthetic_video_validity(videos, max_shapes=shapes.max_shapes)
+  reference = reference_validity(
+      num_videos=len(videos), seed=shapes.seed + 1, num_frames=videos.shape[1],
+      height=config.data.height, width=config.data.width, min_shapes=shapes.min_shapes,
+      max_shapes=shapes.max_shapes, min_size=shapes.min_size, max_size=shapes.max_size,
+      min_speed=shapes.min_speed, max_speed=shapes.max_speed)
+  return {"generated": generated, "reference_real_videos": reference}
+
+
+def write_samples(out_dir: str | epath.Path, name: str, videos: np.ndarray, fps: int,
+                  scale: int) -> list[epath.Path]:
+  """Writes `videos` (uint8 [N, T, H, W, C]) as one grid mp4 and gif; returns the paths."""
+  out_dir = epath.Path(out_dir)
+  out_dir.mkdir(parents=True, exist_ok=True)
+  paths = [out_dir / f"{name}.mp4", out_dir / f"{name}.gif"]
+  for path in paths:
+    write_video_grid(path, videos, fps=fps, scale=scale)
+  return paths
+
+
+def sample_from_workdir(workdir: str, *, out: str | None = None, num_samples: int = 8,
+                        num_frames: int | None = None, steps: int | None = None, seed: int = 0,
+                        eta: float | None = None, batch_size: int = 8,
+                        progress: bool = True) -> dict[str, Any]:
+  """Samples videos from the latest checkpoint of `workdir` and writes them.
+
+  Args:
+    workdir: the training workdir (holds config.json and checkpoints/).
+    out: output folder; default `workdir/samples/sample_seed{seed}`.
+    num_samples: number of videos.
+    num_frames: frames per video; default the training length.
+    steps: sampler steps; default the config's.
+    seed: the same seed gives the same videos.
+    eta: DDIM eta; default the config's.
+    batch_size: videos per jitted call.
+    progress: show progress bars.
+
+  Returns:
+    A summary: paths written, the step sampled, and the metric when available.
+  """
+  if not epath.Path(workdir).exists():
+    raise CheckpointError(f"The workdir {workdir} does not exist; pass the --workdir of train.py.")
+  config = load_run_config(workdir)
+  num_frames = config.data.num_frames if num_frames is None else num_frames
+  if num_frames < 1 or num_samples < 1:
+    raise ConfigError(f"num_frames and num_samples must be >= 1, got {num_frames}, {num_samples}.")
+  checkpointer = Checkpointer(epath.Path(workdir) / CHECKPOINT_DIR, read_only=True)
+  step = checkpointer.latest_step()
+  if step is None:
+    raise CheckpointError(f"The workdir {workdir} has no complete checkpoint yet; train first.")
+
+  mesh = make_mesh(config.mesh.shape)
+  model = get_model(config)
+  tx, _ = make_optimizer(config.optim, config.train.num_steps)
+  video_shape = (config.data.num_frames, config.data.height, config.data.width, config.data.channels)
+  with jax.set_mesh(mesh):
+    _, _, abstract = abstract_train_state(model, tx, video_shape, mesh,
+                                          config.mesh.logical_axis_rules)
+    params = checkpointer.restore(abstract, step=step).ema_params
+    sampler = make_video_sampler(config, model.apply, steps=steps, eta=eta)
+    videos = sampler.sample(params, seed, num_samples, (num_frames,) + video_shape[1:],
+                            batch_size=batch_size, progress=progress)
+  checkpointer.close()
+  videos = to_uint8(videos)
+
+  out_dir = epath.Path(out) if out else epath.Path(workdir) / "samples" / f"sample_seed{seed}"
+  paths = write_samples(out_dir, "samples", videos, config.sample.fps, config.sample.video_scale)
+  save_npz(out_dir / "samples.npz", videos)
+  paths.append(out_dir / "samples.npz")
+  summary = {"workdir": str(workdir), "checkpoint_step": int(step), "seed": seed,
+             "num_samples": num_samples, "num_frames": num_frames,
+             "steps": sampler.num_steps, "files": [str(p) for p in paths]}
+  metric = evaluate_samples(config, videos)
+  if metric is not None:
+    summary["synthetic_video_validity"] = metric
+    (out_dir / "metrics.json").write_text(json.dumps(metric, indent=2))
+    summary["files"].append(str(out_dir / "metrics.json"))
+  logging.info("Sampled %d videos from step %d into %s", num_samples, step, out_dir)
+  return summary

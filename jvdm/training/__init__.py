@@ -1,0 +1,1 @@
+"""Training: state, optimizer, the sharded step, checkpoints and the loop."""

@@ -1,0 +1,63 @@
+"""Checkpoints: the train state and the data iterator saved together by orbax.
+
+Saves are asynchronous and atomic: orbax writes into a temporary folder and renames it when
+complete, so a run killed during a save resumes from the previous complete checkpoint.
+"""
+
+import logging
+from typing import Any
+
+import grain
+import orbax.checkpoint as ocp
+from etils import epath
+
+from jvdm.errors import CheckpointError
+
+
+class Checkpointer:
+  """Saves and restores (state, data iterator) pairs under `directory`."""
+
+  def __init__(self, directory: str | epath.Path, keep: int = 3, read_only: bool = False):
+    self.directory = epath.Path(directory)
+    options = ocp.CheckpointManagerOptions(
+        preservation_policy=ocp.checkpoint_managers.LatestN(keep),
+        enable_async_checkpointing=not read_only, create=not read_only, read_only=read_only)
+    self._manager = ocp.CheckpointManager(self.directory, options=options)
+
+  def latest_step(self) -> int | None:
+    return self._manager.latest_step()
+
+  def save(self, step: int, state: Any, data_iterator: Any = None) -> None:
+    items = {"state": ocp.args.StandardSave(state)}
+    if data_iterator is not None:
+      items["data_iterator"] = grain.checkpoint.CheckpointSave(data_iterator)
+    self._manager.save(step, args=ocp.args.Composite(**items), force=True)
+
+  def restore(self, abstract_state: Any, data_iterator: Any = None, step: int | None = None) -> Any:
+    """Restores the state (into the shardings of `abstract_state`) and the iterator in place.
+
+    Args:
+      abstract_state: a tree of `jax.ShapeDtypeStruct` with shardings, matching the saved one.
+      data_iterator: a grain iterator whose position is restored; None to skip it.
+      step: which step; default the latest.
+    """
+    step = self.latest_step() if step is None else step
+    if step is None:
+      raise CheckpointError(f"No checkpoint found in {self.directory}.")
+    items = {"state": ocp.args.StandardRestore(abstract_state)}
+    if data_iterator is not None:
+      items["data_iterator"] = grain.checkpoint.CheckpointRestore(data_iterator)
+    try:
+      restored = self._manager.restore(step, args=ocp.args.Composite(**items))
+    except (ValueError, KeyError, TypeError) as error:
+      raise CheckpointError(
+          f"The checkpoint at step {step} in {self.directory} does not match the model built "
+          f"from this config (was it written with another config?). Orbax said: {error}") from error
+    logging.info("Restored step %d from %s", step, self.directory)
+    return restored["state"]
+
+  def wait_until_finished(self) -> None:
+    self._manager.wait_until_finished()
+
+  def close(self) -> None:
+    self._manager.close()

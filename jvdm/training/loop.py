@@ -1,0 +1,143 @@
+"""`train_and_evaluate`: the whole training job that `train.py` runs.
+
+Phases: config -> mesh -> data -> model and sharded state (or restore) -> jitted step ->
+loop with progress bar, metrics.jsonl, checkpoints and periodic samples.
+"""
+
+import logging
+import math
+import time
+
+import flax.linen as nn
+import jax
+import ml_collections
+import numpy as np
+import tqdm
+from etils import epath
+
+from jvdm.config_validation import validate_config
+from jvdm.data.pipeline import make_dataset
+from jvdm.data.transforms import to_uint8
+from jvdm.diffusion import make_process
+from jvdm.errors import JvdmError, ShapeError
+from jvdm.models import get_model
+from jvdm.parallel.mesh import batch_sharding, data_parallel_size, make_mesh, replicated
+from jvdm.sampling import CHECKPOINT_DIR, evaluate_samples, make_video_sampler, write_samples
+from jvdm.training.checkpoint import Checkpointer
+from jvdm.training.metrics_log import MetricsLog
+from jvdm.training.optimizer import make_optimizer
+from jvdm.training.run_config import check_run_config_matches, save_run_config
+from jvdm.training.state import TrainState, create_sharded_state
+from jvdm.training.step import make_train_step
+
+
+class NonFiniteLossError(JvdmError):
+  """The loss became NaN or infinite."""
+
+
+def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str,
+                       stop_after_step: int | None = None, progress: bool = True) -> TrainState:
+  """Trains `config` in `workdir`, resuming from its latest checkpoint if there is one.
+
+  Args:
+    config: the experiment config (see configs/).
+    workdir: where checkpoints, config.json, metrics.jsonl and samples/ go.
+    stop_after_step: stop (after checkpointing) once this step is reached, as a preemption
+      would; the run continues from there next time. None runs to `train.num_steps`.
+    progress: show a progress bar.
+
+  Returns:
+    The final train state.
+  """
+  # Config: every check before any compute.
+  validate_config(config)
+  workdir = epath.Path(workdir)
+  check_run_config_matches(workdir, config)
+  is_main_process = jax.process_index() == 0
+  if is_main_process:
+    workdir.mkdir(parents=True, exist_ok=True)
+    save_run_config(workdir, config)
+  logging.info("Workdir: %s", workdir)
+
+  # Mesh.
+  mesh = make_mesh(config.mesh.shape)
+  rules = config.mesh.logical_axis_rules
+  if config.data.batch_size % data_parallel_size(mesh):
+    raise ShapeError(f"data.batch_size={config.data.batch_size} is not divisible by the "
+                     f"data-parallel size {data_parallel_size(mesh)} of mesh {dict(mesh.shape)}.")
+  video_shape = (config.data.num_frames, config.data.height, config.data.width, config.data.channels)
+
+  # Data.
+  data_iterator = iter(make_dataset(config.data))
+
+  with jax.set_mesh(mesh), nn.logical_axis_rules(rules):
+    # Model and state.
+    model = get_model(config)
+    process = make_process(config.diffusion)
+    tx, schedule = make_optimizer(config.optim, config.train.num_steps)
+    init_rng, train_rng = jax.random.split(jax.random.key(config.seed))
+    state, state_shardings, abstract_state = create_sharded_state(model, tx, init_rng, video_shape,
+                                                                  mesh, rules)
+    checkpointer = Checkpointer(workdir / CHECKPOINT_DIR, keep=config.train.keep_checkpoints)
+    if checkpointer.latest_step() is not None:
+      state = checkpointer.restore(abstract_state, data_iterator)
+    start_step = int(state.step)
+    num_params = sum(math.prod(x.shape) for x in jax.tree.leaves(state.params))
+    logging.info("Model: %s, %.2fM params; starting at step %d of %d", config.model.name,
+                 num_params / 1e6, start_step, config.train.num_steps)
+
+    # Step.
+    video_sharding = batch_sharding(mesh, 1 + len(video_shape))
+    train_step = jax.jit(
+        make_train_step(model, process, config.diffusion.prediction,
+                        config.diffusion.per_frame_noise, tx, schedule, config.optim.ema_decay),
+        in_shardings=(state_shardings, {"video": video_sharding}, replicated(mesh)),
+        out_shardings=(state_shardings, replicated(mesh)),
+        donate_argnums=0)
+    sampler = make_video_sampler(config, model.apply)
+    metrics_log = MetricsLog(workdir / "metrics.jsonl")
+
+    def save_samples(step: int, state: TrainState) -> None:
+      videos = to_uint8(sampler.sample(state.ema_params, config.seed, config.train.num_sample_videos,
+                                       video_shape, progress=False))
+      if not is_main_process:
+        return
+      write_samples(workdir / "samples", f"step_{step:07d}", videos, config.sample.fps,
+                    config.sample.video_scale)
+      metric = evaluate_samples(config, videos)
+      if metric is not None:
+        metrics_log.write(step, {"sample_valid_fraction": metric["generated"]["valid_fraction"]})
+
+    # Loop.
+    end_step = config.train.num_steps
+    if stop_after_step is not None:
+      end_step = min(end_step, stop_after_step)
+    bar = tqdm.tqdm(total=config.train.num_steps, initial=start_step, desc="training", unit="step",
+                    disable=not (progress and is_main_process), dynamic_ncols=True)
+    window_start, window_steps = time.perf_counter(), 0
+    for step in range(start_step + 1, end_step + 1):
+      local_batch = next(data_iterator)
+      batch = {"video": jax.make_array_from_process_local_data(video_sharding, local_batch["video"])}
+      state, metrics = train_step(state, batch, train_rng)
+      window_steps += 1
+      bar.update(1)
+      is_last = step == end_step
+      if step % config.train.log_every == 0 or is_last:
+        metrics = jax.device_get(metrics)
+        if not np.isfinite(metrics["loss"]):
+          raise NonFiniteLossError(f"The loss is {metrics['loss']} at step {step}; stopping. The "
+                                   f"last checkpoint is step {checkpointer.latest_step()}.")
+        elapsed = time.perf_counter() - window_start
+        metrics["steps_per_second"] = window_steps / elapsed
+        window_start, window_steps = time.perf_counter(), 0
+        metrics_log.write(step, metrics)
+        bar.set_postfix(loss=f"{metrics['loss']:.4f}", steps_per_s=f"{metrics['steps_per_second']:.2f}")
+      if step % config.train.checkpoint_every == 0 or is_last:
+        checkpointer.save(step, state, data_iterator)
+      sample_every = config.train.sample_every
+      if (sample_every and step % sample_every == 0) or step == config.train.num_steps:
+        save_samples(step, state)
+    bar.close()
+    checkpointer.wait_until_finished()
+    checkpointer.close()
+  return state

@@ -1,0 +1,61 @@
+"""The train state and its sharded creation (`jit(init, out_shardings=...)`)."""
+
+from typing import Any, Callable
+
+import flax.linen as nn
+import flax.struct
+import jax
+import jax.numpy as jnp
+import optax
+from jax.sharding import Mesh
+
+
+@flax.struct.dataclass
+class TrainState:
+  step: jnp.ndarray  # int32 scalar: number of optimizer updates applied
+  params: Any
+  ema_params: Any  # exponential moving average of params, used for sampling
+  opt_state: optax.OptState
+
+
+def abstract_train_state(model: nn.Module, tx: optax.GradientTransformation,
+                         video_shape: tuple[int, int, int, int], mesh: Mesh,
+                         rules) -> tuple[Callable[[jax.Array], TrainState], Any, Any]:
+  """The state's shapes and shardings, computed without allocating it.
+
+  Args:
+    model: the network.
+    tx: the optimizer.
+    video_shape: `(T, H, W, C)` of one training video.
+    mesh: the device mesh.
+    rules: logical axis rules mapping the model's axis names to mesh axes.
+
+  Returns:
+    (init, shardings, abstract): `init(rng) -> TrainState` (unboxed), the state's
+    NamedShardings, and a tree of ShapeDtypeStructs carrying them (the restore target).
+  """
+  dummy_video = jnp.zeros((1,) + tuple(video_shape), jnp.float32)
+  dummy_time = jnp.zeros((1,), jnp.float32)
+
+  def boxed_init(rng):
+    params = model.init({"params": rng}, dummy_video, dummy_time)["params"]
+    return TrainState(step=jnp.zeros((), jnp.int32), params=params, ema_params=params,
+                      opt_state=tx.init(params))
+
+  boxed = jax.eval_shape(boxed_init, jax.random.key(0))
+  shardings = nn.logical_to_mesh_sharding(nn.get_partition_spec(boxed), mesh, rules)
+  abstract = jax.tree.map(lambda s, sharding: jax.ShapeDtypeStruct(s.shape, s.dtype, sharding=sharding),
+                          nn.meta.unbox(boxed), shardings)
+  return (lambda rng: nn.meta.unbox(boxed_init(rng))), shardings, abstract
+
+
+def create_sharded_state(model: nn.Module, tx: optax.GradientTransformation, rng: jax.Array,
+                         video_shape: tuple[int, int, int, int], mesh: Mesh,
+                         rules) -> tuple[TrainState, Any, Any]:
+  """Initializes the state directly into its shardings: `jit(init, out_shardings=...)`.
+
+  Returns:
+    (state, shardings, abstract state); see `abstract_train_state`.
+  """
+  init, shardings, abstract = abstract_train_state(model, tx, video_shape, mesh, rules)
+  return jax.jit(init, out_shardings=shardings)(rng), shardings, abstract

@@ -1,0 +1,48 @@
+"""The train step: `(state, batch, rng) -> (state, metrics)`, pure, jitted by the loop."""
+
+from typing import Callable
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+import optax
+
+from jvdm.diffusion.loss import diffusion_loss
+from jvdm.diffusion.vp import VPProcess
+from jvdm.training.optimizer import ema_update
+from jvdm.training.state import TrainState
+
+Batch = dict[str, jnp.ndarray]  # {'video': uint8 [B, T, H, W, C]}
+
+
+def videos_to_model_range(video: jnp.ndarray) -> jnp.ndarray:
+  """uint8 [0, 255] -> float32 [-1, 1]."""
+  return video.astype(jnp.float32) / 127.5 - 1.0
+
+
+def make_train_step(model: nn.Module, process: VPProcess, prediction: str, per_frame_noise: bool,
+                    tx: optax.GradientTransformation, schedule: optax.Schedule,
+                    ema_decay: float) -> Callable[[TrainState, Batch, jax.Array], tuple[TrainState, dict]]:
+  """Builds the train step for `model` trained as a denoiser on `process`."""
+
+  def train_step(state: TrainState, batch: Batch, rng: jax.Array) -> tuple[TrainState, dict]:
+    # One key per step, independent of how the run was split into restarts.
+    dropout_rng, loss_rng = jax.random.split(jax.random.fold_in(rng, state.step))
+    videos = videos_to_model_range(batch["video"])
+
+    def loss_fn(params):
+      network = lambda z, t: model.apply({"params": params}, z, t, train=True,
+                                         rngs={"dropout": dropout_rng})
+      return diffusion_loss(network, process, prediction, videos, loss_rng, per_frame_noise)
+
+    loss, grads = jax.value_and_grad(loss_fn)(state.params)
+    updates, opt_state = tx.update(grads, state.opt_state, state.params)
+    params = optax.apply_updates(state.params, updates)
+    new_state = TrainState(step=state.step + 1, params=params,
+                           ema_params=ema_update(state.ema_params, params, state.step, ema_decay),
+                           opt_state=opt_state)
+    metrics = {"loss": loss, "grad_norm": optax.global_norm(grads),
+               "learning_rate": schedule(state.step)}
+    return new_state, metrics
+
+  return train_step

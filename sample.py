@@ -1,0 +1,42 @@
+"""Samples videos from a trained workdir (EMA params of its latest checkpoint).
+
+  python sample.py --workdir runs/bouncing_shapes_unet
+  python sample.py --workdir W --num_samples 16 --num_frames 16 --steps 100 --seed 1 --out out/
+
+Writes samples.mp4 and samples.gif (a grid), samples.npz (key `videos`, uint8
+[N, T, H, W, C]) and, for models trained on the synthetic data, metrics.json.
+"""
+
+import json
+import sys
+
+from absl import app, flags, logging
+
+from jvdm.errors import JvdmError
+from jvdm.sampling import sample_from_workdir
+
+_WORKDIR = flags.DEFINE_string("workdir", None, "The --workdir given to train.py.", required=True)
+_OUT = flags.DEFINE_string("out", None, "Output folder; default WORKDIR/samples/sample_seed<SEED>.")
+_NUM_SAMPLES = flags.DEFINE_integer("num_samples", 8, "Number of videos.")
+_NUM_FRAMES = flags.DEFINE_integer("num_frames", None, "Frames per video; default: as trained.")
+_STEPS = flags.DEFINE_integer("steps", None, "Sampler steps; default: the config's.")
+_ETA = flags.DEFINE_float("eta", None, "DDIM eta (0 = deterministic); default: the config's.")
+_SEED = flags.DEFINE_integer("seed", 0, "The same seed gives the same videos.")
+_BATCH_SIZE = flags.DEFINE_integer("batch_size", 8, "Videos per jitted call.")
+
+
+def main(argv):
+  if len(argv) > 1:
+    raise app.UsageError(f"Unexpected arguments: {argv[1:]}")
+  try:
+    summary = sample_from_workdir(
+        _WORKDIR.value, out=_OUT.value, num_samples=_NUM_SAMPLES.value, num_frames=_NUM_FRAMES.value,
+        steps=_STEPS.value, seed=_SEED.value, eta=_ETA.value, batch_size=_BATCH_SIZE.value)
+  except JvdmError as error:
+    sys.exit(f"error: {error}")
+  print(json.dumps(summary, indent=2))
+
+
+if __name__ == "__main__":
+  logging.set_verbosity(logging.INFO)
+  app.run(main)

@@ -1,0 +1,107 @@
+"""DDIM and the scan driver, tested with the exact denoiser of Gaussian data."""
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from jvdm.diffusion import VPProcess, broadcast_to_video, get_schedule
+from jvdm.errors import ConfigError
+from jvdm.samplers import VideoSampler, ddim_step, uniform_time_grid
+from jvdm.samplers import run_solver as _run_solver
+
+run_solver = jax.jit(_run_solver, static_argnums=0)
+
+MEAN, STD = 0.3, 0.5
+PROCESS = VPProcess(get_schedule("cosine"))
+
+
+def gaussian_posterior_mean(variables, z, t):
+  """E[x | z_t] for x ~ N(MEAN, STD^2) per pixel: the exact x0 denoiser."""
+  del variables
+  alpha, sigma = (broadcast_to_video(c, z) for c in PROCESS.alpha_sigma(t))
+  return MEAN + alpha * STD**2 * (z - alpha * MEAN) / (alpha**2 * STD**2 + sigma**2)
+
+
+def denoise(z, t, cond):
+  del cond
+  return gaussian_posterior_mean(None, z, t)
+
+
+def _sampler(steps, eta=0.0):
+  return VideoSampler(gaussian_posterior_mean, PROCESS, "x0", num_steps=steps, eta=eta,
+                      clip_x0=False)
+
+
+@pytest.mark.parametrize("eta", [0.0, 1.0])
+def test_samples_have_the_data_distribution(eta):
+  videos = _sampler(200, eta).sample({}, seed=0, num_videos=64, video_shape=(4, 8, 8, 1),
+                                    batch_size=64, progress=False)
+  assert videos.shape == (64, 4, 8, 8, 1)
+  assert abs(videos.mean() - MEAN) < 0.01
+  assert abs(videos.std() - STD) < 0.02  # sampling error ~0.003, DDPM-like bias at eta=1
+
+
+def test_deterministic_ddim_converges_to_the_exact_flow_map():
+  # For Gaussian data the probability-flow ODE is linear: it maps the starting noise z_1 to
+  # MEAN + STD * (z_1 - alpha_1 MEAN) / sqrt(alpha_1^2 STD^2 + sigma_1^2).
+  shape = (2, 3, 4, 4, 1)
+  x_init = jax.random.normal(jax.random.key(0), shape)
+  alpha1, sigma1 = PROCESS.alpha_sigma(jnp.float32(1.0))
+  exact = MEAN + STD * (x_init - alpha1 * MEAN) / jnp.sqrt(alpha1**2 * STD**2 + sigma1**2)
+  keys = jax.random.split(jax.random.key(1), shape[0])
+  errors = []
+  for steps in (20, 80, 320):
+    out = run_solver(ddim_step(denoise, PROCESS, clip_x0=False), x_init, uniform_time_grid(steps),
+                     keys)
+    errors.append(float(jnp.max(jnp.abs(out - exact))))
+  assert errors[2] < 1e-2
+  # DDIM is a first-order solver: 4x the steps, about 1/4 the error.
+  assert 3.0 < errors[0] / errors[1] < 5.0 and 3.0 < errors[1] / errors[2] < 5.0
+
+
+def test_per_frame_time_grid():
+  shape = (1, 2, 4, 4, 1)
+  steps = 10
+  x_init = jax.random.normal(jax.random.key(0), shape)
+  keys = jax.random.split(jax.random.key(1), 1)
+  solver = ddim_step(denoise, PROCESS, clip_x0=False)
+  shared = uniform_time_grid(steps)
+  # [B, T] times that are equal across frames give the same result as scalar times.
+  same = run_solver(solver, x_init, jnp.broadcast_to(shared[:, None, None], (steps + 1, 1, 2)),
+                    keys)
+  np.testing.assert_allclose(same, run_solver(solver, x_init, shared, keys), atol=1e-6)
+  # Frame 0 held at one time (t_cur == t_next) is left unchanged while frame 1 is denoised.
+  held = jnp.stack([jnp.full(steps + 1, 0.5), shared], axis=-1)[:, None, :]
+  out = run_solver(solver, x_init, held, keys)
+  np.testing.assert_allclose(out[:, 0], x_init[:, 0], atol=1e-5)
+  np.testing.assert_allclose(out[:, 1], same[:, 1], atol=1e-5)
+
+
+def test_same_seed_same_videos_and_independent_of_batch_size():
+  sampler = _sampler(4, eta=1.0)
+  a = sampler.sample({}, seed=3, num_videos=5, video_shape=(2, 4, 4, 1), batch_size=2,
+                     progress=False)
+  b = sampler.sample({}, seed=3, num_videos=5, video_shape=(2, 4, 4, 1), batch_size=5,
+                     progress=False)
+  c = sampler.sample({}, seed=4, num_videos=5, video_shape=(2, 4, 4, 1), batch_size=5,
+                     progress=False)
+  np.testing.assert_allclose(a, b, atol=1e-6)
+  assert not np.allclose(a, c)
+
+
+def test_one_compile_per_shape_and_step_count():
+  sampler = _sampler(7)
+  for seed in range(3):
+    sampler.sample({}, seed=seed, num_videos=3, video_shape=(2, 4, 4, 1), batch_size=2,
+                   progress=False)
+  assert sampler._sample_batch._cache_size() == 1  # pylint: disable=protected-access
+
+
+def test_bad_sampler_arguments():
+  with pytest.raises(ConfigError, match="ddim"):
+    VideoSampler(gaussian_posterior_mean, PROCESS, "x0", sampler="plms")
+  with pytest.raises(ConfigError, match="positive"):
+    VideoSampler(gaussian_posterior_mean, PROCESS, "x0", num_steps=0)
+  with pytest.raises(ConfigError, match="eta"):
+    VideoSampler(gaussian_posterior_mean, PROCESS, "x0", eta=-1.0)

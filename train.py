@@ -1,0 +1,42 @@
+"""Trains a video diffusion model.
+
+  python train.py                                   # the default: a 3D UNet on bouncing shapes
+  python train.py --config configs/bouncing_shapes_unet.py:tiny --workdir /tmp/run
+  python train.py --config.train.num_steps=500      # any config field can be overridden
+
+Re-running with the same --workdir resumes from its latest checkpoint.
+"""
+
+import os
+import sys
+
+from absl import app, flags, logging
+from ml_collections import config_flags
+
+from jvdm.errors import JvdmError
+from jvdm.training.loop import train_and_evaluate
+
+_DEFAULT_CONFIG = os.path.join(os.path.dirname(os.path.abspath(__file__)), "configs",
+                               "bouncing_shapes_unet.py")
+_CONFIG = config_flags.DEFINE_config_file("config", _DEFAULT_CONFIG,
+                                          "Config file, optionally with ':variant'.")
+_WORKDIR = flags.DEFINE_string("workdir", None,
+                               "Output folder; default runs/<config name> in the current folder.")
+
+
+def main(argv):
+  if len(argv) > 1:
+    raise app.UsageError(f"Unexpected arguments: {argv[1:]}")
+  config_path = config_flags.get_config_filename(flags.FLAGS["config"])
+  workdir = _WORKDIR.value or os.path.join("runs", os.path.splitext(os.path.basename(config_path))[0])
+  print(f"jvdm: writing checkpoints, metrics.jsonl and samples/ to {os.path.abspath(workdir)}")
+  try:
+    train_and_evaluate(_CONFIG.value, workdir)
+  except JvdmError as error:
+    sys.exit(f"error: {error}")
+  print(f"jvdm: done. Sample new videos with: python sample.py --workdir {workdir}")
+
+
+if __name__ == "__main__":
+  logging.set_verbosity(logging.INFO)
+  app.run(main)
