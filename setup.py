@@ -25,6 +25,7 @@ setup(
         "ml_collections>=1.1.0",
         "tensorflow-datasets>=4.9.10",
         "numpy",
+        "scipy",
         "imageio>=2.38",
         "imageio-ffmpeg>=0.8",
         "pillow",

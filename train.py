@@ -24,6 +24,16 @@ _WORKDIR = flags.DEFINE_string("workdir", None,
                                "Output folder; default runs/<config name> in the current folder.")
 
 
+def parse_flags(argv):
+  """absl's parser, with an unknown `--config.x` field reported as a one-line error."""
+  try:
+    return flags.FLAGS(argv)
+  except AttributeError as error:  # raised by ml_collections for a field the config lacks
+    overrides = [arg for arg in argv[1:] if arg.startswith("--config.")]
+    message = str(error).strip("'\"").replace("\\n", " ").replace("\n", " ")
+    sys.exit(f"error: unknown config field in {overrides}: {message}")
+
+
 def main(argv):
   if len(argv) > 1:
     raise app.UsageError(f"Unexpected arguments: {argv[1:]}")
@@ -39,4 +49,4 @@ def main(argv):
 
 if __name__ == "__main__":
   logging.set_verbosity(logging.INFO)
-  app.run(main)
+  app.run(main, flags_parser=parse_flags)

@@ -43,6 +43,9 @@ def validate_config(config: ml_collections.ConfigDict) -> None:
   _one_of(config.model.param_dtype, DTYPES, "model.param_dtype")
   if not config.optim.learning_rate > 0:
     raise ConfigError(f"config.optim.learning_rate must be > 0, got {config.optim.learning_rate}.")
+  if not 0 <= config.optim.warmup_steps < config.train.num_steps:
+    raise ConfigError(f"config.optim.warmup_steps={config.optim.warmup_steps} must be in [0, "
+                      f"config.train.num_steps={config.train.num_steps}).")
   if not 0.0 <= config.optim.ema_decay < 1.0:
     raise ConfigError(f"config.optim.ema_decay must be in [0, 1), got {config.optim.ema_decay}.")
   if config.sample.eta < 0:

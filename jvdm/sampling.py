@@ -43,7 +43,8 @@ def evaluate_samples(config: ml_collections.ConfigDict, videos: np.ndarray) -> d
     return None
   from jvdm.metrics import reference_validity, synthetic_video_validity  # pylint: disable=g-import-not-at-top
   shapes = config.data.bouncing_shapes
-  generated = synthetic_video_validity(videos, max_shapes=shapes.max_shapes)
+  generated = synthetic_video_validity(videos, max_shapes=shapes.max_shapes,
+                                       min_speed=shapes.min_speed, max_speed=shapes.max_speed)
   reference = reference_validity(
       num_videos=len(videos), seed=shapes.seed + 1, num_frames=videos.shape[1],
       height=config.data.height, width=config.data.width, min_shapes=shapes.min_shapes,

@@ -1,0 +1,6 @@
+"""Metrics on generated videos."""
+
+from jvdm.metrics.synthetic_video import VideoReport
+from jvdm.metrics.synthetic_video import analyze_video
+from jvdm.metrics.synthetic_video import reference_validity
+from jvdm.metrics.synthetic_video import synthetic_video_validity
