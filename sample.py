@@ -10,8 +10,9 @@ Writes samples.mp4 and samples.gif (a grid), samples.npz (key `videos`, uint8
 import json
 import sys
 
-from absl import app, flags, logging
+from absl import app, flags
 
+from jvdm.cli import configure_console_logging
 from jvdm.errors import JvdmError
 from jvdm.sampling import sample_from_workdir
 
@@ -38,5 +39,5 @@ def main(argv):
 
 
 if __name__ == "__main__":
-  logging.set_verbosity(logging.INFO)
+  configure_console_logging()
   app.run(main)

@@ -10,9 +10,10 @@ Re-running with the same --workdir resumes from its latest checkpoint.
 import os
 import sys
 
-from absl import app, flags, logging
+from absl import app, flags
 from ml_collections import config_flags
 
+from jvdm.cli import configure_console_logging
 from jvdm.errors import JvdmError
 from jvdm.training.loop import train_and_evaluate
 
@@ -22,6 +23,13 @@ _CONFIG = config_flags.DEFINE_config_file("config", _DEFAULT_CONFIG,
                                           "Config file, optionally with ':variant'.")
 _WORKDIR = flags.DEFINE_string("workdir", None,
                                "Output folder; default runs/<config name> in the current folder.")
+
+
+def default_workdir(config_argument: str) -> str:
+  """runs/<config file name>[_<variant>], e.g. runs/bouncing_shapes_unet_tiny."""
+  path, _, variant = config_argument.partition(":")
+  name = os.path.splitext(os.path.basename(path))[0]
+  return os.path.join("runs", f"{name}_{variant}" if variant else name)
 
 
 def parse_flags(argv):
@@ -37,8 +45,7 @@ def parse_flags(argv):
 def main(argv):
   if len(argv) > 1:
     raise app.UsageError(f"Unexpected arguments: {argv[1:]}")
-  config_path = config_flags.get_config_filename(flags.FLAGS["config"])
-  workdir = _WORKDIR.value or os.path.join("runs", os.path.splitext(os.path.basename(config_path))[0])
+  workdir = _WORKDIR.value or default_workdir(config_flags.get_config_filename(flags.FLAGS["config"]))
   print(f"jvdm: writing checkpoints, metrics.jsonl and samples/ to {os.path.abspath(workdir)}")
   try:
     train_and_evaluate(_CONFIG.value, workdir)
@@ -48,5 +55,5 @@ def main(argv):
 
 
 if __name__ == "__main__":
-  logging.set_verbosity(logging.INFO)
+  configure_console_logging()
   app.run(main, flags_parser=parse_flags)

@@ -7,6 +7,7 @@ import json
 import logging
 from typing import Any
 
+import flax.linen as nn
 import jax
 import ml_collections
 import numpy as np
@@ -19,13 +20,12 @@ from jvdm.io.video import save_npz, write_video_grid
 from jvdm.models import get_model
 from jvdm.parallel.mesh import make_mesh
 from jvdm.samplers import VideoSampler
-from jvdm.training.checkpoint import Checkpointer
+from jvdm.training.checkpoint import CHECKPOINT_DIR, Checkpointer
 from jvdm.training.optimizer import make_optimizer
 from jvdm.training.run_config import load_run_config
 from jvdm.training.state import abstract_train_state
 
-CHECKPOINT_DIR = "checkpoints"
-
+logger = logging.getLogger(__name__)
 
 def make_video_sampler(config: ml_collections.ConfigDict, apply_fn, steps: int | None = None,
                        eta: float | None = None) -> VideoSampler:
@@ -99,7 +99,7 @@ def sample_from_workdir(workdir: str, *, out: str | None = None, num_samples: in
   model = get_model(config)
   tx, _ = make_optimizer(config.optim, config.train.num_steps)
   video_shape = (config.data.num_frames, config.data.height, config.data.width, config.data.channels)
-  with jax.set_mesh(mesh):
+  with jax.set_mesh(mesh), nn.logical_axis_rules(config.mesh.logical_axis_rules):
     _, _, abstract = abstract_train_state(model, tx, video_shape, mesh,
                                           config.mesh.logical_axis_rules)
     params = checkpointer.restore(abstract, step=step).ema_params
@@ -121,5 +121,5 @@ def sample_from_workdir(workdir: str, *, out: str | None = None, num_samples: in
     summary["synthetic_video_validity"] = metric
     (out_dir / "metrics.json").write_text(json.dumps(metric, indent=2))
     summary["files"].append(str(out_dir / "metrics.json"))
-  logging.info("Sampled %d videos from step %d into %s", num_samples, step, out_dir)
+  logger.info("Sampled %d videos from step %d into %s", num_samples, step, out_dir)
   return summary

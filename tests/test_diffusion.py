@@ -45,6 +45,16 @@ def test_prediction_target_converts_back_to_x0(prediction):
   np.testing.assert_allclose(x0_from_prediction(prediction, target, z, alpha, sigma), x, atol=1e-4)
 
 
+def test_prediction_targets_have_the_published_values():
+  # At alpha = sigma = 1/sqrt(2): v = (eps - x) / sqrt(2) (Salimans & Ho 2022, eq. 9).
+  x, noise = jnp.asarray([0.5]), jnp.asarray([-1.0])
+  half = jnp.asarray([2**-0.5])
+  np.testing.assert_allclose(target_for_prediction("v", x, noise, half, half), [-1.5 * 2**-0.5],
+                             rtol=1e-6)
+  np.testing.assert_allclose(target_for_prediction("eps", x, noise, half, half), noise)
+  np.testing.assert_allclose(target_for_prediction("x0", x, noise, half, half), x)
+
+
 def test_broadcast_rejects_timesteps_of_the_wrong_shape():
   video = jnp.zeros((2, 3, 4, 4, 1))
   assert broadcast_to_video(jnp.zeros(2), video).shape == (2, 1, 1, 1, 1)

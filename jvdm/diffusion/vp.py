@@ -39,8 +39,3 @@ class VPProcess:
     """Returns (alpha_t, sigma_t), each shaped like t."""
     logsnr = self.logsnr_fn(jnp.asarray(t, jnp.float32))
     return jnp.sqrt(jax.nn.sigmoid(logsnr)), jnp.sqrt(jax.nn.sigmoid(-logsnr))
-
-  def add_noise(self, x: jnp.ndarray, noise: jnp.ndarray, t: jnp.ndarray) -> jnp.ndarray:
-    """q(z_t | x): `x`, `noise` `[B, T, H, W, C]`; `t` `[B]` or `[B, T]`."""
-    alpha, sigma = self.alpha_sigma(t)
-    return broadcast_to_video(alpha, x) * x + broadcast_to_video(sigma, x) * noise

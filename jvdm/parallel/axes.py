@@ -27,6 +27,9 @@ MLP = "mlp"  # hidden width of a feed-forward layer / output side of a kernel
 QKV_HEADS = "heads"
 HEAD_DIM = "head_dim"
 CONV_SPATIAL = "conv_spatial"  # kernel window axes, never sharded
+# A logical name may appear only once per array, so 2D kernels name their two window axes.
+CONV_HEIGHT = "conv_height"
+CONV_WIDTH = "conv_width"
 CONV_TEMPORAL = "conv_temporal"
 NORM = "norm"  # scales/biases of norms
 VOCAB = "vocab"
@@ -46,6 +49,8 @@ DEFAULT_RULES = (
     (QKV_HEADS, TENSOR),
     (HEAD_DIM, None),
     (CONV_SPATIAL, None),
+    (CONV_HEIGHT, None),
+    (CONV_WIDTH, None),
     (CONV_TEMPORAL, None),
     (NORM, None),
     (VOCAB, None),

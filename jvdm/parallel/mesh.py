@@ -4,7 +4,6 @@ import math
 from typing import Mapping, Sequence
 
 import jax
-import numpy as np
 from jax.sharding import AxisType, Mesh, NamedSharding, PartitionSpec
 
 from jvdm.errors import ConfigError
@@ -46,8 +45,9 @@ def make_mesh(shape: Mapping[str, int], devices: Sequence[jax.Device] | None = N
   """A mesh over `devices` (default: all) with Auto axes named `axes.MESH_AXES`."""
   devices = jax.devices() if devices is None else list(devices)
   sizes = resolve_mesh_shape(shape, len(devices))
-  device_grid = np.asarray(devices).reshape(tuple(sizes.values()))
-  return Mesh(device_grid, axes.MESH_AXES, axis_types=(AxisType.Auto,) * len(sizes))
+  # jax.make_mesh orders devices by the physical topology (ICI rings on TPU, hosts on GPU).
+  return jax.make_mesh(tuple(sizes.values()), axes.MESH_AXES,
+                       axis_types=(AxisType.Auto,) * len(sizes), devices=devices)
 
 
 def batch_sharding(mesh: Mesh, ndim: int) -> NamedSharding:

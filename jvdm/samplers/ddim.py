@@ -30,7 +30,9 @@ def ddim_step(denoise: Denoiser, process: VPProcess, eta: float = 0.0,
     eps = (x - alpha_t * x0) / sigma_t
     c = eta * (sigma_s / sigma_t) * jnp.sqrt(jnp.clip(1.0 - (alpha_t / alpha_s)**2, 0.0))
     direction = jnp.sqrt(jnp.clip(sigma_s**2 - c**2, 0.0)) * eps
-    x_next = alpha_s * x0 + direction + c * normal_per_sample(noise_rng, x.shape[1:], x.dtype)
+    x_next = alpha_s * x0 + direction
+    if eta > 0:  # eta is a Python float: deterministic DDIM draws no noise
+      x_next = x_next + c * normal_per_sample(noise_rng, x.shape[1:], x.dtype)
     return SamplerCarry(x=x_next, rng=rng)
 
   return step

@@ -15,7 +15,9 @@ from jvdm.samplers.ddim import ddim_step
 from jvdm.samplers.denoiser import make_denoiser
 from jvdm.samplers.driver import normal_per_sample, run_solver, split_per_sample, uniform_time_grid
 
-SAMPLERS = ("ddim",)
+# name -> solver factory `(denoise, process, eta, clip_x0) -> step`.
+SOLVERS = {"ddim": ddim_step}
+SAMPLERS = tuple(SOLVERS)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -45,7 +47,7 @@ class VideoSampler:
 
     def sample_batch(params: Any, keys: jax.Array, video_shape: tuple[int, ...]) -> jnp.ndarray:
       denoise = make_denoiser(self.apply_fn, params, self.process, self.prediction)
-      solver = ddim_step(denoise, self.process, eta=self.eta, clip_x0=self.clip_x0)
+      solver = SOLVERS[self.sampler](denoise, self.process, eta=self.eta, clip_x0=self.clip_x0)
       solver_keys, init_keys = split_per_sample(keys)
       x_init = normal_per_sample(init_keys, video_shape)
       return run_solver(solver, x_init, uniform_time_grid(self.num_steps), solver_keys)

@@ -13,12 +13,16 @@ from etils import epath
 
 from jvdm.errors import CheckpointError
 
+logger = logging.getLogger(__name__)
+
+CHECKPOINT_DIR = "checkpoints"  # inside the workdir
+
 
 class Checkpointer:
   """Saves and restores (state, data iterator) pairs under `directory`."""
 
   def __init__(self, directory: str | epath.Path, keep: int = 3, read_only: bool = False):
-    self.directory = epath.Path(directory)
+    self.directory = epath.Path(directory).resolve()  # orbax requires absolute paths
     options = ocp.CheckpointManagerOptions(
         preservation_policy=ocp.checkpoint_managers.LatestN(keep),
         enable_async_checkpointing=not read_only, create=not read_only, read_only=read_only)
@@ -53,7 +57,7 @@ class Checkpointer:
       raise CheckpointError(
           f"The checkpoint at step {step} in {self.directory} does not match the model built "
           f"from this config (was it written with another config?). Orbax said: {error}") from error
-    logging.info("Restored step %d from %s", step, self.directory)
+    logger.info("Restored step %d from %s", step, self.directory)
     return restored["state"]
 
   def wait_until_finished(self) -> None:

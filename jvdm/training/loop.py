@@ -22,13 +22,15 @@ from jvdm.diffusion import make_process
 from jvdm.errors import JvdmError, ShapeError
 from jvdm.models import get_model
 from jvdm.parallel.mesh import batch_sharding, data_parallel_size, make_mesh, replicated
-from jvdm.sampling import CHECKPOINT_DIR, evaluate_samples, make_video_sampler, write_samples
-from jvdm.training.checkpoint import Checkpointer
+from jvdm.sampling import evaluate_samples, make_video_sampler, write_samples
+from jvdm.training.checkpoint import CHECKPOINT_DIR, Checkpointer
 from jvdm.training.metrics_log import MetricsLog
 from jvdm.training.optimizer import make_optimizer
 from jvdm.training.run_config import check_run_config_matches, save_run_config
-from jvdm.training.state import TrainState, create_sharded_state
+from jvdm.training.state import TrainState, abstract_train_state
 from jvdm.training.step import make_train_step
+
+logger = logging.getLogger(__name__)
 
 
 class NonFiniteLossError(JvdmError):
@@ -52,12 +54,8 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str,
   # Config: every check before any compute.
   validate_config(config)
   workdir = epath.Path(workdir)
-  check_run_config_matches(workdir, config)
   is_main_process = jax.process_index() == 0
-  if is_main_process:
-    workdir.mkdir(parents=True, exist_ok=True)
-    save_run_config(workdir, config)
-  logging.info("Workdir: %s", workdir)
+  logger.info("Workdir: %s", workdir)
 
   # Mesh.
   mesh = make_mesh(config.mesh.shape)
@@ -71,20 +69,26 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str,
   data_iterator = iter(make_dataset(config.data))
 
   with jax.set_mesh(mesh), nn.logical_axis_rules(rules):
-    # Model and state.
+    # Model and state: restored from the workdir if it has a checkpoint, else initialized.
     model = get_model(config)
     process = make_process(config.diffusion)
     tx, schedule = make_optimizer(config.optim, config.train.num_steps)
     init_rng, train_rng = jax.random.split(jax.random.key(config.seed))
-    state, state_shardings, abstract_state = create_sharded_state(model, tx, init_rng, video_shape,
-                                                                  mesh, rules)
+    init, state_shardings, abstract_state = abstract_train_state(model, tx, video_shape, mesh, rules)
     checkpointer = Checkpointer(workdir / CHECKPOINT_DIR, keep=config.train.keep_checkpoints)
+    metrics_log = MetricsLog(workdir / "metrics.jsonl")
     if checkpointer.latest_step() is not None:
+      check_run_config_matches(workdir, config)
       state = checkpointer.restore(abstract_state, data_iterator)
+      metrics_log.drop_after(int(state.step))  # steps after the checkpoint are run again
+    else:
+      state = jax.jit(init, out_shardings=state_shardings)(init_rng)
+    if is_main_process:
+      save_run_config(workdir, config)
     start_step = int(state.step)
     num_params = sum(math.prod(x.shape) for x in jax.tree.leaves(state.params))
-    logging.info("Model: %s, %.2fM params; starting at step %d of %d", config.model.name,
-                 num_params / 1e6, start_step, config.train.num_steps)
+    logger.info("Model: %s, %.2fM params; starting at step %d of %d", config.model.name,
+                num_params / 1e6, start_step, config.train.num_steps)
 
     # Step.
     video_sharding = batch_sharding(mesh, 1 + len(video_shape))
@@ -95,7 +99,6 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str,
         out_shardings=(state_shardings, replicated(mesh)),
         donate_argnums=0)
     sampler = make_video_sampler(config, model.apply)
-    metrics_log = MetricsLog(workdir / "metrics.jsonl")
 
     def save_samples(step: int, state: TrainState) -> None:
       videos = to_uint8(sampler.sample(state.ema_params, config.seed, config.train.num_sample_videos,
@@ -115,29 +118,41 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str,
     bar = tqdm.tqdm(total=config.train.num_steps, initial=start_step, desc="training", unit="step",
                     disable=not (progress and is_main_process), dynamic_ncols=True)
     window_start, window_steps = time.perf_counter(), 0
-    for step in range(start_step + 1, end_step + 1):
-      local_batch = next(data_iterator)
-      batch = {"video": jax.make_array_from_process_local_data(video_sharding, local_batch["video"])}
-      state, metrics = train_step(state, batch, train_rng)
-      window_steps += 1
-      bar.update(1)
-      is_last = step == end_step
-      if step % config.train.log_every == 0 or is_last:
-        metrics = jax.device_get(metrics)
-        if not np.isfinite(metrics["loss"]):
-          raise NonFiniteLossError(f"The loss is {metrics['loss']} at step {step}; stopping. The "
-                                   f"last checkpoint is step {checkpointer.latest_step()}.")
-        elapsed = time.perf_counter() - window_start
-        metrics["steps_per_second"] = window_steps / elapsed
-        window_start, window_steps = time.perf_counter(), 0
-        metrics_log.write(step, metrics)
-        bar.set_postfix(loss=f"{metrics['loss']:.4f}", steps_per_s=f"{metrics['steps_per_second']:.2f}")
-      if step % config.train.checkpoint_every == 0 or is_last:
-        checkpointer.save(step, state, data_iterator)
-      sample_every = config.train.sample_every
-      if (sample_every and step % sample_every == 0) or step == config.train.num_steps:
-        save_samples(step, state)
-    bar.close()
-    checkpointer.wait_until_finished()
-    checkpointer.close()
+    try:
+      for step in range(start_step + 1, end_step + 1):
+        local_batch = next(data_iterator)
+        batch = {"video": jax.make_array_from_process_local_data(video_sharding,
+                                                                 local_batch["video"])}
+        state, metrics = train_step(state, batch, train_rng)
+        if step == start_step + 1:  # the first call compiled: time only what follows
+          window_start, window_steps = time.perf_counter(), 0
+        else:
+          window_steps += 1
+        bar.update(1)
+        is_last = step == end_step
+        should_log = step % config.train.log_every == 0 or is_last
+        should_save = step % config.train.checkpoint_every == 0 or is_last
+        if should_log or should_save:
+          metrics = jax.device_get(metrics)
+          if not np.isfinite(metrics["loss"]):  # never checkpoint a broken state
+            checkpointer.wait_until_finished()
+            raise NonFiniteLossError(f"The loss is {metrics['loss']} at step {step}; stopping. The "
+                                     f"last checkpoint is step {checkpointer.latest_step()}.")
+        if should_log:
+          if window_steps:
+            metrics["steps_per_second"] = window_steps / (time.perf_counter() - window_start)
+          metrics_log.write(step, metrics)
+          bar.set_postfix(loss=f"{metrics['loss']:.4f}",
+                          steps_per_s=f"{metrics.get('steps_per_second', float('nan')):.2f}")
+        if should_save:
+          checkpointer.save(step, state, data_iterator)
+        sample_every = config.train.sample_every
+        if (sample_every and step % sample_every == 0) or step == config.train.num_steps:
+          save_samples(step, state)
+        if should_log or should_save:  # saving and sampling are not training time
+          window_start, window_steps = time.perf_counter(), 0
+    finally:
+      bar.close()
+      checkpointer.wait_until_finished()  # an in-flight save completes even on an error
+      checkpointer.close()
   return state

@@ -2,12 +2,15 @@
 and read back by `sample.py` so sampling needs only `--workdir`."""
 
 import json
+import logging
 from typing import Any
 
 import ml_collections
 from etils import epath
 
 from jvdm.errors import CheckpointError
+
+logger = logging.getLogger(__name__)
 
 CONFIG_FILE = "config.json"
 # Sections that decide the shapes of the params and the meaning of the network's output.
@@ -23,17 +26,11 @@ def _as_tuples(value: Any) -> Any:
   return value
 
 
-def _lookup(tree: dict, dotted: str) -> Any:
-  for key in dotted.split("."):
-    tree = tree.get(key, {}) if isinstance(tree, dict) else {}
-  return tree
-
-
 def _flatten(value: Any, prefix: str) -> dict[str, Any]:
   if isinstance(value, dict):
     out = {}
     for key, item in value.items():
-      out.update(_flatten(item, f"{prefix}.{key}"))
+      out.update(_flatten(item, f"{prefix}.{key}" if prefix else key))
     return out
   return {prefix: value}
 
@@ -41,7 +38,9 @@ def _flatten(value: Any, prefix: str) -> dict[str, Any]:
 def save_run_config(workdir: str | epath.Path, config: ml_collections.ConfigDict) -> None:
   path = epath.Path(workdir) / CONFIG_FILE
   path.parent.mkdir(parents=True, exist_ok=True)
-  path.write_text(config.to_json(indent=2, sort_keys=True))
+  temporary = path.parent / (CONFIG_FILE + ".tmp")
+  temporary.write_text(config.to_json(indent=2, sort_keys=True))
+  temporary.rename(path)  # atomic: readers never see half a file
 
 
 def load_run_config(workdir: str | epath.Path) -> ml_collections.ConfigDict:
@@ -57,14 +56,16 @@ def check_run_config_matches(workdir: str | epath.Path, config: ml_collections.C
   """Raises CheckpointError when `workdir` was trained with a config of other shapes or meaning."""
   if not (epath.Path(workdir) / CONFIG_FILE).exists():
     return
-  saved = json.loads((epath.Path(workdir) / CONFIG_FILE).read_text())
-  current = json.loads(config.to_json())
-  differences = []
-  for section in _MUST_MATCH:
-    old, new = _flatten(_lookup(saved, section), section), _flatten(_lookup(current, section), section)
-    for key in sorted(set(old) | set(new)):
-      if old.get(key) != new.get(key):
-        differences.append(f"{key}: workdir has {old.get(key)!r}, this config has {new.get(key)!r}")
+  old = _flatten(json.loads((epath.Path(workdir) / CONFIG_FILE).read_text()), "")
+  new = _flatten(json.loads(config.to_json()), "")
+  differences, other_changes = [], []
+  for key in sorted(set(old) | set(new)):
+    if old.get(key) != new.get(key):
+      change = f"{key}: workdir has {old.get(key)!r}, this config has {new.get(key)!r}"
+      must_match = any(key == s or key.startswith(s + ".") for s in _MUST_MATCH)
+      (differences if must_match else other_changes).append(change)
+  if other_changes:
+    logger.warning("Resuming %s with changed settings:\n  %s", workdir, "\n  ".join(other_changes))
   if differences:
     raise CheckpointError(
         f"The workdir {workdir} was trained with an incompatible config:\n  " +

@@ -18,6 +18,13 @@ class TrainState:
   opt_state: optax.OptState
 
 
+def _unbox(tree: Any) -> Any:
+  """Drops flax's logical-axis boxes, keeping the values (no sharding constraint applied)."""
+  is_box = lambda x: isinstance(x, nn.meta.AxisMetadata)
+  return jax.tree.map(lambda x: x.unbox(apply_constraint=False) if is_box(x) else x, tree,
+                      is_leaf=is_box)
+
+
 def abstract_train_state(model: nn.Module, tx: optax.GradientTransformation,
                          video_shape: tuple[int, int, int, int], mesh: Mesh,
                          rules) -> tuple[Callable[[jax.Array], TrainState], Any, Any]:
@@ -45,8 +52,8 @@ def abstract_train_state(model: nn.Module, tx: optax.GradientTransformation,
   boxed = jax.eval_shape(boxed_init, jax.random.key(0))
   shardings = nn.logical_to_mesh_sharding(nn.get_partition_spec(boxed), mesh, rules)
   abstract = jax.tree.map(lambda s, sharding: jax.ShapeDtypeStruct(s.shape, s.dtype, sharding=sharding),
-                          nn.meta.unbox(boxed), shardings)
-  return (lambda rng: nn.meta.unbox(boxed_init(rng))), shardings, abstract
+                          _unbox(boxed), shardings)
+  return (lambda rng: _unbox(boxed_init(rng))), shardings, abstract
 
 
 def create_sharded_state(model: nn.Module, tx: optax.GradientTransformation, rng: jax.Array,

@@ -7,17 +7,13 @@ import jax
 import jax.numpy as jnp
 import optax
 
+from jvdm.data.transforms import to_model_range
 from jvdm.diffusion.loss import diffusion_loss
 from jvdm.diffusion.vp import VPProcess
 from jvdm.training.optimizer import ema_update
 from jvdm.training.state import TrainState
 
 Batch = dict[str, jnp.ndarray]  # {'video': uint8 [B, T, H, W, C]}
-
-
-def videos_to_model_range(video: jnp.ndarray) -> jnp.ndarray:
-  """uint8 [0, 255] -> float32 [-1, 1]."""
-  return video.astype(jnp.float32) / 127.5 - 1.0
 
 
 def make_train_step(model: nn.Module, process: VPProcess, prediction: str, per_frame_noise: bool,
@@ -28,7 +24,7 @@ def make_train_step(model: nn.Module, process: VPProcess, prediction: str, per_f
   def train_step(state: TrainState, batch: Batch, rng: jax.Array) -> tuple[TrainState, dict]:
     # One key per step, independent of how the run was split into restarts.
     dropout_rng, loss_rng = jax.random.split(jax.random.fold_in(rng, state.step))
-    videos = videos_to_model_range(batch["video"])
+    videos = to_model_range(batch["video"])
 
     def loss_fn(params):
       network = lambda z, t: model.apply({"params": params}, z, t, train=True,

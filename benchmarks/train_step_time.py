@@ -1,0 +1,107 @@
+"""Times the real train step (compile and steady state) for config variants, on this machine.
+
+  python benchmarks/train_step_time.py                      # the default config
+  python benchmarks/train_step_time.py --set model.base_channels=16 --set model.patch_size=1
+
+Prints one JSON line per run and appends it to benchmarks/results/train_step_time.json.
+"""
+
+import argparse
+import ast
+import json
+import math
+import os
+import platform
+import statistics
+import time
+
+import flax.linen as nn
+import jax
+import numpy as np
+
+from configs import bouncing_shapes_unet
+from jvdm.data.synthetic import BouncingShapes
+from jvdm.diffusion import make_process
+from jvdm.models import get_model
+from jvdm.parallel.mesh import batch_sharding, make_mesh
+from jvdm.training.optimizer import make_optimizer
+from jvdm.training.state import create_sharded_state
+from jvdm.training.step import make_train_step
+
+
+def apply_overrides(config, overrides):
+  config.unlock()
+  for item in overrides:
+    dotted, value = item.split("=", 1)
+    node = config
+    *parents, leaf = dotted.split(".")
+    for key in parents:
+      node = node[key]
+    try:
+      value = ast.literal_eval(value)
+    except (ValueError, SyntaxError):
+      pass
+    node[leaf] = value
+  config.lock()
+  return config
+
+
+def time_train_step(config, repeats: int) -> dict:
+  mesh = make_mesh(config.mesh.shape)
+  rules = config.mesh.logical_axis_rules
+  data = config.data
+  video_shape = (data.num_frames, data.height, data.width, data.channels)
+  source = BouncingShapes(num_frames=data.num_frames, height=data.height, width=data.width)
+  videos = np.stack([source[i]["video"] for i in range(data.batch_size)])
+  with jax.set_mesh(mesh), nn.logical_axis_rules(rules):
+    model = get_model(config)
+    tx, schedule = make_optimizer(config.optim, config.train.num_steps)
+    state, shardings, _ = create_sharded_state(model, tx, jax.random.key(0), video_shape, mesh, rules)
+    step = jax.jit(make_train_step(model, make_process(config.diffusion), config.diffusion.prediction,
+                                   config.diffusion.per_frame_noise, tx, schedule,
+                                   config.optim.ema_decay),
+                   in_shardings=(shardings, None, None), out_shardings=(shardings, None),
+                   donate_argnums=0)
+    batch = {"video": jax.device_put(videos, batch_sharding(mesh, videos.ndim))}
+    rng = jax.random.key(1)
+    start = time.perf_counter()
+    compiled = step.lower(state, batch, rng).compile()
+    compile_seconds = time.perf_counter() - start
+    flops = compiled.cost_analysis().get("flops", float("nan"))
+    state, metrics = compiled(state, batch, rng)  # warm-up
+    jax.block_until_ready(metrics)
+    times = []
+    for _ in range(repeats):
+      start = time.perf_counter()
+      state, metrics = compiled(state, batch, rng)
+      jax.block_until_ready(metrics)
+      times.append(time.perf_counter() - start)
+  params = sum(math.prod(x.shape) for x in jax.tree.leaves(state.params))
+  median = statistics.median(times)
+  return {"compile_s": round(compile_seconds, 2), "step_s_median": round(median, 4),
+          "step_s_min": round(min(times), 4), "gflop_per_step": round(flops / 1e9, 2),
+          "achieved_gflop_per_s": round(flops / 1e9 / median, 1), "params": params,
+          "steps_in_15_min": int(900 / median)}
+
+
+def main():
+  parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+  parser.add_argument("--variant", default="default")
+  parser.add_argument("--set", action="append", default=[], help="config override a.b=value")
+  parser.add_argument("--repeats", type=int, default=5)
+  parser.add_argument("--out", default=os.path.join(os.path.dirname(__file__), "results",
+                                                    "train_step_time.json"))
+  args = parser.parse_args()
+  config = apply_overrides(bouncing_shapes_unet.get_config(args.variant), args.set)
+  result = {"benchmark": "train_step_time", "variant": args.variant, "overrides": args.set,
+            "devices": f"{jax.device_count()}x {jax.devices()[0].device_kind}",
+            "cpu_count": os.cpu_count(), "machine": platform.machine(),
+            "batch_size": config.data.batch_size, **time_train_step(config, args.repeats)}
+  print(json.dumps(result))
+  os.makedirs(os.path.dirname(args.out), exist_ok=True)
+  with open(args.out, "a") as f:
+    f.write(json.dumps(result) + "\n")
+
+
+if __name__ == "__main__":
+  main()

@@ -1,0 +1,30 @@
+"""Video diffusion backbones; `get_model(config)` builds the one named by `config.model.name`."""
+
+from typing import Callable
+
+import flax.linen as nn
+import ml_collections
+
+from jvdm.errors import ConfigError
+from jvdm.models import unet3d
+from jvdm.models.unet3d import UNet3D
+
+_BUILDERS: dict[str, Callable[[ml_collections.ConfigDict], nn.Module]] = {
+    "unet3d": unet3d.from_config,
+}
+
+
+def get_model(config: ml_collections.ConfigDict) -> nn.Module:
+  """Returns the flax Module named by `config.model.name`, built from `config.model`/`data`.
+
+  The module is called as `model.apply({"params": p}, x, t, train=False, rngs=...)` with
+  `x` `[B, T, H, W, C]` and `t` `[B]` or `[B, T]` in [0, 1], and returns float32
+  `[B, T, H, W, C]`.
+  """
+  name = config.model.name
+  if name not in _BUILDERS:
+    raise ConfigError(f"unknown model.name {name!r}; valid names: {sorted(_BUILDERS)}")
+  return _BUILDERS[name](config)
+
+
+__all__ = ["UNet3D", "get_model"]

@@ -1,0 +1,121 @@
+"""Multi-head self-attention over one axis of a `[B, T, H, W, C]` video.
+
+Factorized space-time attention (Video Diffusion Models, Ho et al. 2022; TimeSformer,
+Bertasius et al. 2021): spatial attention mixes the H * W pixels of each frame, temporal
+attention mixes the T frames of each pixel. Both call `jax.nn.dot_product_attention`, which
+dispatches to cuDNN on GPU when asked and to XLA otherwise.
+"""
+
+from typing import Literal
+
+import einops
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+
+from jvdm.errors import ConfigError
+from jvdm.models.layers.norms import frame_group_norm
+from jvdm.models.layers.rope import apply_rope
+from jvdm.parallel.axes import EMBED, HEAD_DIM, QKV_HEADS
+
+
+class VideoSelfAttention(nn.Module):
+  """Pre-norm residual self-attention block: `x + out(attention(qkv(norm(x))))`.
+
+  The output projection is zero-initialized, so an untrained block is the identity
+  (Video LDM, Blattmann et al. 2023). Temporal attention rotates queries and keys by frame
+  index (RoPE), so it knows frame order, depends only on frame offsets, and takes any number
+  of frames at apply time.
+
+  Attributes:
+    axis: "spatial" (tokens: H * W pixels of one frame) or "temporal" (tokens: T frames of
+      one pixel).
+    head_dim: channels per head; the number of heads is `channels // head_dim`.
+    num_groups: GroupNorm groups of the pre-norm.
+    attention_implementation: passed to `jax.nn.dot_product_attention`: None (XLA, any
+      backend), "xla" or "cudnn".
+  """
+
+  axis: Literal["spatial", "temporal"]
+  head_dim: int
+  num_groups: int
+  attention_implementation: str | None = None
+  dtype: jnp.dtype = jnp.float32
+  param_dtype: jnp.dtype = jnp.float32
+
+  @nn.compact
+  def __call__(self, x: jnp.ndarray) -> jnp.ndarray:
+    """`[B, T, H, W, C]` -> `[B, T, H, W, C]`."""
+    batch, num_frames, height, width, channels = x.shape
+    if self.axis not in ("spatial", "temporal"):
+      raise ConfigError(f"attention axis must be 'spatial' or 'temporal', got {self.axis!r}")
+    if channels % self.head_dim:
+      raise ConfigError(
+          f"attention over {channels} channels needs channels divisible by head_dim, "
+          f"got head_dim={self.head_dim}"
+      )
+    num_heads = channels // self.head_dim
+
+    h = frame_group_norm(
+        self.num_groups, dtype=self.dtype, param_dtype=self.param_dtype, name="norm"
+    )(x)
+    # Raw params rather than nn.DenseGeneral: DenseGeneral initializes a flattened 2D kernel,
+    # which cannot carry 4 logical axis names.
+    qkv_kernel = self.param(
+        "qkv_kernel",
+        nn.with_logical_partitioning(
+            nn.initializers.lecun_normal(in_axis=0, out_axis=(1, 2, 3)),
+            (EMBED, None, QKV_HEADS, HEAD_DIM),
+        ),
+        (channels, 3, num_heads, self.head_dim),
+        self.param_dtype,
+    )
+    qkv_bias = self.param(
+        "qkv_bias",
+        nn.with_logical_partitioning(nn.initializers.zeros_init(), (None, QKV_HEADS, HEAD_DIM)),
+        (3, num_heads, self.head_dim),
+        self.param_dtype,
+    )
+    h, qkv_kernel, qkv_bias = nn.dtypes.promote_dtype(h, qkv_kernel, qkv_bias, dtype=self.dtype)
+    qkv = jnp.einsum("bthwc,cknd->bthwknd", h, qkv_kernel) + qkv_bias  # [B, T, H, W, 3, N, D]
+    query, key, value = (qkv[..., i, :, :] for i in range(3))  # each [B, T, H, W, N, D]
+
+    if self.axis == "spatial":
+      # Frames become the batch, pixels the sequence: a reshape, no transpose.
+      pattern = "b t h w n d -> (b t) (h w) n d"
+      query, key, value = (einops.rearrange(a, pattern) for a in (query, key, value))
+    else:
+      # Frames are the sequence; each (pixel, head) pair is its own attention head, so the
+      # layout stays [B, T, ...] and needs a reshape only, no transpose.
+      pattern = "b t h w n d -> b t (h w n) d"
+      query, key, value = (einops.rearrange(a, pattern) for a in (query, key, value))
+      frame_index = jnp.arange(num_frames)
+      query = apply_rope(query, frame_index)
+      key = apply_rope(key, frame_index)
+
+    out = jax.nn.dot_product_attention(
+        query, key, value, implementation=self.attention_implementation
+    )
+    if self.axis == "spatial":
+      out = einops.rearrange(
+          out, "(b t) (h w) n d -> b t h w n d", b=batch, h=height, w=width
+      )
+    else:
+      out = einops.rearrange(out, "b t (h w n) d -> b t h w n d", h=height, w=width)
+
+    out_kernel = self.param(
+        "out_kernel",
+        # Zero init: the block starts as the identity.
+        nn.with_logical_partitioning(nn.initializers.zeros_init(), (QKV_HEADS, HEAD_DIM, EMBED)),
+        (num_heads, self.head_dim, channels),
+        self.param_dtype,
+    )
+    out_bias = self.param(
+        "out_bias",
+        nn.with_logical_partitioning(nn.initializers.zeros_init(), (EMBED,)),
+        (channels,),
+        self.param_dtype,
+    )
+    out, out_kernel, out_bias = nn.dtypes.promote_dtype(out, out_kernel, out_bias, dtype=self.dtype)
+    out = jnp.einsum("bthwnd,ndc->bthwc", out, out_kernel) + out_bias  # [B, T, H, W, C]
+    return x + out

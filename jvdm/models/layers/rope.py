@@ -1,0 +1,31 @@
+"""Rotary position embedding (RoFormer, Su et al. 2021).
+
+Rotating queries and keys by their positions makes attention logits depend only on the
+relative offset between positions, so a layer trained on T frames accepts any T, and a
+window shifted along the video (long-video sampling) sees the same geometry.
+"""
+
+import jax.numpy as jnp
+
+
+def apply_rope(
+    x: jnp.ndarray, positions: jnp.ndarray, max_wavelength: float = 10_000.0
+) -> jnp.ndarray:
+  """Rotates feature pairs `(x_i, x_{i + D/2})` by angle `position * f_i`.
+
+  Args:
+    x: queries or keys `[B, L, N, D]` (D even).
+    positions: `[L]` or `[B, L]`, integer or float token positions.
+    max_wavelength: longest wavelength of the rotation frequencies.
+
+  Returns:
+    `[B, L, N, D]` in `x.dtype`; the rotation is computed in float32.
+  """
+  half = x.shape[-1] // 2
+  frequencies = max_wavelength ** (-jnp.arange(half, dtype=jnp.float32) / half)  # [D / 2]
+  angles = positions.astype(jnp.float32)[..., None] * frequencies  # [(B,) L, D / 2]
+  angles = angles[..., None, :]  # [(B,) L, 1, D / 2], broadcast over heads
+  sin, cos = jnp.sin(angles), jnp.cos(angles)
+  first, second = jnp.split(x.astype(jnp.float32), 2, axis=-1)
+  rotated = jnp.concatenate([first * cos - second * sin, second * cos + first * sin], axis=-1)
+  return rotated.astype(x.dtype)

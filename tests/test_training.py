@@ -1,0 +1,147 @@
+"""The train step, sharding, checkpoint resume and config checks, on the tiny config."""
+
+import json
+
+import flax.linen as nn
+import jax
+import numpy as np
+import pytest
+
+from configs import bouncing_shapes_unet
+from jvdm.diffusion import make_process
+from jvdm.errors import CheckpointError, ConfigError, ShapeError
+from jvdm.models import get_model
+from jvdm.parallel.mesh import batch_sharding, make_mesh
+from jvdm.sampling import sample_from_workdir
+from jvdm.training.loop import train_and_evaluate
+from jvdm.training.optimizer import make_optimizer
+from jvdm.training.state import create_sharded_state
+from jvdm.training.step import make_train_step
+
+
+def tiny_config(**overrides):
+  config = bouncing_shapes_unet.get_config("tiny")
+  config.unlock()
+  for dotted, value in overrides.items():
+    node = config
+    *parents, leaf = dotted.split(".")
+    for key in parents:
+      node = node[key]
+    node[leaf] = value
+  config.lock()
+  return config
+
+
+def _one_step(config, devices, batch_np, rng, mesh_shape=None):
+  mesh = make_mesh(mesh_shape or {"data": -1}, devices)
+  rules = config.mesh.logical_axis_rules
+  with jax.set_mesh(mesh), nn.logical_axis_rules(rules):
+    model = get_model(config)
+    tx, schedule = make_optimizer(config.optim, config.train.num_steps)
+    video_shape = batch_np.shape[1:]
+    state, shardings, _ = create_sharded_state(model, tx, jax.random.key(0), video_shape, mesh,
+                                               rules)
+    step = jax.jit(make_train_step(model, make_process(config.diffusion), "v", True, tx, schedule,
+                                   0.99), in_shardings=(shardings, None, None),
+                   out_shardings=(shardings, None))
+    batch = {"video": jax.device_put(batch_np, batch_sharding(mesh, batch_np.ndim))}
+    state, metrics = step(state, batch, rng)
+    state, metrics = step(state, batch, rng)
+    return jax.device_get(state.params), jax.device_get(metrics)
+
+
+@pytest.mark.parametrize("mesh_shape", [
+    {"data": -1},
+    {"data": 2, "fsdp": 4},
+    {"data": 2, "fsdp": 2, "tensor": 2},
+])
+def test_train_step_on_8_devices_equals_1_device(mesh_shape):
+  assert jax.device_count() == 8
+  config = tiny_config()
+  batch = np.random.default_rng(0).integers(0, 256, (8, 4, 16, 16, 3), dtype=np.uint8)
+  params_1, metrics_1 = _one_step(config, jax.devices()[:1], batch, jax.random.key(1))
+  params_8, metrics_8 = _one_step(config, jax.devices(), batch, jax.random.key(1), mesh_shape)
+  np.testing.assert_allclose(metrics_1["loss"], metrics_8["loss"], rtol=1e-5)
+  np.testing.assert_allclose(metrics_1["grad_norm"], metrics_8["grad_norm"], rtol=1e-4)
+  for a, b in zip(jax.tree.leaves(params_1), jax.tree.leaves(params_8)):
+    np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-6)
+
+
+def test_resumed_training_is_bitwise_equal_to_uninterrupted(tmp_path, monkeypatch):
+  monkeypatch.chdir(tmp_path)  # relative workdirs, as users type them
+  config = tiny_config(**{"train.num_steps": 6, "train.checkpoint_every": 3,
+                          "diffusion.per_frame_noise": True})
+  straight = train_and_evaluate(config, "straight", progress=False)
+  interrupted = train_and_evaluate(config, "resumed", stop_after_step=3, progress=False)
+  assert int(interrupted.step) == 3
+  resumed = train_and_evaluate(config, "resumed", progress=False)
+  assert int(resumed.step) == 6
+  for name in ("params", "ema_params", "opt_state"):
+    for a, b in zip(jax.tree.leaves(getattr(straight, name)), jax.tree.leaves(getattr(resumed, name))):
+      np.testing.assert_array_equal(np.asarray(a), np.asarray(b))
+  # The losses logged after the restart are those of the uninterrupted run (same data order).
+  def losses(workdir):
+    lines = (tmp_path / workdir / "metrics.jsonl").read_text().splitlines()
+    return [(r["step"], r["loss"]) for r in map(json.loads, lines) if "loss" in r]
+  assert losses("straight") == losses("resumed")
+  assert [step for step, _ in losses("straight")] == [1, 2, 3, 4, 5, 6]
+
+
+def test_workdir_outputs_and_sampling(tmp_path):
+  config = tiny_config(**{"train.num_steps": 2})
+  workdir = tmp_path / "run"
+  train_and_evaluate(config, str(workdir), progress=False)
+  records = [json.loads(line) for line in (workdir / "metrics.jsonl").read_text().splitlines()]
+  assert {"loss", "grad_norm", "learning_rate", "steps_per_second"} <= set(records[0])
+  assert (workdir / "samples" / "step_0000002.gif").exists()
+  assert any(r.get("sample_valid_fraction") is not None for r in records)
+  summary = sample_from_workdir(str(workdir), out=str(tmp_path / "out"), num_samples=3, seed=5,
+                                progress=False)
+  videos = np.load(tmp_path / "out" / "samples.npz")["videos"]
+  assert videos.shape == (3, 4, 16, 16, 3) and videos.dtype == np.uint8
+  assert "synthetic_video_validity" in summary
+  assert (tmp_path / "out" / "samples.mp4").exists() and (tmp_path / "out" / "metrics.json").exists()
+  again = sample_from_workdir(str(workdir), out=str(tmp_path / "again"), num_samples=3, seed=5,
+                              progress=False)
+  np.testing.assert_array_equal(np.load(tmp_path / "again" / "samples.npz")["videos"], videos)
+  del again
+  longer = sample_from_workdir(str(workdir), out=str(tmp_path / "longer"), num_samples=1,
+                               num_frames=6, steps=2, progress=False)
+  assert np.load(tmp_path / "longer" / "samples.npz")["videos"].shape == (1, 6, 16, 16, 3)
+  assert longer["steps"] == 2
+
+
+def test_incompatible_workdir_is_refused(tmp_path):
+  train_and_evaluate(tiny_config(**{"train.num_steps": 3}), str(tmp_path), progress=False)
+  with pytest.raises(CheckpointError, match=r"model.base_channels: workdir has 16, this config has 32"):
+    train_and_evaluate(tiny_config(**{"train.num_steps": 3, "model.base_channels": 32}),
+                       str(tmp_path), progress=False)
+
+
+def test_a_failed_start_does_not_block_the_workdir(tmp_path):
+  with pytest.raises(ShapeError):
+    train_and_evaluate(tiny_config(**{"data.height": 17}), str(tmp_path), progress=False)
+  state = train_and_evaluate(tiny_config(**{"train.num_steps": 2}), str(tmp_path), progress=False)
+  assert int(state.step) == 2
+
+
+def test_sampling_a_missing_or_empty_workdir(tmp_path):
+  with pytest.raises(CheckpointError, match="does not exist"):
+    sample_from_workdir(str(tmp_path / "nowhere"))
+  (tmp_path / "empty").mkdir()
+  with pytest.raises(CheckpointError, match="not a jvdm workdir"):
+    sample_from_workdir(str(tmp_path / "empty"))
+
+
+@pytest.mark.parametrize("overrides, error, match", [
+    ({"data.name": "imagenet"}, ConfigError, "bouncing_shapes"),
+    ({"train.num_steps": 0}, ConfigError, "train.num_steps"),
+    ({"diffusion.prediction": "score"}, ConfigError, "'v'"),
+    ({"data.height": 17}, ShapeError, "divisible by .* got x of shape .*17"),
+    ({"optim.warmup_steps": 10}, ConfigError, "warmup_steps=10"),
+    ({"data.batch_size": 4}, ShapeError, "data-parallel size 8"),
+    ({"data.name": "video_folder"}, ConfigError, "video_folder.root"),
+])
+def test_bad_configs_stop_with_a_clear_error(tmp_path, overrides, error, match):
+  with pytest.raises(error, match=match):
+    train_and_evaluate(tiny_config(**overrides), str(tmp_path), progress=False)
