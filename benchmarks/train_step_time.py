@@ -96,7 +96,10 @@ def main():
   result = {"benchmark": "train_step_time", "variant": args.variant, "overrides": args.set,
             "devices": f"{jax.device_count()}x {jax.devices()[0].device_kind}",
             "cpu_count": os.cpu_count(), "machine": platform.machine(),
-            "batch_size": config.data.batch_size, **time_train_step(config, args.repeats)}
+            "batch_size": config.data.batch_size,
+            "video_shape": [config.data.num_frames, config.data.height, config.data.width,
+                            config.data.channels],
+            "model": config.model.to_dict(), **time_train_step(config, args.repeats)}
   print(json.dumps(result))
   os.makedirs(os.path.dirname(args.out), exist_ok=True)
   with open(args.out, "a") as f:

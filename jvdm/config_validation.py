@@ -33,6 +33,9 @@ def validate_config(config: ml_collections.ConfigDict) -> None:
             "train.keep_checkpoints", "train.num_sample_videos", "sample.steps", "sample.fps",
             "sample.video_scale")
   _positive(config, "train.sample_every", "data.worker_count", allow_zero=True)
+  if config.data.channels != 3:  # both sources yield RGB
+    raise ConfigError(f"config.data.channels={config.data.channels}, but the {config.data.name!r} "
+                      "dataset yields RGB videos: expected 3.")
   if config.data.name == "video_folder" and not config.data.video_folder.root:
     raise ConfigError("config.data.name='video_folder' needs config.data.video_folder.root, a "
                       "folder of video files; got ''.")

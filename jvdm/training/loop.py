@@ -76,49 +76,50 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str,
     init_rng, train_rng = jax.random.split(jax.random.key(config.seed))
     init, state_shardings, abstract_state = abstract_train_state(model, tx, video_shape, mesh, rules)
     checkpointer = Checkpointer(workdir / CHECKPOINT_DIR, keep=config.train.keep_checkpoints)
-    metrics_log = MetricsLog(workdir / "metrics.jsonl")
-    if checkpointer.latest_step() is not None:
-      check_run_config_matches(workdir, config)
-      state = checkpointer.restore(abstract_state, data_iterator)
-      metrics_log.drop_after(int(state.step))  # steps after the checkpoint are run again
-    else:
-      state = jax.jit(init, out_shardings=state_shardings)(init_rng)
-    if is_main_process:
-      save_run_config(workdir, config)
-    start_step = int(state.step)
-    num_params = sum(math.prod(x.shape) for x in jax.tree.leaves(state.params))
-    logger.info("Model: %s, %.2fM params; starting at step %d of %d", config.model.name,
-                num_params / 1e6, start_step, config.train.num_steps)
-
-    # Step.
-    video_sharding = batch_sharding(mesh, 1 + len(video_shape))
-    train_step = jax.jit(
-        make_train_step(model, process, config.diffusion.prediction,
-                        config.diffusion.per_frame_noise, tx, schedule, config.optim.ema_decay),
-        in_shardings=(state_shardings, {"video": video_sharding}, replicated(mesh)),
-        out_shardings=(state_shardings, replicated(mesh)),
-        donate_argnums=0)
-    sampler = make_video_sampler(config, model.apply)
-
-    def save_samples(step: int, state: TrainState) -> None:
-      videos = to_uint8(sampler.sample(state.ema_params, config.seed, config.train.num_sample_videos,
-                                       video_shape, progress=False))
-      if not is_main_process:
-        return
-      write_samples(workdir / "samples", f"step_{step:07d}", videos, config.sample.fps,
-                    config.sample.video_scale)
-      metric = evaluate_samples(config, videos)
-      if metric is not None:
-        metrics_log.write(step, {"sample_valid_fraction": metric["generated"]["valid_fraction"]})
-
-    # Loop.
-    end_step = config.train.num_steps
-    if stop_after_step is not None:
-      end_step = min(end_step, stop_after_step)
-    bar = tqdm.tqdm(total=config.train.num_steps, initial=start_step, desc="training", unit="step",
-                    disable=not (progress and is_main_process), dynamic_ncols=True)
-    window_start, window_steps = time.perf_counter(), 0
+    bar = None
     try:
+      metrics_log = MetricsLog(workdir / "metrics.jsonl")
+      if checkpointer.latest_step() is not None:
+        check_run_config_matches(workdir, config)
+        state = checkpointer.restore(abstract_state, data_iterator)
+        metrics_log.drop_after(int(state.step))  # steps after the checkpoint are run again
+      else:
+        state = jax.jit(init, out_shardings=state_shardings)(init_rng)
+      if is_main_process:
+        save_run_config(workdir, config)
+      start_step = int(state.step)
+      num_params = sum(math.prod(x.shape) for x in jax.tree.leaves(state.params))
+      logger.info("Model: %s, %.2fM params; starting at step %d of %d", config.model.name,
+                  num_params / 1e6, start_step, config.train.num_steps)
+
+      # Step.
+      video_sharding = batch_sharding(mesh, 1 + len(video_shape))
+      train_step = jax.jit(
+          make_train_step(model, process, config.diffusion.prediction,
+                          config.diffusion.per_frame_noise, tx, schedule, config.optim.ema_decay),
+          in_shardings=(state_shardings, {"video": video_sharding}, replicated(mesh)),
+          out_shardings=(state_shardings, replicated(mesh)),
+          donate_argnums=0)
+      sampler = make_video_sampler(config, model.apply)
+
+      def save_samples(step: int, state: TrainState) -> None:
+        videos = to_uint8(sampler.sample(state.ema_params, config.seed, config.train.num_sample_videos,
+                                         video_shape, progress=False))
+        if not is_main_process:
+          return
+        write_samples(workdir / "samples", f"step_{step:07d}", videos, config.sample.fps,
+                      config.sample.video_scale)
+        metric = evaluate_samples(config, videos)
+        if metric is not None:
+          metrics_log.write(step, {"sample_valid_fraction": metric["generated"]["valid_fraction"]})
+
+      # Loop.
+      end_step = config.train.num_steps
+      if stop_after_step is not None:
+        end_step = min(end_step, stop_after_step)
+      bar = tqdm.tqdm(total=config.train.num_steps, initial=start_step, desc="training", unit="step",
+                      disable=not (progress and is_main_process), dynamic_ncols=True)
+      window_start, window_steps = time.perf_counter(), 0
       for step in range(start_step + 1, end_step + 1):
         local_batch = next(data_iterator)
         batch = {"video": jax.make_array_from_process_local_data(video_sharding,
@@ -152,7 +153,8 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str,
         if should_log or should_save:  # saving and sampling are not training time
           window_start, window_steps = time.perf_counter(), 0
     finally:
-      bar.close()
+      if bar is not None:
+        bar.close()
       checkpointer.wait_until_finished()  # an in-flight save completes even on an error
       checkpointer.close()
   return state

@@ -23,7 +23,7 @@ class MetricsLog:
     kept = [line for line in lines if line.strip() and json.loads(line)["step"] <= step]
     temporary = self.path.parent / (self.path.name + ".tmp")
     temporary.write_text("".join(line + "\n" for line in kept))
-    temporary.rename(self.path)  # atomic: a crash here leaves the old file whole
+    temporary.replace(self.path)  # atomic: a crash here leaves the old file whole
 
   def write(self, step: int, metrics: Mapping[str, Any]) -> None:
     if not self._enabled:

@@ -40,7 +40,7 @@ def save_run_config(workdir: str | epath.Path, config: ml_collections.ConfigDict
   path.parent.mkdir(parents=True, exist_ok=True)
   temporary = path.parent / (CONFIG_FILE + ".tmp")
   temporary.write_text(config.to_json(indent=2, sort_keys=True))
-  temporary.rename(path)  # atomic: readers never see half a file
+  temporary.replace(path)  # atomic: readers never see half a file
 
 
 def load_run_config(workdir: str | epath.Path) -> ml_collections.ConfigDict:

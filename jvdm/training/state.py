@@ -1,5 +1,6 @@
 """The train state and its sharded creation (`jit(init, out_shardings=...)`)."""
 
+import math
 from typing import Any, Callable
 
 import flax.linen as nn
@@ -7,7 +8,7 @@ import flax.struct
 import jax
 import jax.numpy as jnp
 import optax
-from jax.sharding import Mesh
+from jax.sharding import Mesh, NamedSharding, PartitionSpec
 
 
 @flax.struct.dataclass
@@ -23,6 +24,20 @@ def _unbox(tree: Any) -> Any:
   is_box = lambda x: isinstance(x, nn.meta.AxisMetadata)
   return jax.tree.map(lambda x: x.unbox(apply_constraint=False) if is_box(x) else x, tree,
                       is_leaf=is_box)
+
+
+def _divisible_sharding(shape: tuple[int, ...], sharding: NamedSharding) -> NamedSharding:
+  """Replicates the dimensions that the mesh axes assigned to them do not divide evenly.
+
+  For example a first conv's 3 input channels stay whole on a 4-way `fsdp` axis, while the
+  other params of the model are still split.
+  """
+  spec = list(sharding.spec) + [None] * (len(shape) - len(sharding.spec))
+  for dim, mesh_axes in enumerate(spec):
+    names = (mesh_axes,) if isinstance(mesh_axes, str) else (mesh_axes or ())
+    if shape[dim] % math.prod(sharding.mesh.shape[name] for name in names):
+      spec[dim] = None
+  return NamedSharding(sharding.mesh, PartitionSpec(*spec))
 
 
 def abstract_train_state(model: nn.Module, tx: optax.GradientTransformation,
@@ -51,6 +66,8 @@ def abstract_train_state(model: nn.Module, tx: optax.GradientTransformation,
 
   boxed = jax.eval_shape(boxed_init, jax.random.key(0))
   shardings = nn.logical_to_mesh_sharding(nn.get_partition_spec(boxed), mesh, rules)
+  shardings = jax.tree.map(lambda s, sharding: _divisible_sharding(s.shape, sharding),
+                           _unbox(boxed), shardings)
   abstract = jax.tree.map(lambda s, sharding: jax.ShapeDtypeStruct(s.shape, s.dtype, sharding=sharding),
                           _unbox(boxed), shardings)
   return (lambda rng: _unbox(boxed_init(rng))), shardings, abstract
