@@ -22,6 +22,9 @@ _NUM_SAMPLES = flags.DEFINE_integer("num_samples", 8, "Number of videos.")
 _NUM_FRAMES = flags.DEFINE_integer("num_frames", None, "Frames per video; default: as trained.")
 _STEPS = flags.DEFINE_integer("steps", None, "Sampler steps; default: the config's.")
 _ETA = flags.DEFINE_float("eta", None, "DDIM eta (0 = deterministic); default: the config's.")
+_FRAME_STAGGER = flags.DEFINE_float(
+    "frame_stagger", None, "In [0, 1): later frames lag on the time grid (Diffusion Forcing's "
+    "pyramid schedule); default: the config's.")
 _SEED = flags.DEFINE_integer("seed", 0, "The same seed gives the same videos.")
 _BATCH_SIZE = flags.DEFINE_integer("batch_size", 8, "Videos per jitted call.")
 
@@ -32,7 +35,8 @@ def main(argv):
   try:
     summary = sample_from_workdir(
         _WORKDIR.value, out=_OUT.value, num_samples=_NUM_SAMPLES.value, num_frames=_NUM_FRAMES.value,
-        steps=_STEPS.value, seed=_SEED.value, eta=_ETA.value, batch_size=_BATCH_SIZE.value)
+        steps=_STEPS.value, seed=_SEED.value, eta=_ETA.value,
+        frame_stagger=_FRAME_STAGGER.value, batch_size=_BATCH_SIZE.value)
   except JvdmError as error:
     sys.exit(f"error: {error}")
   print(json.dumps(summary, indent=2))

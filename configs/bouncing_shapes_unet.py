@@ -42,9 +42,12 @@ def get_config(variant: str = "default") -> ml_collections.ConfigDict:
   config.model.channel_mults = (1, 2)
   config.model.num_res_blocks = 1
   config.model.attention_levels = (0, 1)  # 0 = the first level (after the patch stem)
+  config.model.middle_attention = "factorized"  # factorized | joint (all frames and pixels)
   config.model.head_dim = 24
   config.model.num_groups = 8
   config.model.dropout = 0.0
+  # Zero-initialized temporal convs suit inflating an image model, not training from scratch.
+  config.model.identity_init_temporal = False
   config.model.dtype = "float32"  # compute dtype: float32 | bfloat16
   config.model.param_dtype = "float32"
   config.model.remat = False
@@ -54,13 +57,19 @@ def get_config(variant: str = "default") -> ml_collections.ConfigDict:
   config.diffusion.schedule = "cosine"  # VP, continuous time, by log-SNR
   config.diffusion.logsnr_min = -15.0
   config.diffusion.logsnr_max = 15.0
+  # Shifted cosine (simple diffusion); < 0 trains and samples more at high noise, where a
+  # video's layout and motion are decided.
+  config.diffusion.logsnr_shift = -3.0
   # v | eps | x0. This CPU config predicts x0: behind the 4x4 patch stem, v-prediction must copy
   # per-pixel noise through the network, and after 1200 steps its
   # samples kept a noisy background (x0 error at t=0.05 only 1.6x below the trivial alpha*z),
   # while x0-prediction gave clean backgrounds after 400. Set "v" for larger patch-1 models.
   config.diffusion.prediction = "x0"
-  # FVDM (Liu et al. 2024): an independent noise level per frame during training.
-  config.diffusion.per_frame_noise = False
+  # FVDM (Liu et al. 2024): the probability that a training video gets an independent noise
+  # level per frame (0 = one level per video). Denoising a frame next to cleaner ones teaches
+  # motion: at 400 steps, 1.0 gave 7 of 16 samples without a jump of over 5 px between frames,
+  # 0.5 gave 3 and 0.0 gave none.
+  config.diffusion.per_frame_noise = 1.0
 
   config.optim = ml_collections.ConfigDict()
   config.optim.learning_rate = 2e-3
@@ -82,9 +91,13 @@ def get_config(variant: str = "default") -> ml_collections.ConfigDict:
 
   config.sample = ml_collections.ConfigDict()
   config.sample.sampler = "ddim"
-  config.sample.steps = 50
+  config.sample.steps = 100
   config.sample.eta = 0.0
   config.sample.clip_x0 = True
+  # 0 = every frame on the same time grid; in (0, 1) later frames lag (Diffusion Forcing's
+  # pyramid schedule), for models trained with per-frame noise. On the default run, 0.8 took
+  # the samples whose centroid never jumps over 5 px between frames from 19 of 32 to 31 of 32.
+  config.sample.frame_stagger = 0.8
   config.sample.fps = 8
   config.sample.video_scale = 4  # nearest-neighbour upscale of written mp4/gif
 

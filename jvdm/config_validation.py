@@ -41,6 +41,9 @@ def validate_config(config: ml_collections.ConfigDict) -> None:
                       "folder of video files; got ''.")
   _one_of(config.diffusion.schedule, SCHEDULES, "diffusion.schedule")
   _one_of(config.diffusion.prediction, PREDICTIONS, "diffusion.prediction")
+  if not 0.0 <= config.diffusion.per_frame_noise <= 1.0:
+    raise ConfigError(f"config.diffusion.per_frame_noise is a probability in [0, 1], got "
+                      f"{config.diffusion.per_frame_noise}.")
   _one_of(config.sample.sampler, SAMPLERS, "sample.sampler")
   _one_of(config.model.dtype, DTYPES, "model.dtype")
   _one_of(config.model.param_dtype, DTYPES, "model.param_dtype")

@@ -28,12 +28,16 @@ from jvdm.training.state import abstract_train_state
 logger = logging.getLogger(__name__)
 
 def make_video_sampler(config: ml_collections.ConfigDict, apply_fn, steps: int | None = None,
-                       eta: float | None = None) -> VideoSampler:
+                       eta: float | None = None,
+                       frame_stagger: float | None = None) -> VideoSampler:
+  """The sampler `config.sample` describes; a non-None argument overrides the config's value."""
   return VideoSampler(apply_fn, make_process(config.diffusion), config.diffusion.prediction,
                       sampler=config.sample.sampler,
                       num_steps=config.sample.steps if steps is None else steps,
                       eta=config.sample.eta if eta is None else eta,
-                      clip_x0=config.sample.clip_x0)
+                      clip_x0=config.sample.clip_x0,
+                      frame_stagger=(config.sample.frame_stagger if frame_stagger is None
+                                     else frame_stagger))
 
 
 def evaluate_samples(config: ml_collections.ConfigDict, videos: np.ndarray) -> dict[str, Any] | None:
@@ -66,7 +70,8 @@ def write_samples(out_dir: str | epath.Path, name: str, videos: np.ndarray, fps:
 
 def sample_from_workdir(workdir: str, *, out: str | None = None, num_samples: int = 8,
                         num_frames: int | None = None, steps: int | None = None, seed: int = 0,
-                        eta: float | None = None, batch_size: int = 8,
+                        eta: float | None = None, frame_stagger: float | None = None,
+                        batch_size: int = 8,
                         progress: bool = True) -> dict[str, Any]:
   """Samples videos from the latest checkpoint of `workdir` and writes them.
 
@@ -78,6 +83,8 @@ def sample_from_workdir(workdir: str, *, out: str | None = None, num_samples: in
     steps: sampler steps; default the config's.
     seed: the same seed gives the same videos.
     eta: DDIM eta; default the config's.
+    frame_stagger: lag of later frames' time grids (see `staggered_time_grid`); default the
+      config's.
     batch_size: videos per jitted call.
     progress: show progress bars.
 
@@ -103,7 +110,8 @@ def sample_from_workdir(workdir: str, *, out: str | None = None, num_samples: in
     _, _, abstract = abstract_train_state(model, tx, video_shape, mesh,
                                           config.mesh.logical_axis_rules)
     params = checkpointer.restore(abstract, step=step).ema_params
-    sampler = make_video_sampler(config, model.apply, steps=steps, eta=eta)
+    sampler = make_video_sampler(config, model.apply, steps=steps, eta=eta,
+                                 frame_stagger=frame_stagger)
     videos = sampler.sample(params, seed, num_samples, (num_frames,) + video_shape[1:],
                             batch_size=batch_size, progress=progress)
   checkpointer.close()
@@ -115,7 +123,8 @@ def sample_from_workdir(workdir: str, *, out: str | None = None, num_samples: in
   paths.append(out_dir / "samples.npz")
   summary = {"workdir": str(workdir), "checkpoint_step": int(step), "seed": seed,
              "num_samples": num_samples, "num_frames": num_frames,
-             "steps": sampler.num_steps, "files": [str(p) for p in paths]}
+             "steps": sampler.num_steps, "frame_stagger": sampler.frame_stagger,
+             "files": [str(p) for p in paths]}
   metric = evaluate_samples(config, videos)
   if metric is not None:
     summary["synthetic_video_validity"] = metric

@@ -9,6 +9,7 @@ from jvdm.diffusion import VPProcess, broadcast_to_video, get_schedule
 from jvdm.errors import ConfigError
 from jvdm.samplers import VideoSampler, ddim_step, uniform_time_grid
 from jvdm.samplers import run_solver as _run_solver
+from jvdm.samplers.driver import staggered_time_grid
 
 run_solver = jax.jit(_run_solver, static_argnums=0)
 
@@ -28,14 +29,14 @@ def denoise(z, t, cond):
   return gaussian_posterior_mean(None, z, t)
 
 
-def _sampler(steps, eta=0.0):
+def _sampler(steps, eta=0.0, frame_stagger=0.0):
   return VideoSampler(gaussian_posterior_mean, PROCESS, "x0", num_steps=steps, eta=eta,
-                      clip_x0=False)
+                      clip_x0=False, frame_stagger=frame_stagger)
 
 
-@pytest.mark.parametrize("eta", [0.0, 1.0])
-def test_samples_have_the_data_distribution(eta):
-  videos = _sampler(200, eta).sample({}, seed=0, num_videos=64, video_shape=(4, 8, 8, 1),
+@pytest.mark.parametrize("eta, frame_stagger", [(0.0, 0.0), (1.0, 0.0), (0.0, 0.5)])
+def test_samples_have_the_data_distribution(eta, frame_stagger):
+  videos = _sampler(200, eta, frame_stagger).sample({}, seed=0, num_videos=64, video_shape=(4, 8, 8, 1),
                                     batch_size=64, progress=False)
   assert videos.shape == (64, 4, 8, 8, 1)
   assert abs(videos.mean() - MEAN) < 0.01
@@ -76,6 +77,34 @@ def test_per_frame_time_grid():
   out = run_solver(solver, x_init, held, keys)
   np.testing.assert_allclose(out[:, 0], x_init[:, 0], atol=1e-5)
   np.testing.assert_allclose(out[:, 1], same[:, 1], atol=1e-5)
+
+
+def test_staggered_grid_lags_later_frames_and_spans_the_whole_range():
+  np.testing.assert_allclose(staggered_time_grid(10, 4, 0.0),
+                             jnp.broadcast_to(uniform_time_grid(10)[:, None], (11, 4)), atol=1e-6)
+  grid = np.asarray(staggered_time_grid(40, 5, 0.5))
+  assert grid.shape == (41, 5)
+  np.testing.assert_allclose(grid[0], 1.0)
+  np.testing.assert_allclose(grid[-1], 0.0, atol=1e-6)
+  assert np.all(np.diff(grid, axis=0) <= 1e-7)  # every frame only gets cleaner
+  assert np.all(np.diff(grid, axis=1) >= -1e-7)  # a later frame is never cleaner
+  assert grid[20, 0] == 0.0 and grid[20, 4] == 1.0  # frame 0 done, the last not started
+  with pytest.raises(ConfigError, match="stagger"):
+    staggered_time_grid(10, 4, 1.0)
+
+
+def test_staggered_sampling_converges_to_the_exact_flow_map():
+  # The Gaussian denoiser treats frames independently, so each frame follows its own DDIM
+  # grid from t = 1 to 0 and must land on the same exact flow map as with a shared grid.
+  shape = (2, 4, 4, 4, 1)
+  x_init = jax.random.normal(jax.random.key(0), shape)
+  alpha1, sigma1 = PROCESS.alpha_sigma(jnp.float32(1.0))
+  exact = MEAN + STD * (x_init - alpha1 * MEAN) / jnp.sqrt(alpha1**2 * STD**2 + sigma1**2)
+  grid = staggered_time_grid(640, shape[1], 0.5)
+  grid = jnp.broadcast_to(grid[:, None], (grid.shape[0],) + shape[:2])
+  keys = jax.random.split(jax.random.key(1), shape[0])
+  out = run_solver(ddim_step(denoise, PROCESS, clip_x0=False), x_init, grid, keys)
+  np.testing.assert_allclose(out, exact, atol=1e-2)
 
 
 def test_same_seed_same_videos_and_independent_of_batch_size():

@@ -7,6 +7,7 @@ import pytest
 
 from jvdm.diffusion import (PREDICTIONS, VPProcess, broadcast_to_video, diffusion_loss,
                             get_schedule, target_for_prediction, x0_from_prediction)
+from jvdm.diffusion.loss import sample_timesteps
 from jvdm.errors import ConfigError, ShapeError
 
 
@@ -24,6 +25,16 @@ def test_cosine_schedule_is_cos_pi_t_over_2_and_clipped_at_the_ends():
   logsnr = get_schedule("cosine", logsnr_min=-15.0, logsnr_max=15.0)(t)
   assert np.all(np.diff(np.asarray(logsnr)) < 0)
   np.testing.assert_allclose([logsnr[0], logsnr[-1]], [15.0, -15.0], atol=1e-3)
+
+
+def test_shifted_cosine_adds_the_shift_and_keeps_the_range():
+  t = jnp.linspace(0.05, 0.95, 19)
+  plain = get_schedule("cosine", logsnr_min=-30.0, logsnr_max=30.0)
+  shifted = get_schedule("cosine", logsnr_min=-30.0, logsnr_max=30.0, logsnr_shift=-4.0)
+  # Far from the clipped ends the shift is exactly additive (simple diffusion, sec. 3.1).
+  np.testing.assert_allclose(shifted(t), plain(t) - 4.0, atol=1e-3)
+  clipped = get_schedule("cosine", logsnr_min=-15.0, logsnr_max=15.0, logsnr_shift=-4.0)
+  np.testing.assert_allclose(clipped(jnp.array([0.0, 1.0])), [15.0, -15.0], atol=1e-3)
 
 
 def test_unknown_schedule_and_prediction_list_the_valid_ones():
@@ -87,8 +98,18 @@ def test_per_frame_noise_gives_the_network_one_time_per_frame():
     return z
 
   x = jnp.zeros((2, 5, 4, 4, 1))
-  diffusion_loss(network, _process(), "v", x, jax.random.key(0), per_frame_noise=True)
+  diffusion_loss(network, _process(), "v", x, jax.random.key(0), per_frame_noise=1.0)
   assert seen["t"].shape == (2, 5)
   assert len(np.unique(np.asarray(seen["t"]))) == 10  # independent levels
-  diffusion_loss(network, _process(), "v", x, jax.random.key(0), per_frame_noise=False)
+  diffusion_loss(network, _process(), "v", x, jax.random.key(0), per_frame_noise=0.0)
   assert seen["t"].shape == (2,)
+
+
+def test_per_frame_noise_probability_mixes_synchronized_and_independent_videos():
+  t = np.asarray(sample_timesteps(jax.random.key(0), 2000, 4, per_frame_noise=0.3))
+  independent = np.ptp(t, axis=1) > 0  # a synchronized video has one level in every frame
+  assert t.shape == (2000, 4)
+  assert abs(independent.mean() - 0.3) < 0.04  # binomial std ~0.01
+  assert 0.45 < t.mean() < 0.55  # still uniform levels
+  with pytest.raises(ConfigError, match="probability"):
+    sample_timesteps(jax.random.key(0), 2, 4, per_frame_noise=1.5)

@@ -70,7 +70,7 @@ def test_train_step_on_8_devices_equals_1_device(mesh_shape):
 def test_resumed_training_is_bitwise_equal_to_uninterrupted(tmp_path, monkeypatch):
   monkeypatch.chdir(tmp_path)  # relative workdirs, as users type them
   config = tiny_config(**{"train.num_steps": 6, "train.checkpoint_every": 3,
-                          "diffusion.per_frame_noise": True})
+                          "diffusion.per_frame_noise": 0.5})
   straight = train_and_evaluate(config, "straight", progress=False)
   interrupted = train_and_evaluate(config, "resumed", stop_after_step=3, progress=False)
   assert int(interrupted.step) == 3

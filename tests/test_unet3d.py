@@ -24,9 +24,12 @@ def make_config(**model_overrides) -> ml_collections.ConfigDict:
       channel_mults=(1, 2),
       num_res_blocks=1,
       attention_levels=(1,),
+      middle_attention="factorized",
       head_dim=16,
       num_groups=4,
       dropout=0.0,
+      # Zero temporal convs: the frame-independence tests below perturb all but them.
+      identity_init_temporal=True,
       dtype="float32",
       param_dtype="float32",
       remat=False,
@@ -155,6 +158,31 @@ def test_temporal_layers_mix_frames(apply, live_params):
   out_changed = apply(live_params, x.at[:, 0].add(1.0), t)
   diff = jnp.max(jnp.abs(out_changed - out), axis=(0, 2, 3, 4))  # [T]
   assert float(jnp.min(diff[1:])) > 1e-4, diff  # every other frame, even the last, moves
+
+
+def test_joint_middle_attention_mixes_frames_alone():
+  model = get_model(make_config(middle_attention="joint"))
+  x = make_video(jax.random.key(8))
+  t = jnp.full((BATCH,), 0.5)
+  params = nn.unbox(jax.jit(model.init)({"params": jax.random.key(1, impl="rbg")}, x, t)["params"])
+  assert "middle_joint_attention" in params and "middle_temporal_attention" not in params
+  # Temporal convs and temporal attention stay zero: only the joint attention mixes frames.
+  alive = perturb(params, seed=4, keep=is_temporal)
+  apply = jax.jit(model.apply)
+  out = apply({"params": alive}, x, t)
+  out_changed = apply({"params": alive}, x.at[:, 0].add(1.0), t)
+  diff = jnp.max(jnp.abs(out_changed - out), axis=(0, 2, 3, 4))  # [T]
+  assert float(jnp.min(diff[1:])) > 1e-4, diff
+
+
+def test_temporal_convs_start_random_unless_identity_init():
+  x = make_video(jax.random.key(0))
+  t = jnp.full((BATCH,), 0.5)
+  for identity, expect_zero in ((True, True), (False, False)):
+    model = get_model(make_config(identity_init_temporal=identity))
+    params = nn.unbox(jax.jit(model.init)({"params": jax.random.key(1, impl="rbg")}, x, t)["params"])
+    kernel = params["down_0_res_0"]["conv_0"]["temporal"]["conv"]["kernel"]
+    assert bool(jnp.all(kernel == 0)) == expect_zero
 
 
 def test_temporal_attention_knows_frame_order(apply, params):
@@ -327,6 +355,7 @@ def test_patch_size_keeps_the_video_shape_and_checks_divisibility():
         (dict(head_dim=24), "head_dim=24"),
         (dict(num_groups=5), "num_groups=5"),
         (dict(attention_levels=(2,)), "attention_levels"),
+        (dict(middle_attention="global"), "middle_attention"),
         (dict(name="unet4d"), "unknown model.name 'unet4d'"),
         (dict(dtype="int8"), "model.dtype"),
         (dict(param_dtype="float33"), "model.param_dtype"),

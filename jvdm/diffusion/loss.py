@@ -7,17 +7,38 @@ import jax.numpy as jnp
 
 from jvdm.diffusion.parameterization import target_for_prediction
 from jvdm.diffusion.vp import VPProcess, broadcast_to_video
+from jvdm.errors import ConfigError
 
 
-def sample_timesteps(rng: jax.Array, batch: int, frames: int, per_frame: bool) -> jnp.ndarray:
-  """Uniform t in [0, 1]: `[B]`, or `[B, T]` independent per frame (FVDM, Liu et al. 2024)."""
-  shape = (batch, frames) if per_frame else (batch,)
-  return jax.random.uniform(rng, shape)
+def sample_timesteps(rng: jax.Array, batch: int, frames: int,
+                     per_frame_noise: float = 0.0) -> jnp.ndarray:
+  """Uniform t in [0, 1]: one level per video, or per frame for some videos.
+
+  FVDM's probabilistic timestep sampling (PTSS; Liu et al. 2024, sec. 3.3): each video draws
+  an independent t per frame with probability `per_frame_noise`, else one t for all frames.
+  Per-frame levels teach the network to denoise a frame from its cleaner neighbours, which makes
+  it learn temporal structure far sooner; the synchronized videos keep it good at the equal
+  levels a plain sampler uses.
+
+  Returns:
+    `[B]` when `per_frame_noise` is 0, else `[B, T]`.
+  """
+  if not 0.0 <= per_frame_noise <= 1.0:
+    raise ConfigError(f"per_frame_noise is a probability in [0, 1], got {per_frame_noise}.")
+  if per_frame_noise == 0.0:
+    return jax.random.uniform(rng, (batch,))
+  frame_rng, video_rng, choice_rng = jax.random.split(rng, 3)
+  per_frame = jax.random.uniform(frame_rng, (batch, frames))
+  if per_frame_noise == 1.0:
+    return per_frame
+  per_video = jax.random.uniform(video_rng, (batch, 1))
+  independent = jax.random.bernoulli(choice_rng, per_frame_noise, (batch, 1))
+  return jnp.where(independent, per_frame, per_video)
 
 
 def diffusion_loss(network: Callable[[jnp.ndarray, jnp.ndarray], jnp.ndarray], process: VPProcess,
                    prediction: str, x: jnp.ndarray, rng: jax.Array,
-                   per_frame_noise: bool = False) -> jnp.ndarray:
+                   per_frame_noise: float = 0.0) -> jnp.ndarray:
   """Mean squared error of the network's prediction at a random noise level.
 
   Args:
@@ -26,7 +47,8 @@ def diffusion_loss(network: Callable[[jnp.ndarray, jnp.ndarray], jnp.ndarray], p
     prediction: 'v', 'eps' or 'x0': what the network is trained to output.
     x: clean videos `[B, T, H, W, C]` in [-1, 1].
     rng: a PRNG key.
-    per_frame_noise: draw an independent t for every frame.
+    per_frame_noise: the probability that a video gets an independent t per frame (see
+      `sample_timesteps`).
 
   Returns:
     The scalar loss.

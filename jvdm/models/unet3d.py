@@ -22,6 +22,9 @@ from jvdm.models.layers.resblock import ResBlock
 from jvdm.parallel.axes import ACT_EMBED, BATCH, FRAMES, HEIGHT, WIDTH
 
 VIDEO_AXES = (BATCH, FRAMES, HEIGHT, WIDTH, ACT_EMBED)
+# The attention axes (see VideoSelfAttention) applied in turn, by kind of attention block.
+_FACTORIZED = ("spatial", "temporal")
+_MIDDLE_ATTENTION = {"factorized": _FACTORIZED, "joint": ("joint",)}
 
 
 def _constrain(x: jnp.ndarray) -> jnp.ndarray:
@@ -41,10 +44,15 @@ class UNet3D(nn.Module):
     channel_mults: one multiplier per resolution level; level i is at `H / 2**i`.
     num_res_blocks: residual blocks per level on the way down (one more on the way up).
     attention_levels: levels (0 = full resolution) that get spatial then temporal
-      self-attention after each residual block. The middle block always has both.
+      self-attention after each residual block.
+    middle_attention: the middle block's attention: "factorized" (spatial then temporal) or
+      "joint" (one attention over all frames and pixels: objects are matched across frames
+      wherever they moved; cheap at the coarsest level).
     head_dim: channels per attention head; must divide every attended level's width.
     num_groups: GroupNorm groups; must divide every level's width.
     dropout: dropout rate in residual blocks (train=True only).
+    identity_init_temporal: start every temporal conv at zero, so the untrained network
+      treats frames independently (for inflating an image model); False trains from scratch.
     remat: recompute residual and attention blocks in the backward pass (less memory).
     attention_implementation: for `jax.nn.dot_product_attention`: None (XLA), "cudnn".
     dtype: compute dtype (e.g. jnp.bfloat16); the output is always float32.
@@ -57,9 +65,11 @@ class UNet3D(nn.Module):
   channel_mults: tuple[int, ...] = (1, 2, 2)
   num_res_blocks: int = 1
   attention_levels: tuple[int, ...] = (1, 2)
+  middle_attention: str = "factorized"
   head_dim: int = 32
   num_groups: int = 8
   dropout: float = 0.0
+  identity_init_temporal: bool = False
   remat: bool = False
   attention_implementation: str | None = None
   dtype: jnp.dtype = jnp.float32
@@ -77,6 +87,9 @@ class UNet3D(nn.Module):
         raise ConfigError(f"model.{name} must be positive, got {getattr(self, name)}")
     if not 0.0 <= self.dropout < 1.0:
       raise ConfigError(f"model.dropout must be in [0, 1), got {self.dropout}")
+    if self.middle_attention not in _MIDDLE_ATTENTION:
+      raise ConfigError(f"model.middle_attention must be one of {tuple(_MIDDLE_ATTENTION)}, got "
+                        f"{self.middle_attention!r}")
     num_levels = len(self.channel_mults)
     bad_levels = [level for level in self.attention_levels if not 0 <= level < num_levels]
     if bad_levels:
@@ -144,11 +157,12 @@ class UNet3D(nn.Module):
     attention_cls = nn.remat(VideoSelfAttention) if self.remat else VideoSelfAttention
 
     def res_block(h, features, name):
-      block = res_block_cls(features, self.num_groups, self.dropout, name=name, **kwargs)
+      block = res_block_cls(features, self.num_groups, self.dropout,
+                            self.identity_init_temporal, name=name, **kwargs)
       return _constrain(block(h, time_embedding, train))
 
-    def attention(h, name):
-      for axis in ("spatial", "temporal"):
+    def attention(h, name, axes=_FACTORIZED):
+      for axis in axes:
         h = attention_cls(
             axis,
             self.head_dim,
@@ -179,7 +193,7 @@ class UNet3D(nn.Module):
 
     middle_channels = h.shape[-1]
     h = res_block(h, middle_channels, "middle_res_0")
-    h = attention(h, "middle")
+    h = attention(h, "middle", _MIDDLE_ATTENTION[self.middle_attention])
     h = res_block(h, middle_channels, "middle_res_1")
 
     for level in reversed(range(len(self.channel_mults))):
@@ -227,9 +241,11 @@ def from_config(config: ml_collections.ConfigDict) -> UNet3D:
         channel_mults=tuple(int(m) for m in model_config.channel_mults),
         num_res_blocks=int(model_config.num_res_blocks),
         attention_levels=tuple(int(level) for level in model_config.attention_levels),
+        middle_attention=str(model_config.middle_attention),
         head_dim=int(model_config.head_dim),
         num_groups=int(model_config.num_groups),
         dropout=float(model_config.dropout),
+        identity_init_temporal=bool(model_config.identity_init_temporal),
         remat=bool(model_config.remat),
         attention_implementation=model_config.attention_implementation,
         dtype=_dtype(model_config.dtype, "dtype"),

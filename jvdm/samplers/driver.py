@@ -40,6 +40,24 @@ def uniform_time_grid(num_steps: int, t_start: float = 1.0, t_end: float = 0.0) 
   return jnp.linspace(t_start, t_end, num_steps + 1)
 
 
+def staggered_time_grid(num_steps: int, num_frames: int, stagger: float) -> jnp.ndarray:
+  """`[num_steps + 1, num_frames]` per-frame times in which later frames lag behind earlier ones.
+
+  The pyramid scheduling of Diffusion Forcing (Chen et al. 2024, sec. 3.4) with a continuous
+  lag: over the sampling progress u in [0, 1], frame k descends linearly from t = 1 to 0 during
+  [k * stagger / (T - 1), k * stagger / (T - 1) + 1 - stagger]. Each frame is then denoised
+  next to cleaner earlier frames, which a model trained with per-frame noise levels (FVDM)
+  uses to keep objects and motion consistent. A frame waiting at t = 1 or done at t = 0 takes
+  steps from t to the same t. stagger = 0 is the uniform grid for every frame.
+  """
+  uniform_time_grid(num_steps)  # validates num_steps
+  if not 0.0 <= stagger < 1.0:
+    raise ConfigError(f"The frame stagger must be in [0, 1), got {stagger}.")
+  progress = jnp.linspace(0.0, 1.0, num_steps + 1)[:, None]  # [S + 1, 1]
+  start = stagger * jnp.arange(num_frames) / max(num_frames - 1, 1)  # [T]
+  return jnp.clip(1.0 - (progress - start) / (1.0 - stagger), 0.0, 1.0)
+
+
 def run_solver(solver: Solver, x_init: jnp.ndarray, time_grid: jnp.ndarray,
                rng: jax.Array) -> jnp.ndarray:
   """Runs `solver` from `x_init` over consecutive pairs of `time_grid`.

@@ -13,7 +13,8 @@ from jvdm.diffusion.vp import VPProcess
 from jvdm.errors import ConfigError, ShapeError
 from jvdm.samplers.ddim import ddim_step
 from jvdm.samplers.denoiser import make_denoiser
-from jvdm.samplers.driver import normal_per_sample, run_solver, split_per_sample, uniform_time_grid
+from jvdm.samplers.driver import (normal_per_sample, run_solver, split_per_sample,
+                                  staggered_time_grid, uniform_time_grid)
 
 # name -> solver factory `(denoise, process, eta, clip_x0) -> step`.
 SOLVERS = {"ddim": ddim_step}
@@ -24,7 +25,9 @@ SAMPLERS = tuple(SOLVERS)
 class VideoSampler:
   """Samples videos from `apply_fn` with one compile per (batch shape, step count).
 
-  Video i of a call with seed s depends only on (s, i), not on the batch size.
+  Video i of a call with seed s depends only on (s, i), not on the batch size. With
+  `frame_stagger` > 0 every frame gets its own time grid (see `staggered_time_grid`); that
+  suits models trained with per-frame noise levels.
   """
 
   apply_fn: Callable[..., jnp.ndarray]
@@ -34,11 +37,12 @@ class VideoSampler:
   num_steps: int = 50
   eta: float = 0.0
   clip_x0: bool = True
+  frame_stagger: float = 0.0
 
   def __post_init__(self):
     if self.sampler not in SAMPLERS:
       raise ConfigError(f"Unknown sampler {self.sampler!r}; valid samplers: {list(SAMPLERS)}.")
-    uniform_time_grid(self.num_steps)  # validates num_steps
+    staggered_time_grid(self.num_steps, 2, self.frame_stagger)  # validates both
     if self.eta < 0:
       raise ConfigError(f"DDIM eta must be >= 0, got {self.eta}.")
 
@@ -50,7 +54,12 @@ class VideoSampler:
       solver = SOLVERS[self.sampler](denoise, self.process, eta=self.eta, clip_x0=self.clip_x0)
       solver_keys, init_keys = split_per_sample(keys)
       x_init = normal_per_sample(init_keys, video_shape)
-      return run_solver(solver, x_init, uniform_time_grid(self.num_steps), solver_keys)
+      if self.frame_stagger:
+        grid = staggered_time_grid(self.num_steps, video_shape[0], self.frame_stagger)
+        grid = jnp.broadcast_to(grid[:, None], (grid.shape[0], keys.shape[0], video_shape[0]))
+      else:
+        grid = uniform_time_grid(self.num_steps)
+      return run_solver(solver, x_init, grid, solver_keys)
 
     return jax.jit(sample_batch, static_argnums=2)
 

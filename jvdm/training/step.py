@@ -16,7 +16,7 @@ from jvdm.training.state import TrainState
 Batch = dict[str, jnp.ndarray]  # {'video': uint8 [B, T, H, W, C]}
 
 
-def make_train_step(model: nn.Module, process: VPProcess, prediction: str, per_frame_noise: bool,
+def make_train_step(model: nn.Module, process: VPProcess, prediction: str, per_frame_noise: float,
                     tx: optax.GradientTransformation, schedule: optax.Schedule,
                     ema_decay: float) -> Callable[[TrainState, Batch, jax.Array], tuple[TrainState, dict]]:
   """Builds the train step for `model` trained as a denoiser on `process`."""

@@ -1,9 +1,12 @@
-"""Multi-head self-attention over one axis of a `[B, T, H, W, C]` video.
+"""Multi-head self-attention over the axes of a `[B, T, H, W, C]` video.
 
 Factorized space-time attention (Video Diffusion Models, Ho et al. 2022; TimeSformer,
 Bertasius et al. 2021): spatial attention mixes the H * W pixels of each frame, temporal
-attention mixes the T frames of each pixel. Both call `jax.nn.dot_product_attention`, which
-dispatches to cuDNN on GPU when asked and to XLA otherwise.
+attention mixes the T frames of each pixel. Joint attention mixes all T * H * W tokens of a
+video (TimeSformer's "joint space-time"; CogVideoX, Yang et al. 2024), which lets a moving
+object's features meet across frames wherever it is; it is affordable at coarse resolutions.
+All call `jax.nn.dot_product_attention`, which dispatches to cuDNN on GPU when asked and to
+XLA otherwise.
 """
 
 from typing import Literal
@@ -18,25 +21,27 @@ from jvdm.models.layers.norms import frame_group_norm
 from jvdm.models.layers.rope import apply_rope
 from jvdm.parallel.axes import EMBED, HEAD_DIM, QKV_HEADS
 
+AXES = ("spatial", "temporal", "joint")
+
 
 class VideoSelfAttention(nn.Module):
   """Pre-norm residual self-attention block: `x + out(attention(qkv(norm(x))))`.
 
   The output projection is zero-initialized, so an untrained block is the identity
-  (Video LDM, Blattmann et al. 2023). Temporal attention rotates queries and keys by frame
-  index (RoPE), so it knows frame order, depends only on frame offsets, and takes any number
-  of frames at apply time.
+  (Video LDM, Blattmann et al. 2023). Temporal and joint attention rotate queries and keys by
+  frame index (RoPE), so they know frame order, depend only on frame offsets, and take any
+  number of frames at apply time.
 
   Attributes:
-    axis: "spatial" (tokens: H * W pixels of one frame) or "temporal" (tokens: T frames of
-      one pixel).
+    axis: "spatial" (tokens: H * W pixels of one frame), "temporal" (tokens: T frames of one
+      pixel) or "joint" (tokens: all T * H * W positions of one video).
     head_dim: channels per head; the number of heads is `channels // head_dim`.
     num_groups: GroupNorm groups of the pre-norm.
     attention_implementation: passed to `jax.nn.dot_product_attention`: None (XLA, any
       backend), "xla" or "cudnn".
   """
 
-  axis: Literal["spatial", "temporal"]
+  axis: Literal["spatial", "temporal", "joint"]
   head_dim: int
   num_groups: int
   attention_implementation: str | None = None
@@ -47,8 +52,8 @@ class VideoSelfAttention(nn.Module):
   def __call__(self, x: jnp.ndarray) -> jnp.ndarray:
     """`[B, T, H, W, C]` -> `[B, T, H, W, C]`."""
     batch, num_frames, height, width, channels = x.shape
-    if self.axis not in ("spatial", "temporal"):
-      raise ConfigError(f"attention axis must be 'spatial' or 'temporal', got {self.axis!r}")
+    if self.axis not in AXES:
+      raise ConfigError(f"attention axis must be one of {AXES}, got {self.axis!r}")
     if channels % self.head_dim:
       raise ConfigError(
           f"attention over {channels} channels needs channels divisible by head_dim, "
@@ -84,12 +89,20 @@ class VideoSelfAttention(nn.Module):
       # Frames become the batch, pixels the sequence: a reshape, no transpose.
       pattern = "b t h w n d -> (b t) (h w) n d"
       query, key, value = (einops.rearrange(a, pattern) for a in (query, key, value))
-    else:
+    elif self.axis == "temporal":
       # Frames are the sequence; each (pixel, head) pair is its own attention head, so the
       # layout stays [B, T, ...] and needs a reshape only, no transpose.
       pattern = "b t h w n d -> b t (h w n) d"
       query, key, value = (einops.rearrange(a, pattern) for a in (query, key, value))
       frame_index = jnp.arange(num_frames)
+      query = apply_rope(query, frame_index)
+      key = apply_rope(key, frame_index)
+    else:
+      # Every (frame, pixel) is a token; RoPE by frame index, positions in space come from
+      # the convs' features.
+      pattern = "b t h w n d -> b (t h w) n d"
+      query, key, value = (einops.rearrange(a, pattern) for a in (query, key, value))
+      frame_index = jnp.repeat(jnp.arange(num_frames), height * width)
       query = apply_rope(query, frame_index)
       key = apply_rope(key, frame_index)
 
@@ -100,8 +113,10 @@ class VideoSelfAttention(nn.Module):
       out = einops.rearrange(
           out, "(b t) (h w) n d -> b t h w n d", b=batch, h=height, w=width
       )
-    else:
+    elif self.axis == "temporal":
       out = einops.rearrange(out, "b t (h w n) d -> b t h w n d", h=height, w=width)
+    else:
+      out = einops.rearrange(out, "b (t h w) n d -> b t h w n d", h=height, w=width)
 
     out_kernel = self.param(
         "out_kernel",

@@ -104,20 +104,22 @@ class TemporalConv(nn.Module):
 class Conv2Plus1D(nn.Module):
   """Factorized (2+1)D conv: spatial `k x k` conv, then a residual temporal conv.
 
-  The temporal conv is a residual branch with a zero-initialized kernel, so an untrained
-  block is exactly the per-frame spatial conv and temporal mixing is learned from there
-  (identity-initialized temporal layers, Make-A-Video, Singer et al. 2022; Video LDM,
-  Blattmann et al. 2023). Gradients still reach the temporal kernel from step one.
+  With `identity_init_temporal` the temporal kernel starts at zero, so an untrained block is
+  exactly the per-frame spatial conv: the right start when inflating a pretrained image model
+  (Make-A-Video, Singer et al. 2022; Video LDM, Blattmann et al. 2023). From scratch a random
+  temporal kernel learns motion much sooner.
 
   Attributes:
     features: output channels.
     kernel_size: spatial window.
     temporal_kernel_size: temporal window in frames.
+    identity_init_temporal: zero-initialize the temporal kernel.
   """
 
   features: int
   kernel_size: int = 3
   temporal_kernel_size: int = 3
+  identity_init_temporal: bool = False
   dtype: jnp.dtype = jnp.float32
   param_dtype: jnp.dtype = jnp.float32
 
@@ -127,6 +129,7 @@ class Conv2Plus1D(nn.Module):
     kwargs = dict(dtype=self.dtype, param_dtype=self.param_dtype)
     h = SpatialConv(self.features, self.kernel_size, name="spatial", **kwargs)(x)
     temporal = TemporalConv(
-        self.features, self.temporal_kernel_size, zero_init=True, name="temporal", **kwargs
+        self.features, self.temporal_kernel_size, zero_init=self.identity_init_temporal,
+        name="temporal", **kwargs
     )(h)
     return h + temporal

@@ -19,11 +19,13 @@ class ResBlock(nn.Module):
     features: output channels; a 1x1 projection maps the skip path when they change.
     num_groups: GroupNorm groups.
     dropout: dropout rate before the second conv (active only when `train=True`).
+    identity_init_temporal: start the temporal convs at zero (see `Conv2Plus1D`).
   """
 
   features: int
   num_groups: int
   dropout: float = 0.0
+  identity_init_temporal: bool = False
   dtype: jnp.dtype = jnp.float32
   param_dtype: jnp.dtype = jnp.float32
 
@@ -42,9 +44,10 @@ class ResBlock(nn.Module):
       `[B, T, H, W, features]`.
     """
     kwargs = dict(dtype=self.dtype, param_dtype=self.param_dtype)
+    conv_kwargs = dict(identity_init_temporal=self.identity_init_temporal, **kwargs)
     h = frame_group_norm(self.num_groups, name="norm_0", **kwargs)(x)
     h = nn.swish(h)
-    h = Conv2Plus1D(self.features, name="conv_0", **kwargs)(h)
+    h = Conv2Plus1D(self.features, name="conv_0", **conv_kwargs)(h)
 
     time_shift = dense(self.features, name="time", **kwargs)(nn.swish(time_embedding))
     h = h + time_shift[:, :, None, None, :]  # [B, T, 1, 1, C]: per frame, over H and W
@@ -52,7 +55,7 @@ class ResBlock(nn.Module):
     h = frame_group_norm(self.num_groups, name="norm_1", **kwargs)(h)
     h = nn.swish(h)
     h = nn.Dropout(self.dropout, deterministic=not train)(h)
-    h = Conv2Plus1D(self.features, name="conv_1", **kwargs)(h)
+    h = Conv2Plus1D(self.features, name="conv_1", **conv_kwargs)(h)
 
     if x.shape[-1] != self.features:
       x = dense(self.features, name="skip", **kwargs)(x)  # 1x1 projection
