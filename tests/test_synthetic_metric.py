@@ -8,7 +8,8 @@ import scipy.ndimage
 
 from jvdm.data.synthetic import PALETTE, BouncingShapes, paint_square
 from jvdm.errors import ConfigError, ShapeError
-from jvdm.metrics import analyze_video, reference_validity, synthetic_video_validity
+from jvdm.metrics import (analyze_video, continuous_motion, reference_validity,
+                          synthetic_video_validity)
 from jvdm.metrics.synthetic_video import CRITERIA
 
 
@@ -82,6 +83,21 @@ def test_frame_shuffled_videos_are_mostly_invalid(real):
   assert result["valid_fraction"] < 0.1
   assert result["motion_ok_fraction"] < 0.1
   assert result["count_ok_fraction"] > 0.9  # the shapes are still there; only motion broke
+
+
+def test_continuous_motion_passes_real_videos_and_fails_jumps_freezes_and_gaps(real):
+  videos, _ = real
+  assert all(continuous_motion(video) for video in videos)
+  rng = np.random.default_rng(1)
+  shuffled = [video[rng.permutation(len(video))] for video in videos[:100]]
+  assert np.mean([continuous_motion(video) for video in shuffled]) < 0.1
+  frozen = np.repeat(videos[0][:1], len(videos[0]), axis=0)
+  assert not continuous_motion(frozen)
+  with_gap = videos[0].copy()
+  with_gap[5] = 0  # everything vanishes for a frame
+  assert not continuous_motion(with_gap)
+  result = synthetic_video_validity(videos[:20])
+  assert result["continuous_motion_fraction"] == 1.0
 
 
 def test_pure_noise_is_invalid():

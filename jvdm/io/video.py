@@ -25,6 +25,11 @@ from PIL import Image
 
 from jvdm.errors import ConfigError, DataError, JvdmError, ShapeError
 
+# imageio-ffmpeg starts ffmpeg with preexec_fn=os.setpgrp, which runs Python in the forked child;
+# in a process with XLA's threads that child can deadlock before exec (seen here: a test hung
+# writing an mp4; imageio-ffmpeg issue #58). This switch makes it fork without a preexec_fn.
+os.environ.setdefault("IMAGEIO_FFMPEG_NO_PREVENT_SIGINT", "1")
+
 PathLike = str | os.PathLike
 
 WRITE_SUFFIXES = (".mp4", ".gif")

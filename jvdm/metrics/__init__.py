@@ -2,5 +2,6 @@
 
 from jvdm.metrics.synthetic_video import VideoReport
 from jvdm.metrics.synthetic_video import analyze_video
+from jvdm.metrics.synthetic_video import continuous_motion
 from jvdm.metrics.synthetic_video import reference_validity
 from jvdm.metrics.synthetic_video import synthetic_video_validity

@@ -473,6 +473,29 @@ def analyze_video(video: np.ndarray, *, max_shapes: int = 2, min_speed: int = 1,
                      reason="; ".join(messages[:3]) if messages else "ok", **verdicts)
 
 
+def continuous_motion(video: np.ndarray, *, max_speed: int = 3, min_area: int = 4) -> bool:
+  """A looser test than `analyze_video`: do bright things move without jumping?
+
+  True when every frame has at least `min_area` bright pixels, the centroid of the bright
+  pixels moves at most `max_speed * sqrt(2) + 1` px between consecutive frames (one square at
+  top speed, plus 1 px for blur and occlusion), and the bright mask changes (by more than
+  `min_area` pixels) between at least half of the consecutive frames, so a still image fails.
+  Shapes that teleport, vanish or freeze fail it; shapes whose size or colour wobbles pass.
+  It is reported next to validity because a model learns this long before ±1 px precision.
+  """
+  _check_video(video)
+  bright = _brightness(video) >= _BRIGHT  # [T, H, W]
+  mass = bright.sum((1, 2))
+  if mass.min() < min_area:
+    return False
+  ys, xs = np.mgrid[:bright.shape[1], :bright.shape[2]]
+  centroid_y = (bright * ys).sum((1, 2)) / mass
+  centroid_x = (bright * xs).sum((1, 2)) / mass
+  steps = np.hypot(np.diff(centroid_y), np.diff(centroid_x))
+  changed = (bright[1:] != bright[:-1]).sum((1, 2)) > min_area
+  return bool(steps.max(initial=0.0) <= max_speed * np.sqrt(2) + 1 and changed.mean() >= 0.5)
+
+
 def synthetic_video_validity(videos: np.ndarray, **kwargs) -> dict[str, float]:
   """Fractions of `videos` that are valid and that pass each criterion.
 
@@ -481,7 +504,9 @@ def synthetic_video_validity(videos: np.ndarray, **kwargs) -> dict[str, float]:
     **kwargs: forwarded to `analyze_video` (max_shapes, min_speed, max_speed, tolerances).
 
   Returns:
-    {"valid_fraction", "<criterion>_fraction" for each of CRITERIA, "num_videos"}.
+    {"valid_fraction", "<criterion>_fraction" for each of CRITERIA,
+     "continuous_motion_fraction" (see `continuous_motion`; not part of validity),
+     "num_videos"}.
   """
   if not isinstance(videos, np.ndarray) or videos.dtype != np.uint8:
     raise ShapeError(f"videos must be a uint8 numpy array [N, T, H, W, 3], got "
@@ -493,6 +518,9 @@ def synthetic_video_validity(videos: np.ndarray, **kwargs) -> dict[str, float]:
   result = {"valid_fraction": float(np.mean([report.valid for report in reports]))}
   for name in CRITERIA:
     result[f"{name}_fraction"] = float(np.mean([getattr(report, name) for report in reports]))
+  motion_kwargs = {k: kwargs[k] for k in ("max_speed", "min_area") if k in kwargs}
+  result["continuous_motion_fraction"] = float(np.mean(
+      [continuous_motion(video, **motion_kwargs) for video in videos]))
   result["num_videos"] = len(reports)
   return result
 

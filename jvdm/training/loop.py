@@ -111,7 +111,10 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str,
                       config.sample.video_scale)
         metric = evaluate_samples(config, videos)
         if metric is not None:
-          metrics_log.write(step, {"sample_valid_fraction": metric["generated"]["valid_fraction"]})
+          generated = metric["generated"]
+          metrics_log.write(step, {
+              "sample_valid_fraction": generated["valid_fraction"],
+              "sample_continuous_motion_fraction": generated["continuous_motion_fraction"]})
 
       # Loop.
       end_step = config.train.num_steps
