@@ -36,6 +36,7 @@ class VPProcess:
   logsnr_fn: Callable[[jnp.ndarray], jnp.ndarray]
 
   def alpha_sigma(self, t: jnp.ndarray) -> tuple[jnp.ndarray, jnp.ndarray]:
-    """Returns (alpha_t, sigma_t), each shaped like t."""
-    logsnr = self.logsnr_fn(jnp.asarray(t, jnp.float32))
+    """Returns (alpha_t, sigma_t), each shaped like t (float64 for float64 t, else float32)."""
+    t = jnp.asarray(t)
+    logsnr = self.logsnr_fn(t.astype(jnp.result_type(t, jnp.float32)))
     return jnp.sqrt(jax.nn.sigmoid(logsnr)), jnp.sqrt(jax.nn.sigmoid(-logsnr))

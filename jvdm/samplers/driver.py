@@ -58,14 +58,17 @@ def staggered_time_grid(num_steps: int, num_frames: int, stagger: float) -> jnp.
   return jnp.clip(1.0 - (progress - start) / (1.0 - stagger), 0.0, 1.0)
 
 
-def run_solver(solver: Solver, x_init: jnp.ndarray, time_grid: jnp.ndarray,
+def run_solver(solver: Solver, x_init: jnp.ndarray,
+               time_grid: jnp.ndarray | tuple[jnp.ndarray, jnp.ndarray],
                rng: jax.Array) -> jnp.ndarray:
   """Runs `solver` from `x_init` over consecutive pairs of `time_grid`.
 
   Args:
     solver: a step `(carry, t_cur, t_next) -> carry`.
     x_init: the starting noise `[B, T, H, W, C]`.
-    time_grid: `[S + 1, ...]`; each entry is a scalar, `[B]` or `[B, T]` time.
+    time_grid: `[S + 1, ...]`; each entry is a scalar, `[B]` or `[B, T]` time. Or a pair
+      (t_cur `[S, ...]`, t_next `[S, ...]`) for grids whose steps do not chain (diffusers'
+      DDIM with "linspace" spacing, see `jvdm.diffusion.discrete.ddim_time_pairs`).
     rng: `[B]` keys for stochastic solvers; split once per step inside the solver.
 
   Returns:
@@ -76,5 +79,9 @@ def run_solver(solver: Solver, x_init: jnp.ndarray, time_grid: jnp.ndarray,
     t_cur, t_next = times
     return solver(carry, t_cur, t_next), None
 
-  carry, _ = jax.lax.scan(body, SamplerCarry(x=x_init, rng=rng), (time_grid[:-1], time_grid[1:]))
+  if isinstance(time_grid, (tuple, list)):
+    steps = tuple(time_grid)
+  else:
+    steps = (time_grid[:-1], time_grid[1:])
+  carry, _ = jax.lax.scan(body, SamplerCarry(x=x_init, rng=rng), steps)
   return carry.x

@@ -1,0 +1,119 @@
+"""Discrete-time schedules and DDIM against diffusers' numbers.
+
+The fixture comes from scripts/make_sampler_references.py (diffusers' DDIMScheduler on Gaussian
+data with the exact denoiser); this file needs only numpy to read it.
+"""
+
+import json
+import pathlib
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from jvdm.diffusion import VPProcess, broadcast_to_video
+from jvdm.diffusion.discrete import (DiscreteSchedule, ddim_time_pairs, discrete_timesteps,
+                                     index_to_time, make_betas, rescale_zero_terminal_snr)
+from jvdm.errors import ConfigError
+from jvdm.samplers import ddim_step
+from jvdm.samplers.driver import run_solver
+
+FIXTURE = pathlib.Path(__file__).parent / "fixtures" / "diffusers_ddim_references.npz"
+CASES = ("ddim_linear_leading", "ddim_scaled_linear_leading", "ddim_cosine_linspace",
+         "ddim_linear_leading_50")
+
+
+@pytest.fixture(scope="module")
+def reference():
+  with np.load(FIXTURE) as data:
+    return {key: data[key] for key in data.files}
+
+
+def _case(reference, name):
+  config = json.loads(str(reference[f"{name}/config"]))
+  return config, {key: reference[f"{name}/{key}"]
+                  for key in ("alphas_cumprod", "final_alpha_cumprod", "timesteps", "trajectory")}
+
+
+@pytest.mark.parametrize("name", CASES)
+def test_beta_schedules_match_diffusers(reference, name):
+  config, case = _case(reference, name)
+  kwargs = {key: config[key] for key in ("beta_start", "beta_end") if key in config}
+  betas = make_betas(config["beta_schedule"], config["num_train_timesteps"], **kwargs)
+  # diffusers builds its tables in float32, so agreement is to float32 precision.
+  np.testing.assert_allclose(np.cumprod(1.0 - betas), case["alphas_cumprod"], rtol=1e-4)
+
+
+@pytest.mark.parametrize("name", CASES)
+def test_timestep_spacings_match_diffusers(reference, name):
+  config, case = _case(reference, name)
+  timesteps = discrete_timesteps(config["num_inference_steps"], config["num_train_timesteps"],
+                                 config["timestep_spacing"], config.get("steps_offset", 0))
+  np.testing.assert_array_equal(timesteps, case["timesteps"])
+
+
+@pytest.mark.parametrize("name", CASES)
+def test_ddim_trajectory_matches_diffusers(reference, name):
+  config, case = _case(reference, name)
+  mean, std = float(reference["mean"]), float(reference["std"])
+  with jax.enable_x64(True):
+    process = VPProcess(DiscreteSchedule(case["alphas_cumprod"]))
+
+    def denoise(z, t, cond):
+      del cond
+      alpha, sigma = (broadcast_to_video(c, z) for c in process.alpha_sigma(t))
+      return mean + alpha * std**2 * (z - alpha * mean) / (alpha**2 * std**2 + sigma**2)
+
+    t_cur, t_next = ddim_time_pairs(case["timesteps"], config["num_train_timesteps"],
+                                    config["set_alpha_to_one"])
+    # The end point is the reference's final alpha_bar.
+    final_alpha, _ = process.alpha_sigma(jnp.float64(t_next[-1]))
+    np.testing.assert_allclose(final_alpha**2, case["final_alpha_cumprod"], rtol=1e-12)
+    solver = ddim_step(denoise, process, eta=0.0, clip_x0=False)
+    x = jnp.asarray(reference["x_init"])
+    keys = jax.random.split(jax.random.key(0), x.shape[0])
+    trajectory = case["trajectory"]
+    # Step by step: every intermediate sample matches, not only the last.
+    for i in range(len(t_cur)):
+      x = run_solver(solver, x, (jnp.asarray(t_cur[i:i + 1]), jnp.asarray(t_next[i:i + 1])), keys)
+      assert x.dtype == jnp.float64
+      np.testing.assert_allclose(x, trajectory[i + 1], rtol=1e-9, atol=1e-12)
+    # And the whole grid in one scan gives the same final sample.
+    x_scan = run_solver(solver, jnp.asarray(reference["x_init"]),
+                        (jnp.asarray(t_cur), jnp.asarray(t_next)), keys)
+    np.testing.assert_allclose(x_scan, trajectory[-1], rtol=1e-9, atol=1e-12)
+
+
+def test_discrete_schedule_hits_the_knots_and_is_clean_at_zero():
+  alphas_cumprod = np.cumprod(1.0 - make_betas("linear", 1000))
+  with jax.enable_x64(True):
+    schedule = DiscreteSchedule(alphas_cumprod)
+    index = np.array([0, 1, 499, 998, 999])
+    np.testing.assert_allclose(schedule.alpha_bar(index_to_time(index, 1000)),
+                               alphas_cumprod[index], rtol=1e-12)
+    assert float(schedule.alpha_bar(0.0)) == 1.0
+    logsnr = np.asarray(schedule(jnp.linspace(0.0, 1.0, 101)))
+    assert logsnr[0] == np.inf and np.all(np.diff(logsnr) < 0)
+
+
+def test_zero_terminal_snr_rescale():
+  betas = make_betas("scaled_linear", 1000, 0.00085, 0.012)
+  rescaled = np.cumprod(1.0 - rescale_zero_terminal_snr(betas))
+  assert rescaled[-1] == pytest.approx(0.0, abs=1e-20)
+  assert rescaled[0] == pytest.approx(np.cumprod(1.0 - betas)[0], rel=1e-12)
+  assert np.all(np.diff(rescaled) < 0)
+  with jax.enable_x64(True):
+    alpha, sigma = VPProcess(DiscreteSchedule(rescaled)).alpha_sigma(jnp.float64(1.0))
+  assert float(alpha) == 0.0 and float(sigma) == 1.0  # pure noise at t = 1
+
+
+def test_bad_names_and_steps_list_the_valid_ones():
+  with pytest.raises(ConfigError, match="squaredcos_cap_v2"):
+    make_betas("cosine_typo")
+  with pytest.raises(ConfigError, match="trailing"):
+    discrete_timesteps(10, spacing="middle")
+  with pytest.raises(ConfigError, match="steps"):
+    discrete_timesteps(0)
+  with pytest.raises(ConfigError, match="decrease"):
+    DiscreteSchedule(np.linspace(0.1, 0.9, 10))
