@@ -1,7 +1,7 @@
 """Times the real train step (compile and steady state) for config variants, on this machine.
 
-  python benchmarks/train_step_time.py                      # the default config
-  python benchmarks/train_step_time.py --set model.base_channels=16 --set model.patch_size=1
+  python -m benchmarks.train_step_time                      # the default config (repo root)
+  python -m benchmarks.train_step_time --set model.base_channels=16 --set model.patch_size=1
 
 Prints one JSON line per run and appends it to benchmarks/results/train_step_time.json.
 """

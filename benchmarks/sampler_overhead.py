@@ -1,0 +1,100 @@
+"""What the scan sampler costs on top of the model, and how its compile time grows with steps.
+
+  python -m benchmarks.sampler_overhead                     # the default config (repo root)
+  python -m benchmarks.sampler_overhead --set model.base_channels=16 --steps 10 --steps 50
+
+Side by side in one process, same params, same batch and the same number of network calls:
+  bare:    a Python loop of S calls of the jitted denoiser (the model alone, no solver math);
+  sampler: `VideoSampler` (DDIM, one `lax.scan` of S steps in one jit).
+overhead = sampler / bare - 1. Compile time is measured for each step count. Prints one JSON
+line and appends it to benchmarks/results/sampler_overhead.json.
+"""
+
+import argparse
+import json
+import os
+import platform
+import statistics
+import time
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+
+from benchmarks.train_step_time import apply_overrides
+from configs import bouncing_shapes_unet
+from jvdm.models import get_model
+from jvdm.sampling import make_video_sampler
+from jvdm.samplers import make_denoiser
+
+
+def _median_seconds(fn, repeats: int) -> float:
+  jax.block_until_ready(fn())  # warm-up
+  times = []
+  for _ in range(repeats):
+    start = time.perf_counter()
+    jax.block_until_ready(fn())
+    times.append(time.perf_counter() - start)
+  return statistics.median(times)
+
+
+def measure(config, step_counts: list[int], repeats: int) -> dict:
+  data = config.data
+  video_shape = (data.num_frames, data.height, data.width, data.channels)
+  batch = data.batch_size
+  model = get_model(config)
+  x = jax.random.normal(jax.random.key(0), (batch,) + video_shape)
+  t = jnp.full((batch,), 0.5)
+  with nn.logical_axis_rules(config.mesh.logical_axis_rules):
+    params = nn.unbox(jax.jit(model.init)(jax.random.key(1), x, t)["params"])
+  results = {}
+  for steps in step_counts:
+    sampler = make_video_sampler(config, model.apply, steps=steps)
+    keys = jax.vmap(lambda i: jax.random.fold_in(jax.random.key(2), i))(jnp.arange(batch))
+    start = time.perf_counter()
+    compiled = sampler._sample_batch.lower(params, keys, video_shape).compile()  # pylint: disable=protected-access
+    compile_seconds = time.perf_counter() - start
+    sampler_seconds = _median_seconds(lambda: compiled(params, keys), repeats)
+
+    denoise = jax.jit(make_denoiser(model.apply, params, sampler.process, sampler.prediction))
+    times = jnp.linspace(1.0, 0.0, steps + 1)[:-1]
+
+    def bare_loop():
+      out = x
+      for time_value in times:
+        out = denoise(x, jnp.full((batch,), time_value), None)
+      return out
+
+    bare_seconds = _median_seconds(bare_loop, repeats)
+    results[str(steps)] = {"compile_s": round(compile_seconds, 2),
+                           "sampler_s": round(sampler_seconds, 3),
+                           "bare_model_calls_s": round(bare_seconds, 3),
+                           "overhead": round(sampler_seconds / bare_seconds - 1, 4)}
+  return results
+
+
+def main():
+  parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+  parser.add_argument("--variant", default="default")
+  parser.add_argument("--set", action="append", default=[], help="config override a.b=value")
+  parser.add_argument("--steps", action="append", type=int, default=None,
+                      help="step counts to compare (default 10 and 50)")
+  parser.add_argument("--repeats", type=int, default=3)
+  parser.add_argument("--out", default=os.path.join(os.path.dirname(__file__), "results",
+                                                    "sampler_overhead.json"))
+  args = parser.parse_args()
+  config = apply_overrides(bouncing_shapes_unet.get_config(args.variant), args.set)
+  result = {"benchmark": "sampler_overhead", "variant": args.variant, "overrides": args.set,
+            "devices": f"{jax.device_count()}x {jax.devices()[0].device_kind}",
+            "cpu_count": os.cpu_count(), "machine": platform.machine(),
+            "batch_size": config.data.batch_size, "sampler": config.sample.sampler,
+            "frame_stagger": config.sample.frame_stagger,
+            "by_steps": measure(config, args.steps or [10, 50], args.repeats)}
+  print(json.dumps(result))
+  os.makedirs(os.path.dirname(args.out), exist_ok=True)
+  with open(args.out, "a") as f:
+    f.write(json.dumps(result) + "\n")
+
+
+if __name__ == "__main__":
+  main()
