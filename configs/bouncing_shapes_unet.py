@@ -54,12 +54,17 @@ def get_config(variant: str = "default") -> ml_collections.ConfigDict:
   config.model.attention_implementation = None  # None (XLA) | "cudnn" (GPU)
 
   config.diffusion = ml_collections.ConfigDict()
-  config.diffusion.schedule = "cosine"  # VP, continuous time, by log-SNR
+  config.diffusion.schedule = "cosine"  # VP: cosine (continuous, by log-SNR) | discrete (betas)
   config.diffusion.logsnr_min = -15.0
   config.diffusion.logsnr_max = 15.0
   # Shifted cosine (simple diffusion); < 0 trains and samples more at high noise, where a
   # video's layout and motion are decided.
   config.diffusion.logsnr_shift = -3.0
+  # Used by schedule="discrete": DDPM betas by diffusers' names (linear | scaled_linear |
+  # squaredcos_cap_v2), optionally rescaled to zero terminal SNR.
+  config.diffusion.discrete = ml_collections.ConfigDict(dict(
+      beta_schedule="linear", num_train_timesteps=1000, beta_start=0.0001, beta_end=0.02,
+      rescale_zero_snr=False))
   # v | eps | x0. This CPU config predicts x0: behind the 4x4 patch stem, v-prediction must copy
   # per-pixel noise through the network, and after 1200 steps its
   # samples kept a noisy background (x0 error at t=0.05 only 1.6x below the trivial alpha*z),

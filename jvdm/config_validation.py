@@ -3,7 +3,7 @@
 import ml_collections
 
 from jvdm.data.pipeline import DATASETS
-from jvdm.diffusion import PREDICTIONS, SCHEDULES
+from jvdm.diffusion import PREDICTIONS, SCHEDULES, make_process
 from jvdm.errors import ConfigError
 from jvdm.samplers import SAMPLERS
 
@@ -40,6 +40,7 @@ def validate_config(config: ml_collections.ConfigDict) -> None:
     raise ConfigError("config.data.name='video_folder' needs config.data.video_folder.root, a "
                       "folder of video files; got ''.")
   _one_of(config.diffusion.schedule, SCHEDULES, "diffusion.schedule")
+  make_process(config.diffusion)  # checks the schedule's own fields (e.g. a beta schedule name)
   _one_of(config.diffusion.prediction, PREDICTIONS, "diffusion.prediction")
   if not 0.0 <= config.diffusion.per_frame_noise <= 1.0:
     raise ConfigError(f"config.diffusion.per_frame_noise is a probability in [0, 1], got "

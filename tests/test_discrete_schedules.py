@@ -12,7 +12,9 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from jvdm.diffusion import VPProcess, broadcast_to_video
+from configs import bouncing_shapes_unet
+from jvdm.config_validation import validate_config
+from jvdm.diffusion import VPProcess, broadcast_to_video, make_process
 from jvdm.diffusion.discrete import (DiscreteSchedule, ddim_time_pairs, discrete_timesteps,
                                      index_to_time, make_betas, rescale_zero_terminal_snr)
 from jvdm.errors import ConfigError
@@ -117,3 +119,19 @@ def test_bad_names_and_steps_list_the_valid_ones():
     discrete_timesteps(0)
   with pytest.raises(ConfigError, match="decrease"):
     DiscreteSchedule(np.linspace(0.1, 0.9, 10))
+
+
+def test_config_switch_builds_the_discrete_process():
+  config = bouncing_shapes_unet.get_config("tiny")
+  config.diffusion.schedule = "discrete"
+  config.diffusion.discrete.beta_schedule = "scaled_linear"
+  config.diffusion.discrete.beta_start = 0.00085
+  config.diffusion.discrete.beta_end = 0.012
+  validate_config(config)
+  alphas_cumprod = np.cumprod(1.0 - make_betas("scaled_linear", 1000, 0.00085, 0.012))
+  index = np.array([0, 250, 999])
+  alpha, _ = make_process(config.diffusion).alpha_sigma(index_to_time(index, 1000).astype(np.float32))
+  np.testing.assert_allclose(np.asarray(alpha) ** 2, alphas_cumprod[index], rtol=1e-4)
+  config.diffusion.discrete.beta_schedule = "cosine"
+  with pytest.raises(ConfigError, match="beta schedule 'cosine'"):
+    validate_config(config)

@@ -8,6 +8,9 @@ from jvdm.diffusion.vp import VPProcess, broadcast_to_video
 
 def make_process(diffusion_config) -> VPProcess:
   """The VP process described by `config.diffusion`."""
-  return VPProcess(get_schedule(diffusion_config.schedule, logsnr_min=diffusion_config.logsnr_min,
-                                logsnr_max=diffusion_config.logsnr_max,
-                                logsnr_shift=diffusion_config.logsnr_shift))
+  if diffusion_config.schedule == "discrete":
+    kwargs = diffusion_config.discrete.to_dict()
+  else:
+    kwargs = dict(logsnr_min=diffusion_config.logsnr_min, logsnr_max=diffusion_config.logsnr_max,
+                  logsnr_shift=diffusion_config.logsnr_shift)
+  return VPProcess(get_schedule(diffusion_config.schedule, **kwargs))

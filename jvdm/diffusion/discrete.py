@@ -128,3 +128,13 @@ def ddim_time_pairs(timesteps: np.ndarray, num_train_timesteps: int = 1000,
   final = -1 if set_alpha_to_one else 0
   t_next = index_to_time(np.where(previous >= 0, previous, final), num_train_timesteps)
   return index_to_time(timesteps, num_train_timesteps), t_next
+
+
+def discrete_schedule(beta_schedule: str = "linear", num_train_timesteps: int = 1000,
+                      beta_start: float = 0.0001, beta_end: float = 0.02,
+                      rescale_zero_snr: bool = False) -> DiscreteSchedule:
+  """The `DiscreteSchedule` of a named beta schedule (`config.diffusion.discrete`)."""
+  betas = make_betas(beta_schedule, num_train_timesteps, beta_start, beta_end)
+  if rescale_zero_snr:
+    betas = rescale_zero_terminal_snr(betas)
+  return DiscreteSchedule(np.cumprod(1.0 - betas))

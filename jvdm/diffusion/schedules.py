@@ -10,6 +10,7 @@ from typing import Callable
 
 import jax.numpy as jnp
 
+from jvdm.diffusion.discrete import discrete_schedule
 from jvdm.errors import ConfigError
 
 
@@ -45,6 +46,7 @@ class CosineSchedule:
 
 SCHEDULES: dict[str, Callable[..., Callable[[jnp.ndarray], jnp.ndarray]]] = {
     "cosine": CosineSchedule,
+    "discrete": discrete_schedule,  # DDPM betas by name (jvdm.diffusion.discrete)
 }
 
 
