@@ -10,10 +10,6 @@ overhead = sampler / bare - 1. Compile time is measured for each step count. Pri
 line and appends it to benchmarks/results/sampler_overhead.json.
 """
 
-import argparse
-import json
-import os
-import platform
 import statistics
 import time
 
@@ -21,8 +17,7 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
-from benchmarks.train_step_time import apply_overrides
-from configs import bouncing_shapes_unet
+from benchmarks import common
 from jvdm.models import get_model
 from jvdm.sampling import make_video_sampler
 from jvdm.samplers import make_denoiser
@@ -74,26 +69,15 @@ def measure(config, step_counts: list[int], repeats: int) -> dict:
 
 
 def main():
-  parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-  parser.add_argument("--variant", default="default")
-  parser.add_argument("--set", action="append", default=[], help="config override a.b=value")
+  parser = common.parser(__doc__.splitlines()[0], default_repeats=3)
   parser.add_argument("--steps", action="append", type=int, default=None,
                       help="step counts to compare (default 10 and 50)")
-  parser.add_argument("--repeats", type=int, default=3)
-  parser.add_argument("--out", default=os.path.join(os.path.dirname(__file__), "results",
-                                                    "sampler_overhead.json"))
   args = parser.parse_args()
-  config = apply_overrides(bouncing_shapes_unet.get_config(args.variant), args.set)
-  result = {"benchmark": "sampler_overhead", "variant": args.variant, "overrides": args.set,
-            "devices": f"{jax.device_count()}x {jax.devices()[0].device_kind}",
-            "cpu_count": os.cpu_count(), "machine": platform.machine(),
-            "batch_size": config.data.batch_size, "sampler": config.sample.sampler,
-            "frame_stagger": config.sample.frame_stagger,
+  config = common.load_config(args)
+  result = {**common.run_header("sampler_overhead", args), "batch_size": config.data.batch_size,
+            "sampler": config.sample.sampler, "frame_stagger": config.sample.frame_stagger,
             "by_steps": measure(config, args.steps or [10, 50], args.repeats)}
-  print(json.dumps(result))
-  os.makedirs(os.path.dirname(args.out), exist_ok=True)
-  with open(args.out, "a") as f:
-    f.write(json.dumps(result) + "\n")
+  common.report(result, args.out)
 
 
 if __name__ == "__main__":

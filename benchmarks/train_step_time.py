@@ -6,12 +6,7 @@
 Prints one JSON line per run and appends it to benchmarks/results/train_step_time.json.
 """
 
-import argparse
-import ast
-import json
 import math
-import os
-import platform
 import statistics
 import time
 
@@ -19,7 +14,7 @@ import flax.linen as nn
 import jax
 import numpy as np
 
-from configs import bouncing_shapes_unet
+from benchmarks import common
 from jvdm.data.synthetic import BouncingShapes
 from jvdm.diffusion import make_process
 from jvdm.models import get_model
@@ -27,23 +22,6 @@ from jvdm.parallel.mesh import batch_sharding, make_mesh
 from jvdm.training.optimizer import make_optimizer
 from jvdm.training.state import create_sharded_state
 from jvdm.training.step import make_train_step
-
-
-def apply_overrides(config, overrides):
-  config.unlock()
-  for item in overrides:
-    dotted, value = item.split("=", 1)
-    node = config
-    *parents, leaf = dotted.split(".")
-    for key in parents:
-      node = node[key]
-    try:
-      value = ast.literal_eval(value)
-    except (ValueError, SyntaxError):
-      pass
-    node[leaf] = value
-  config.lock()
-  return config
 
 
 def time_train_step(config, repeats: int) -> dict:
@@ -85,25 +63,13 @@ def time_train_step(config, repeats: int) -> dict:
 
 
 def main():
-  parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-  parser.add_argument("--variant", default="default")
-  parser.add_argument("--set", action="append", default=[], help="config override a.b=value")
-  parser.add_argument("--repeats", type=int, default=5)
-  parser.add_argument("--out", default=os.path.join(os.path.dirname(__file__), "results",
-                                                    "train_step_time.json"))
-  args = parser.parse_args()
-  config = apply_overrides(bouncing_shapes_unet.get_config(args.variant), args.set)
-  result = {"benchmark": "train_step_time", "variant": args.variant, "overrides": args.set,
-            "devices": f"{jax.device_count()}x {jax.devices()[0].device_kind}",
-            "cpu_count": os.cpu_count(), "machine": platform.machine(),
-            "batch_size": config.data.batch_size,
+  args = common.parser(__doc__.splitlines()[0], default_repeats=5).parse_args()
+  config = common.load_config(args)
+  result = {**common.run_header("train_step_time", args), "batch_size": config.data.batch_size,
             "video_shape": [config.data.num_frames, config.data.height, config.data.width,
                             config.data.channels],
             "model": config.model.to_dict(), **time_train_step(config, args.repeats)}
-  print(json.dumps(result))
-  os.makedirs(os.path.dirname(args.out), exist_ok=True)
-  with open(args.out, "a") as f:
-    f.write(json.dumps(result) + "\n")
+  common.report(result, args.out)
 
 
 if __name__ == "__main__":

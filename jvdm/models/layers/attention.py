@@ -85,38 +85,30 @@ class VideoSelfAttention(nn.Module):
     qkv = jnp.einsum("bthwc,cknd->bthwknd", h, qkv_kernel) + qkv_bias  # [B, T, H, W, 3, N, D]
     query, key, value = (qkv[..., i, :, :] for i in range(3))  # each [B, T, H, W, N, D]
 
+    # Each axis is a rearrange of [B, T, H, W, N, D] into attention's [batch, tokens, heads, D]
+    # (a reshape, never a transpose), and the frame index of every token for RoPE.
     if self.axis == "spatial":
-      # Frames become the batch, pixels the sequence: a reshape, no transpose.
+      # Frames become the batch, pixels the sequence.
       pattern = "b t h w n d -> (b t) (h w) n d"
-      query, key, value = (einops.rearrange(a, pattern) for a in (query, key, value))
+      frame_index = None
     elif self.axis == "temporal":
-      # Frames are the sequence; each (pixel, head) pair is its own attention head, so the
-      # layout stays [B, T, ...] and needs a reshape only, no transpose.
+      # Frames are the sequence; each (pixel, head) pair is its own attention head.
       pattern = "b t h w n d -> b t (h w n) d"
-      query, key, value = (einops.rearrange(a, pattern) for a in (query, key, value))
       frame_index = jnp.arange(num_frames)
-      query = apply_rope(query, frame_index)
-      key = apply_rope(key, frame_index)
     else:
-      # Every (frame, pixel) is a token; RoPE by frame index, positions in space come from
-      # the convs' features.
+      # Every (frame, pixel) is a token; positions in space come from the convs' features.
       pattern = "b t h w n d -> b (t h w) n d"
-      query, key, value = (einops.rearrange(a, pattern) for a in (query, key, value))
       frame_index = jnp.repeat(jnp.arange(num_frames), height * width)
+    query, key, value = (einops.rearrange(a, pattern) for a in (query, key, value))
+    if frame_index is not None:
       query = apply_rope(query, frame_index)
       key = apply_rope(key, frame_index)
 
     out = jax.nn.dot_product_attention(
         query, key, value, implementation=self.attention_implementation
     )
-    if self.axis == "spatial":
-      out = einops.rearrange(
-          out, "(b t) (h w) n d -> b t h w n d", b=batch, h=height, w=width
-      )
-    elif self.axis == "temporal":
-      out = einops.rearrange(out, "b t (h w n) d -> b t h w n d", h=height, w=width)
-    else:
-      out = einops.rearrange(out, "b (t h w) n d -> b t h w n d", h=height, w=width)
+    source, target = pattern.split(" -> ")
+    out = einops.rearrange(out, f"{target} -> {source}", b=batch, h=height, w=width)
 
     out_kernel = self.param(
         "out_kernel",

@@ -1,0 +1,64 @@
+"""What every benchmark script shares: config overrides from the command line, the machine
+description, and appending one JSON line per run to benchmarks/results/<name>.json."""
+
+import argparse
+import ast
+import json
+import os
+import platform
+
+import jax
+import ml_collections
+
+from configs import bouncing_shapes_unet
+
+RESULTS_DIR = os.path.join(os.path.dirname(__file__), "results")
+
+
+def apply_overrides(config: ml_collections.ConfigDict, overrides: list[str]):
+  """Applies `a.b=value` strings (values parsed as Python literals when they are)."""
+  config.unlock()
+  for item in overrides:
+    dotted, value = item.split("=", 1)
+    node = config
+    *parents, leaf = dotted.split(".")
+    for key in parents:
+      node = node[key]
+    try:
+      value = ast.literal_eval(value)
+    except (ValueError, SyntaxError):
+      pass
+    node[leaf] = value
+  config.lock()
+  return config
+
+
+def parser(description: str, default_repeats: int) -> argparse.ArgumentParser:
+  """The arguments every benchmark takes: --variant, --set a.b=value, --repeats, --out."""
+  result = argparse.ArgumentParser(description=description)
+  result.add_argument("--variant", default="default")
+  result.add_argument("--set", action="append", default=[], help="config override a.b=value")
+  result.add_argument("--repeats", type=int, default=default_repeats)
+  result.add_argument("--out", default=None,
+                      help="JSON lines file (default benchmarks/results/<benchmark>.json)")
+  return result
+
+
+def load_config(args: argparse.Namespace) -> ml_collections.ConfigDict:
+  return apply_overrides(bouncing_shapes_unet.get_config(args.variant), args.set)
+
+
+def run_header(name: str, args: argparse.Namespace) -> dict:
+  """The fields that say what ran where."""
+  return {"benchmark": name, "variant": args.variant, "overrides": args.set,
+          "devices": f"{jax.device_count()}x {jax.devices()[0].device_kind}",
+          "cpu_count": os.cpu_count(), "machine": platform.machine()}
+
+
+def report(result: dict, out: str | None) -> None:
+  """Prints `result` as one JSON line and appends it to `out`."""
+  out = out or os.path.join(RESULTS_DIR, f"{result['benchmark']}.json")
+  print(json.dumps(result))
+  os.makedirs(os.path.dirname(out), exist_ok=True)
+  with open(out, "a") as f:
+    f.write(json.dumps(result) + "\n")
