@@ -16,7 +16,7 @@ import numpy as np
 
 from benchmarks import common
 from jvdm.data.synthetic import BouncingShapes
-from jvdm.diffusion import make_process
+from jvdm.diffusion import make_loss
 from jvdm.models import get_model
 from jvdm.parallel.mesh import batch_sharding, make_mesh
 from jvdm.training.optimizer import make_optimizer
@@ -35,8 +35,7 @@ def time_train_step(config, repeats: int) -> dict:
     model = get_model(config)
     tx, schedule = make_optimizer(config.optim, config.train.num_steps)
     state, shardings, _ = create_sharded_state(model, tx, jax.random.key(0), video_shape, mesh, rules)
-    step = jax.jit(make_train_step(model, make_process(config.diffusion), config.diffusion.prediction,
-                                   config.diffusion.per_frame_noise, tx, schedule,
+    step = jax.jit(make_train_step(model, make_loss(config.diffusion), tx, schedule,
                                    config.optim.ema_decay),
                    in_shardings=(shardings, None, None), out_shardings=(shardings, None),
                    donate_argnums=0)

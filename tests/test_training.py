@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from configs import bouncing_shapes_unet
-from jvdm.diffusion import make_process
+from jvdm.diffusion import make_loss
 from jvdm.errors import CheckpointError, ConfigError, ShapeError
 from jvdm.models import get_model
 from jvdm.parallel.mesh import batch_sharding, make_mesh
@@ -41,8 +41,8 @@ def _one_step(config, devices, batch_np, rng, mesh_shape=None):
     video_shape = batch_np.shape[1:]
     state, shardings, _ = create_sharded_state(model, tx, jax.random.key(0), video_shape, mesh,
                                                rules)
-    step = jax.jit(make_train_step(model, make_process(config.diffusion), "v", True, tx, schedule,
-                                   0.99), in_shardings=(shardings, None, None),
+    step = jax.jit(make_train_step(model, make_loss(config.diffusion), tx, schedule, 0.99),
+                   in_shardings=(shardings, None, None),
                    out_shardings=(shardings, None))
     batch = {"video": jax.device_put(batch_np, batch_sharding(mesh, batch_np.ndim))}
     state, metrics = step(state, batch, rng)

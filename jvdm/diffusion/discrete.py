@@ -88,6 +88,18 @@ class DiscreteSchedule:
     alpha_bar = self.alpha_bar(t)
     return jnp.log(alpha_bar) - jnp.log1p(-alpha_bar)  # +inf at t = 0, -inf at zero SNR
 
+  def time_at_logsnr(self, logsnr) -> np.ndarray:
+    """The exact inverse of the interpolation, numpy float64."""
+    alpha_bar = 1.0 / (1.0 + np.exp(-np.asarray(logsnr, np.float64)))
+    knots = np.concatenate([[1.0], self.alphas_cumprod])
+    index = np.interp(alpha_bar, knots[::-1], np.arange(len(knots), dtype=np.float64)[::-1])
+    return index / self.num_train_timesteps
+
+  def noise_ratio_range(self) -> tuple[float, float]:
+    """sigma / alpha at the first and last training index (diffusers' sigmas[0], sigmas[-1])."""
+    sigmas = np.sqrt((1.0 - self.alphas_cumprod) / self.alphas_cumprod)
+    return float(sigmas[0]), float(sigmas[-1])
+
 
 def index_to_time(index, num_train_timesteps: int):
   """Continuous t of DDPM index `index` (negative: the clean data at t = 0)."""

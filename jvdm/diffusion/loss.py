@@ -6,13 +6,15 @@ import jax
 import jax.numpy as jnp
 
 from jvdm.diffusion.parameterization import target_for_prediction
-from jvdm.diffusion.vp import VPProcess, broadcast_to_video
+from jvdm.diffusion.vp import broadcast_to_video
+from jvdm.diffusion.weighting import draw_times, output_loss_weight
 from jvdm.errors import ConfigError
 
 
-def sample_timesteps(rng: jax.Array, batch: int, frames: int,
-                     per_frame_noise: float = 0.0) -> jnp.ndarray:
-  """Uniform t in [0, 1]: one level per video, or per frame for some videos.
+def sample_timesteps(rng: jax.Array, batch: int, frames: int, per_frame_noise: float = 0.0,
+                     distribution: str = "uniform", logit_mean: float = 0.0,
+                     logit_std: float = 1.0) -> jnp.ndarray:
+  """Noise levels t (see `draw_times`): one level per video, or per frame for some videos.
 
   FVDM's probabilistic timestep sampling (PTSS; Liu et al. 2024, sec. 3.3): each video draws
   an independent t per frame with probability `per_frame_noise`, else one t for all frames.
@@ -25,40 +27,48 @@ def sample_timesteps(rng: jax.Array, batch: int, frames: int,
   """
   if not 0.0 <= per_frame_noise <= 1.0:
     raise ConfigError(f"per_frame_noise is a probability in [0, 1], got {per_frame_noise}.")
+  draw = lambda key, shape: draw_times(key, shape, distribution, logit_mean, logit_std)
   if per_frame_noise == 0.0:
-    return jax.random.uniform(rng, (batch,))
+    return draw(rng, (batch,))
   frame_rng, video_rng, choice_rng = jax.random.split(rng, 3)
-  per_frame = jax.random.uniform(frame_rng, (batch, frames))
+  per_frame = draw(frame_rng, (batch, frames))
   if per_frame_noise == 1.0:
     return per_frame
-  per_video = jax.random.uniform(video_rng, (batch, 1))
+  per_video = draw(video_rng, (batch, 1))
   independent = jax.random.bernoulli(choice_rng, per_frame_noise, (batch, 1))
   return jnp.where(independent, per_frame, per_video)
 
 
-def diffusion_loss(network: Callable[[jnp.ndarray, jnp.ndarray], jnp.ndarray], process: VPProcess,
+def diffusion_loss(network: Callable[[jnp.ndarray, jnp.ndarray], jnp.ndarray], process,
                    prediction: str, x: jnp.ndarray, rng: jax.Array,
-                   per_frame_noise: float = 0.0) -> jnp.ndarray:
-  """Mean squared error of the network's prediction at a random noise level.
+                   per_frame_noise: float = 0.0, weighting: str = "uniform",
+                   min_snr_gamma: float = 5.0, time_sampling: str = "uniform",
+                   logit_mean: float = 0.0, logit_std: float = 1.0) -> jnp.ndarray:
+  """Weighted mean squared error of the network's prediction at a random noise level.
 
   Args:
-    network: `(z_t [B, T, H, W, C], t [B] or [B, T]) -> prediction [B, T, H, W, C]`.
-    process: the forward process.
-    prediction: 'v', 'eps' or 'x0': what the network is trained to output.
+    network: `(model input [B, T, H, W, C], t [B] or [B, T]) -> prediction [B, T, H, W, C]`;
+      it sees `process.scale_model_input(z_t, t)`.
+    process: the forward process (VP, EDM or flow).
+    prediction: what the network outputs (`jvdm.diffusion.PREDICTIONS`).
     x: clean videos `[B, T, H, W, C]` in [-1, 1].
     rng: a PRNG key.
     per_frame_noise: the probability that a video gets an independent t per frame (see
       `sample_timesteps`).
+    weighting, min_snr_gamma: the loss weighting over noise levels (`output_loss_weight`).
+    time_sampling, logit_mean, logit_std: the distribution of t (`draw_times`).
 
   Returns:
     The scalar loss.
   """
   time_rng, noise_rng = jax.random.split(rng)
-  t = sample_timesteps(time_rng, x.shape[0], x.shape[1], per_frame_noise)
+  t = sample_timesteps(time_rng, x.shape[0], x.shape[1], per_frame_noise, time_sampling,
+                       logit_mean, logit_std)
   noise = jax.random.normal(noise_rng, x.shape, x.dtype)
   alpha, sigma = process.alpha_sigma(t)
   alpha, sigma = broadcast_to_video(alpha, x), broadcast_to_video(sigma, x)
   z = alpha * x + sigma * noise
   target = target_for_prediction(prediction, x, noise, alpha, sigma)
-  output = network(z, t).astype(jnp.float32)
-  return jnp.mean(jnp.square(output - target))
+  output = network(process.scale_model_input(z, t), t).astype(jnp.float32)
+  weight = output_loss_weight(weighting, prediction, alpha, sigma, min_snr_gamma)
+  return jnp.mean(weight * jnp.square(output - target))

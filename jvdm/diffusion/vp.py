@@ -5,6 +5,7 @@ from typing import Callable
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 
 from jvdm.errors import ShapeError
 
@@ -29,14 +30,33 @@ def broadcast_to_video(coefficient: jnp.ndarray, video: jnp.ndarray) -> jnp.ndar
   return coefficient.reshape(coefficient.shape + (1,) * (video.ndim - coefficient.ndim))
 
 
+def float_time(t) -> jnp.ndarray:
+  """t as a float array: float64 stays float64 (reference tests), anything else is float32."""
+  t = jnp.asarray(t)
+  return t.astype(jnp.result_type(t, jnp.float32))
+
+
 @dataclasses.dataclass(frozen=True)
 class VPProcess:
-  """A VP diffusion process defined by its log-SNR schedule."""
+  """A VP diffusion process defined by its log-SNR schedule (Kingma et al. 2021, VDM)."""
 
   logsnr_fn: Callable[[jnp.ndarray], jnp.ndarray]
 
   def alpha_sigma(self, t: jnp.ndarray) -> tuple[jnp.ndarray, jnp.ndarray]:
     """Returns (alpha_t, sigma_t), each shaped like t (float64 for float64 t, else float32)."""
-    t = jnp.asarray(t)
-    logsnr = self.logsnr_fn(t.astype(jnp.result_type(t, jnp.float32)))
+    logsnr = self.logsnr_fn(float_time(t))
     return jnp.sqrt(jax.nn.sigmoid(logsnr)), jnp.sqrt(jax.nn.sigmoid(-logsnr))
+
+  def scale_model_input(self, z: jnp.ndarray, t: jnp.ndarray) -> jnp.ndarray:
+    del t  # a VP sample already has unit scale
+    return z
+
+  def time_at_noise_ratio(self, ratio) -> np.ndarray:
+    """float64 t at which sigma / alpha equals `ratio` (numpy; for building sampling grids)."""
+    ratio = np.asarray(ratio, np.float64)
+    with np.errstate(divide="ignore"):
+      return self.logsnr_fn.time_at_logsnr(-2.0 * np.log(ratio))
+
+  def noise_ratio_range(self) -> tuple[float, float]:
+    """(smallest, largest) sigma / alpha a sampler should use (Karras grids span it)."""
+    return self.logsnr_fn.noise_ratio_range()

@@ -8,27 +8,37 @@ from typing import Any, Callable, Optional
 import jax.numpy as jnp
 
 from jvdm.diffusion.parameterization import x0_from_prediction
-from jvdm.diffusion.vp import VPProcess, broadcast_to_video
+from jvdm.diffusion.vp import broadcast_to_video
 
 Denoiser = Callable[[jnp.ndarray, jnp.ndarray, Optional[Any]], jnp.ndarray]
 
 
-def make_denoiser(apply_fn: Callable[..., jnp.ndarray], params: Any, process: VPProcess,
+def alpha_sigma_like(process, t: jnp.ndarray, x: jnp.ndarray) -> tuple[jnp.ndarray, jnp.ndarray]:
+  """The process's (alpha_t, sigma_t) for `[B]` or `[B, T]` t, broadcast over the video x."""
+  alpha, sigma = process.alpha_sigma(t)
+  return broadcast_to_video(alpha, x), broadcast_to_video(sigma, x)
+
+
+def make_denoiser(apply_fn: Callable[..., jnp.ndarray], params: Any, process,
                   prediction: str) -> Denoiser:
-  """Wraps `apply_fn({'params': params}, z, t)` into an x0-predicting denoiser.
+  """Wraps `apply_fn({'params': params}, z, t[, cond])` into an x0-predicting denoiser.
 
   Args:
-    apply_fn: the network's apply, `(variables, z [B, T, H, W, C], t [B] | [B, T]) -> output`.
+    apply_fn: the network's apply, `(variables, model input [B, T, H, W, C], t [B] | [B, T])
+      -> output`; it sees `process.scale_model_input(z, t)`. A conditional network also takes
+      `cond` (a pytree batched like z); `cond=None` calls it without.
     params: the network's params (e.g. the EMA params).
     process: the forward process, for the alpha/sigma of t.
-    prediction: what the network outputs: 'v', 'eps' or 'x0'.
+    prediction: what the network outputs (`jvdm.diffusion.PREDICTIONS`).
   """
 
   def denoise(z: jnp.ndarray, t: jnp.ndarray, cond: Optional[Any] = None) -> jnp.ndarray:
-    del cond  # unconditional models only, for now
-    output = apply_fn({"params": params}, z, t).astype(jnp.float32)
-    alpha, sigma = process.alpha_sigma(t)
-    return x0_from_prediction(prediction, output, z, broadcast_to_video(alpha, z),
-                              broadcast_to_video(sigma, z))
+    model_input = process.scale_model_input(z, t)
+    if cond is None:
+      output = apply_fn({"params": params}, model_input, t)
+    else:
+      output = apply_fn({"params": params}, model_input, t, cond)
+    alpha, sigma = alpha_sigma_like(process, t, z)
+    return x0_from_prediction(prediction, output.astype(jnp.float32), z, alpha, sigma)
 
   return denoise

@@ -1,22 +1,34 @@
 """The sampling driver: one `lax.scan` over the timestep grid.
 
-A solver is a pure step `(carry, t_cur, t_next) -> carry`; compile time therefore does not
-grow with the number of steps.
+A solver is a pure step `(x, history, t_cur, t_next, noise) -> (x, history)`; `history` is
+whatever a multistep solver carries between steps (earlier x0 estimates and their log-SNRs).
+Compile time therefore does not grow with the number of steps. The driver owns the randomness:
+it draws a fresh normal per step for stochastic solvers, or feeds given noise (to reproduce
+another implementation's run number for number).
 """
 
-from typing import Callable
+from typing import Any, Callable, NamedTuple, Optional
 
 import flax.struct
 import jax
 import jax.numpy as jnp
 
-from jvdm.errors import ConfigError
+from jvdm.errors import ConfigError, ShapeError
 
 
 @flax.struct.dataclass
 class SamplerCarry:
   x: jnp.ndarray  # [B, T, H, W, C], the current noisy video
   rng: jax.Array  # [B] keys, one per video, so a video does not depend on its batch-mates
+  history: Any = ()  # the solver's own state between steps
+
+
+class Solver(NamedTuple):
+  """A solver: its step, the history it starts from, and whether a step needs noise."""
+
+  step: Callable[..., tuple[jnp.ndarray, Any]]  # (x, history, t_cur, t_next, noise)
+  init_history: Callable[[jnp.ndarray, jnp.ndarray], Any] = lambda x, t: ()
+  stochastic: bool = False
 
 
 def split_per_sample(keys: jax.Array) -> tuple[jax.Array, jax.Array]:
@@ -30,14 +42,15 @@ def normal_per_sample(keys: jax.Array, shape: tuple[int, ...], dtype=jnp.float32
   return jax.vmap(lambda key: jax.random.normal(key, shape, dtype))(keys)
 
 
-Solver = Callable[[SamplerCarry, jnp.ndarray, jnp.ndarray], SamplerCarry]
-
-
 def uniform_time_grid(num_steps: int, t_start: float = 1.0, t_end: float = 0.0) -> jnp.ndarray:
   """`num_steps + 1` times evenly spaced from `t_start` (noise) down to `t_end` (clean)."""
-  if not isinstance(num_steps, int) or num_steps < 1:
-    raise ConfigError(f"The number of sampling steps must be a positive integer, got {num_steps!r}.")
+  check_num_steps(num_steps)
   return jnp.linspace(t_start, t_end, num_steps + 1)
+
+
+def check_num_steps(num_steps) -> None:
+  if not isinstance(num_steps, int) or isinstance(num_steps, bool) or num_steps < 1:
+    raise ConfigError(f"The number of sampling steps must be a positive integer, got {num_steps!r}.")
 
 
 def staggered_time_grid(num_steps: int, num_frames: int, stagger: float) -> jnp.ndarray:
@@ -48,9 +61,10 @@ def staggered_time_grid(num_steps: int, num_frames: int, stagger: float) -> jnp.
   [k * stagger / (T - 1), k * stagger / (T - 1) + 1 - stagger]. Each frame is then denoised
   next to cleaner earlier frames, which a model trained with per-frame noise levels (FVDM)
   uses to keep objects and motion consistent. A frame waiting at t = 1 or done at t = 0 takes
-  steps from t to the same t. stagger = 0 is the uniform grid for every frame.
+  steps from t to the same t, which the driver turns into no-ops. stagger = 0 is the uniform
+  grid for every frame.
   """
-  uniform_time_grid(num_steps)  # validates num_steps
+  check_num_steps(num_steps)
   if not 0.0 <= stagger < 1.0:
     raise ConfigError(f"The frame stagger must be in [0, 1), got {stagger}.")
   progress = jnp.linspace(0.0, 1.0, num_steps + 1)[:, None]  # [S + 1, 1]
@@ -58,30 +72,60 @@ def staggered_time_grid(num_steps: int, num_frames: int, stagger: float) -> jnp.
   return jnp.clip(1.0 - (progress - start) / (1.0 - stagger), 0.0, 1.0)
 
 
+def _hold(moved: jnp.ndarray, new, old):
+  """`new` where the time moved, else `old`, for every leaf whose leading axes are t's."""
+
+  def select(new_leaf, old_leaf):
+    mask = moved.reshape(moved.shape + (1,) * (new_leaf.ndim - moved.ndim))
+    return jnp.where(mask, new_leaf, old_leaf)
+
+  return jax.tree.map(select, new, old)
+
+
 def run_solver(solver: Solver, x_init: jnp.ndarray,
-               time_grid: jnp.ndarray | tuple[jnp.ndarray, jnp.ndarray],
-               rng: jax.Array) -> jnp.ndarray:
+               time_grid: jnp.ndarray | tuple[jnp.ndarray, jnp.ndarray], rng: jax.Array,
+               noise: Optional[jnp.ndarray] = None, trajectory: bool = False) -> jnp.ndarray:
   """Runs `solver` from `x_init` over consecutive pairs of `time_grid`.
 
   Args:
-    solver: a step `(carry, t_cur, t_next) -> carry`.
+    solver: the `Solver`.
     x_init: the starting noise `[B, T, H, W, C]`.
     time_grid: `[S + 1, ...]`; each entry is a scalar, `[B]` or `[B, T]` time. Or a pair
       (t_cur `[S, ...]`, t_next `[S, ...]`) for grids whose steps do not chain (diffusers'
       DDIM with "linspace" spacing, see `jvdm.diffusion.discrete.ddim_time_pairs`).
-    rng: `[B]` keys for stochastic solvers; split once per step inside the solver.
+      An entry whose t_next equals t_cur leaves that video or frame, and its history, as is.
+    rng: `[B]` keys, split once per step for the noise of stochastic solvers.
+    noise: optional `[S, B, T, H, W, C]` noise for each step, used instead of drawing it.
+    trajectory: return every intermediate sample too.
 
   Returns:
-    The final `x`.
+    The final `x`, or with `trajectory` `[S + 1, *x.shape]`: x_init then x after each step.
   """
-
-  def body(carry, times):
-    t_cur, t_next = times
-    return solver(carry, t_cur, t_next), None
-
   if isinstance(time_grid, (tuple, list)):
-    steps = tuple(time_grid)
+    t_cur, t_next = (jnp.asarray(t) for t in time_grid)
   else:
-    steps = (time_grid[:-1], time_grid[1:])
-  carry, _ = jax.lax.scan(body, SamplerCarry(x=x_init, rng=rng), steps)
-  return carry.x
+    t_cur, t_next = time_grid[:-1], time_grid[1:]
+  num_steps, batch = t_cur.shape[0], x_init.shape[0]
+  if t_cur.shape != t_next.shape or t_cur.ndim > 3:
+    raise ShapeError(f"Time grids must be [S] or [S, B] or [S, B, T]; got t_cur {t_cur.shape}, "
+                     f"t_next {t_next.shape}.")
+  if noise is not None and noise.shape != (num_steps,) + x_init.shape:
+    raise ShapeError(f"noise must be [S, *x.shape] = {(num_steps,) + x_init.shape}, got "
+                     f"{noise.shape}.")
+  per_sample = lambda t: jnp.broadcast_to(t, (batch,)) if t.ndim == 0 else t
+
+  def body(carry, inputs):
+    t_now, t_to, step_noise = inputs
+    t_now, t_to = per_sample(t_now), per_sample(t_to)
+    rng = carry.rng
+    if step_noise is None and solver.stochastic:
+      rng, noise_rng = split_per_sample(rng)
+      step_noise = normal_per_sample(noise_rng, carry.x.shape[1:], carry.x.dtype)
+    x, history = solver.step(carry.x, carry.history, t_now, t_to, step_noise)
+    x, history = _hold(t_now != t_to, (x, history), (carry.x, carry.history))
+    return SamplerCarry(x=x, rng=rng, history=history), x if trajectory else None
+
+  history = solver.init_history(x_init, per_sample(t_cur[0]))
+  carry = SamplerCarry(x=x_init, rng=rng, history=history)
+  carry, xs = jax.lax.scan(body, carry, (t_cur, t_next, noise))
+  return jnp.concatenate([x_init[None], xs]) if trajectory else carry.x

@@ -9,15 +9,31 @@ import jax.numpy as jnp
 import numpy as np
 import tqdm
 
-from jvdm.diffusion.vp import VPProcess
 from jvdm.errors import ConfigError, ShapeError
 from jvdm.samplers.ddim import ddim_step
 from jvdm.samplers.denoiser import make_denoiser
+from jvdm.samplers.dpm_solver import dpm_solver_2m_step
 from jvdm.samplers.driver import (normal_per_sample, run_solver, split_per_sample,
-                                  staggered_time_grid, uniform_time_grid)
+                                  staggered_time_grid)
+from jvdm.samplers.grids import sampling_time_grid
+from jvdm.samplers.heun import heun_step
+from jvdm.samplers.lcm import lcm_step
+from jvdm.samplers.unipc import unipc_step
 
-# name -> solver factory `(denoise, process, eta, clip_x0) -> step`.
-SOLVERS = {"ddim": ddim_step}
+# name -> (solver factory `(denoise, process, eta, clip_x0) -> Solver`, the diffusers grid rule
+# of its `spacing`, see jvdm.samplers.grids).
+SOLVERS = {
+    "ddim": (lambda d, p, eta, clip: ddim_step(d, p, eta, clip), "ddim"),
+    "ddpm": (lambda d, p, eta, clip: ddim_step(d, p, 1.0, clip), "ddim"),
+    "euler": (lambda d, p, eta, clip: ddim_step(d, p, 0.0, clip), "euler"),
+    "euler_ancestral": (lambda d, p, eta, clip: ddim_step(d, p, 1.0, clip), "euler"),
+    "heun": (lambda d, p, eta, clip: heun_step(d, p, clip), "euler"),
+    "dpmpp_2m": (lambda d, p, eta, clip: dpm_solver_2m_step(d, p, False, clip), "multistep"),
+    "dpmpp_2m_sde": (lambda d, p, eta, clip: dpm_solver_2m_step(d, p, True, clip), "multistep"),
+    "unipc": (lambda d, p, eta, clip: unipc_step(d, p, "bh2", clip), "multistep"),
+    "lcm": (lambda d, p, eta, clip: lcm_step(d, p, clip_x0=clip), "lcm"),
+    "flow_euler": (lambda d, p, eta, clip: ddim_step(d, p, 0.0, clip), "flow"),
+}
 SAMPLERS = tuple(SOLVERS)
 
 
@@ -27,38 +43,60 @@ class VideoSampler:
 
   Video i of a call with seed s depends only on (s, i), not on the batch size. With
   `frame_stagger` > 0 every frame gets its own time grid (see `staggered_time_grid`); that
-  suits models trained with per-frame noise levels.
+  suits models trained with per-frame noise levels. `spacing` picks the time grid
+  (`jvdm.samplers.grids`): "uniform" in t, or a diffusers spacing with that library's numbers.
   """
 
   apply_fn: Callable[..., jnp.ndarray]
-  process: VPProcess
+  process: Any
   prediction: str
   sampler: str = "ddim"
   num_steps: int = 50
   eta: float = 0.0
   clip_x0: bool = True
   frame_stagger: float = 0.0
+  spacing: str = "uniform"
+  steps_offset: int = 0
+  guidance_scale: float = 1.0
 
   def __post_init__(self):
     if self.sampler not in SAMPLERS:
       raise ConfigError(f"Unknown sampler {self.sampler!r}; valid samplers: {list(SAMPLERS)}.")
     staggered_time_grid(self.num_steps, 2, self.frame_stagger)  # validates both
+    self.time_grid()  # validates the spacing for this sampler and process
+    if self.frame_stagger and self.spacing != "uniform":
+      raise ConfigError(f"frame_stagger={self.frame_stagger} staggers the uniform grid; it does "
+                        f"not combine with spacing={self.spacing!r}.")
     if self.eta < 0:
       raise ConfigError(f"DDIM eta must be >= 0, got {self.eta}.")
+    if self.eta and self.sampler != "ddim":
+      raise ConfigError(f"eta={self.eta} applies to the 'ddim' sampler only, not "
+                        f"{self.sampler!r}.")
+    if self.guidance_scale != 1.0:
+      raise ConfigError(
+          f"guidance_scale={self.guidance_scale} needs a model with an unconditional path (a "
+          "conditional network and its null condition); this network takes no condition. "
+          "Use guidance_scale=1, or guide a conditional denoiser with "
+          "jvdm.samplers.guidance.classifier_free_guidance.")
+
+  def time_grid(self):
+    return sampling_time_grid(self.process, SOLVERS[self.sampler][1], self.num_steps, self.spacing,
+                              self.steps_offset)
 
   @functools.cached_property
   def _sample_batch(self):
 
     def sample_batch(params: Any, keys: jax.Array, video_shape: tuple[int, ...]) -> jnp.ndarray:
       denoise = make_denoiser(self.apply_fn, params, self.process, self.prediction)
-      solver = SOLVERS[self.sampler](denoise, self.process, eta=self.eta, clip_x0=self.clip_x0)
+      solver = SOLVERS[self.sampler][0](denoise, self.process, self.eta, self.clip_x0)
       solver_keys, init_keys = split_per_sample(keys)
       x_init = normal_per_sample(init_keys, video_shape)
       if self.frame_stagger:
         grid = staggered_time_grid(self.num_steps, video_shape[0], self.frame_stagger)
         grid = jnp.broadcast_to(grid[:, None], (grid.shape[0], keys.shape[0], video_shape[0]))
       else:
-        grid = uniform_time_grid(self.num_steps)
+        grid = self.time_grid()
+        grid = tuple(map(jnp.asarray, grid)) if isinstance(grid, tuple) else jnp.asarray(grid)
       return run_solver(solver, x_init, grid, solver_keys)
 
     return jax.jit(sample_batch, static_argnums=2)

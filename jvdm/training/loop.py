@@ -18,7 +18,7 @@ from etils import epath
 from jvdm.config_validation import validate_config
 from jvdm.data.pipeline import make_dataset
 from jvdm.data.transforms import to_uint8
-from jvdm.diffusion import make_process
+from jvdm.diffusion import make_loss
 from jvdm.errors import JvdmError, ShapeError
 from jvdm.models import get_model
 from jvdm.parallel.mesh import batch_sharding, data_parallel_size, make_mesh, replicated
@@ -71,7 +71,6 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str,
   with jax.set_mesh(mesh), nn.logical_axis_rules(rules):
     # Model and state: restored from the workdir if it has a checkpoint, else initialized.
     model = get_model(config)
-    process = make_process(config.diffusion)
     tx, schedule = make_optimizer(config.optim, config.train.num_steps)
     init_rng, train_rng = jax.random.split(jax.random.key(config.seed))
     init, state_shardings, abstract_state = abstract_train_state(model, tx, video_shape, mesh, rules)
@@ -95,8 +94,8 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str,
       # Step.
       video_sharding = batch_sharding(mesh, 1 + len(video_shape))
       train_step = jax.jit(
-          make_train_step(model, process, config.diffusion.prediction,
-                          config.diffusion.per_frame_noise, tx, schedule, config.optim.ema_decay),
+          make_train_step(model, make_loss(config.diffusion), tx, schedule,
+                          config.optim.ema_decay),
           in_shardings=(state_shardings, {"video": video_sharding}, replicated(mesh)),
           out_shardings=(state_shardings, replicated(mesh)),
           donate_argnums=0)

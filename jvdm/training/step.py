@@ -8,18 +8,17 @@ import jax.numpy as jnp
 import optax
 
 from jvdm.data.transforms import to_model_range
-from jvdm.diffusion.loss import diffusion_loss
-from jvdm.diffusion.vp import VPProcess
 from jvdm.training.optimizer import ema_update
 from jvdm.training.state import TrainState
 
 Batch = dict[str, jnp.ndarray]  # {'video': uint8 [B, T, H, W, C]}
 
 
-def make_train_step(model: nn.Module, process: VPProcess, prediction: str, per_frame_noise: float,
+def make_train_step(model: nn.Module, loss: Callable[..., jnp.ndarray],
                     tx: optax.GradientTransformation, schedule: optax.Schedule,
                     ema_decay: float) -> Callable[[TrainState, Batch, jax.Array], tuple[TrainState, dict]]:
-  """Builds the train step for `model` trained as a denoiser on `process`."""
+  """Builds the train step for `model` trained with `loss(network, videos, rng)` (the
+  denoising loss of `jvdm.diffusion.make_loss`)."""
 
   def train_step(state: TrainState, batch: Batch, rng: jax.Array) -> tuple[TrainState, dict]:
     # One key per step, independent of how the run was split into restarts.
@@ -29,7 +28,7 @@ def make_train_step(model: nn.Module, process: VPProcess, prediction: str, per_f
     def loss_fn(params):
       network = lambda z, t: model.apply({"params": params}, z, t, train=True,
                                          rngs={"dropout": dropout_rng})
-      return diffusion_loss(network, process, prediction, videos, loss_rng, per_frame_noise)
+      return loss(network, x=videos, rng=loss_rng)
 
     loss, grads = jax.value_and_grad(loss_fn)(state.params)
     updates, opt_state = tx.update(grads, state.opt_state, state.params)

@@ -1,0 +1,59 @@
+"""DPM-Solver++(2M) and its SDE variant (Lu et al. 2022, "DPM-Solver++", Algorithm 2 and
+eq. 15 (SDE)), in data prediction with the midpoint rule, as diffusers'
+DPMSolverMultistepScheduler(solver_order=2, solver_type="midpoint").
+
+With lambda = log(alpha / sigma), h = lambda_s - lambda_t and the previous step's estimate
+x0_prev at lambda_prev (r = (lambda_t - lambda_prev) / h):
+  ODE: x_s = (sigma_s / sigma_t) x - alpha_s (e^-h - 1) (x0 + D / 2)
+  SDE: x_s = (sigma_s / sigma_t) e^-h x + alpha_s (1 - e^-2h) (x0 + D / 2)
+             + sigma_s sqrt(1 - e^-2h) n
+with D = (x0 - x0_prev) / r. The first step, and a step to clean data (sigma_s = 0), are
+first order (D = 0), as diffusers does with final_sigmas_type="zero".
+Per-frame times work unchanged: every quantity is per frame.
+"""
+
+import jax.numpy as jnp
+
+from jvdm.samplers.denoiser import Denoiser, alpha_sigma_like
+from jvdm.samplers.driver import Solver
+
+
+def half_log_snr(process, t, x):
+  """lambda = log(alpha_t / sigma_t) broadcast over the video x; +inf for clean data."""
+  alpha, sigma = alpha_sigma_like(process, t, x)
+  return jnp.log(alpha) - jnp.log(sigma)
+
+
+def per_frame_flag(flag: jnp.ndarray, x: jnp.ndarray) -> jnp.ndarray:
+  """A `[B]` or `[B, T]` array reshaped to broadcast over the video x."""
+  return flag.reshape(flag.shape + (1,) * (x.ndim - flag.ndim))
+
+
+def multistep_history(x, t):
+  """The history of a multistep solver before its first step."""
+  return dict(x0_1=jnp.zeros_like(x), t_1=t, count=jnp.zeros(t.shape, jnp.int32))
+
+
+def dpm_solver_2m_step(denoise: Denoiser, process, sde: bool = False,
+                       clip_x0: bool = False) -> Solver:
+
+  def step(x, history, t_cur, t_next, noise):
+    x0 = denoise(x, t_cur, None)
+    if clip_x0:
+      x0 = jnp.clip(x0, -1.0, 1.0)
+    alpha_t, sigma_t = alpha_sigma_like(process, t_cur, x)
+    alpha_s, sigma_s = alpha_sigma_like(process, t_next, x)
+    lam_t, lam_s = half_log_snr(process, t_cur, x), half_log_snr(process, t_next, x)
+    lam_1 = half_log_snr(process, history["t_1"], x)
+    h = lam_s - lam_t
+    second_order = (per_frame_flag(history["count"], x) > 0) & (sigma_s > 0)
+    correction = jnp.where(second_order, (x0 - history["x0_1"]) * h / (lam_t - lam_1), 0.0)
+    data_term = x0 + 0.5 * correction
+    if sde:
+      x_next = (sigma_s / sigma_t * jnp.exp(-h)) * x - alpha_s * jnp.expm1(-2.0 * h) * data_term
+      x_next = x_next + sigma_s * jnp.sqrt(-jnp.expm1(-2.0 * h)) * noise
+    else:
+      x_next = (sigma_s / sigma_t) * x - alpha_s * jnp.expm1(-h) * data_term
+    return x_next, dict(x0_1=x0, t_1=t_cur, count=history["count"] + 1)
+
+  return Solver(step=step, init_history=multistep_history, stochastic=sde)
