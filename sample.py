@@ -2,6 +2,7 @@
 
   python sample.py --workdir runs/bouncing_shapes_unet
   python sample.py --workdir W --num_samples 16 --num_frames 16 --steps 100 --seed 1 --out out/
+  python sample.py --workdir W --sampler dpmpp_2m --steps 20 --frame_stagger 0
 
 Writes samples.mp4 and samples.gif (a grid), samples.npz (key `videos`, uint8
 [N, T, H, W, C]) and, for models trained on the synthetic data, metrics.json.
@@ -25,6 +26,15 @@ _ETA = flags.DEFINE_float("eta", None, "DDIM eta (0 = deterministic); default: t
 _FRAME_STAGGER = flags.DEFINE_float(
     "frame_stagger", None, "In [0, 1): later frames lag on the time grid (Diffusion Forcing's "
     "pyramid schedule); default: the config's.")
+_SAMPLER = flags.DEFINE_string(
+    "sampler", None, "ddim | ddpm | euler | euler_ancestral | heun | dpmpp_2m | dpmpp_2m_sde | "
+    "unipc | lcm | flow_euler; default: the config's.")
+_SPACING = flags.DEFINE_string(
+    "spacing", None, "uniform | linspace | leading | trailing | karras (diffusers' timestep "
+    "spacings; lcm and flow_euler have their own); default: the config's.")
+_GUIDANCE_SCALE = flags.DEFINE_float(
+    "guidance_scale", None, "Classifier-free guidance scale (needs a conditional model); "
+    "default: the config's.")
 _SEED = flags.DEFINE_integer("seed", 0, "The same seed gives the same videos.")
 _BATCH_SIZE = flags.DEFINE_integer("batch_size", 8, "Videos per jitted call.")
 
@@ -36,7 +46,8 @@ def main(argv):
     summary = sample_from_workdir(
         _WORKDIR.value, out=_OUT.value, num_samples=_NUM_SAMPLES.value, num_frames=_NUM_FRAMES.value,
         steps=_STEPS.value, seed=_SEED.value, eta=_ETA.value,
-        frame_stagger=_FRAME_STAGGER.value, batch_size=_BATCH_SIZE.value)
+        frame_stagger=_FRAME_STAGGER.value, sampler=_SAMPLER.value, spacing=_SPACING.value,
+        guidance_scale=_GUIDANCE_SCALE.value, batch_size=_BATCH_SIZE.value)
   except JvdmError as error:
     sys.exit(f"error: {error}")
   print(json.dumps(summary, indent=2))

@@ -2,10 +2,12 @@
 
   python -m benchmarks.sampler_overhead                     # the default config (repo root)
   python -m benchmarks.sampler_overhead --set model.base_channels=16 --steps 10 --steps 50
+  python -m benchmarks.sampler_overhead --set sample.sampler=dpmpp_2m --set sample.frame_stagger=0.0
 
 Side by side in one process, same params, same batch and the same number of network calls:
   bare:    a Python loop of S calls of the jitted denoiser (the model alone, no solver math);
-  sampler: `VideoSampler` (DDIM, one `lax.scan` of S steps in one jit).
+  sampler: `VideoSampler` (config.sample.sampler, one `lax.scan` of S steps in one jit; Heun
+           makes two network calls per step, and the bare loop as many).
 overhead = sampler / bare - 1. Compile time is measured for each step count. Prints one JSON
 line and appends it to benchmarks/results/sampler_overhead.json.
 """
@@ -52,7 +54,8 @@ def measure(config, step_counts: list[int], repeats: int) -> dict:
     sampler_seconds = _median_seconds(lambda: compiled(params, keys), repeats)
 
     denoise = jax.jit(make_denoiser(model.apply, params, sampler.process, sampler.prediction))
-    times = jnp.linspace(1.0, 0.0, steps + 1)[:-1]
+    calls_per_step = 2 if sampler.sampler == "heun" else 1
+    times = jnp.repeat(jnp.linspace(1.0, 0.0, steps + 1)[:-1], calls_per_step)
 
     def bare_loop():
       out = x

@@ -54,7 +54,10 @@ def get_config(variant: str = "default") -> ml_collections.ConfigDict:
   config.model.attention_implementation = None  # None (XLA) | "cudnn" (GPU)
 
   config.diffusion = ml_collections.ConfigDict()
-  config.diffusion.schedule = "cosine"  # VP: cosine (continuous, by log-SNR) | discrete (betas)
+  config.diffusion.process = "vp"  # vp | edm (Karras, in sigma) | flow (rectified flow)
+  # VP schedule: cosine (continuous, by log-SNR) | interpolated_cosine (SiD2: shift 0 at t=0
+  # to logsnr_shift at t=1) | discrete (DDPM betas)
+  config.diffusion.schedule = "cosine"
   config.diffusion.logsnr_min = -15.0
   config.diffusion.logsnr_max = 15.0
   # Shifted cosine (simple diffusion); < 0 trains and samples more at high noise, where a
@@ -65,7 +68,11 @@ def get_config(variant: str = "default") -> ml_collections.ConfigDict:
   config.diffusion.discrete = ml_collections.ConfigDict(dict(
       beta_schedule="linear", num_train_timesteps=1000, beta_start=0.0001, beta_end=0.02,
       rescale_zero_snr=False))
-  # v | eps | x0. This CPU config predicts x0: behind the 4x4 patch stem, v-prediction must copy
+  # process="edm": sigma(t) = sigma_max * t^rho; Karras grids start at sigma_min.
+  config.diffusion.edm = ml_collections.ConfigDict(dict(sigma_min=0.002, sigma_max=80.0, rho=7.0))
+  # process="flow": SD3/Wan timestep shift, sigma = shift t / (1 + (shift - 1) t).
+  config.diffusion.flow = ml_collections.ConfigDict(dict(shift=1.0))
+  # v | eps | x0 | flow (velocity eps - x) | edm (F of EDM's preconditioning). This CPU config predicts x0: behind the 4x4 patch stem, v-prediction must copy
   # per-pixel noise through the network, and after 1200 steps its
   # samples kept a noisy background (x0 error at t=0.05 only 1.6x below the trivial alpha*z),
   # while x0-prediction gave clean backgrounds after 400. Set "v" for larger patch-1 models.
@@ -75,6 +82,13 @@ def get_config(variant: str = "default") -> ml_collections.ConfigDict:
   # motion: at 400 steps, 1.0 gave 7 of 16 samples whose shapes never jumped, 0.5 gave 3 and
   # 0.0 gave none (README).
   config.diffusion.per_frame_noise = 1.0
+  # uniform (MSE of the prediction) | snr | min_snr (Hang et al. 2023) | edm (Karras et al.)
+  config.diffusion.loss_weighting = "uniform"
+  config.diffusion.min_snr_gamma = 5.0
+  # uniform | logit_normal (SD3's, sigmoid of N(logit_mean, logit_std^2))
+  config.diffusion.time_sampling = "uniform"
+  config.diffusion.logit_mean = 0.0
+  config.diffusion.logit_std = 1.0
 
   config.optim = ml_collections.ConfigDict()
   config.optim.learning_rate = 2e-3
@@ -95,7 +109,13 @@ def get_config(variant: str = "default") -> ml_collections.ConfigDict:
   config.train.num_sample_videos = 8
 
   config.sample = ml_collections.ConfigDict()
+  # ddim | ddpm | euler | euler_ancestral | heun | dpmpp_2m | dpmpp_2m_sde | unipc | lcm |
+  # flow_euler (jvdm.samplers.SOLVERS)
   config.sample.sampler = "ddim"
+  # uniform (in t) | linspace | leading | trailing | karras: diffusers' grids, same numbers.
+  config.sample.spacing = "uniform"
+  config.sample.steps_offset = 0  # diffusers' steps_offset, for "leading"
+  config.sample.guidance_scale = 1.0  # classifier-free guidance; needs a conditional model
   config.sample.steps = 100
   config.sample.eta = 0.0
   config.sample.clip_x0 = True

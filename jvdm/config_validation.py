@@ -3,9 +3,11 @@
 import ml_collections
 
 from jvdm.data.pipeline import DATASETS
-from jvdm.diffusion import PREDICTIONS, SCHEDULES, make_process
+from jvdm.diffusion import (LOSS_WEIGHTINGS, PREDICTIONS, PROCESSES, SCHEDULES, TIME_SAMPLINGS,
+                            make_process)
 from jvdm.errors import ConfigError
 from jvdm.samplers import SAMPLERS
+from jvdm.samplers.video_sampler import make_video_sampler
 
 DTYPES = ("float32", "bfloat16", "float16")
 
@@ -39,13 +41,17 @@ def validate_config(config: ml_collections.ConfigDict) -> None:
   if config.data.name == "video_folder" and not config.data.video_folder.root:
     raise ConfigError("config.data.name='video_folder' needs config.data.video_folder.root, a "
                       "folder of video files; got ''.")
+  _one_of(config.diffusion.process, PROCESSES, "diffusion.process")
   _one_of(config.diffusion.schedule, SCHEDULES, "diffusion.schedule")
-  make_process(config.diffusion)  # checks the schedule's own fields (e.g. a beta schedule name)
+  make_process(config.diffusion)  # checks the process's own fields (e.g. a beta schedule name)
   _one_of(config.diffusion.prediction, PREDICTIONS, "diffusion.prediction")
+  _one_of(config.diffusion.loss_weighting, LOSS_WEIGHTINGS, "diffusion.loss_weighting")
+  _one_of(config.diffusion.time_sampling, TIME_SAMPLINGS, "diffusion.time_sampling")
   if not 0.0 <= config.diffusion.per_frame_noise <= 1.0:
     raise ConfigError(f"config.diffusion.per_frame_noise is a probability in [0, 1], got "
                       f"{config.diffusion.per_frame_noise}.")
   _one_of(config.sample.sampler, SAMPLERS, "sample.sampler")
+  make_video_sampler(config, apply_fn=None)  # the sampler's settings, grid and guidance
   _one_of(config.model.dtype, DTYPES, "model.dtype")
   _one_of(config.model.param_dtype, DTYPES, "model.param_dtype")
   if not config.optim.learning_rate > 0:

@@ -14,31 +14,17 @@ import numpy as np
 from etils import epath
 
 from jvdm.data.transforms import to_uint8
-from jvdm.diffusion import make_process
 from jvdm.errors import CheckpointError, ConfigError
 from jvdm.io.video import save_npz, write_video_grid
 from jvdm.models import get_model
 from jvdm.parallel.mesh import make_mesh
-from jvdm.samplers import VideoSampler
+from jvdm.samplers.video_sampler import make_video_sampler
 from jvdm.training.checkpoint import CHECKPOINT_DIR, Checkpointer
 from jvdm.training.optimizer import make_optimizer
 from jvdm.training.run_config import load_run_config
 from jvdm.training.state import abstract_train_state
 
 logger = logging.getLogger(__name__)
-
-def make_video_sampler(config: ml_collections.ConfigDict, apply_fn, steps: int | None = None,
-                       eta: float | None = None,
-                       frame_stagger: float | None = None) -> VideoSampler:
-  """The sampler `config.sample` describes; a non-None argument overrides the config's value."""
-  return VideoSampler(apply_fn, make_process(config.diffusion), config.diffusion.prediction,
-                      sampler=config.sample.sampler,
-                      num_steps=config.sample.steps if steps is None else steps,
-                      eta=config.sample.eta if eta is None else eta,
-                      clip_x0=config.sample.clip_x0,
-                      frame_stagger=(config.sample.frame_stagger if frame_stagger is None
-                                     else frame_stagger))
-
 
 def evaluate_samples(config: ml_collections.ConfigDict, videos: np.ndarray) -> dict[str, Any] | None:
   """The synthetic-video validity of `videos` (uint8 [N, T, H, W, C]) and of real ones, or None
@@ -71,7 +57,8 @@ def write_samples(out_dir: str | epath.Path, name: str, videos: np.ndarray, fps:
 def sample_from_workdir(workdir: str, *, out: str | None = None, num_samples: int = 8,
                         num_frames: int | None = None, steps: int | None = None, seed: int = 0,
                         eta: float | None = None, frame_stagger: float | None = None,
-                        batch_size: int = 8,
+                        sampler: str | None = None, spacing: str | None = None,
+                        guidance_scale: float | None = None, batch_size: int = 8,
                         progress: bool = True) -> dict[str, Any]:
   """Samples videos from the latest checkpoint of `workdir` and writes them.
 
@@ -85,6 +72,7 @@ def sample_from_workdir(workdir: str, *, out: str | None = None, num_samples: in
     eta: DDIM eta; default the config's.
     frame_stagger: lag of later frames' time grids (see `staggered_time_grid`); default the
       config's.
+    sampler, spacing, guidance_scale: as `config.sample`; default the config's.
     batch_size: videos per jitted call.
     progress: show progress bars.
 
@@ -110,9 +98,10 @@ def sample_from_workdir(workdir: str, *, out: str | None = None, num_samples: in
     _, _, abstract = abstract_train_state(model, tx, video_shape, mesh,
                                           config.mesh.logical_axis_rules)
     params = checkpointer.restore(abstract, step=step).ema_params
-    sampler = make_video_sampler(config, model.apply, steps=steps, eta=eta,
-                                 frame_stagger=frame_stagger)
-    videos = sampler.sample(params, seed, num_samples, (num_frames,) + video_shape[1:],
+    video_sampler = make_video_sampler(config, model.apply, steps=steps, eta=eta,
+                                       frame_stagger=frame_stagger, sampler=sampler,
+                                       spacing=spacing, guidance_scale=guidance_scale)
+    videos = video_sampler.sample(params, seed, num_samples, (num_frames,) + video_shape[1:],
                             batch_size=batch_size, progress=progress)
   checkpointer.close()
   videos = to_uint8(videos)
@@ -123,7 +112,8 @@ def sample_from_workdir(workdir: str, *, out: str | None = None, num_samples: in
   paths.append(out_dir / "samples.npz")
   summary = {"workdir": str(workdir), "checkpoint_step": int(step), "seed": seed,
              "num_samples": num_samples, "num_frames": num_frames,
-             "steps": sampler.num_steps, "frame_stagger": sampler.frame_stagger,
+             "sampler": video_sampler.sampler, "spacing": video_sampler.spacing,
+             "steps": video_sampler.num_steps, "frame_stagger": video_sampler.frame_stagger,
              "files": [str(p) for p in paths]}
   metric = evaluate_samples(config, videos)
   if metric is not None:

@@ -53,7 +53,8 @@ def training_noise_ratios(process, n: int) -> np.ndarray:
     alphas_cumprod = process.logsnr_fn.alphas_cumprod
     return np.sqrt((1.0 - alphas_cumprod) / alphas_cumprod)
   alpha, sigma = process.alpha_sigma(index_to_time(np.arange(n), n))
-  return np.asarray(sigma, np.float64) / np.asarray(alpha, np.float64)
+  with np.errstate(divide="ignore"):  # the flow process reaches alpha = 0
+    return np.asarray(sigma, np.float64) / np.asarray(alpha, np.float64)
 
 
 def _clean_end(times) -> np.ndarray:

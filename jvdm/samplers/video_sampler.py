@@ -7,8 +7,10 @@ from typing import Any, Callable
 import jax
 import jax.numpy as jnp
 import numpy as np
+import ml_collections
 import tqdm
 
+from jvdm.diffusion import FlowProcess, make_process
 from jvdm.errors import ConfigError, ShapeError
 from jvdm.samplers.ddim import ddim_step
 from jvdm.samplers.denoiser import make_denoiser
@@ -72,6 +74,9 @@ class VideoSampler:
     if self.eta and self.sampler != "ddim":
       raise ConfigError(f"eta={self.eta} applies to the 'ddim' sampler only, not "
                         f"{self.sampler!r}.")
+    if self.sampler == "heun" and isinstance(self.process, FlowProcess):
+      raise ConfigError("The 'heun' sampler steps in sigma / alpha, which is infinite at the flow "
+                        "process's t = 1; use 'flow_euler', 'dpmpp_2m' or 'unipc'.")
     if self.guidance_scale != 1.0:
       raise ConfigError(
           f"guidance_scale={self.guidance_scale} needs a model with an unconditional path (a "
@@ -130,3 +135,22 @@ class VideoSampler:
       videos = self._sample_batch(params, keys, tuple(video_shape))
       outputs.append(np.asarray(videos[:count]))
     return np.concatenate(outputs)
+
+
+# config.sample fields a caller may override, and their defaults for configs saved before
+# the field existed.
+SAMPLE_DEFAULTS = dict(sampler="ddim", steps=50, eta=0.0, clip_x0=True, frame_stagger=0.0,
+                       spacing="uniform", steps_offset=0, guidance_scale=1.0)
+
+
+def make_video_sampler(config: ml_collections.ConfigDict, apply_fn, **overrides) -> VideoSampler:
+  """The sampler `config.sample` describes; a non-None override (a `SAMPLE_DEFAULTS` name)
+  replaces the config's value."""
+  unknown = set(overrides) - set(SAMPLE_DEFAULTS)
+  if unknown:
+    raise ConfigError(f"Unknown sampler settings {sorted(unknown)}; valid: {sorted(SAMPLE_DEFAULTS)}.")
+  settings = {name: config.sample.get(name, default) for name, default in SAMPLE_DEFAULTS.items()}
+  settings.update({name: value for name, value in overrides.items() if value is not None})
+  settings["num_steps"] = settings.pop("steps")
+  return VideoSampler(apply_fn, make_process(config.diffusion), config.diffusion.prediction,
+                      **settings)

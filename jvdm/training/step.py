@@ -14,11 +14,11 @@ from jvdm.training.state import TrainState
 Batch = dict[str, jnp.ndarray]  # {'video': uint8 [B, T, H, W, C]}
 
 
-def make_train_step(model: nn.Module, loss: Callable[..., jnp.ndarray],
+def make_train_step(model: nn.Module, denoising_loss: Callable[..., jnp.ndarray],
                     tx: optax.GradientTransformation, schedule: optax.Schedule,
                     ema_decay: float) -> Callable[[TrainState, Batch, jax.Array], tuple[TrainState, dict]]:
-  """Builds the train step for `model` trained with `loss(network, videos, rng)` (the
-  denoising loss of `jvdm.diffusion.make_loss`)."""
+  """Builds the train step for `model` trained with `denoising_loss(network, x=videos,
+  rng=rng)`, the loss of `jvdm.diffusion.make_loss`."""
 
   def train_step(state: TrainState, batch: Batch, rng: jax.Array) -> tuple[TrainState, dict]:
     # One key per step, independent of how the run was split into restarts.
@@ -28,7 +28,7 @@ def make_train_step(model: nn.Module, loss: Callable[..., jnp.ndarray],
     def loss_fn(params):
       network = lambda z, t: model.apply({"params": params}, z, t, train=True,
                                          rngs={"dropout": dropout_rng})
-      return loss(network, x=videos, rng=loss_rng)
+      return denoising_loss(network, x=videos, rng=loss_rng)
 
     loss, grads = jax.value_and_grad(loss_fn)(state.params)
     updates, opt_state = tx.update(grads, state.opt_state, state.params)
