@@ -91,3 +91,19 @@ def test_timesteps_of_the_wrong_shape_are_rejected():
 
 def test_solvers_registry_and_samplers_agree():
   assert set(SAMPLERS) == set(SOLVERS)
+
+
+@pytest.mark.parametrize("process,sampler,spacing", [
+    (VPProcess(get_schedule("cosine")), "unipc", "linspace"),
+    (EDMProcess(), "heun", "karras"),
+    (FlowProcess(shift=3.0), "dpmpp_2m", "trailing"),
+])
+def test_diffusers_spacings_on_continuous_processes(process, sampler, spacing):
+  """The grid is built outside jit for processes without a table of training indices too."""
+  video_sampler = VideoSampler(_gaussian_x0_network(process), process, "x0", sampler=sampler,
+                               num_steps=5, spacing=spacing, clip_x0=False)
+  videos = video_sampler.sample({}, seed=0, num_videos=2, video_shape=(2, 4, 4, 1),
+                                progress=False)
+  assert np.all(np.isfinite(videos))
+  grid = np.asarray(video_sampler.time_grid)
+  assert grid[0] > grid[1] > grid[-2] > grid[-1] == 0.0

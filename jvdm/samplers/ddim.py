@@ -14,7 +14,7 @@ sigma_up / sigma_down split. Those samplers differ only in their time grids
 
 import jax.numpy as jnp
 
-from jvdm.samplers.denoiser import Denoiser, alpha_sigma_like
+from jvdm.samplers.denoiser import Denoiser, alpha_sigma_like, clean_estimate
 from jvdm.samplers.driver import Solver
 
 
@@ -22,9 +22,7 @@ def ddim_step(denoise: Denoiser, process, eta: float = 0.0, clip_x0: bool = True
   """The DDIM solver for `denoise` on `process`; `eta` > 0 makes it stochastic."""
 
   def step(x, history, t_cur, t_next, noise):
-    x0 = denoise(x, t_cur, None)
-    if clip_x0:
-      x0 = jnp.clip(x0, -1.0, 1.0)
+    x0 = clean_estimate(denoise, x, t_cur, clip_x0)
     alpha_t, sigma_t = alpha_sigma_like(process, t_cur, x)
     alpha_s, sigma_s = alpha_sigma_like(process, t_next, x)
     eps = (x - alpha_t * x0) / sigma_t

@@ -14,7 +14,7 @@ Per-frame times work unchanged: every quantity is per frame.
 
 import jax.numpy as jnp
 
-from jvdm.samplers.denoiser import Denoiser, alpha_sigma_like
+from jvdm.samplers.denoiser import Denoiser, alpha_sigma_like, clean_estimate
 from jvdm.samplers.driver import Solver
 
 
@@ -38,9 +38,7 @@ def dpm_solver_2m_step(denoise: Denoiser, process, sde: bool = False,
                        clip_x0: bool = False) -> Solver:
 
   def step(x, history, t_cur, t_next, noise):
-    x0 = denoise(x, t_cur, None)
-    if clip_x0:
-      x0 = jnp.clip(x0, -1.0, 1.0)
+    x0 = clean_estimate(denoise, x, t_cur, clip_x0)
     alpha_t, sigma_t = alpha_sigma_like(process, t_cur, x)
     alpha_s, sigma_s = alpha_sigma_like(process, t_next, x)
     lam_t, lam_s = half_log_snr(process, t_cur, x), half_log_snr(process, t_next, x)

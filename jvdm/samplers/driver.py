@@ -50,7 +50,8 @@ def uniform_time_grid(num_steps: int, t_start: float = 1.0, t_end: float = 0.0) 
 
 def check_num_steps(num_steps) -> None:
   if not isinstance(num_steps, int) or isinstance(num_steps, bool) or num_steps < 1:
-    raise ConfigError(f"The number of sampling steps must be a positive integer, got {num_steps!r}.")
+    raise ConfigError(
+        f"The number of sampling steps must be a positive integer, got {num_steps!r}.")
 
 
 def staggered_time_grid(num_steps: int, num_frames: int, stagger: float) -> jnp.ndarray:

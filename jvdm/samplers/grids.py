@@ -16,6 +16,7 @@ et al. 2022, eq. 5 (rho = 7) between the process's smallest and largest noise le
 "euler" rule, between those of the spaced grid, as diffusers does; they coincide for linspace).
 """
 
+import jax
 import numpy as np
 
 from jvdm.diffusion.discrete import (DiscreteSchedule, ddim_time_pairs, discrete_timesteps,
@@ -52,7 +53,8 @@ def training_noise_ratios(process, n: int) -> np.ndarray:
   if isinstance(getattr(process, "logsnr_fn", None), DiscreteSchedule):
     alphas_cumprod = process.logsnr_fn.alphas_cumprod
     return np.sqrt((1.0 - alphas_cumprod) / alphas_cumprod)
-  alpha, sigma = process.alpha_sigma(index_to_time(np.arange(n), n))
+  with jax.ensure_compile_time_eval():  # concrete numbers even when called under jit
+    alpha, sigma = process.alpha_sigma(index_to_time(np.arange(n), n))
   with np.errstate(divide="ignore"):  # the flow process reaches alpha = 0
     return np.asarray(sigma, np.float64) / np.asarray(alpha, np.float64)
 

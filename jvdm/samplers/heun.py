@@ -8,15 +8,11 @@ denoiser calls per step. Not for the flow process's start at t = 1 (alpha = 0).
 
 import jax.numpy as jnp
 
-from jvdm.samplers.denoiser import Denoiser, alpha_sigma_like
+from jvdm.samplers.denoiser import Denoiser, alpha_sigma_like, clean_estimate
 from jvdm.samplers.driver import Solver
 
 
 def heun_step(denoise: Denoiser, process, clip_x0: bool = False) -> Solver:
-
-  def estimate(z, t):
-    x0 = denoise(z, t, None)
-    return jnp.clip(x0, -1.0, 1.0) if clip_x0 else x0
 
   def step(x, history, t_cur, t_next, noise):
     del noise
@@ -24,9 +20,9 @@ def heun_step(denoise: Denoiser, process, clip_x0: bool = False) -> Solver:
     alpha_s, sigma_s = alpha_sigma_like(process, t_next, x)
     r_t, r_s = sigma_t / alpha_t, sigma_s / alpha_s
     y = x / alpha_t
-    slope = (y - estimate(x, t_cur)) / r_t
+    slope = (y - clean_estimate(denoise, x, t_cur, clip_x0)) / r_t
     y_euler = y + (r_s - r_t) * slope
-    slope_next = (y_euler - estimate(alpha_s * y_euler, t_next)) / r_s
+    slope_next = (y_euler - clean_estimate(denoise, alpha_s * y_euler, t_next, clip_x0)) / r_s
     y_heun = y + (r_s - r_t) * 0.5 * (slope + slope_next)
     return alpha_s * jnp.where(r_s > 0, y_heun, y_euler), history
 

@@ -11,7 +11,7 @@ z_s = alpha_s f + sigma_s n. The last step (sigma_s = 0) returns f itself.
 
 import jax.numpy as jnp
 
-from jvdm.samplers.denoiser import Denoiser, alpha_sigma_like
+from jvdm.samplers.denoiser import Denoiser, alpha_sigma_like, clean_estimate
 from jvdm.samplers.driver import Solver
 
 LCM_SIGMA_DATA = 0.5
@@ -21,9 +21,7 @@ def lcm_step(denoise: Denoiser, process, num_train_timesteps: int = 1000,
              timestep_scaling: float = 10.0, clip_x0: bool = False) -> Solver:
 
   def step(x, history, t_cur, t_next, noise):
-    x0 = denoise(x, t_cur, None)
-    if clip_x0:
-      x0 = jnp.clip(x0, -1.0, 1.0)
+    x0 = clean_estimate(denoise, x, t_cur, clip_x0)
     scaled = (t_cur * num_train_timesteps - 1.0) * timestep_scaling  # the index k, scaled
     scaled = scaled.reshape(scaled.shape + (1,) * (x.ndim - scaled.ndim))
     c_skip = LCM_SIGMA_DATA**2 / (scaled**2 + LCM_SIGMA_DATA**2)

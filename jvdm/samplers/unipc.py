@@ -15,7 +15,7 @@ The first step predicts at order 1, a step to clean data (sigma_s = 0) at order 
 import jax.numpy as jnp
 
 from jvdm.errors import ConfigError
-from jvdm.samplers.denoiser import Denoiser, alpha_sigma_like
+from jvdm.samplers.denoiser import Denoiser, alpha_sigma_like, clean_estimate
 from jvdm.samplers.dpm_solver import half_log_snr, multistep_history, per_frame_flag
 from jvdm.samplers.driver import Solver
 
@@ -33,9 +33,7 @@ def unipc_step(denoise: Denoiser, process, variant: str = "bh2", clip_x0: bool =
 
   def step(x, history, t_cur, t_next, noise):
     del noise
-    x0 = denoise(x, t_cur, None)
-    if clip_x0:
-      x0 = jnp.clip(x0, -1.0, 1.0)
+    x0 = clean_estimate(denoise, x, t_cur, clip_x0)
     alpha_t, sigma_t = alpha_sigma_like(process, t_cur, x)
     alpha_s, sigma_s = alpha_sigma_like(process, t_next, x)
     _, sigma_1 = alpha_sigma_like(process, history["t_1"], x)

@@ -65,7 +65,7 @@ class VideoSampler:
     if self.sampler not in SAMPLERS:
       raise ConfigError(f"Unknown sampler {self.sampler!r}; valid samplers: {list(SAMPLERS)}.")
     staggered_time_grid(self.num_steps, 2, self.frame_stagger)  # validates both
-    self.time_grid()  # validates the spacing for this sampler and process
+    self.time_grid  # pylint: disable=pointless-statement  # validates spacing and process
     if self.frame_stagger and self.spacing != "uniform":
       raise ConfigError(f"frame_stagger={self.frame_stagger} staggers the uniform grid; it does "
                         f"not combine with spacing={self.spacing!r}.")
@@ -84,7 +84,9 @@ class VideoSampler:
           "Use guidance_scale=1, or guide a conditional denoiser with "
           "jvdm.samplers.guidance.classifier_free_guidance.")
 
+  @functools.cached_property
   def time_grid(self):
+    """float64 numpy `[S + 1]` times or (t_cur, t_next) pairs, computed once outside jit."""
     return sampling_time_grid(self.process, SOLVERS[self.sampler][1], self.num_steps, self.spacing,
                               self.steps_offset)
 
@@ -100,7 +102,7 @@ class VideoSampler:
         grid = staggered_time_grid(self.num_steps, video_shape[0], self.frame_stagger)
         grid = jnp.broadcast_to(grid[:, None], (grid.shape[0], keys.shape[0], video_shape[0]))
       else:
-        grid = self.time_grid()
+        grid = self.time_grid
         grid = tuple(map(jnp.asarray, grid)) if isinstance(grid, tuple) else jnp.asarray(grid)
       return run_solver(solver, x_init, grid, solver_keys)
 
@@ -148,7 +150,8 @@ def make_video_sampler(config: ml_collections.ConfigDict, apply_fn, **overrides)
   replaces the config's value."""
   unknown = set(overrides) - set(SAMPLE_DEFAULTS)
   if unknown:
-    raise ConfigError(f"Unknown sampler settings {sorted(unknown)}; valid: {sorted(SAMPLE_DEFAULTS)}.")
+    raise ConfigError(
+        f"Unknown sampler settings {sorted(unknown)}; valid: {sorted(SAMPLE_DEFAULTS)}.")
   settings = {name: config.sample.get(name, default) for name, default in SAMPLE_DEFAULTS.items()}
   settings.update({name: value for name, value in overrides.items() if value is not None})
   settings["num_steps"] = settings.pop("steps")
