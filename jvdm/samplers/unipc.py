@@ -52,8 +52,8 @@ def unipc_step(denoise: Denoiser, process, variant: str = "bh2", clip_x0: bool =
     start = (sigma_t / sigma_1) * history["x_1"] - alpha_t * phi * x0_1
     corrected_1 = start - alpha_t * b_h * 0.5 * (x0 - x0_1)
     corrected_2 = start - alpha_t * b_h * (rho_0 * (x0_2 - x0_1) / r + (b1 - rho_0) * (x0 - x0_1))
-    corrected_2 = jnp.where(per_frame_flag(history["order_1"], x) == 2, corrected_2, corrected_1)
-    x = jnp.where(count > 0, corrected_2, x)
+    corrected = jnp.where(per_frame_flag(history["order_1"], x) == 2, corrected_2, corrected_1)
+    x = jnp.where(count > 0, corrected, x)
 
     # UniP: predict the sample at s.
     hh = lam_t - lam_s

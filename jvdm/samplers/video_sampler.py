@@ -6,11 +6,11 @@ from typing import Any, Callable
 
 import jax
 import jax.numpy as jnp
-import numpy as np
 import ml_collections
+import numpy as np
 import tqdm
 
-from jvdm.diffusion import FlowProcess, make_process
+from jvdm.diffusion import FlowProcess, Process, make_process
 from jvdm.errors import ConfigError, ShapeError
 from jvdm.samplers.ddim import ddim_step
 from jvdm.samplers.denoiser import make_denoiser
@@ -50,7 +50,7 @@ class VideoSampler:
   """
 
   apply_fn: Callable[..., jnp.ndarray]
-  process: Any
+  process: Process
   prediction: str
   sampler: str = "ddim"
   num_steps: int = 50
