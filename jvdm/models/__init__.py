@@ -6,11 +6,13 @@ import flax.linen as nn
 import ml_collections
 
 from jvdm.errors import ConfigError
-from jvdm.models import unet3d
+from jvdm.models import dit, unet3d
+from jvdm.models.dit import VideoDiT
 from jvdm.models.unet3d import UNet3D
 
 _BUILDERS: dict[str, Callable[[ml_collections.ConfigDict], nn.Module]] = {
     "unet3d": unet3d.from_config,
+    "dit": dit.from_config,
 }
 
 
@@ -27,4 +29,4 @@ def get_model(config: ml_collections.ConfigDict) -> nn.Module:
   return _BUILDERS[name](config)
 
 
-__all__ = ["UNet3D", "get_model"]
+__all__ = ["UNet3D", "VideoDiT", "get_model"]

@@ -33,6 +33,7 @@ CONV_WIDTH = "conv_width"
 CONV_TEMPORAL = "conv_temporal"
 NORM = "norm"  # scales/biases of norms
 VOCAB = "vocab"
+LAYERS = "layers"  # the stacked-layer axis of params under nn.scan
 
 # Default rules: data-parallel batch, FSDP over the model width, tensor over hidden width
 # and heads, context over frames. Configs may replace them.
@@ -54,4 +55,5 @@ DEFAULT_RULES = (
     (CONV_TEMPORAL, None),
     (NORM, None),
     (VOCAB, None),
+    (LAYERS, None),
 )

@@ -1,0 +1,324 @@
+"""Video diffusion transformer (DiT, Peebles & Xie 2023; Latte, Ma et al. 2024), frame-causal
+when asked, with a key/value cache for autoregressive generation.
+
+The video is cut into 3D patches (pt x ph x pw) that become tokens, grouped by latent frame:
+`[B, F, P, C]` with F = T / pt frames of P = (H / ph) * (W / pw) tokens. Every block is
+adaLN-Zero modulated by the timestep embedding of the token's own frame, so a `[B, T]`
+timestep gives each frame its own noise level (FVDM; diffusion forcing). Attention layouts:
+  full        every token attends to every token (CogVideoX, Wan);
+  factorized  spatial attention within a frame, then temporal attention across frames at
+              each patch position (Latte's variant 1);
+  windowed    full attention restricted to frames less than `temporal_window` apart.
+`causal` makes attention frame-causal (block-causal): a token attends to its own frame and
+earlier ones (ViD-GPT, Ca2-VDM). Positions are 3D rotary embeddings factorized over
+(frame, row, column) (`rope`), or fixed 3D sincos embeddings added to the tokens (`sincos`).
+
+With a `KVCache` (full or windowed layout, causal), a call on a chunk of frames also attends
+to the cached keys and values of earlier frames and returns the chunk's own keys and values,
+which the caller writes once the chunk is final (Ca2-VDM's cache sharing: the denoising steps
+of a chunk all reuse one cache of clean frames).
+"""
+
+from typing import Any
+
+import einops
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+import ml_collections
+
+from jvdm.errors import ConfigError, ShapeError
+from jvdm.models.layers.dense import dense
+from jvdm.models.layers.embeddings import TimestepEmbedding, sinusoidal_embedding
+from jvdm.models.layers.kv_cache import KVCache
+from jvdm.models.layers.rope import apply_rope
+from jvdm.parallel.axes import ACT_EMBED, BATCH, EMBED, FRAMES, HEAD_DIM, LAYERS, LENGTH, QKV_HEADS
+
+LAYOUTS = ("full", "factorized", "windowed")
+POSITIONS = ("rope", "sincos")
+TOKEN_AXES = (BATCH, FRAMES, LENGTH, ACT_EMBED)
+
+
+def _rope_3d(x: jnp.ndarray, frame: jnp.ndarray, row: jnp.ndarray, col: jnp.ndarray) -> jnp.ndarray:
+  """3D RoPE: the head dimension split into (frame, row, column) parts, each rotated by its
+  own coordinate. x `[B, L, N, D]`; coordinates `[L]`."""
+  spatial = 2 * (x.shape[-1] // 6)
+  temporal = x.shape[-1] - 2 * spatial
+  parts = jnp.split(x, [temporal, temporal + spatial], axis=-1)
+  return jnp.concatenate([apply_rope(parts[0], frame), apply_rope(parts[1], row),
+                          apply_rope(parts[2], col)], axis=-1)
+
+
+def _frame_mask(query_frames, key_frames, causal: bool, window: int | None, key_valid=None):
+  """`[Lq, Lk]` boolean: may a token of frame q attend to one of frame k."""
+  delta = query_frames[:, None] - key_frames[None, :]
+  allowed = jnp.ones(delta.shape, bool)
+  if causal:
+    allowed &= delta >= 0
+  if window is not None:
+    allowed &= jnp.abs(delta) < window
+  if key_valid is not None:
+    allowed &= key_valid[None, :]
+  return allowed
+
+
+class Attention(nn.Module):
+  """Multi-head attention over tokens `[B, F, P, C]` along the block's layout."""
+
+  num_heads: int
+  layout: str  # full | windowed | spatial | temporal
+  causal: bool = False
+  temporal_window: int | None = None
+  rope: bool = True
+  attention_implementation: str | None = None
+  dtype: Any = jnp.float32
+  param_dtype: Any = jnp.float32
+
+  @nn.compact
+  def __call__(self, x, frames, rows, cols, cache=None):
+    """x `[B, F, P, C]`; frames `[F]` (absolute frame indices), rows/cols `[P]`; cache: None
+    or (keys, values `[B, S, P, N, D]`, slot_frames `[S]`). Returns (out, (k, v) of x)."""
+    batch, num_frames, num_tokens, channels = x.shape
+    head_dim = channels // self.num_heads
+    qkv_kernel = self.param(
+        "qkv_kernel",
+        nn.with_logical_partitioning(nn.initializers.lecun_normal(in_axis=0, out_axis=(1, 2, 3)),
+                                     (EMBED, None, QKV_HEADS, HEAD_DIM)),
+        (channels, 3, self.num_heads, head_dim), self.param_dtype)
+    x, qkv_kernel = nn.dtypes.promote_dtype(x, qkv_kernel, dtype=self.dtype)
+    qkv = jnp.einsum("bfpc,cknd->bfpknd", x, qkv_kernel)
+    query, key, value = (qkv[..., i, :, :] for i in range(3))  # [B, F, P, N, D]
+    if self.rope:
+      token_frames = jnp.repeat(frames, num_tokens)
+      token_rows, token_cols = jnp.tile(rows, num_frames), jnp.tile(cols, num_frames)
+      rotate = lambda a: einops.rearrange(
+          _rope_3d(einops.rearrange(a, "b f p n d -> b (f p) n d"), token_frames, token_rows,
+                   token_cols), "b (f p) n d -> b f p n d", f=num_frames)
+      query, key = rotate(query), rotate(key)
+    new_kv = (key, value)
+
+    attend = lambda q, k, v, mask=None: jax.nn.dot_product_attention(
+        q, k, v, mask=mask, implementation=self.attention_implementation)
+    if self.layout == "spatial":
+      out = attend(*(einops.rearrange(a, "b f p n d -> (b f) p n d") for a in (query, key, value)))
+      out = einops.rearrange(out, "(b f) p n d -> b f p n d", b=batch)
+    elif self.layout == "temporal":
+      mask = _frame_mask(frames, frames, self.causal, self.temporal_window)
+      out = attend(*(einops.rearrange(a, "b f p n d -> (b p) f n d") for a in (query, key, value)),
+                   mask=mask[None, None])
+      out = einops.rearrange(out, "(b p) f n d -> b f p n d", b=batch)
+    else:  # full or windowed, over all tokens of the chunk and the cache
+      window = self.temporal_window if self.layout == "windowed" else None
+      query_frames = jnp.repeat(frames, num_tokens)
+      flat = lambda a: einops.rearrange(a, "b f p n d -> b (f p) n d")
+      keys, values, key_frames, key_valid = flat(key), flat(value), query_frames, None
+      if cache is not None:
+        cache_keys, cache_values, slot_frames = cache
+        keys = jnp.concatenate([flat(cache_keys.astype(key.dtype)), keys], axis=1)
+        values = jnp.concatenate([flat(cache_values.astype(value.dtype)), values], axis=1)
+        cached_frames = jnp.repeat(slot_frames, num_tokens)
+        key_valid = jnp.concatenate([cached_frames >= 0, jnp.ones(query_frames.shape, bool)])
+        key_frames = jnp.concatenate([cached_frames, query_frames])
+      mask = _frame_mask(query_frames, key_frames, self.causal, window, key_valid)
+      out = attend(flat(query), keys, values, mask=mask[None, None])
+      out = einops.rearrange(out, "b (f p) n d -> b f p n d", f=num_frames)
+
+    out_kernel = self.param(
+        "out_kernel",
+        nn.with_logical_partitioning(nn.initializers.lecun_normal(in_axis=(0, 1), out_axis=2),
+                                     (QKV_HEADS, HEAD_DIM, EMBED)),
+        (self.num_heads, head_dim, channels), self.param_dtype)
+    out, out_kernel = nn.dtypes.promote_dtype(out, out_kernel, dtype=self.dtype)
+    return jnp.einsum("bfpnd,ndc->bfpc", out, out_kernel), new_kv
+
+
+class DiTBlock(nn.Module):
+  """adaLN-Zero block (Peebles & Xie 2023, sec. 3.2): each sub-layer's input is normalized,
+  scaled and shifted, and its output gated, by per-frame projections of the time embedding;
+  the gates start at zero, so the block starts as the identity."""
+
+  num_heads: int
+  mlp_ratio: float
+  layout: str
+  causal: bool
+  temporal_window: int | None
+  rope: bool
+  attention_implementation: str | None
+  dtype: Any
+  param_dtype: Any
+
+  @nn.compact
+  def __call__(self, x, context, layer_cache):
+    """x `[B, F, P, C]`; context: (time embedding `[B, F, C]`, frames, rows, cols);
+    layer_cache: None or (keys, values, slot_frames). Returns (x, this chunk's (k, v))."""
+    embedding, frames, rows, cols = context
+    channels = x.shape[-1]
+    kinds = ("spatial", "temporal") if self.layout == "factorized" else (self.layout,)
+    kwargs = dict(dtype=self.dtype, param_dtype=self.param_dtype)
+    modulation = dense(3 * channels * (len(kinds) + 1), zero_init=True, name="modulation",
+                       **kwargs)(nn.silu(embedding))[:, :, None, :]  # [B, F, 1, 3C * (n + 1)]
+    modulation = jnp.split(modulation, 3 * (len(kinds) + 1), axis=-1)
+    norm = lambda h: nn.LayerNorm(use_scale=False, use_bias=False, dtype=self.dtype)(h)
+    new_kv = None
+    for i, kind in enumerate(kinds):
+      shift, scale, gate = modulation[3 * i:3 * i + 3]
+      attention = Attention(self.num_heads, kind, self.causal, self.temporal_window, self.rope,
+                            self.attention_implementation, name=f"attention_{kind}", **kwargs)
+      out, kv = attention(norm(x) * (1 + scale) + shift, frames, rows, cols,
+                          layer_cache if kind != "spatial" else None)
+      new_kv = kv if kind != "spatial" else new_kv
+      x = nn.with_logical_constraint(x + gate * out, TOKEN_AXES)
+    shift, scale, gate = modulation[-3:]
+    h = dense(int(channels * self.mlp_ratio), name="mlp_in", **kwargs)(norm(x) * (1 + scale) + shift)
+    h = dense(channels, name="mlp_out", **kwargs)(nn.gelu(h))
+    return nn.with_logical_constraint(x + gate * h, TOKEN_AXES), new_kv
+
+
+class VideoDiT(nn.Module):
+  """`(x [B, T, H, W, C], t [B] or [B, T]) -> [B, T, H, W, out_channels]`.
+
+  With `cache` (a `KVCache`) and `first_frame` (the traced index of x's first latent frame):
+  returns `(out, (keys, values))`, the chunk's keys and values `[L, B, F, P, N, D]` to write.
+
+  Attributes:
+    out_channels: channels of the output (the data's).
+    patch_size: (pt, ph, pw), the 3D patch.
+    hidden_size, depth, num_heads, mlp_ratio: the transformer's size.
+    layout: "full", "factorized" or "windowed" (see the module docstring).
+    causal: frame-causal attention.
+    temporal_window: frames of the "windowed" layout's window.
+    position: "rope" (3D rotary) or "sincos" (3D sincos added to the tokens).
+    scan_layers: one `nn.scan` over the blocks (compile time independent of depth).
+    remat: recompute each block in the backward pass ("none", "full", "dots": keep matmul
+      outputs without batch dims, `jax.checkpoint_policies.dots_with_no_batch_dims_saveable`).
+  """
+
+  out_channels: int
+  patch_size: tuple[int, int, int] = (1, 2, 2)
+  hidden_size: int = 384
+  depth: int = 12
+  num_heads: int = 6
+  mlp_ratio: float = 4.0
+  layout: str = "full"
+  causal: bool = False
+  temporal_window: int = 4
+  position: str = "rope"
+  scan_layers: bool = False
+  remat: str = "none"
+  attention_implementation: str | None = None
+  dtype: Any = jnp.float32
+  param_dtype: Any = jnp.float32
+
+  def _check(self, x):
+    if self.layout not in LAYOUTS:
+      raise ConfigError(f"Unknown DiT layout {self.layout!r}; valid: {list(LAYOUTS)}.")
+    if self.position not in POSITIONS:
+      raise ConfigError(f"Unknown position embedding {self.position!r}; valid: {list(POSITIONS)}.")
+    if self.hidden_size % self.num_heads:
+      raise ConfigError(f"hidden_size {self.hidden_size} is not divisible by num_heads "
+                        f"{self.num_heads}.")
+    if x.ndim != 5:
+      raise ShapeError(f"Expected a video [B, T, H, W, C], got shape {x.shape}.")
+    for axis, size, patch in zip("THW", x.shape[1:4], self.patch_size):
+      if size % patch:
+        raise ShapeError(f"The video's {axis} = {size} frames/pixels is not divisible by the "
+                         f"patch size {patch} along {axis} (patch_size={self.patch_size}).")
+
+  @nn.compact
+  def __call__(self, x, t, train: bool = False, cache: KVCache | None = None, first_frame=0):
+    del train  # no dropout
+    self._check(x)
+    batch, num_frames, height, width, _ = x.shape
+    pt, ph, pw = self.patch_size
+    frames_out, rows_out, cols_out = num_frames // pt, height // ph, width // pw
+    kwargs = dict(dtype=self.dtype, param_dtype=self.param_dtype)
+    if cache is not None and (self.layout == "factorized" or not self.causal):
+      raise ConfigError("A KV cache needs a causal DiT with the 'full' or 'windowed' layout; "
+                        f"got layout={self.layout!r}, causal={self.causal}.")
+
+    tokens = einops.rearrange(x, "b (f pt) (h ph) (w pw) c -> b f (h w) (pt ph pw c)",
+                              pt=pt, ph=ph, pw=pw)
+    tokens = dense(self.hidden_size, name="patch_embed", **kwargs)(tokens)  # [B, F, P, C]
+    frames = first_frame + jnp.arange(frames_out)
+    rows = jnp.repeat(jnp.arange(rows_out), cols_out)
+    cols = jnp.tile(jnp.arange(cols_out), rows_out)
+    if self.position == "sincos":
+      third = 2 * (self.hidden_size // 6)
+      grid = (frames_out, rows.shape[0])
+      embedding = jnp.concatenate([
+          jnp.broadcast_to(sinusoidal_embedding(frames, self.hidden_size - 2 * third)[:, None],
+                           grid + (self.hidden_size - 2 * third,)),
+          jnp.broadcast_to(sinusoidal_embedding(rows, third)[None], grid + (third,)),
+          jnp.broadcast_to(sinusoidal_embedding(cols, third)[None], grid + (third,)),
+      ], axis=-1)
+      tokens = tokens + embedding.astype(tokens.dtype)
+    tokens = nn.with_logical_constraint(tokens, TOKEN_AXES)
+
+    t = jnp.broadcast_to(t[:, None], (batch, num_frames)) if t.ndim == 1 else t
+    if t.shape != (batch, num_frames):
+      raise ShapeError(f"Timesteps must be [B]=({batch},) or [B, T]=({batch}, {num_frames}); "
+                       f"got {t.shape}.")
+    t = t.reshape(batch, frames_out, pt).mean(axis=-1)  # one level per latent frame
+    embedding = TimestepEmbedding(self.hidden_size, 256, name="time_embedding", **kwargs)(t)
+    context = (embedding, frames, rows, cols)
+
+    block_kwargs = dict(num_heads=self.num_heads, mlp_ratio=self.mlp_ratio, layout=self.layout,
+                        causal=self.causal, temporal_window=self.temporal_window,
+                        rope=self.position == "rope",
+                        attention_implementation=self.attention_implementation, **kwargs)
+    block_cls = DiTBlock
+    if self.remat != "none":
+      policy = (jax.checkpoint_policies.dots_with_no_batch_dims_saveable if self.remat == "dots"
+                else None)
+      block_cls = nn.remat(DiTBlock, policy=policy)
+    layer_caches = None if cache is None else (cache.keys, cache.values)
+    slot_frames = None if cache is None else cache.slot_frames
+    if self.scan_layers:
+      def body(block, h, shared, layer_cache):
+        block_context, block_slot_frames = shared
+        full_cache = None if layer_cache is None else layer_cache + (block_slot_frames,)
+        return block(h, block_context, full_cache)
+      blocks = nn.scan(body, variable_axes={"params": 0}, split_rngs={"params": True},
+                       in_axes=(nn.broadcast, 0), length=self.depth,
+                       metadata_params={nn.PARTITION_NAME: LAYERS})
+      tokens, new_kv = blocks(block_cls(name="blocks", **block_kwargs), tokens,
+                              (context, slot_frames), layer_caches)
+    else:
+      collected = []
+      for i in range(self.depth):
+        layer_cache = None if cache is None else (cache.keys[i], cache.values[i], slot_frames)
+        tokens, kv = block_cls(name=f"block_{i}", **block_kwargs)(tokens, context, layer_cache)
+        collected.append(kv)
+      new_kv = jax.tree.map(lambda *a: jnp.stack(a), *collected)
+
+    shift, scale = jnp.split(dense(2 * self.hidden_size, zero_init=True, name="final_modulation",
+                                   **kwargs)(nn.silu(embedding))[:, :, None, :], 2, axis=-1)
+    tokens = nn.LayerNorm(use_scale=False, use_bias=False, dtype=self.dtype)(tokens)
+    tokens = tokens * (1 + scale) + shift
+    out = dense(pt * ph * pw * self.out_channels, zero_init=True, name="unpatchify",
+                **kwargs)(tokens)
+    out = einops.rearrange(out, "b f (h w) (pt ph pw c) -> b (f pt) (h ph) (w pw) c",
+                           h=rows_out, pt=pt, ph=ph, pw=pw).astype(jnp.float32)
+    if cache is None:
+      return out
+    return out, new_kv
+
+
+def _dtype(name: str):
+  return {"float32": jnp.float32, "bfloat16": jnp.bfloat16, "float16": jnp.float16}[name]
+
+
+def from_config(config: ml_collections.ConfigDict) -> VideoDiT:
+  """Builds a VideoDiT from `config.model` and `config.data` (see `jvdm.models.get_model`)."""
+  model = config.model
+  try:
+    return VideoDiT(
+        out_channels=int(config.data.channels), patch_size=tuple(int(p) for p in model.patch_size),
+        hidden_size=int(model.hidden_size), depth=int(model.depth), num_heads=int(model.num_heads),
+        mlp_ratio=float(model.mlp_ratio), layout=str(model.layout), causal=bool(model.causal),
+        temporal_window=int(model.temporal_window), position=str(model.position),
+        scan_layers=bool(model.scan_layers), remat=str(model.remat),
+        attention_implementation=model.attention_implementation,
+        dtype=_dtype(model.dtype), param_dtype=_dtype(model.param_dtype))
+  except AttributeError as e:
+    raise ConfigError(f"config is missing a field the dit model needs: {e}") from e
