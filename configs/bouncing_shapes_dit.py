@@ -1,0 +1,56 @@
+"""Video DiT on the embedded bouncing-shapes videos; the data, diffusion, optimizer and
+sampler settings are those of configs/bouncing_shapes_unet.py.
+
+Run:
+  python train.py --config configs/bouncing_shapes_dit.py --workdir /tmp/jvdm_dit
+Variants (`--config configs/bouncing_shapes_dit.py:VARIANT`):
+  default  a CPU-sized DiT (patch 1x4x4: 16 frames of 64 tokens, width 192, depth 6).
+  causal   the same, frame-causal, for autoregressive generation with a KV cache.
+  tiny     a few-second smoke config used by the tests.
+  S, B, L, XL  DiT sizes of Peebles & Xie 2023 (Table 1) with 1x2x2 patches, for accelerators.
+"""
+
+import ml_collections
+
+from configs import bouncing_shapes_unet
+
+# name -> (hidden size, depth, heads): DiT-S/B/L/XL.
+SIZES = {"S": (384, 12, 6), "B": (768, 12, 12), "L": (1024, 24, 16), "XL": (1152, 28, 16)}
+
+
+def get_config(variant: str = "default") -> ml_collections.ConfigDict:
+  """Returns the config for `variant` (see the module docstring)."""
+  if variant not in ("default", "causal", "tiny") + tuple(SIZES):
+    raise ValueError(f"Unknown variant {variant!r}; expected default, causal, tiny or one of "
+                     f"{list(SIZES)}.")
+  config = bouncing_shapes_unet.get_config("tiny" if variant == "tiny" else "default")
+  with config.unlocked():
+    config.model = ml_collections.ConfigDict(dict(
+        name="dit",
+        patch_size=(1, 4, 4),  # (frames, rows, columns) per token
+        hidden_size=192,
+        depth=6,
+        num_heads=6,
+        mlp_ratio=4.0,
+        layout="full",  # full | factorized (Latte) | windowed (temporal window)
+        causal=False,  # frame-causal attention (for KV-cache generation)
+        temporal_window=4,  # frames, for layout="windowed"
+        position="rope",  # rope (3D rotary) | sincos (3D, added)
+        scan_layers=False,  # nn.scan over blocks: compile time independent of depth
+        remat="none",  # none | full | dots
+        attention_implementation=None,  # None (XLA) | "cudnn" (GPU)
+        dtype="float32",
+        param_dtype="float32",
+    ))
+    # adaLN-Zero and zero-initialized outputs train well with plain AdamW at this rate.
+    config.optim.learning_rate = 1e-3
+  if variant == "causal":
+    config.model.causal = True
+  elif variant == "tiny":
+    config.model.update(dict(patch_size=(1, 4, 4), hidden_size=48, depth=2, num_heads=4))
+  elif variant in SIZES:
+    hidden, depth, heads = SIZES[variant]
+    config.model.update(dict(patch_size=(1, 2, 2), hidden_size=hidden, depth=depth,
+                             num_heads=heads, scan_layers=True, remat="dots", dtype="bfloat16"))
+  config.lock()
+  return config
