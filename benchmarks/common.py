@@ -3,14 +3,13 @@ description, and appending one JSON line per run to benchmarks/results/<name>.js
 
 import argparse
 import ast
+import importlib
 import json
 import os
 import platform
 
 import jax
 import ml_collections
-
-from configs import bouncing_shapes_unet
 
 RESULTS_DIR = os.path.join(os.path.dirname(__file__), "results")
 
@@ -33,10 +32,12 @@ def apply_overrides(config: ml_collections.ConfigDict, overrides: list[str]):
   return config
 
 
-def parser(description: str, default_repeats: int) -> argparse.ArgumentParser:
-  """The arguments every benchmark takes: --variant, --set a.b=value, --repeats, --out."""
+def parser(description: str, default_repeats: int, default_config: str = "bouncing_shapes_unet",
+           default_variant: str = "default") -> argparse.ArgumentParser:
+  """The arguments every benchmark takes: --config, --variant, --set a.b=value, --repeats, --out."""
   result = argparse.ArgumentParser(description=description)
-  result.add_argument("--variant", default="default")
+  result.add_argument("--config", default=default_config, help="a module of configs/")
+  result.add_argument("--variant", default=default_variant)
   result.add_argument("--set", action="append", default=[], help="config override a.b=value")
   result.add_argument("--repeats", type=int, default=default_repeats)
   result.add_argument("--out", default=None,
@@ -45,12 +46,14 @@ def parser(description: str, default_repeats: int) -> argparse.ArgumentParser:
 
 
 def load_config(args: argparse.Namespace) -> ml_collections.ConfigDict:
-  return apply_overrides(bouncing_shapes_unet.get_config(args.variant), args.set)
+  module = importlib.import_module(f"configs.{args.config}")
+  return apply_overrides(module.get_config(args.variant), args.set)
 
 
 def run_header(name: str, args: argparse.Namespace) -> dict:
   """The fields that say what ran where."""
-  return {"benchmark": name, "variant": args.variant, "overrides": args.set,
+  return {"benchmark": name, "config": args.config, "variant": args.variant,
+          "overrides": args.set,
           "devices": f"{jax.device_count()}x {jax.devices()[0].device_kind}",
           "cpu_count": os.cpu_count(), "machine": platform.machine()}
 

@@ -95,34 +95,42 @@ class CausalVideoSampler:
     _, (keys, values) = self._call(params, clean, t, cache, first_frame)
     return cache.write(keys, values, first_frame)
 
-  def _generate(self, params, keys, prompt, num_chunks: int, frame_shape):
-    batch = keys.shape[0]
-    height, width, channels = frame_shape
-    pt = self.model.patch_size[0]
+  def empty_cache(self, batch: int, frame_shape, params=None, prompt=None) -> tuple[KVCache, Any]:
+    """(an empty cache, or one prefilled with the clean prompt; the next latent frame index)."""
+    height, width, _ = frame_shape
     cache = self._empty_cache(batch, height, width)
-    first_frame = jnp.int32(0)
-    if prompt is not None:
-      cache = self._commit(params, prompt, cache, first_frame)
-      first_frame = jnp.int32(prompt.shape[1] // pt)
+    if prompt is None:
+      return cache, jnp.int32(0)
+    cache = self._commit(params, prompt, cache, jnp.int32(0))
+    return cache, jnp.int32(prompt.shape[1] // self.model.patch_size[0])
+
+  def chunk_step(self, params, cache: KVCache, first_frame, keys, frame_shape):
+    """Generates one chunk `[B, chunk_frames, H, W, C]` after the cached frames, from `[B]`
+    keys, and returns (the cache with the chunk written, the next frame index, the chunk)."""
+    solver_keys, init_keys = split_per_sample(keys)
+
+    def denoise(z, t, cond):
+      del cond
+      output, _ = self._call(params, z, t, cache, first_frame)
+      alpha, sigma = alpha_sigma_like(self.process, t, z)
+      return x0_from_prediction(self.prediction, output, z, alpha, sigma)
+
     grid = self.time_grid
     grid = tuple(map(jnp.asarray, grid)) if isinstance(grid, tuple) else jnp.asarray(grid)
+    solver = SOLVERS[self.sampler][0](denoise, self.process, 0.0, self.clip_x0)
+    x_init = normal_per_sample(init_keys, (self.chunk_frames,) + tuple(frame_shape))
+    x = run_solver(solver, x_init, grid, solver_keys)
+    cache = self._commit(params, x, cache, first_frame)
+    return cache, first_frame + self.chunk_frames // self.model.patch_size[0], x
+
+  def _generate(self, params, keys, prompt, num_chunks: int, frame_shape):
+    cache, first_frame = self.empty_cache(keys.shape[0], frame_shape, params, prompt)
     chunk_keys = jax.vmap(lambda key: jax.random.split(key, num_chunks))(keys)  # [B, K]
 
     def chunk(carry, step_keys):
       cache, first = carry
-      solver_keys, init_keys = split_per_sample(step_keys)
-
-      def denoise(z, t, cond):
-        del cond
-        output, _ = self._call(params, z, t, cache, first)
-        alpha, sigma = alpha_sigma_like(self.process, t, z)
-        return x0_from_prediction(self.prediction, output, z, alpha, sigma)
-
-      solver = SOLVERS[self.sampler][0](denoise, self.process, 0.0, self.clip_x0)
-      x_init = normal_per_sample(init_keys, (self.chunk_frames, height, width, channels))
-      x = run_solver(solver, x_init, grid, solver_keys)
-      cache = self._commit(params, x, cache, first)
-      return (cache, first + self.chunk_frames // pt), x
+      cache, first, x = self.chunk_step(params, cache, first, step_keys, frame_shape)
+      return (cache, first), x
 
     _, chunks = jax.lax.scan(chunk, (cache, first_frame), jnp.swapaxes(chunk_keys, 0, 1))
     return einops.rearrange(chunks, "k b f h w c -> b (k f) h w c")
