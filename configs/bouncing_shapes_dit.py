@@ -44,8 +44,15 @@ def get_config(variant: str = "default") -> ml_collections.ConfigDict:
     ))
     # adaLN-Zero and zero-initialized outputs train well with plain AdamW at this rate.
     config.optim.learning_rate = 1e-3
+    # Autoregressive generation (sample.py --chunks N), for causal models.
+    config.sample.chunk_frames = 4
+    config.sample.cache_frames = 16  # sinks included
+    config.sample.sink_frames = 0
   if variant == "causal":
     config.model.causal = True
+    # Frame-as-prompt training: each video keeps up to 4 leading frames clean, as the
+    # context a chunk continues from (ViD-GPT, Ca2-VDM).
+    config.diffusion.context_frames = 4
   elif variant == "tiny":
     config.model.update(dict(patch_size=(1, 4, 4), hidden_size=48, depth=2, num_heads=4))
   elif variant in SIZES:

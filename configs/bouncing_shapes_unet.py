@@ -52,6 +52,7 @@ def get_config(variant: str = "default") -> ml_collections.ConfigDict:
   config.model.param_dtype = "float32"
   config.model.remat = False
   config.model.attention_implementation = None  # None (XLA) | "cudnn" (GPU)
+  config.model.causal_temporal_attention = False  # frames attend only to earlier frames
 
   config.diffusion = ml_collections.ConfigDict()
   config.diffusion.process = "vp"  # vp | edm (Karras, in sigma) | flow (rectified flow)
@@ -89,6 +90,9 @@ def get_config(variant: str = "default") -> ml_collections.ConfigDict:
   config.diffusion.time_sampling = "uniform"
   config.diffusion.logit_mean = 0.0
   config.diffusion.logit_std = 1.0
+  # Frame-as-prompt training for causal models: up to this many leading frames kept clean and
+  # unscored (0 = off).
+  config.diffusion.context_frames = 0
 
   config.optim = ml_collections.ConfigDict()
   config.optim.learning_rate = 2e-3

@@ -18,6 +18,7 @@ from jvdm.errors import CheckpointError, ConfigError
 from jvdm.io.video import save_npz, write_video_grid
 from jvdm.models import get_model
 from jvdm.parallel.mesh import make_mesh
+from jvdm.samplers.autoregressive import CausalVideoSampler
 from jvdm.samplers.video_sampler import make_video_sampler
 from jvdm.training.checkpoint import CHECKPOINT_DIR, Checkpointer
 from jvdm.training.optimizer import make_optimizer
@@ -58,7 +59,8 @@ def sample_from_workdir(workdir: str, *, out: str | None = None, num_samples: in
                         num_frames: int | None = None, steps: int | None = None, seed: int = 0,
                         eta: float | None = None, frame_stagger: float | None = None,
                         sampler: str | None = None, spacing: str | None = None,
-                        guidance_scale: float | None = None, batch_size: int = 8,
+                        guidance_scale: float | None = None, chunks: int | None = None,
+                        batch_size: int = 8,
                         progress: bool = True) -> dict[str, Any]:
   """Samples videos from the latest checkpoint of `workdir` and writes them.
 
@@ -73,6 +75,8 @@ def sample_from_workdir(workdir: str, *, out: str | None = None, num_samples: in
     frame_stagger: lag of later frames' time grids (see `staggered_time_grid`); default the
       config's.
     sampler, spacing, guidance_scale: as `config.sample`; default the config's.
+    chunks: generate autoregressively, this many chunks of `config.sample.chunk_frames`
+      frames, with the KV cache (a causal DiT only; `CausalVideoSampler`).
     batch_size: videos per jitted call.
     progress: show progress bars.
 
@@ -99,10 +103,21 @@ def sample_from_workdir(workdir: str, *, out: str | None = None, num_samples: in
                                           config.mesh.logical_axis_rules)
     params = checkpointer.restore(abstract, step=step).ema_params
     video_sampler = make_video_sampler(config, model.apply, steps=steps, eta=eta,
-                                       frame_stagger=frame_stagger, sampler=sampler,
-                                       spacing=spacing, guidance_scale=guidance_scale)
-    videos = video_sampler.sample(params, seed, num_samples, (num_frames,) + video_shape[1:],
-                            batch_size=batch_size, progress=progress)
+                                       frame_stagger=frame_stagger if chunks is None else 0.0,
+                                       sampler=sampler, spacing=spacing,
+                                       guidance_scale=guidance_scale)
+    if chunks is None:
+      videos = video_sampler.sample(params, seed, num_samples, (num_frames,) + video_shape[1:],
+                                    batch_size=batch_size, progress=progress)
+    else:
+      causal = CausalVideoSampler(
+          model, video_sampler.process, video_sampler.prediction, sampler=video_sampler.sampler,
+          num_steps=video_sampler.num_steps, spacing=video_sampler.spacing,
+          chunk_frames=config.sample.get("chunk_frames", 4),
+          cache_frames=config.sample.get("cache_frames", 16),
+          sink_frames=config.sample.get("sink_frames", 0), clip_x0=video_sampler.clip_x0)
+      videos = causal.generate(params, seed, num_samples, chunks, video_shape[1:])
+      num_frames = videos.shape[1]
   checkpointer.close()
   videos = to_uint8(videos)
 

@@ -214,3 +214,21 @@ def test_configs_build_the_dit(variant):
   assert model.hidden_size == {"tiny": 48, "S": 384, "XL": 1152}[variant]
   with pytest.raises(ValueError, match="XXL"):
     bouncing_shapes_dit.get_config("XXL")
+
+
+def test_train_a_causal_dit_then_sample_chunks_from_the_workdir(tmp_path):
+  from jvdm.sampling import sample_from_workdir  # pylint: disable=g-import-not-at-top
+  from jvdm.training.loop import train_and_evaluate  # pylint: disable=g-import-not-at-top
+  config = bouncing_shapes_dit.get_config("tiny")
+  with config.unlocked():
+    config.model.causal = True
+    config.diffusion.context_frames = 2
+    config.train.num_steps = 2
+    config.sample.chunk_frames = 2
+    config.sample.cache_frames = 4
+  train_and_evaluate(config, str(tmp_path / "run"), progress=False)
+  summary = sample_from_workdir(str(tmp_path / "run"), num_samples=2, steps=2, chunks=3,
+                                progress=False)
+  assert summary["num_frames"] == 6
+  videos = np.load(tmp_path / "run" / "samples" / "sample_seed0" / "samples.npz")["videos"]
+  assert videos.shape == (2, 6, 16, 16, 3) and videos.dtype == np.uint8

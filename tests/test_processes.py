@@ -174,3 +174,29 @@ def test_make_process_from_config_and_unknown_names():
     EDMProcess(sigma_min=1.0, sigma_max=0.5)
   with pytest.raises(ConfigError, match="shift"):
     FlowProcess(shift=0.0)
+
+
+def test_context_frames_stay_clean_and_unscored():
+  """Frame-as-prompt: an oracle that is right only on the scored frames has zero loss, and the
+  network sees the context frames at t = 0."""
+  process = PROCESSES["vp_discrete_linear"]
+  x = jax.random.uniform(jax.random.key(0), (8, 6, 2, 2, 1), minval=-1, maxval=1)
+  rng = jax.random.key(1)
+  seen = {}
+
+  def network(model_input, t):
+    seen["t"] = t
+    return jnp.zeros_like(model_input)  # "x0 = 0": wrong on every frame
+
+  loss = diffusion_loss(network, process, "x0", x, rng, per_frame_noise=1.0, context_frames=3)
+  t = np.asarray(seen["t"])
+  context = t == 0.0
+  counts = context.sum(axis=1)
+  assert set(counts.tolist()) <= {0, 1, 2, 3} and len(set(counts.tolist())) > 1
+  for row, count in zip(context, counts):  # the clean frames lead the clip
+    assert row[:count].all() and not row[count:].any()
+  scored = ~context
+  expected = np.sum(np.square(np.asarray(x)) * scored[:, :, None, None, None]) / (scored.sum() * 4)
+  np.testing.assert_allclose(loss, expected, rtol=1e-5)
+  with pytest.raises(ConfigError, match="context_frames=6"):
+    diffusion_loss(network, process, "x0", x, rng, context_frames=6)

@@ -11,6 +11,7 @@ import pytest
 from jvdm.errors import ConfigError, ShapeError
 from jvdm.models import UNet3D, get_model
 from jvdm.models.layers import apply_rope, conv2d
+from jvdm.models.layers.attention import VideoSelfAttention
 from jvdm.parallel import axes
 
 BATCH, FRAMES, SIZE, CHANNELS = 2, 8, 16, 3
@@ -364,3 +365,17 @@ def test_patch_size_keeps_the_video_shape_and_checks_divisibility():
 def test_rejects_bad_config(overrides, message):
   with pytest.raises(ConfigError, match=message):
     get_model(make_config(**overrides))
+
+
+@pytest.mark.parametrize("axis", ["temporal", "joint"])
+def test_causal_attention_ignores_later_frames(axis):
+  layer = VideoSelfAttention(axis, head_dim=8, num_groups=2, causal=True)
+  x = jax.random.normal(jax.random.key(0), (1, 5, 4, 4, 16))
+  params = nn.unbox(layer.init(jax.random.key(1), x)["params"])
+  # The output projection starts at zero (identity block); give it weights.
+  params = jax.tree.map(lambda a: a + 0.1 * jax.random.normal(jax.random.key(2), a.shape), params)
+  apply = jax.jit(layer.apply)
+  out = apply({"params": params}, x)
+  changed = apply({"params": params}, x.at[:, 3:].add(1.0))
+  np.testing.assert_allclose(out[:, :3], changed[:, :3], atol=1e-5)
+  assert np.abs(out[:, 3:] - changed[:, 3:]).max() > 1e-2

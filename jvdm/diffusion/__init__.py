@@ -45,4 +45,5 @@ def make_loss(diffusion_config) -> Callable:
       min_snr_gamma=diffusion_config.get("min_snr_gamma", 5.0),
       time_sampling=diffusion_config.get("time_sampling", "uniform"),
       logit_mean=diffusion_config.get("logit_mean", 0.0),
-      logit_std=diffusion_config.get("logit_std", 1.0))
+      logit_std=diffusion_config.get("logit_std", 1.0),
+      context_frames=diffusion_config.get("context_frames", 0))

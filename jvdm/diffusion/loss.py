@@ -43,7 +43,8 @@ def diffusion_loss(network: Callable[[jnp.ndarray, jnp.ndarray], jnp.ndarray], p
                    prediction: str, x: jnp.ndarray, rng: jax.Array,
                    per_frame_noise: float = 0.0, weighting: str = "uniform",
                    min_snr_gamma: float = 5.0, time_sampling: str = "uniform",
-                   logit_mean: float = 0.0, logit_std: float = 1.0) -> jnp.ndarray:
+                   logit_mean: float = 0.0, logit_std: float = 1.0,
+                   context_frames: int = 0) -> jnp.ndarray:
   """Weighted mean squared error of the network's prediction at a random noise level.
 
   Args:
@@ -57,6 +58,9 @@ def diffusion_loss(network: Callable[[jnp.ndarray, jnp.ndarray], jnp.ndarray], p
       `sample_timesteps`).
     weighting, min_snr_gamma: the loss weighting over noise levels (`output_loss_weight`).
     time_sampling, logit_mean, logit_std: the distribution of t (`draw_times`).
+    context_frames: frame-as-prompt training for causal models (ViD-GPT, Gao et al. 2024,
+      sec. 3.2; Ca2-VDM): each video keeps its first k frames clean (t = 0), k uniform in
+      [0, context_frames], and is scored on the other frames only.
 
   Returns:
     The scalar loss.
@@ -64,6 +68,14 @@ def diffusion_loss(network: Callable[[jnp.ndarray, jnp.ndarray], jnp.ndarray], p
   time_rng, noise_rng = jax.random.split(rng)
   t = sample_timesteps(time_rng, x.shape[0], x.shape[1], per_frame_noise, time_sampling,
                        logit_mean, logit_std)
+  scored = jnp.ones(x.shape[:2], bool)
+  if context_frames:
+    if not 0 < context_frames < x.shape[1]:
+      raise ConfigError(f"context_frames={context_frames} must be below the clip's "
+                        f"{x.shape[1]} frames.")
+    count = jax.random.randint(jax.random.fold_in(rng, 1), (x.shape[0], 1), 0, context_frames + 1)
+    scored = jnp.arange(x.shape[1])[None, :] >= count  # [B, T]
+    t = jnp.where(scored, jnp.broadcast_to(t.reshape(x.shape[0], -1), x.shape[:2]), 0.0)
   noise = jax.random.normal(noise_rng, x.shape, x.dtype)
   alpha, sigma = process.alpha_sigma(t)
   alpha, sigma = broadcast_to_video(alpha, x), broadcast_to_video(sigma, x)
@@ -71,4 +83,5 @@ def diffusion_loss(network: Callable[[jnp.ndarray, jnp.ndarray], jnp.ndarray], p
   target = target_for_prediction(prediction, x, noise, alpha, sigma)
   output = network(process.scale_model_input(z, t), t).astype(jnp.float32)
   weight = output_loss_weight(weighting, prediction, alpha, sigma, min_snr_gamma)
-  return jnp.mean(weight * jnp.square(output - target))
+  error = jnp.where(broadcast_to_video(scored, x), weight * jnp.square(output - target), 0.0)
+  return jnp.sum(error) / (jnp.sum(scored) * (x.size // scored.size))

@@ -169,7 +169,8 @@ class DiTBlock(nn.Module):
       new_kv = kv if kind != "spatial" else new_kv
       x = nn.with_logical_constraint(x + gate * out, TOKEN_AXES)
     shift, scale, gate = modulation[-3:]
-    h = dense(int(channels * self.mlp_ratio), name="mlp_in", **kwargs)(norm(x) * (1 + scale) + shift)
+    h = norm(x) * (1 + scale) + shift
+    h = dense(int(channels * self.mlp_ratio), name="mlp_in", **kwargs)(h)
     h = dense(channels, name="mlp_out", **kwargs)(nn.gelu(h))
     return nn.with_logical_constraint(x + gate * h, TOKEN_AXES), new_kv
 

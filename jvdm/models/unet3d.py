@@ -55,6 +55,8 @@ class UNet3D(nn.Module):
       treats frames independently (for inflating an image model); False trains from scratch.
     remat: recompute residual and attention blocks in the backward pass (less memory).
     attention_implementation: for `jax.nn.dot_product_attention`: None (XLA), "cudnn".
+    causal_temporal_attention: temporal and joint attention see only the same and earlier
+      frames (the temporal convs still see one frame on each side).
     dtype: compute dtype (e.g. jnp.bfloat16); the output is always float32.
     param_dtype: storage dtype of params.
   """
@@ -72,6 +74,7 @@ class UNet3D(nn.Module):
   identity_init_temporal: bool = False
   remat: bool = False
   attention_implementation: str | None = None
+  causal_temporal_attention: bool = False
   dtype: jnp.dtype = jnp.float32
   param_dtype: jnp.dtype = jnp.float32
 
@@ -168,6 +171,7 @@ class UNet3D(nn.Module):
             self.head_dim,
             self.num_groups,
             self.attention_implementation,
+            self.causal_temporal_attention,
             name=f"{name}_{axis}_attention",
             **kwargs,
         )(h)
@@ -248,6 +252,7 @@ def from_config(config: ml_collections.ConfigDict) -> UNet3D:
         identity_init_temporal=bool(model_config.identity_init_temporal),
         remat=bool(model_config.remat),
         attention_implementation=model_config.attention_implementation,
+        causal_temporal_attention=bool(model_config.get("causal_temporal_attention", False)),
         dtype=_dtype(model_config.dtype, "dtype"),
         param_dtype=_dtype(model_config.param_dtype, "param_dtype"),
     )

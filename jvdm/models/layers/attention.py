@@ -39,12 +39,15 @@ class VideoSelfAttention(nn.Module):
     num_groups: GroupNorm groups of the pre-norm.
     attention_implementation: passed to `jax.nn.dot_product_attention`: None (XLA, any
       backend), "xla" or "cudnn".
+    causal: temporal and joint attention are frame-causal: a frame attends to itself and
+      earlier frames only (ViD-GPT, Gao et al. 2024). Spatial attention is within a frame.
   """
 
   axis: Literal["spatial", "temporal", "joint"]
   head_dim: int
   num_groups: int
   attention_implementation: str | None = None
+  causal: bool = False
   dtype: jnp.dtype = jnp.float32
   param_dtype: jnp.dtype = jnp.float32
 
@@ -104,8 +107,11 @@ class VideoSelfAttention(nn.Module):
       query = apply_rope(query, frame_index)
       key = apply_rope(key, frame_index)
 
+    mask = None
+    if self.causal and frame_index is not None:
+      mask = (frame_index[:, None] >= frame_index[None, :])[None, None]  # [1, 1, Lq, Lk]
     out = jax.nn.dot_product_attention(
-        query, key, value, implementation=self.attention_implementation
+        query, key, value, mask=mask, implementation=self.attention_implementation
     )
     source, target = pattern.split(" -> ")
     out = einops.rearrange(out, f"{target} -> {source}", b=batch, h=height, w=width)
