@@ -39,6 +39,7 @@ def get_config(variant: str = "default") -> ml_collections.ConfigDict:
         scan_layers=False,  # nn.scan over blocks: compile time independent of depth
         remat="none",  # none | full | dots
         attention_implementation=None,  # None (XLA) | "cudnn" (GPU)
+        cond_dim=0,  # width of conditioning embeddings to cross-attend to; 0 = unconditional
         dtype="float32",
         param_dtype="float32",
     ))

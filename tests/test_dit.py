@@ -232,3 +232,27 @@ def test_train_a_causal_dit_then_sample_chunks_from_the_workdir(tmp_path):
   assert summary["num_frames"] == 6
   videos = np.load(tmp_path / "run" / "samples" / "sample_seed0" / "samples.npz")["videos"]
   assert videos.shape == (2, 6, 16, 16, 3) and videos.dtype == np.uint8
+
+
+def test_cross_attention_to_a_condition_and_batched_guidance():
+  from jvdm.samplers import classifier_free_guidance, make_denoiser  # pylint: disable=g-import-not-at-top
+  model = _model(causal=False, cond_dim=8, depth=1)
+  x, t = _inputs()
+  cond = jax.random.normal(jax.random.key(5), (2, 3, 8))
+  variables = jax.jit(model.init)(jax.random.key(1), x, t, cond=cond)
+  leaves, tree = jax.tree.flatten(variables["params"])
+  params = jax.tree.unflatten(tree, [leaf + 0.05 * jax.random.normal(jax.random.key(i), leaf.shape)
+                                     for i, leaf in enumerate(leaves)])
+  apply = jax.jit(model.apply)
+  conditional = apply({"params": params}, x, t, cond=cond)
+  other = apply({"params": params}, x, t, cond=-cond)
+  assert np.abs(conditional - other).max() > 1e-3  # the condition is used
+  denoise = jax.jit(make_denoiser(model.apply, params, VPProcess(get_schedule("cosine")), "x0"))
+  null = jnp.zeros_like(cond)
+  guided = jax.jit(classifier_free_guidance(denoise, null, 3.0))(x, t, cond)
+  plain = denoise(x, t, null)
+  np.testing.assert_allclose(guided, plain + 3.0 * (denoise(x, t, cond) - plain), atol=1e-4)
+  with pytest.raises(ShapeError, match=r"\[B, L, 8\]"):
+    apply({"params": params}, x, t)
+  with pytest.raises(ConfigError, match="unconditional"):
+    _model().init(jax.random.key(0), x, t, cond=cond)

@@ -132,6 +132,42 @@ class Attention(nn.Module):
     return jnp.einsum("bfpnd,ndc->bfpc", out, out_kernel), new_kv
 
 
+class CrossAttention(nn.Module):
+  """Tokens `[B, F, P, C]` attend to conditioning embeddings `[B, L, D]` (PixArt-alpha, Chen et
+  al. 2024, sec. 2.3: cross-attention after self-attention, output projection zero-initialized
+  so an untrained layer adds nothing)."""
+
+  num_heads: int
+  attention_implementation: str | None = None
+  dtype: Any = jnp.float32
+  param_dtype: Any = jnp.float32
+
+  @nn.compact
+  def __call__(self, x, cond):
+    batch, num_frames, num_tokens, channels = x.shape
+    head_dim = channels // self.num_heads
+    init = nn.initializers.lecun_normal(in_axis=0, out_axis=(1, 2))
+    q_kernel = self.param("q_kernel", nn.with_logical_partitioning(
+        init, (EMBED, QKV_HEADS, HEAD_DIM)), (channels, self.num_heads, head_dim),
+                          self.param_dtype)
+    kv_init = nn.initializers.lecun_normal(in_axis=0, out_axis=(1, 2, 3))
+    kv_kernel = self.param("kv_kernel", nn.with_logical_partitioning(
+        kv_init, (None, None, QKV_HEADS, HEAD_DIM)), (cond.shape[-1], 2, self.num_heads, head_dim),
+                           self.param_dtype)
+    out_kernel = self.param("out_kernel", nn.with_logical_partitioning(
+        nn.initializers.zeros_init(), (QKV_HEADS, HEAD_DIM, EMBED)),
+                            (self.num_heads, head_dim, channels), self.param_dtype)
+    x, cond, q_kernel, kv_kernel, out_kernel = nn.dtypes.promote_dtype(
+        x, cond, q_kernel, kv_kernel, out_kernel, dtype=self.dtype)
+    query = jnp.einsum("bfpc,cnd->bfpnd", x, q_kernel)
+    query = query.reshape(batch, num_frames * num_tokens, self.num_heads, head_dim)
+    key_value = jnp.einsum("blc,cknd->blknd", cond, kv_kernel)
+    out = jax.nn.dot_product_attention(query, key_value[:, :, 0], key_value[:, :, 1],
+                                       implementation=self.attention_implementation)
+    out = jnp.einsum("blnd,ndc->blc", out, out_kernel)
+    return out.reshape(batch, num_frames, num_tokens, channels)
+
+
 class DiTBlock(nn.Module):
   """adaLN-Zero block (Peebles & Xie 2023, sec. 3.2): each sub-layer's input is normalized,
   scaled and shifted, and its output gated, by per-frame projections of the time embedding;
@@ -151,7 +187,7 @@ class DiTBlock(nn.Module):
   def __call__(self, x, context, layer_cache):
     """x `[B, F, P, C]`; context: (time embedding `[B, F, C]`, frames, rows, cols);
     layer_cache: None or (keys, values, slot_frames). Returns (x, this chunk's (k, v))."""
-    embedding, frames, rows, cols = context
+    embedding, frames, rows, cols, cond = context
     channels = x.shape[-1]
     kinds = ("spatial", "temporal") if self.layout == "factorized" else (self.layout,)
     kwargs = dict(dtype=self.dtype, param_dtype=self.param_dtype)
@@ -168,6 +204,9 @@ class DiTBlock(nn.Module):
                           layer_cache if kind != "spatial" else None)
       new_kv = kv if kind != "spatial" else new_kv
       x = nn.with_logical_constraint(x + gate * out, TOKEN_AXES)
+    if cond is not None:
+      x = x + CrossAttention(self.num_heads, self.attention_implementation, name="cross_attention",
+                             **kwargs)(norm(x), cond)
     shift, scale, gate = modulation[-3:]
     h = norm(x) * (1 + scale) + shift
     h = dense(int(channels * self.mlp_ratio), name="mlp_in", **kwargs)(h)
@@ -192,6 +231,9 @@ class VideoDiT(nn.Module):
     scan_layers: one `nn.scan` over the blocks (compile time independent of depth).
     remat: recompute each block in the backward pass ("none", "full", "dots": keep matmul
       outputs without batch dims, `jax.checkpoint_policies.dots_with_no_batch_dims_saveable`).
+    cond_dim: width of conditioning embeddings `cond [B, L, cond_dim]` (e.g. text encoder
+      outputs) that every block cross-attends to; 0 = unconditional. A null condition (e.g.
+      zeros, or the empty prompt's embeddings) is the unconditional path of guidance.
   """
 
   out_channels: int
@@ -207,6 +249,7 @@ class VideoDiT(nn.Module):
   scan_layers: bool = False
   remat: str = "none"
   attention_implementation: str | None = None
+  cond_dim: int = 0
   dtype: Any = jnp.float32
   param_dtype: Any = jnp.float32
 
@@ -226,7 +269,8 @@ class VideoDiT(nn.Module):
                          f"patch size {patch} along {axis} (patch_size={self.patch_size}).")
 
   @nn.compact
-  def __call__(self, x, t, train: bool = False, cache: KVCache | None = None, first_frame=0):
+  def __call__(self, x, t, train: bool = False, cache: KVCache | None = None, first_frame=0,
+               cond=None):
     del train  # no dropout
     self._check(x)
     batch, num_frames, height, width, _ = x.shape
@@ -261,7 +305,13 @@ class VideoDiT(nn.Module):
                        f"got {t.shape}.")
     t = t.reshape(batch, frames_out, pt).mean(axis=-1)  # one level per latent frame
     embedding = TimestepEmbedding(self.hidden_size, 256, name="time_embedding", **kwargs)(t)
-    context = (embedding, frames, rows, cols)
+    if self.cond_dim and (cond is None or cond.ndim != 3 or cond.shape[0] != batch
+                          or cond.shape[2] != self.cond_dim):
+      raise ShapeError(f"This DiT cross-attends to conditioning embeddings [B, L, {self.cond_dim}]"
+                       f" with B = {batch}; got {None if cond is None else cond.shape}.")
+    if not self.cond_dim and cond is not None:
+      raise ConfigError("This DiT is unconditional (cond_dim = 0) but got a condition.")
+    context = (embedding, frames, rows, cols, cond)
 
     block_kwargs = dict(num_heads=self.num_heads, mlp_ratio=self.mlp_ratio, layout=self.layout,
                         causal=self.causal, temporal_window=self.temporal_window,
@@ -320,6 +370,7 @@ def from_config(config: ml_collections.ConfigDict) -> VideoDiT:
         temporal_window=int(model.temporal_window), position=str(model.position),
         scan_layers=bool(model.scan_layers), remat=str(model.remat),
         attention_implementation=model.attention_implementation,
+        cond_dim=int(model.get("cond_dim", 0)),
         dtype=_dtype(model.dtype), param_dtype=_dtype(model.param_dtype))
   except AttributeError as e:
     raise ConfigError(f"config is missing a field the dit model needs: {e}") from e

@@ -44,7 +44,7 @@ def make_denoiser(apply_fn: Callable[..., jnp.ndarray], params: Any, process,
     if cond is None:
       output = apply_fn({"params": params}, model_input, t)
     else:
-      output = apply_fn({"params": params}, model_input, t, cond)
+      output = apply_fn({"params": params}, model_input, t, cond=cond)
     alpha, sigma = alpha_sigma_like(process, t, z)
     return x0_from_prediction(prediction, output.astype(jnp.float32), z, alpha, sigma)
 

@@ -80,9 +80,9 @@ class VideoSampler:
     if self.guidance_scale != 1.0:
       raise ConfigError(
           f"guidance_scale={self.guidance_scale} needs a model with an unconditional path (a "
-          "conditional network and its null condition); this network takes no condition. "
-          "Use guidance_scale=1, or guide a conditional denoiser with "
-          "jvdm.samplers.guidance.classifier_free_guidance.")
+          "conditional network and its null condition); VideoSampler samples networks without "
+          "a condition. Use guidance_scale=1, or guide a conditional denoiser (e.g. a DiT with "
+          "model.cond_dim > 0) with jvdm.samplers.guidance.classifier_free_guidance.")
 
   @functools.cached_property
   def time_grid(self):
