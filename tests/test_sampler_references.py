@@ -102,7 +102,6 @@ def test_trajectory_matches_diffusers(reference, name):
     x_init = jnp.asarray(reference["x_init"])
     keys = jax.random.split(jax.random.key(0), x_init.shape[0])
     noise = reference.get(f"{name}/noise")
-    grid = tuple(map(jnp.asarray, grid)) if isinstance(grid, tuple) else jnp.asarray(grid)
     ours = run_solver(solver, x_init, grid, keys,
                       noise=None if noise is None else jnp.asarray(noise), trajectory=True)
     expected = reference[f"{name}/trajectory"]

@@ -11,7 +11,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from jvdm.diffusion.parameterization import SIGMA_DATA
-from jvdm.diffusion.vp import float_time
+from jvdm.diffusion.vp import broadcast_to_video, float_time
 from jvdm.errors import ConfigError
 
 
@@ -35,8 +35,7 @@ class EDMProcess:
   def scale_model_input(self, z: jnp.ndarray, t: jnp.ndarray) -> jnp.ndarray:
     """c_in = 1 / sqrt(sigma^2 + sigma_data^2) (Karras et al. 2022, Table 1)."""
     _, sigma = self.alpha_sigma(t)
-    sigma = sigma.reshape(sigma.shape + (1,) * (z.ndim - sigma.ndim))
-    return z / jnp.sqrt(sigma**2 + SIGMA_DATA**2)
+    return z / jnp.sqrt(broadcast_to_video(sigma, z)**2 + SIGMA_DATA**2)
 
   def time_at_noise_ratio(self, ratio) -> np.ndarray:
     return (np.asarray(ratio, np.float64) / self.sigma_max)**(1.0 / self.rho)

@@ -32,6 +32,7 @@ from jvdm.models.layers.dense import dense
 from jvdm.models.layers.embeddings import TimestepEmbedding, sinusoidal_embedding
 from jvdm.models.layers.kv_cache import KVCache
 from jvdm.models.layers.rope import apply_rope
+from jvdm.models.unet3d import config_dtype
 from jvdm.parallel.axes import ACT_EMBED, BATCH, EMBED, FRAMES, HEAD_DIM, LAYERS, LENGTH, QKV_HEADS
 
 LAYOUTS = ("full", "factorized", "windowed")
@@ -355,10 +356,6 @@ class VideoDiT(nn.Module):
     return out, new_kv
 
 
-def _dtype(name: str):
-  return {"float32": jnp.float32, "bfloat16": jnp.bfloat16, "float16": jnp.float16}[name]
-
-
 def from_config(config: ml_collections.ConfigDict) -> VideoDiT:
   """Builds a VideoDiT from `config.model` and `config.data` (see `jvdm.models.get_model`)."""
   model = config.model
@@ -371,6 +368,7 @@ def from_config(config: ml_collections.ConfigDict) -> VideoDiT:
         scan_layers=bool(model.scan_layers), remat=str(model.remat),
         attention_implementation=model.attention_implementation,
         cond_dim=int(model.get("cond_dim", 0)),
-        dtype=_dtype(model.dtype), param_dtype=_dtype(model.param_dtype))
+        dtype=config_dtype(model.dtype, "dtype"),
+        param_dtype=config_dtype(model.param_dtype, "param_dtype"))
   except AttributeError as e:
     raise ConfigError(f"config is missing a field the dit model needs: {e}") from e

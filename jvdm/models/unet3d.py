@@ -222,7 +222,7 @@ class UNet3D(nn.Module):
     return h.astype(jnp.float32)
 
 
-def _dtype(name: str, field: str) -> jnp.dtype:
+def config_dtype(name: str, field: str) -> jnp.dtype:
   """Parses a config dtype name ('float32', 'bfloat16', ...); ConfigError if not a float."""
   message = f"model.{field} must name a float dtype (e.g. 'float32', 'bfloat16'), got {name!r}"
   try:
@@ -253,8 +253,8 @@ def from_config(config: ml_collections.ConfigDict) -> UNet3D:
         remat=bool(model_config.remat),
         attention_implementation=model_config.attention_implementation,
         causal_temporal_attention=bool(model_config.get("causal_temporal_attention", False)),
-        dtype=_dtype(model_config.dtype, "dtype"),
-        param_dtype=_dtype(model_config.param_dtype, "param_dtype"),
+        dtype=config_dtype(model_config.dtype, "dtype"),
+        param_dtype=config_dtype(model_config.param_dtype, "param_dtype"),
     )
   except AttributeError as e:
     raise ConfigError(f"config is missing a field the unet3d model needs: {e}") from e

@@ -76,14 +76,6 @@ class CausalVideoSampler:
     return sampling_time_grid(self.process, SOLVERS[self.sampler][1], self.num_steps,
                               self.spacing)
 
-  def _empty_cache(self, batch: int, height: int, width: int) -> KVCache:
-    pt, ph, pw = self.model.patch_size
-    return KVCache.create(
-        num_layers=self.model.depth, batch=batch, capacity=self.cache_frames // pt,
-        tokens_per_frame=(height // ph) * (width // pw), num_heads=self.model.num_heads,
-        head_dim=self.model.hidden_size // self.model.num_heads, num_sinks=self.sink_frames // pt,
-        dtype=self.model.dtype)
-
   def _call(self, params, z, t, cache, first_frame):
     model_input = self.process.scale_model_input(z, t)
     return self.model.apply({"params": params}, model_input, t, cache=cache,
@@ -98,7 +90,12 @@ class CausalVideoSampler:
   def empty_cache(self, batch: int, frame_shape, params=None, prompt=None) -> tuple[KVCache, Any]:
     """(an empty cache, or one prefilled with the clean prompt; the next latent frame index)."""
     height, width, _ = frame_shape
-    cache = self._empty_cache(batch, height, width)
+    pt, ph, pw = self.model.patch_size
+    cache = KVCache.create(
+        num_layers=self.model.depth, batch=batch, capacity=self.cache_frames // pt,
+        tokens_per_frame=(height // ph) * (width // pw), num_heads=self.model.num_heads,
+        head_dim=self.model.hidden_size // self.model.num_heads, num_sinks=self.sink_frames // pt,
+        dtype=self.model.dtype)
     if prompt is None:
       return cache, jnp.int32(0)
     cache = self._commit(params, prompt, cache, jnp.int32(0))
@@ -115,11 +112,9 @@ class CausalVideoSampler:
       alpha, sigma = alpha_sigma_like(self.process, t, z)
       return x0_from_prediction(self.prediction, output, z, alpha, sigma)
 
-    grid = self.time_grid
-    grid = tuple(map(jnp.asarray, grid)) if isinstance(grid, tuple) else jnp.asarray(grid)
     solver = SOLVERS[self.sampler][0](denoise, self.process, 0.0, self.clip_x0)
     x_init = normal_per_sample(init_keys, (self.chunk_frames,) + tuple(frame_shape))
-    x = run_solver(solver, x_init, grid, solver_keys)
+    x = run_solver(solver, x_init, self.time_grid, solver_keys)
     cache = self._commit(params, x, cache, first_frame)
     return cache, first_frame + self.chunk_frames // self.model.patch_size[0], x
 

@@ -14,19 +14,14 @@ Per-frame times work unchanged: every quantity is per frame.
 
 import jax.numpy as jnp
 
+from jvdm.diffusion.vp import broadcast_to_video
 from jvdm.samplers.denoiser import Denoiser, alpha_sigma_like, clean_estimate
 from jvdm.samplers.driver import Solver
 
 
-def half_log_snr(process, t, x):
-  """lambda = log(alpha_t / sigma_t) broadcast over the video x; +inf for clean data."""
-  alpha, sigma = alpha_sigma_like(process, t, x)
+def half_log_snr(alpha, sigma):
+  """lambda = log(alpha / sigma); +inf for clean data."""
   return jnp.log(alpha) - jnp.log(sigma)
-
-
-def per_frame_flag(flag: jnp.ndarray, x: jnp.ndarray) -> jnp.ndarray:
-  """A `[B]` or `[B, T]` array reshaped to broadcast over the video x."""
-  return flag.reshape(flag.shape + (1,) * (x.ndim - flag.ndim))
 
 
 def multistep_history(x, t):
@@ -41,10 +36,10 @@ def dpm_solver_2m_step(denoise: Denoiser, process, sde: bool = False,
     x0 = clean_estimate(denoise, x, t_cur, clip_x0)
     alpha_t, sigma_t = alpha_sigma_like(process, t_cur, x)
     alpha_s, sigma_s = alpha_sigma_like(process, t_next, x)
-    lam_t, lam_s = half_log_snr(process, t_cur, x), half_log_snr(process, t_next, x)
-    lam_1 = half_log_snr(process, history["t_1"], x)
+    lam_t, lam_s = half_log_snr(alpha_t, sigma_t), half_log_snr(alpha_s, sigma_s)
+    lam_1 = half_log_snr(*alpha_sigma_like(process, history["t_1"], x))
     h = lam_s - lam_t
-    second_order = (per_frame_flag(history["count"], x) > 0) & (sigma_s > 0)
+    second_order = (broadcast_to_video(history["count"], x) > 0) & (sigma_s > 0)
     correction = jnp.where(second_order, (x0 - history["x0_1"]) * h / (lam_t - lam_1), 0.0)
     data_term = x0 + 0.5 * correction
     if sde:

@@ -105,6 +105,7 @@ def run_solver(solver: Solver, x_init: jnp.ndarray,
   if isinstance(time_grid, (tuple, list)):
     t_cur, t_next = (jnp.asarray(t) for t in time_grid)
   else:
+    time_grid = jnp.asarray(time_grid)
     t_cur, t_next = time_grid[:-1], time_grid[1:]
   num_steps, batch = t_cur.shape[0], x_init.shape[0]
   if t_cur.shape != t_next.shape or t_cur.ndim > 3:

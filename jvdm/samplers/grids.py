@@ -16,7 +16,6 @@ et al. 2022, eq. 5 (rho = 7) between the process's smallest and largest noise le
 "euler" rule, between those of the spaced grid, as diffusers does; they coincide for linspace).
 """
 
-import jax
 import numpy as np
 
 from jvdm.diffusion.discrete import (DiscreteSchedule, ddim_time_pairs, discrete_timesteps,
@@ -53,8 +52,7 @@ def training_noise_ratios(process, n: int) -> np.ndarray:
   if isinstance(getattr(process, "logsnr_fn", None), DiscreteSchedule):
     alphas_cumprod = process.logsnr_fn.alphas_cumprod
     return np.sqrt((1.0 - alphas_cumprod) / alphas_cumprod)
-  with jax.ensure_compile_time_eval():  # concrete numbers even when called under jit
-    alpha, sigma = process.alpha_sigma(index_to_time(np.arange(n), n))
+  alpha, sigma = process.alpha_sigma(index_to_time(np.arange(n), n))
   with np.errstate(divide="ignore"):  # the flow process reaches alpha = 0
     return np.asarray(sigma, np.float64) / np.asarray(alpha, np.float64)
 
@@ -82,6 +80,8 @@ def _multistep_indices(num_steps, n, spacing, steps_offset):
 def sampling_time_grid(process, rule: str, num_steps: int, spacing: str = "uniform",
                        steps_offset: int = 0, lcm_original_steps: int = 50):
   """The grid of a sampler family: float64 `[S + 1]` times, or (t_cur, t_next) `[S]` pairs.
+
+  Numpy, built once outside jit (samplers keep it as a constant).
 
   Args:
     process: the process the times belong to.

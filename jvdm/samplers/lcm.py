@@ -11,6 +11,7 @@ z_s = alpha_s f + sigma_s n. The last step (sigma_s = 0) returns f itself.
 
 import jax.numpy as jnp
 
+from jvdm.diffusion.vp import broadcast_to_video
 from jvdm.samplers.denoiser import Denoiser, alpha_sigma_like, clean_estimate
 from jvdm.samplers.driver import Solver
 
@@ -23,7 +24,7 @@ def lcm_step(denoise: Denoiser, process, num_train_timesteps: int = 1000,
   def step(x, history, t_cur, t_next, noise):
     x0 = clean_estimate(denoise, x, t_cur, clip_x0)
     scaled = (t_cur * num_train_timesteps - 1.0) * timestep_scaling  # the index k, scaled
-    scaled = scaled.reshape(scaled.shape + (1,) * (x.ndim - scaled.ndim))
+    scaled = broadcast_to_video(scaled, x)
     c_skip = LCM_SIGMA_DATA**2 / (scaled**2 + LCM_SIGMA_DATA**2)
     c_out = scaled / jnp.sqrt(scaled**2 + LCM_SIGMA_DATA**2)
     denoised = c_out * x0 + c_skip * x

@@ -16,7 +16,8 @@ import jax.numpy as jnp
 
 from jvdm.errors import ConfigError
 from jvdm.samplers.denoiser import Denoiser, alpha_sigma_like, clean_estimate
-from jvdm.samplers.dpm_solver import half_log_snr, multistep_history, per_frame_flag
+from jvdm.diffusion.vp import broadcast_to_video
+from jvdm.samplers.dpm_solver import half_log_snr, multistep_history
 from jvdm.samplers.driver import Solver
 
 UNIPC_VARIANTS = ("bh1", "bh2")
@@ -36,11 +37,12 @@ def unipc_step(denoise: Denoiser, process, variant: str = "bh2", clip_x0: bool =
     x0 = clean_estimate(denoise, x, t_cur, clip_x0)
     alpha_t, sigma_t = alpha_sigma_like(process, t_cur, x)
     alpha_s, sigma_s = alpha_sigma_like(process, t_next, x)
-    _, sigma_1 = alpha_sigma_like(process, history["t_1"], x)
-    lam_t, lam_s = half_log_snr(process, t_cur, x), half_log_snr(process, t_next, x)
-    lam_1, lam_2 = (half_log_snr(process, history[k], x) for k in ("t_1", "t_2"))
+    alpha_1, sigma_1 = alpha_sigma_like(process, history["t_1"], x)
+    lam_t, lam_s = half_log_snr(alpha_t, sigma_t), half_log_snr(alpha_s, sigma_s)
+    lam_1 = half_log_snr(alpha_1, sigma_1)
+    lam_2 = half_log_snr(*alpha_sigma_like(process, history["t_2"], x))
     x0_1, x0_2 = history["x0_1"], history["x0_2"]
-    count = per_frame_flag(history["count"], x)
+    count = broadcast_to_video(history["count"], x)
 
     # UniC: correct x with x0, starting again from the previous sample x_1 at lambda_1.
     hh = lam_1 - lam_t
@@ -52,7 +54,7 @@ def unipc_step(denoise: Denoiser, process, variant: str = "bh2", clip_x0: bool =
     start = (sigma_t / sigma_1) * history["x_1"] - alpha_t * phi * x0_1
     corrected_1 = start - alpha_t * b_h * 0.5 * (x0 - x0_1)
     corrected_2 = start - alpha_t * b_h * (rho_0 * (x0_2 - x0_1) / r + (b1 - rho_0) * (x0 - x0_1))
-    corrected = jnp.where(per_frame_flag(history["order_1"], x) == 2, corrected_2, corrected_1)
+    corrected = jnp.where(broadcast_to_video(history["order_1"], x) == 2, corrected_2, corrected_1)
     x = jnp.where(count > 0, corrected, x)
 
     # UniP: predict the sample at s.
@@ -60,10 +62,11 @@ def unipc_step(denoise: Denoiser, process, variant: str = "bh2", clip_x0: bool =
     predicted_1 = (sigma_s / sigma_t) * x - alpha_s * jnp.expm1(hh) * x0
     r = (lam_1 - lam_t) / (lam_s - lam_t)
     predicted_2 = predicted_1 - alpha_s * b_of_h(hh) * 0.5 * (x0_1 - x0) / r
-    second_order = (count > 0) & (sigma_s > 0)
-    x_next = jnp.where(second_order, predicted_2, predicted_1)
+    # Order 2 after the first step, except for a step to clean data (lower_order_final).
     order = jnp.where((history["count"] > 0) & (process.alpha_sigma(t_next)[1] > 0), 2, 1)
+    order = order.astype(jnp.int32)
+    x_next = jnp.where(broadcast_to_video(order, x) == 2, predicted_2, predicted_1)
     return x_next, dict(x0_1=x0, t_1=t_cur, count=history["count"] + 1, x_1=x, x0_2=x0_1,
-                        t_2=history["t_1"], order_1=order.astype(jnp.int32))
+                        t_2=history["t_1"], order_1=order)
 
   return Solver(step=step, init_history=init_history)

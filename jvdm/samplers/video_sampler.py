@@ -103,7 +103,6 @@ class VideoSampler:
         grid = jnp.broadcast_to(grid[:, None], (grid.shape[0], keys.shape[0], video_shape[0]))
       else:
         grid = self.time_grid
-        grid = tuple(map(jnp.asarray, grid)) if isinstance(grid, tuple) else jnp.asarray(grid)
       return run_solver(solver, x_init, grid, solver_keys)
 
     return jax.jit(sample_batch, static_argnums=2)
