@@ -4,6 +4,7 @@
   python sample.py --workdir W --num_samples 16 --num_frames 16 --steps 100 --seed 1 --out out/
   python sample.py --workdir W --sampler dpmpp_2m --steps 20 --frame_stagger 0
   python sample.py --workdir W_causal_dit --chunks 32    # 128 frames, chunk by chunk
+  python sample.py --workdir W_caption_dit --prompt "red blue" --guidance_scale 3
 
 Writes samples.mp4 and samples.gif (a grid), samples.npz (key `videos`, uint8
 [N, T, H, W, C]) and, for models trained on the synthetic data, metrics.json.
@@ -39,6 +40,9 @@ _GUIDANCE_SCALE = flags.DEFINE_float(
 _CHUNKS = flags.DEFINE_integer(
     "chunks", None, "Generate autoregressively, this many chunks of config.sample.chunk_frames "
     "frames, with the KV cache (a causal DiT: configs/bouncing_shapes_dit.py:causal).")
+_PROMPT = flags.DEFINE_string(
+    "prompt", None, "Caption of every video, for a caption-conditioned model: colour names, e.g. "
+    "'red blue' ('' = unconditional); default: captions of held-out synthetic videos.")
 _SEED = flags.DEFINE_integer("seed", 0, "The same seed gives the same videos.")
 _BATCH_SIZE = flags.DEFINE_integer("batch_size", 8, "Videos per jitted call.")
 
@@ -51,7 +55,8 @@ def main(argv):
         _WORKDIR.value, out=_OUT.value, num_samples=_NUM_SAMPLES.value, num_frames=_NUM_FRAMES.value,
         steps=_STEPS.value, seed=_SEED.value, eta=_ETA.value,
         frame_stagger=_FRAME_STAGGER.value, sampler=_SAMPLER.value, spacing=_SPACING.value,
-        guidance_scale=_GUIDANCE_SCALE.value, chunks=_CHUNKS.value, batch_size=_BATCH_SIZE.value)
+        guidance_scale=_GUIDANCE_SCALE.value, chunks=_CHUNKS.value, prompt=_PROMPT.value,
+        batch_size=_BATCH_SIZE.value)
   except JvdmError as error:
     sys.exit(f"error: {error}")
   print(json.dumps(summary, indent=2))

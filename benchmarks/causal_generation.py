@@ -102,8 +102,8 @@ def main():
   memory = {}
   for num_chunks in sorted({4, 16, args.chunks}):
     generate = sampler._generate  # pylint: disable=protected-access
-    analysis = jax.jit(generate, static_argnums=(3, 4)).lower(
-        params, keys[0], None, num_chunks, frame_shape).compile().memory_analysis()
+    analysis = jax.jit(generate, static_argnums=(4, 5)).lower(
+        params, keys[0], None, None, num_chunks, frame_shape).compile().memory_analysis()
     memory[str(num_chunks * args.chunk_frames)] = {
         "temp_bytes": int(analysis.temp_size_in_bytes),
         "output_bytes": int(analysis.output_size_in_bytes)}

@@ -15,6 +15,7 @@ import jax
 import numpy as np
 
 from benchmarks import common
+from jvdm.data.captions import null_condition_for
 from jvdm.data.synthetic import BouncingShapes
 from jvdm.diffusion import make_loss
 from jvdm.models import get_model
@@ -29,17 +30,24 @@ def time_train_step(config, repeats: int) -> dict:
   rules = config.mesh.logical_axis_rules
   data = config.data
   video_shape = (data.num_frames, data.height, data.width, data.channels)
-  source = BouncingShapes(num_frames=data.num_frames, height=data.height, width=data.width)
-  videos = np.stack([source[i]["video"] for i in range(data.batch_size)])
+  source = BouncingShapes(num_frames=data.num_frames, height=data.height, width=data.width,
+                          max_shapes=data.bouncing_shapes.max_shapes)
+  items = [source[i] for i in range(data.batch_size)]
+  null_condition = null_condition_for(config)
   with jax.set_mesh(mesh), nn.logical_axis_rules(rules):
     model = get_model(config)
     tx, schedule = make_optimizer(config.optim, config.train.num_steps)
-    state, shardings, _ = create_sharded_state(model, tx, jax.random.key(0), video_shape, mesh, rules)
+    state, shardings, _ = create_sharded_state(model, tx, jax.random.key(0), video_shape, mesh,
+                                               rules, null_condition)
     step = jax.jit(make_train_step(model, make_loss(config.diffusion), tx, schedule,
-                                   config.optim.ema_decay),
+                                   config.optim.ema_decay, null_condition,
+                                   config.train.get("condition_dropout", 0.0)),
                    in_shardings=(shardings, None, None), out_shardings=(shardings, None),
                    donate_argnums=0)
-    batch = {"video": jax.device_put(videos, batch_sharding(mesh, videos.ndim))}
+    keys = ("video",) if null_condition is None else ("video", "caption")
+    batch = {key: np.stack([item[key] for item in items]) for key in keys}
+    batch = {key: jax.device_put(value, batch_sharding(mesh, value.ndim))
+             for key, value in batch.items()}
     rng = jax.random.key(1)
     start = time.perf_counter()
     compiled = step.lower(state, batch, rng).compile()

@@ -7,6 +7,9 @@ Variants (`--config configs/bouncing_shapes_dit.py:VARIANT`):
   default  a small DiT (patch 1x4x4: 16 frames of 64 tokens, width 192, depth 6); 7.4 s per
            step of 8 videos on 2 CPU cores (factorized layout: 2.8 s), so meant for accelerators.
   causal   the same, frame-causal, for autoregressive generation with a KV cache.
+  caption  a CPU-sized caption-conditioned DiT (patch 2x4x4: 8 frames of 64 tokens, width 128,
+           depth 4, factorized) with its text encoder; 0.56 s per step on 2 CPU cores, 1500
+           steps. Sample with guidance: sample.py --prompt "red blue" --guidance_scale 3.
   tiny     a few-second smoke config used by the tests.
   S, B, L, XL  DiT sizes of Peebles & Xie 2023 (Table 1) with 1x2x2 patches, for accelerators.
 """
@@ -21,9 +24,9 @@ SIZES = {"S": (384, 12, 6), "B": (768, 12, 12), "L": (1024, 24, 16), "XL": (1152
 
 def get_config(variant: str = "default") -> ml_collections.ConfigDict:
   """Returns the config for `variant` (see the module docstring)."""
-  if variant not in ("default", "causal", "tiny") + tuple(SIZES):
-    raise ValueError(f"Unknown variant {variant!r}; expected default, causal, tiny or one of "
-                     f"{list(SIZES)}.")
+  if variant not in ("default", "causal", "caption", "tiny") + tuple(SIZES):
+    raise ValueError(f"Unknown variant {variant!r}; expected default, causal, caption, tiny or "
+                     f"one of {list(SIZES)}.")
   config = bouncing_shapes_unet.get_config("tiny" if variant == "tiny" else "default")
   with config.unlocked():
     config.model = ml_collections.ConfigDict(dict(
@@ -41,6 +44,10 @@ def get_config(variant: str = "default") -> ml_collections.ConfigDict:
         remat="none",  # none | full | dots
         attention_implementation=None,  # None (XLA) | "cudnn" (GPU)
         cond_dim=0,  # width of conditioning embeddings to cross-attend to; 0 = unconditional
+        # none | caption: cross-attend to the videos' captions (the colours they hold) through
+        # a small text encoder trained with the DiT (sets cond_dim to its width).
+        condition="none",
+        text_encoder=ml_collections.ConfigDict(dict(width=128, depth=2, num_heads=4)),
         dtype="float32",
         param_dtype="float32",
     ))
@@ -50,13 +57,21 @@ def get_config(variant: str = "default") -> ml_collections.ConfigDict:
     config.sample.chunk_frames = 4
     config.sample.cache_frames = 16  # sinks included
     config.sample.sink_frames = 0
+    # Caption-conditioned models: the fraction of training videos shown the empty caption, so
+    # the model also learns the unconditional path that classifier-free guidance needs.
+    config.train.condition_dropout = 0.1
   if variant == "causal":
     config.model.causal = True
     # Frame-as-prompt training: each video keeps up to 4 leading frames clean, as the
     # context a chunk continues from (ViD-GPT, Ca2-VDM).
     config.diffusion.context_frames = 4
+  elif variant == "caption":
+    config.model.update(dict(patch_size=(2, 4, 4), hidden_size=128, depth=4, num_heads=4,
+                             layout="factorized", condition="caption"))
+    config.train.num_steps = 1500
   elif variant == "tiny":
     config.model.update(dict(patch_size=(1, 4, 4), hidden_size=48, depth=2, num_heads=4))
+    config.model.text_encoder.update(dict(width=32, depth=1, num_heads=4))
   elif variant in SIZES:
     hidden, depth, heads = SIZES[variant]
     config.model.update(dict(patch_size=(1, 2, 2), hidden_size=hidden, depth=depth,

@@ -2,6 +2,7 @@
 
 import ml_collections
 
+from jvdm.data.captions import null_condition_for
 from jvdm.data.pipeline import DATASETS
 from jvdm.diffusion import (LOSS_WEIGHTINGS, PREDICTIONS, PROCESSES, SCHEDULES, TIME_SAMPLINGS,
                             make_process)
@@ -50,6 +51,13 @@ def validate_config(config: ml_collections.ConfigDict) -> None:
   if not 0.0 <= config.diffusion.per_frame_noise <= 1.0:
     raise ConfigError(f"config.diffusion.per_frame_noise is a probability in [0, 1], got "
                       f"{config.diffusion.per_frame_noise}.")
+  if null_condition_for(config) is not None:  # also checks model.condition and the data
+    if config.model.name != "dit":
+      raise ConfigError(f"config.model.condition='caption' needs a model that cross-attends "
+                        f"('dit'), not {config.model.name!r}.")
+    if not 0.0 <= config.train.get("condition_dropout", 0.0) < 1.0:
+      raise ConfigError(f"config.train.condition_dropout is a probability in [0, 1), got "
+                        f"{config.train.condition_dropout}.")
   _one_of(config.sample.sampler, SAMPLERS, "sample.sampler")
   make_video_sampler(config, apply_fn=None)  # the sampler's settings, grid and guidance
   _one_of(config.model.dtype, DTYPES, "model.dtype")

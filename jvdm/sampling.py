@@ -13,6 +13,8 @@ import ml_collections
 import numpy as np
 from etils import epath
 
+from jvdm.data.captions import decode_caption, encode_caption, null_condition_for
+from jvdm.data.synthetic import BouncingShapes
 from jvdm.data.transforms import to_uint8
 from jvdm.errors import CheckpointError, ConfigError
 from jvdm.io.video import save_npz, write_video_grid
@@ -27,12 +29,28 @@ from jvdm.training.state import abstract_train_state
 
 logger = logging.getLogger(__name__)
 
-def evaluate_samples(config: ml_collections.ConfigDict, videos: np.ndarray) -> dict[str, Any] | None:
-  """The synthetic-video validity of `videos` (uint8 [N, T, H, W, C]) and of real ones, or None
-  when the model was not trained on the synthetic data."""
+def evaluation_captions(config: ml_collections.ConfigDict, num_videos: int) -> np.ndarray | None:
+  """Captions to sample a caption-conditioned model with: those of held-out synthetic videos
+  (the generator at seed + 1), int32 [N, L]; None for an unconditional model."""
+  if null_condition_for(config) is None:
+    return None
+  shapes = config.data.bouncing_shapes.to_dict()
+  shapes["seed"] += 1
+  shapes["num_videos"] = max(num_videos, 1)
+  source = BouncingShapes(num_frames=1, height=config.data.height, width=config.data.width,
+                          **shapes)
+  return np.stack([source[i]["caption"] for i in range(num_videos)])
+
+
+def evaluate_samples(config: ml_collections.ConfigDict, videos: np.ndarray,
+                     captions: np.ndarray | None = None) -> dict[str, Any] | None:
+  """The synthetic-video validity of `videos` (uint8 [N, T, H, W, C]) and of real ones, and
+  with `captions` (the ones sampled with) the fraction whose colours match; None when the
+  model was not trained on the synthetic data."""
   if config.data.name != "bouncing_shapes":
     return None
-  from jvdm.metrics import reference_validity, synthetic_video_validity  # pylint: disable=g-import-not-at-top
+  from jvdm.metrics import (caption_match_fraction, reference_validity,  # pylint: disable=g-import-not-at-top
+                            synthetic_video_validity)
   shapes = config.data.bouncing_shapes
   generated = synthetic_video_validity(videos, max_shapes=shapes.max_shapes,
                                        min_speed=shapes.min_speed, max_speed=shapes.max_speed)
@@ -41,7 +59,10 @@ def evaluate_samples(config: ml_collections.ConfigDict, videos: np.ndarray) -> d
       height=config.data.height, width=config.data.width, min_shapes=shapes.min_shapes,
       max_shapes=shapes.max_shapes, min_size=shapes.min_size, max_size=shapes.max_size,
       min_speed=shapes.min_speed, max_speed=shapes.max_speed)
-  return {"generated": generated, "reference_real_videos": reference}
+  result = {"generated": generated, "reference_real_videos": reference}
+  if captions is not None:
+    generated["caption_match_fraction"] = caption_match_fraction(videos, captions)
+  return result
 
 
 def write_samples(out_dir: str | epath.Path, name: str, videos: np.ndarray, fps: int,
@@ -60,7 +81,7 @@ def sample_from_workdir(workdir: str, *, out: str | None = None, num_samples: in
                         eta: float | None = None, frame_stagger: float | None = None,
                         sampler: str | None = None, spacing: str | None = None,
                         guidance_scale: float | None = None, chunks: int | None = None,
-                        batch_size: int = 8,
+                        prompt: str | None = None, batch_size: int = 8,
                         progress: bool = True) -> dict[str, Any]:
   """Samples videos from the latest checkpoint of `workdir` and writes them.
 
@@ -77,6 +98,8 @@ def sample_from_workdir(workdir: str, *, out: str | None = None, num_samples: in
     sampler, spacing, guidance_scale: as `config.sample`; default the config's.
     chunks: generate autoregressively, this many chunks of `config.sample.chunk_frames`
       frames, with the KV cache (a causal DiT only; `CausalVideoSampler`).
+    prompt: for a caption-conditioned model, the caption of every video, as colour names
+      ("red blue"; "" = unconditional); default the captions of held-out synthetic videos.
     batch_size: videos per jitted call.
     progress: show progress bars.
 
@@ -94,13 +117,22 @@ def sample_from_workdir(workdir: str, *, out: str | None = None, num_samples: in
   if step is None:
     raise CheckpointError(f"The workdir {workdir} has no complete checkpoint yet; train first.")
 
+  null_condition = null_condition_for(config)
+  if prompt is not None and null_condition is None:
+    raise ConfigError("--prompt needs a caption-conditioned model (model.condition='caption'); "
+                      "this one is unconditional.")
+  if prompt is None:
+    captions = evaluation_captions(config, num_samples)
+  else:
+    captions = np.repeat(encode_caption(prompt, config.data.bouncing_shapes.max_shapes)[None],
+                         num_samples, axis=0)
   mesh = make_mesh(config.mesh.shape)
   model = get_model(config)
   tx, _ = make_optimizer(config.optim, config.train.num_steps)
   video_shape = (config.data.num_frames, config.data.height, config.data.width, config.data.channels)
   with jax.set_mesh(mesh), nn.logical_axis_rules(config.mesh.logical_axis_rules):
     _, _, abstract = abstract_train_state(model, tx, video_shape, mesh,
-                                          config.mesh.logical_axis_rules)
+                                          config.mesh.logical_axis_rules, null_condition)
     params = checkpointer.restore(abstract, step=step).ema_params
     video_sampler = make_video_sampler(config, model.apply, steps=steps, eta=eta,
                                        frame_stagger=frame_stagger if chunks is None else 0.0,
@@ -108,7 +140,7 @@ def sample_from_workdir(workdir: str, *, out: str | None = None, num_samples: in
                                        guidance_scale=guidance_scale)
     if chunks is None:
       videos = video_sampler.sample(params, seed, num_samples, (num_frames,) + video_shape[1:],
-                                    batch_size=batch_size, progress=progress)
+                                    batch_size=batch_size, progress=progress, condition=captions)
     else:
       causal = CausalVideoSampler(
           model, video_sampler.process, video_sampler.prediction, sampler=video_sampler.sampler,
@@ -116,7 +148,11 @@ def sample_from_workdir(workdir: str, *, out: str | None = None, num_samples: in
           chunk_frames=config.sample.get("chunk_frames", 4),
           cache_frames=config.sample.get("cache_frames", 16),
           sink_frames=config.sample.get("sink_frames", 0), clip_x0=video_sampler.clip_x0)
-      videos = causal.generate(params, seed, num_samples, chunks, video_shape[1:])
+      if video_sampler.guidance_scale != 1.0:
+        raise ConfigError("Autoregressive generation (--chunks) does not support guidance yet "
+                          f"(guidance_scale={video_sampler.guidance_scale}); use 1.")
+      videos = causal.generate(params, seed, num_samples, chunks, video_shape[1:],
+                               condition=captions)
       num_frames = videos.shape[1]
   checkpointer.close()
   videos = to_uint8(videos)
@@ -129,8 +165,10 @@ def sample_from_workdir(workdir: str, *, out: str | None = None, num_samples: in
              "num_samples": num_samples, "num_frames": num_frames,
              "sampler": video_sampler.sampler, "spacing": video_sampler.spacing,
              "steps": video_sampler.num_steps, "frame_stagger": video_sampler.frame_stagger,
-             "files": [str(p) for p in paths]}
-  metric = evaluate_samples(config, videos)
+             "guidance_scale": video_sampler.guidance_scale, "files": [str(p) for p in paths]}
+  if captions is not None:
+    summary["captions"] = [decode_caption(c) for c in captions]
+  metric = evaluate_samples(config, videos, captions)
   if metric is not None:
     summary["synthetic_video_validity"] = metric
     (out_dir / "metrics.json").write_text(json.dumps(metric, indent=2))

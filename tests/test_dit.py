@@ -2,6 +2,7 @@
 
 import functools
 
+import chex
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -156,21 +157,23 @@ def _sampler(model, **overrides):
 def test_autoregressive_generation_is_one_trace_for_any_number_of_chunks(monkeypatch):
   model = _model()
   params = _params(model)
-  traces = []
-  original = CausalVideoSampler._commit
-  monkeypatch.setattr(CausalVideoSampler, "_commit",
-                      lambda self, *args: traces.append(1) or original(self, *args))
   sampler = _sampler(model)
   short = sampler.generate(params, seed=0, num_videos=2, num_chunks=2, frame_shape=(8, 8, 3))
+  again = sampler.generate(params, seed=0, num_videos=2, num_chunks=2, frame_shape=(8, 8, 3))
+  np.testing.assert_array_equal(short, again)
+  # The chunk body is traced once for 7 chunks (a Python loop over chunks would trace it 7
+  # times), and a second call of the same shapes reuses the compiled scan.
+  monkeypatch.setattr(CausalVideoSampler, "chunk_step",
+                      chex.assert_max_traces(CausalVideoSampler.chunk_step, n=1))
+  sampler = _sampler(model)
   long = sampler.generate(params, seed=0, num_videos=2, num_chunks=7, frame_shape=(8, 8, 3))
-  # _commit runs at trace time once per compile (the scan body is traced once), not per chunk.
-  assert len(traces) == 2
+  sampler.generate(params, seed=1, num_videos=2, num_chunks=7, frame_shape=(8, 8, 3))
+  with pytest.raises(AssertionError, match="traced > 1"):  # the counter works: a new shape
+    sampler.generate(params, seed=0, num_videos=2, num_chunks=3, frame_shape=(8, 8, 3))
   assert short.shape == (2, 4, 8, 8, 3) and long.shape == (2, 14, 8, 8, 3)
   assert np.all(np.isfinite(long))
   # Generation is causal and seeded: the first chunks do not depend on how many follow.
   np.testing.assert_allclose(long[:, :4], short, atol=1e-5)
-  again = sampler.generate(params, seed=0, num_videos=2, num_chunks=2, frame_shape=(8, 8, 3))
-  np.testing.assert_array_equal(short, again)
 
 
 def test_a_prompt_is_prefilled_and_continued():

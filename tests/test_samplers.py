@@ -64,7 +64,7 @@ def test_bad_sampler_input_names_the_valid_values():
     VideoSampler(apply_fn, process, "x0", sampler="ddim", spacing="karras")
   with pytest.raises(ConfigError, match="does not combine"):
     VideoSampler(apply_fn, process, "x0", sampler="euler", spacing="karras", frame_stagger=0.5)
-  with pytest.raises(ConfigError, match="unconditional path"):
+  with pytest.raises(ConfigError, match="needs a conditional model and its null condition"):
     VideoSampler(apply_fn, process, "x0", guidance_scale=7.5)
   with pytest.raises(ConfigError, match="'ddim' sampler only"):
     VideoSampler(apply_fn, process, "x0", sampler="unipc", eta=0.5)

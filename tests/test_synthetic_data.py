@@ -21,7 +21,7 @@ def rendered():
 
 def test_items_are_uint8_videos():
   item = BouncingShapes()[0]
-  assert set(item) == {"video"}
+  assert set(item) == {"video", "caption"}
   assert item["video"].shape == (16, 32, 32, 3)
   assert item["video"].dtype == np.uint8
   assert item["video"].any()  # at least one square drawn

@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 
 from configs import bouncing_shapes_dit, bouncing_shapes_unet
+from jvdm.data.captions import caption_tokens, null_condition_for
 from jvdm.diffusion import make_loss
 from jvdm.errors import CheckpointError, ConfigError, ShapeError
 from jvdm.models import get_model
@@ -39,12 +40,17 @@ def _one_step(config, devices, batch_np, rng, mesh_shape=None):
     model = get_model(config)
     tx, schedule = make_optimizer(config.optim, config.train.num_steps)
     video_shape = batch_np.shape[1:]
+    null_condition = null_condition_for(config)
     state, shardings, _ = create_sharded_state(model, tx, jax.random.key(0), video_shape, mesh,
-                                               rules)
-    step = jax.jit(make_train_step(model, make_loss(config.diffusion), tx, schedule, 0.99),
+                                               rules, null_condition)
+    step = jax.jit(make_train_step(model, make_loss(config.diffusion), tx, schedule, 0.99,
+                                   null_condition, config.train.get("condition_dropout", 0.0)),
                    in_shardings=(shardings, None, None),
                    out_shardings=(shardings, None))
     batch = {"video": jax.device_put(batch_np, batch_sharding(mesh, batch_np.ndim))}
+    if null_condition is not None:  # captions of 0 to 2 colours, the same on every run
+      captions = np.stack([caption_tokens(range(i % 3), 2) for i in range(len(batch_np))])
+      batch["caption"] = jax.device_put(captions, batch_sharding(mesh, 2))
     state, metrics = step(state, batch, rng)
     state, metrics = step(state, batch, rng)
     return jax.device_get(state.params), jax.device_get(metrics)
@@ -72,11 +78,14 @@ def _assert_8_devices_equal_1_device(config, mesh_shape):
 
 def test_dit_train_step_on_8_devices_equals_1_device():
   """Data, FSDP and tensor parallel (heads and MLP width split in two) at once, with the
-  blocks under nn.scan (params stacked on a "layers" axis)."""
+  blocks under nn.scan (params stacked on a "layers" axis), and cross-attention to captions
+  through the text encoder, with caption dropout."""
   config = bouncing_shapes_dit.get_config("tiny")
   with config.unlocked():
     config.model.scan_layers = True
     config.model.causal = True
+    config.model.condition = "caption"
+    config.train.condition_dropout = 0.5
   _assert_8_devices_equal_1_device(config, {"data": 2, "fsdp": 2, "tensor": 2})
 
 

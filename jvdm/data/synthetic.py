@@ -166,7 +166,8 @@ def render_bouncing_shapes(rng: np.random.Generator, *, num_frames: int = 16, he
 
 
 class BouncingShapes:
-  """A grain random-access source of bouncing-shapes videos: {"video": uint8 [T, H, W, 3]}.
+  """A grain random-access source of bouncing-shapes videos: {"video": uint8 [T, H, W, 3],
+  "caption": int32 [max_shapes + 1]} (the colours it holds; `jvdm.data.captions`).
 
   Item `index` is drawn from `np.random.default_rng([seed, index])`, so it is the same in any
   access order, in any worker process and on any host.
@@ -198,8 +199,10 @@ class BouncingShapes:
     return render_bouncing_shapes(rng, **self.generator_kwargs)
 
   def __getitem__(self, index: int) -> dict[str, np.ndarray]:
-    video, _ = self.render(index)
-    return {"video": video}
+    from jvdm.data.captions import caption_tokens  # pylint: disable=g-import-not-at-top
+    video, truth = self.render(index)
+    caption = caption_tokens(truth["colour_indices"], self.generator_kwargs["max_shapes"])
+    return {"video": video, "caption": caption}
 
   def __repr__(self) -> str:
     args = ", ".join(f"{k}={v}" for k, v in self.generator_kwargs.items())

@@ -57,6 +57,7 @@ import dataclasses
 import numpy as np
 import scipy.ndimage
 
+from jvdm.data.captions import caption_colours
 from jvdm.data.synthetic import PALETTE, PALETTE_NAMES, BouncingShapes
 from jvdm.errors import ConfigError, ShapeError
 
@@ -539,3 +540,28 @@ def reference_validity(num_videos: int = 200, seed: int = 0, **generator_kwargs)
   limits = source.generator_kwargs
   return synthetic_video_validity(videos, max_shapes=limits["max_shapes"],
                                   min_speed=limits["min_speed"], max_speed=limits["max_speed"])
+
+
+def video_colours(video: np.ndarray, *, colour_tolerance: float = 60.0,
+                  min_area: int = 4) -> frozenset[int]:
+  """Palette indices of the shapes in `video` (uint8 [T, H, W, 3]), segmented as
+  `analyze_video` does: the colours that form an object of >= `min_area` px in some frame."""
+  _check_video(video)
+  brightness = _brightness(video)
+  classes = _classify(video, brightness, colour_tolerance)
+  return frozenset(track.colour for track in _find_tracks(classes, brightness >= _BRIGHT,
+                                                          min_area))
+
+
+def caption_match_fraction(videos: np.ndarray, captions: np.ndarray) -> float:
+  """The fraction of videos whose shapes have exactly the colours their caption names.
+
+  Args:
+    videos: uint8 [N, T, H, W, 3].
+    captions: int [N, L] caption tokens (`jvdm.data.captions`), one per video.
+  """
+  if len(videos) != len(captions):
+    raise ShapeError(f"Expected one caption per video, got {len(captions)} captions for "
+                     f"{len(videos)} videos.")
+  return float(np.mean([video_colours(video) == caption_colours(caption)
+                        for video, caption in zip(videos, captions)]))

@@ -32,6 +32,7 @@ from jvdm.models.layers.dense import dense
 from jvdm.models.layers.embeddings import TimestepEmbedding, sinusoidal_embedding
 from jvdm.models.layers.kv_cache import KVCache
 from jvdm.models.layers.rope import apply_rope
+from jvdm.models.text_encoder import TextEncoder
 from jvdm.models.unet3d import config_dtype
 from jvdm.parallel.axes import ACT_EMBED, BATCH, EMBED, FRAMES, HEAD_DIM, LAYERS, LENGTH, QKV_HEADS
 
@@ -144,7 +145,8 @@ class CrossAttention(nn.Module):
   param_dtype: Any = jnp.float32
 
   @nn.compact
-  def __call__(self, x, cond):
+  def __call__(self, x, cond, cond_mask=None):
+    """x `[B, F, P, C]`; cond `[B, L, D]`; cond_mask: None or `[B, L]`, False = ignore (padding)."""
     batch, num_frames, num_tokens, channels = x.shape
     head_dim = channels // self.num_heads
     init = nn.initializers.lecun_normal(in_axis=0, out_axis=(1, 2))
@@ -163,7 +165,8 @@ class CrossAttention(nn.Module):
     query = jnp.einsum("bfpc,cnd->bfpnd", x, q_kernel)
     query = query.reshape(batch, num_frames * num_tokens, self.num_heads, head_dim)
     key_value = jnp.einsum("blc,cknd->blknd", cond, kv_kernel)
-    out = jax.nn.dot_product_attention(query, key_value[:, :, 0], key_value[:, :, 1],
+    mask = None if cond_mask is None else cond_mask[:, None, None, :]
+    out = jax.nn.dot_product_attention(query, key_value[:, :, 0], key_value[:, :, 1], mask=mask,
                                        implementation=self.attention_implementation)
     out = jnp.einsum("blnd,ndc->blc", out, out_kernel)
     return out.reshape(batch, num_frames, num_tokens, channels)
@@ -188,7 +191,7 @@ class DiTBlock(nn.Module):
   def __call__(self, x, context, layer_cache):
     """x `[B, F, P, C]`; context: (time embedding `[B, F, C]`, frames, rows, cols);
     layer_cache: None or (keys, values, slot_frames). Returns (x, this chunk's (k, v))."""
-    embedding, frames, rows, cols, cond = context
+    embedding, frames, rows, cols, cond, cond_mask = context
     channels = x.shape[-1]
     kinds = ("spatial", "temporal") if self.layout == "factorized" else (self.layout,)
     kwargs = dict(dtype=self.dtype, param_dtype=self.param_dtype)
@@ -207,7 +210,7 @@ class DiTBlock(nn.Module):
       x = nn.with_logical_constraint(x + gate * out, TOKEN_AXES)
     if cond is not None:
       x = x + CrossAttention(self.num_heads, self.attention_implementation, name="cross_attention",
-                             **kwargs)(norm(x), cond)
+                             **kwargs)(norm(x), cond, cond_mask)
     shift, scale, gate = modulation[-3:]
     h = norm(x) * (1 + scale) + shift
     h = dense(int(channels * self.mlp_ratio), name="mlp_in", **kwargs)(h)
@@ -235,6 +238,8 @@ class VideoDiT(nn.Module):
     cond_dim: width of conditioning embeddings `cond [B, L, cond_dim]` (e.g. text encoder
       outputs) that every block cross-attends to; 0 = unconditional. A null condition (e.g.
       zeros, or the empty prompt's embeddings) is the unconditional path of guidance.
+    text_encoder: a `TextEncoder` trained with the DiT; then `cond` is caption tokens `[B, L]`
+      and `cond_dim` must be the encoder's width.
   """
 
   out_channels: int
@@ -251,6 +256,7 @@ class VideoDiT(nn.Module):
   remat: str = "none"
   attention_implementation: str | None = None
   cond_dim: int = 0
+  text_encoder: TextEncoder | None = None
   dtype: Any = jnp.float32
   param_dtype: Any = jnp.float32
 
@@ -271,7 +277,7 @@ class VideoDiT(nn.Module):
 
   @nn.compact
   def __call__(self, x, t, train: bool = False, cache: KVCache | None = None, first_frame=0,
-               cond=None):
+               cond=None, cond_mask=None):
     del train  # no dropout
     self._check(x)
     batch, num_frames, height, width, _ = x.shape
@@ -306,13 +312,21 @@ class VideoDiT(nn.Module):
                        f"got {t.shape}.")
     t = t.reshape(batch, frames_out, pt).mean(axis=-1)  # one level per latent frame
     embedding = TimestepEmbedding(self.hidden_size, 256, name="time_embedding", **kwargs)(t)
+    if self.text_encoder is not None:
+      if self.text_encoder.width != self.cond_dim:
+        raise ConfigError(f"cond_dim={self.cond_dim} must equal the text encoder's width "
+                          f"{self.text_encoder.width}.")
+      if cond is None:
+        raise ShapeError(f"This DiT is caption-conditioned: pass caption tokens [{batch}, L] "
+                         "as cond (the null caption for an unconditional sample).")
+      cond, cond_mask = self.text_encoder(cond)
     if self.cond_dim and (cond is None or cond.ndim != 3 or cond.shape[0] != batch
                           or cond.shape[2] != self.cond_dim):
       raise ShapeError(f"This DiT cross-attends to conditioning embeddings [B, L, {self.cond_dim}]"
                        f" with B = {batch}; got {None if cond is None else cond.shape}.")
     if not self.cond_dim and cond is not None:
       raise ConfigError("This DiT is unconditional (cond_dim = 0) but got a condition.")
-    context = (embedding, frames, rows, cols, cond)
+    context = (embedding, frames, rows, cols, cond, cond_mask)
 
     block_kwargs = dict(num_heads=self.num_heads, mlp_ratio=self.mlp_ratio, layout=self.layout,
                         causal=self.causal, temporal_window=self.temporal_window,
@@ -360,6 +374,15 @@ def from_config(config: ml_collections.ConfigDict) -> VideoDiT:
   """Builds a VideoDiT from `config.model` and `config.data` (see `jvdm.models.get_model`)."""
   model = config.model
   try:
+    text_encoder, cond_dim = None, int(model.get("cond_dim", 0))
+    if model.get("condition", "none") == "caption":
+      from jvdm.data.captions import VOCAB_SIZE  # pylint: disable=g-import-not-at-top
+      encoder = model.text_encoder
+      text_encoder = TextEncoder(
+          VOCAB_SIZE, width=int(encoder.width), depth=int(encoder.depth),
+          num_heads=int(encoder.num_heads), dtype=config_dtype(model.dtype, "dtype"),
+          param_dtype=config_dtype(model.param_dtype, "param_dtype"))
+      cond_dim = text_encoder.width
     return VideoDiT(
         out_channels=int(config.data.channels), patch_size=tuple(int(p) for p in model.patch_size),
         hidden_size=int(model.hidden_size), depth=int(model.depth), num_heads=int(model.num_heads),
@@ -367,7 +390,7 @@ def from_config(config: ml_collections.ConfigDict) -> VideoDiT:
         temporal_window=int(model.temporal_window), position=str(model.position),
         scan_layers=bool(model.scan_layers), remat=str(model.remat),
         attention_implementation=model.attention_implementation,
-        cond_dim=int(model.get("cond_dim", 0)),
+        cond_dim=cond_dim, text_encoder=text_encoder,
         dtype=config_dtype(model.dtype, "dtype"),
         param_dtype=config_dtype(model.param_dtype, "param_dtype"))
   except AttributeError as e:

@@ -76,18 +76,20 @@ class CausalVideoSampler:
     return sampling_time_grid(self.process, SOLVERS[self.sampler][1], self.num_steps,
                               self.spacing)
 
-  def _call(self, params, z, t, cache, first_frame):
+  def _call(self, params, z, t, cache, first_frame, condition):
     model_input = self.process.scale_model_input(z, t)
+    kwargs = {} if condition is None else {"cond": condition}
     return self.model.apply({"params": params}, model_input, t, cache=cache,
-                            first_frame=first_frame)
+                            first_frame=first_frame, **kwargs)
 
-  def _commit(self, params, clean, cache, first_frame):
+  def _commit(self, params, clean, cache, first_frame, condition):
     """Writes the keys and values of clean frames (t = 0) starting at latent frame first_frame."""
     t = jnp.zeros(clean.shape[:2])
-    _, (keys, values) = self._call(params, clean, t, cache, first_frame)
+    _, (keys, values) = self._call(params, clean, t, cache, first_frame, condition)
     return cache.write(keys, values, first_frame)
 
-  def empty_cache(self, batch: int, frame_shape, params=None, prompt=None) -> tuple[KVCache, Any]:
+  def empty_cache(self, batch: int, frame_shape, params=None, prompt=None,
+                  condition=None) -> tuple[KVCache, Any]:
     """(an empty cache, or one prefilled with the clean prompt; the next latent frame index)."""
     height, width, _ = frame_shape
     pt, ph, pw = self.model.patch_size
@@ -98,33 +100,34 @@ class CausalVideoSampler:
         dtype=self.model.dtype)
     if prompt is None:
       return cache, jnp.int32(0)
-    cache = self._commit(params, prompt, cache, jnp.int32(0))
+    cache = self._commit(params, prompt, cache, jnp.int32(0), condition)
     return cache, jnp.int32(prompt.shape[1] // self.model.patch_size[0])
 
-  def chunk_step(self, params, cache: KVCache, first_frame, keys, frame_shape):
+  def chunk_step(self, params, cache: KVCache, first_frame, keys, frame_shape, condition=None):
     """Generates one chunk `[B, chunk_frames, H, W, C]` after the cached frames, from `[B]`
-    keys, and returns (the cache with the chunk written, the next frame index, the chunk)."""
+    keys (and a conditional model's `[B, ...]` condition), and returns (the cache with the
+    chunk written, the next frame index, the chunk)."""
     solver_keys, init_keys = split_per_sample(keys)
 
     def denoise(z, t, cond):
       del cond
-      output, _ = self._call(params, z, t, cache, first_frame)
+      output, _ = self._call(params, z, t, cache, first_frame, condition)
       alpha, sigma = alpha_sigma_like(self.process, t, z)
       return x0_from_prediction(self.prediction, output, z, alpha, sigma)
 
     solver = SOLVERS[self.sampler][0](denoise, self.process, 0.0, self.clip_x0)
     x_init = normal_per_sample(init_keys, (self.chunk_frames,) + tuple(frame_shape))
     x = run_solver(solver, x_init, self.time_grid, solver_keys)
-    cache = self._commit(params, x, cache, first_frame)
+    cache = self._commit(params, x, cache, first_frame, condition)
     return cache, first_frame + self.chunk_frames // self.model.patch_size[0], x
 
-  def _generate(self, params, keys, prompt, num_chunks: int, frame_shape):
-    cache, first_frame = self.empty_cache(keys.shape[0], frame_shape, params, prompt)
+  def _generate(self, params, keys, prompt, condition, num_chunks: int, frame_shape):
+    cache, first_frame = self.empty_cache(keys.shape[0], frame_shape, params, prompt, condition)
     chunk_keys = jax.vmap(lambda key: jax.random.split(key, num_chunks))(keys)  # [B, K]
 
     def chunk(carry, step_keys):
       cache, first = carry
-      cache, first, x = self.chunk_step(params, cache, first, step_keys, frame_shape)
+      cache, first, x = self.chunk_step(params, cache, first, step_keys, frame_shape, condition)
       return (cache, first), x
 
     _, chunks = jax.lax.scan(chunk, (cache, first_frame), jnp.swapaxes(chunk_keys, 0, 1))
@@ -132,10 +135,11 @@ class CausalVideoSampler:
 
   @functools.cached_property
   def _jitted(self):
-    return jax.jit(self._generate, static_argnums=(3, 4))
+    return jax.jit(self._generate, static_argnums=(4, 5))
 
   def generate(self, params, seed: int, num_videos: int, num_chunks: int,
-               frame_shape: tuple[int, int, int], prompt: np.ndarray | None = None) -> np.ndarray:
+               frame_shape: tuple[int, int, int], prompt: np.ndarray | None = None,
+               condition: np.ndarray | None = None) -> np.ndarray:
     """`[num_videos, num_chunks * chunk_frames, H, W, C]` generated frames (float32, [-1, 1]).
 
     Args:
@@ -146,6 +150,9 @@ class CausalVideoSampler:
       frame_shape: (H, W, C).
       prompt: optional clean frames `[num_videos, Tp, H, W, C]` in [-1, 1] the video continues
         (prefilled into the cache); Tp must fit the cache next to a chunk.
+      condition: a conditional model's `[num_videos, ...]` condition (e.g. caption tokens),
+        the same for every chunk. (No guidance here: the unconditional branch would need its
+        own cache.)
     """
     if num_chunks < 1 or num_videos < 1:
       raise ConfigError(f"num_chunks and num_videos must be >= 1, got {num_chunks}, {num_videos}.")
@@ -162,4 +169,10 @@ class CausalVideoSampler:
                           f"temporal patch {self.model.patch_size[0]}.")
     base = jax.random.key(seed)
     keys = jax.vmap(lambda i: jax.random.fold_in(base, i))(jnp.arange(num_videos))
-    return np.asarray(self._jitted(params, keys, prompt, num_chunks, tuple(frame_shape)))
+    if condition is not None:
+      condition = jnp.asarray(condition)
+      if condition.shape[0] != num_videos:
+        raise ShapeError(f"Expected one condition per video, [{num_videos}, ...]; got "
+                         f"{condition.shape}.")
+    return np.asarray(self._jitted(params, keys, prompt, condition, num_chunks,
+                                   tuple(frame_shape)))

@@ -10,6 +10,7 @@ import ml_collections
 import numpy as np
 import tqdm
 
+from jvdm.data.captions import null_condition_for
 from jvdm.diffusion import FlowProcess, Process, make_process
 from jvdm.errors import ConfigError, ShapeError
 from jvdm.samplers.ddim import ddim_step
@@ -18,6 +19,7 @@ from jvdm.samplers.dpm_solver import dpm_solver_2m_step
 from jvdm.samplers.driver import (normal_per_sample, run_solver, split_per_sample,
                                   staggered_time_grid)
 from jvdm.samplers.grids import sampling_time_grid
+from jvdm.samplers.guidance import classifier_free_guidance
 from jvdm.samplers.heun import heun_step
 from jvdm.samplers.lcm import lcm_step
 from jvdm.samplers.unipc import unipc_step
@@ -47,6 +49,8 @@ class VideoSampler:
   `frame_stagger` > 0 every frame gets its own time grid (see `staggered_time_grid`); that
   suits models trained with per-frame noise levels. `spacing` picks the time grid
   (`jvdm.samplers.grids`): "uniform" in t, or a diffusers spacing with that library's numbers.
+  A conditional model (`null_condition` set) samples given conditions, with classifier-free
+  guidance of `guidance_scale` against the null condition in the same batched call.
   """
 
   apply_fn: Callable[..., jnp.ndarray]
@@ -60,6 +64,7 @@ class VideoSampler:
   spacing: str = "uniform"
   steps_offset: int = 0
   guidance_scale: float = 1.0
+  null_condition: tuple | None = None  # a conditional model's null condition (e.g. caption)
 
   def __post_init__(self):
     if self.sampler not in SAMPLERS:
@@ -77,12 +82,11 @@ class VideoSampler:
     if self.sampler == "heun" and isinstance(self.process, FlowProcess):
       raise ConfigError("The 'heun' sampler steps in sigma / alpha, which is infinite at the flow "
                         "process's t = 1; use 'flow_euler', 'dpmpp_2m' or 'unipc'.")
-    if self.guidance_scale != 1.0:
+    if self.guidance_scale != 1.0 and self.null_condition is None:
       raise ConfigError(
-          f"guidance_scale={self.guidance_scale} needs a model with an unconditional path (a "
-          "conditional network and its null condition); VideoSampler samples networks without "
-          "a condition. Use guidance_scale=1, or guide a conditional denoiser (e.g. a DiT with "
-          "model.cond_dim > 0) with jvdm.samplers.guidance.classifier_free_guidance.")
+          f"guidance_scale={self.guidance_scale} needs a conditional model and its null "
+          "condition (e.g. a DiT with model.condition='caption'); this model is unconditional. "
+          "Use guidance_scale=1.")
 
   @functools.cached_property
   def time_grid(self):
@@ -93,8 +97,16 @@ class VideoSampler:
   @functools.cached_property
   def _sample_batch(self):
 
-    def sample_batch(params: Any, keys: jax.Array, video_shape: tuple[int, ...]) -> jnp.ndarray:
+    def sample_batch(params: Any, keys: jax.Array, condition: jax.Array | None,
+                     video_shape: tuple[int, ...]) -> jnp.ndarray:
       denoise = make_denoiser(self.apply_fn, params, self.process, self.prediction)
+      if condition is not None:
+        if self.guidance_scale != 1.0:
+          null = jnp.broadcast_to(jnp.asarray(self.null_condition, condition.dtype),
+                                  condition.shape)
+          denoise = classifier_free_guidance(denoise, null, self.guidance_scale)
+        conditional = denoise
+        denoise = lambda z, t, _: conditional(z, t, condition)
       solver = SOLVERS[self.sampler][0](denoise, self.process, self.eta, self.clip_x0)
       solver_keys, init_keys = split_per_sample(keys)
       x_init = normal_per_sample(init_keys, video_shape)
@@ -105,10 +117,11 @@ class VideoSampler:
         grid = self.time_grid
       return run_solver(solver, x_init, grid, solver_keys)
 
-    return jax.jit(sample_batch, static_argnums=2)
+    return jax.jit(sample_batch, static_argnums=3)
 
   def sample(self, params: Any, seed: int, num_videos: int, video_shape: tuple[int, int, int, int],
-             batch_size: int = 8, progress: bool = True) -> np.ndarray:
+             batch_size: int = 8, progress: bool = True,
+             condition: np.ndarray | None = None) -> np.ndarray:
     """Returns `num_videos` videos `[N, T, H, W, C]` (float32 in about [-1, 1]) as numpy.
 
     Args:
@@ -118,9 +131,20 @@ class VideoSampler:
       video_shape: `(T, H, W, C)`.
       batch_size: videos per jitted call (one compile; the last batch is padded).
       progress: show a progress bar over batches.
+      condition: `[num_videos, ...]`, one condition per video (e.g. caption tokens); required
+        by a conditional model, refused by an unconditional one.
     """
     if num_videos < 1 or batch_size < 1:
       raise ConfigError(f"num_videos and batch_size must be >= 1, got {num_videos}, {batch_size}.")
+    if (condition is None) != (self.null_condition is None):
+      raise ConfigError("This model is conditional: pass one condition per video (e.g. caption "
+                        "tokens)." if condition is None else
+                        "This model is unconditional; it takes no condition.")
+    if condition is not None:
+      condition = np.asarray(condition)
+      if condition.shape[0] != num_videos:
+        raise ShapeError(f"Expected one condition per video, [{num_videos}, ...]; got "
+                         f"{condition.shape}.")
     if len(video_shape) != 4:
       raise ShapeError(f"video_shape must be (T, H, W, C), got {video_shape}.")
     base_key = jax.random.key(seed)
@@ -130,10 +154,13 @@ class VideoSampler:
     starts = range(0, num_videos, batch_size)
     for start in tqdm.tqdm(starts, desc="sampling", unit="batch", disable=not progress):
       keys = all_keys[start:start + batch_size]
+      batch_condition = None if condition is None else condition[start:start + batch_size]
       count = keys.shape[0]
       if count < batch_size:  # pad to keep a single compiled shape
-        keys = jnp.concatenate([keys, jnp.repeat(keys[:1], batch_size - count, axis=0)])
-      videos = self._sample_batch(params, keys, tuple(video_shape))
+        pad = lambda a: jnp.concatenate([a, jnp.repeat(a[:1], batch_size - count, axis=0)])
+        keys = pad(keys)
+        batch_condition = None if condition is None else pad(batch_condition)
+      videos = self._sample_batch(params, keys, batch_condition, tuple(video_shape))
       outputs.append(np.asarray(videos[:count]))
     return np.concatenate(outputs)
 
@@ -146,7 +173,7 @@ SAMPLE_DEFAULTS = dict(sampler="ddim", steps=50, eta=0.0, clip_x0=True, frame_st
 
 def make_video_sampler(config: ml_collections.ConfigDict, apply_fn, **overrides) -> VideoSampler:
   """The sampler `config.sample` describes; a non-None override (a `SAMPLE_DEFAULTS` name)
-  replaces the config's value."""
+  replaces the config's value. A caption-conditioned config's sampler takes captions."""
   unknown = set(overrides) - set(SAMPLE_DEFAULTS)
   if unknown:
     raise ConfigError(
@@ -154,5 +181,7 @@ def make_video_sampler(config: ml_collections.ConfigDict, apply_fn, **overrides)
   settings = {name: config.sample.get(name, default) for name, default in SAMPLE_DEFAULTS.items()}
   settings.update({name: value for name, value in overrides.items() if value is not None})
   settings["num_steps"] = settings.pop("steps")
+  null = null_condition_for(config)
   return VideoSampler(apply_fn, make_process(config.diffusion), config.diffusion.prediction,
+                      null_condition=None if null is None else tuple(int(v) for v in null),
                       **settings)

@@ -16,13 +16,14 @@ import tqdm
 from etils import epath
 
 from jvdm.config_validation import validate_config
+from jvdm.data.captions import null_condition_for
 from jvdm.data.pipeline import make_dataset
 from jvdm.data.transforms import to_uint8
 from jvdm.diffusion import make_loss
 from jvdm.errors import JvdmError, ShapeError
 from jvdm.models import get_model
 from jvdm.parallel.mesh import batch_sharding, data_parallel_size, make_mesh, replicated
-from jvdm.sampling import evaluate_samples, make_video_sampler, write_samples
+from jvdm.sampling import evaluate_samples, evaluation_captions, make_video_sampler, write_samples
 from jvdm.training.checkpoint import CHECKPOINT_DIR, Checkpointer
 from jvdm.training.metrics_log import MetricsLog
 from jvdm.training.optimizer import make_optimizer
@@ -73,7 +74,9 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str,
     model = get_model(config)
     tx, schedule = make_optimizer(config.optim, config.train.num_steps)
     init_rng, train_rng = jax.random.split(jax.random.key(config.seed))
-    init, state_shardings, abstract_state = abstract_train_state(model, tx, video_shape, mesh, rules)
+    null_condition = null_condition_for(config)
+    init, state_shardings, abstract_state = abstract_train_state(model, tx, video_shape, mesh, rules,
+                                                                 null_condition)
     checkpointer = Checkpointer(workdir / CHECKPOINT_DIR, keep=config.train.keep_checkpoints)
     bar = None
     try:
@@ -92,28 +95,34 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str,
                   num_params / 1e6, start_step, config.train.num_steps)
 
       # Step.
-      video_sharding = batch_sharding(mesh, 1 + len(video_shape))
+      batch_shardings = {"video": batch_sharding(mesh, 1 + len(video_shape))}
+      if null_condition is not None:
+        batch_shardings["caption"] = batch_sharding(mesh, 2)
       train_step = jax.jit(
           make_train_step(model, make_loss(config.diffusion), tx, schedule,
-                          config.optim.ema_decay),
-          in_shardings=(state_shardings, {"video": video_sharding}, replicated(mesh)),
+                          config.optim.ema_decay, null_condition,
+                          config.train.get("condition_dropout", 0.0)),
+          in_shardings=(state_shardings, batch_shardings, replicated(mesh)),
           out_shardings=(state_shardings, replicated(mesh)),
           donate_argnums=0)
       sampler = make_video_sampler(config, model.apply)
+      sample_captions = evaluation_captions(config, config.train.num_sample_videos)
 
       def save_samples(step: int, state: TrainState) -> None:
         videos = to_uint8(sampler.sample(state.ema_params, config.seed, config.train.num_sample_videos,
-                                         video_shape, progress=False))
+                                         video_shape, progress=False, condition=sample_captions))
         if not is_main_process:
           return
         write_samples(workdir / "samples", f"step_{step:07d}", videos, config.sample.fps,
                       config.sample.video_scale)
-        metric = evaluate_samples(config, videos)
+        metric = evaluate_samples(config, videos, sample_captions)
         if metric is not None:
           generated = metric["generated"]
-          metrics_log.write(step, {
-              "sample_valid_fraction": generated["valid_fraction"],
-              "sample_continuous_motion_fraction": generated["continuous_motion_fraction"]})
+          values = {"sample_valid_fraction": generated["valid_fraction"],
+                    "sample_continuous_motion_fraction": generated["continuous_motion_fraction"]}
+          if "caption_match_fraction" in generated:
+            values["sample_caption_match_fraction"] = generated["caption_match_fraction"]
+          metrics_log.write(step, values)
 
       # Loop.
       end_step = config.train.num_steps
@@ -124,8 +133,8 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str,
       window_start, window_steps = time.perf_counter(), 0
       for step in range(start_step + 1, end_step + 1):
         local_batch = next(data_iterator)
-        batch = {"video": jax.make_array_from_process_local_data(video_sharding,
-                                                                 local_batch["video"])}
+        batch = {key: jax.make_array_from_process_local_data(sharding, local_batch[key])
+                 for key, sharding in batch_shardings.items()}
         state, metrics = train_step(state, batch, train_rng)
         if step == start_step + 1:  # the first call compiled: time only what follows
           window_start, window_steps = time.perf_counter(), 0

@@ -41,8 +41,8 @@ def _divisible_sharding(shape: tuple[int, ...], sharding: NamedSharding) -> Name
 
 
 def abstract_train_state(model: nn.Module, tx: optax.GradientTransformation,
-                         video_shape: tuple[int, int, int, int], mesh: Mesh,
-                         rules) -> tuple[Callable[[jax.Array], TrainState], Any, Any]:
+                         video_shape: tuple[int, int, int, int], mesh: Mesh, rules,
+                         null_condition=None) -> tuple[Callable[[jax.Array], TrainState], Any, Any]:
   """The state's shapes and shardings, computed without allocating it.
 
   Args:
@@ -51,6 +51,7 @@ def abstract_train_state(model: nn.Module, tx: optax.GradientTransformation,
     video_shape: `(T, H, W, C)` of one training video.
     mesh: the device mesh.
     rules: logical axis rules mapping the model's axis names to mesh axes.
+    null_condition: for a conditional model, one example condition (e.g. the null caption).
 
   Returns:
     (init, shardings, abstract): `init(rng) -> TrainState` (unboxed), the state's
@@ -58,9 +59,10 @@ def abstract_train_state(model: nn.Module, tx: optax.GradientTransformation,
   """
   dummy_video = jnp.zeros((1,) + tuple(video_shape), jnp.float32)
   dummy_time = jnp.zeros((1,), jnp.float32)
+  condition = {} if null_condition is None else {"cond": jnp.asarray(null_condition)[None]}
 
   def boxed_init(rng):
-    params = model.init({"params": rng}, dummy_video, dummy_time)["params"]
+    params = model.init({"params": rng}, dummy_video, dummy_time, **condition)["params"]
     return TrainState(step=jnp.zeros((), jnp.int32), params=params, ema_params=params,
                       opt_state=tx.init(params))
 
@@ -74,12 +76,13 @@ def abstract_train_state(model: nn.Module, tx: optax.GradientTransformation,
 
 
 def create_sharded_state(model: nn.Module, tx: optax.GradientTransformation, rng: jax.Array,
-                         video_shape: tuple[int, int, int, int], mesh: Mesh,
-                         rules) -> tuple[TrainState, Any, Any]:
+                         video_shape: tuple[int, int, int, int], mesh: Mesh, rules,
+                         null_condition=None) -> tuple[TrainState, Any, Any]:
   """Initializes the state directly into its shardings: `jit(init, out_shardings=...)`.
 
   Returns:
     (state, shardings, abstract state); see `abstract_train_state`.
   """
-  init, shardings, abstract = abstract_train_state(model, tx, video_shape, mesh, rules)
+  init, shardings, abstract = abstract_train_state(model, tx, video_shape, mesh, rules,
+                                                   null_condition)
   return jax.jit(init, out_shardings=shardings)(rng), shardings, abstract
