@@ -111,6 +111,11 @@ def get_config(variant: str = "default") -> ml_collections.ConfigDict:
   config.train.keep_checkpoints = 3
   config.train.sample_every = 500  # 0 = only at the end
   config.train.num_sample_videos = 8
+  # Gradient accumulation: the batch runs as this many micro-batches inside the step.
+  config.train.microbatches = 1
+  # Steps with a NaN/inf loss or gradient are skipped (nothing applied); this many in a row
+  # stop the run.
+  config.train.max_consecutive_skipped = 10
 
   config.sample = ml_collections.ConfigDict()
   # ddim | ddpm | euler | euler_ancestral | heun | dpmpp_2m | dpmpp_2m_sde | unipc | lcm |

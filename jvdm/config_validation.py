@@ -36,6 +36,11 @@ def validate_config(config: ml_collections.ConfigDict) -> None:
             "train.keep_checkpoints", "train.num_sample_videos", "sample.steps", "sample.fps",
             "sample.video_scale")
   _positive(config, "train.sample_every", "data.worker_count", allow_zero=True)
+  if "microbatches" in config.train:
+    _positive(config, "train.microbatches", "train.max_consecutive_skipped")
+    if config.data.batch_size % config.train.microbatches:
+      raise ConfigError(f"data.batch_size={config.data.batch_size} does not split into "
+                        f"train.microbatches={config.train.microbatches} equal micro-batches.")
   if config.data.channels != 3:  # both sources yield RGB
     raise ConfigError(f"config.data.channels={config.data.channels}, but the {config.data.name!r} "
                       "dataset yields RGB videos: expected 3.")

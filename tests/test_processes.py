@@ -144,9 +144,10 @@ def test_an_oracle_network_has_zero_loss_on_every_process(process_name, predicti
   x = jax.random.uniform(jax.random.key(0), (2, 3, 4, 4, 1), minval=-1, maxval=1)
   rng = jax.random.key(1)
   # The oracle knows the noise the loss will draw: it inverts the model input.
-  time_rng, noise_rng = jax.random.split(rng)
-  t_expected = sample_timesteps(time_rng, 2, 3, 1.0, "logit_normal")
-  noise = jax.random.normal(noise_rng, x.shape)
+  # Each video's (time, noise, context) keys come from its own key of split(rng, B).
+  keys = [jax.random.split(key, 3) for key in jax.random.split(rng, 2)]
+  t_expected = jnp.concatenate([sample_timesteps(k[0], 1, 3, 1.0, "logit_normal") for k in keys])
+  noise = jnp.stack([jax.random.normal(k[1], x.shape[1:]) for k in keys])
 
   def oracle(model_input, t):
     np.testing.assert_allclose(t, t_expected)

@@ -8,7 +8,7 @@ import jax.numpy as jnp
 from jvdm.diffusion.parameterization import target_for_prediction
 from jvdm.diffusion.vp import broadcast_to_video
 from jvdm.diffusion.weighting import draw_times, output_loss_weight
-from jvdm.errors import ConfigError
+from jvdm.errors import ConfigError, ShapeError
 
 
 def sample_timesteps(rng: jax.Array, batch: int, frames: int, per_frame_noise: float = 0.0,
@@ -53,7 +53,9 @@ def diffusion_loss(network: Callable[[jnp.ndarray, jnp.ndarray], jnp.ndarray], p
     process: the forward process (VP, EDM or flow).
     prediction: what the network outputs (`jvdm.diffusion.PREDICTIONS`).
     x: clean videos `[B, T, H, W, C]` in [-1, 1].
-    rng: a PRNG key.
+    rng: a PRNG key, or `[B]` keys, one per video (a video's noise level and noise depend only
+      on its key, so the loss over micro-batches with the matching keys averages to the loss
+      over the whole batch).
     per_frame_noise: the probability that a video gets an independent t per frame (see
       `sample_timesteps`).
     weighting, min_snr_gamma: the loss weighting over noise levels (`output_loss_weight`).
@@ -65,18 +67,27 @@ def diffusion_loss(network: Callable[[jnp.ndarray, jnp.ndarray], jnp.ndarray], p
   Returns:
     The scalar loss.
   """
-  time_rng, noise_rng = jax.random.split(rng)
-  t = sample_timesteps(time_rng, x.shape[0], x.shape[1], per_frame_noise, time_sampling,
-                       logit_mean, logit_std)
+  batch, frames = x.shape[:2]
+  if context_frames and not 0 < context_frames < frames:
+    raise ConfigError(f"context_frames={context_frames} must be below the clip's {frames} frames.")
+  key_ndim = 0 if jnp.issubdtype(rng.dtype, jax.dtypes.prng_key) else 1  # typed or raw keys
+  keys = jax.random.split(rng, batch) if rng.ndim == key_ndim else rng
+  if keys.shape[:1] != (batch,) or keys.ndim != key_ndim + 1:
+    raise ShapeError(f"rng must be one key or one key per video ({batch}), got shape "
+                     f"{rng.shape}.")
+
+  def draw(key):  # one video's randomness, so a micro-batch draws what the whole batch would
+    time_key, noise_key, context_key = jax.random.split(key, 3)
+    t = sample_timesteps(time_key, 1, frames, per_frame_noise, time_sampling, logit_mean,
+                         logit_std)[0]  # [] or [T]
+    noise = jax.random.normal(noise_key, x.shape[1:], x.dtype)
+    return t, noise, jax.random.randint(context_key, (), 0, context_frames + 1)
+
+  t, noise, count = jax.vmap(draw)(keys)
   scored = jnp.ones(x.shape[:2], bool)
   if context_frames:
-    if not 0 < context_frames < x.shape[1]:
-      raise ConfigError(f"context_frames={context_frames} must be below the clip's "
-                        f"{x.shape[1]} frames.")
-    count = jax.random.randint(jax.random.fold_in(rng, 1), (x.shape[0], 1), 0, context_frames + 1)
-    scored = jnp.arange(x.shape[1])[None, :] >= count  # [B, T]
-    t = jnp.where(scored, jnp.broadcast_to(t.reshape(x.shape[0], -1), x.shape[:2]), 0.0)
-  noise = jax.random.normal(noise_rng, x.shape, x.dtype)
+    scored = jnp.arange(frames)[None, :] >= count[:, None]  # [B, T]
+    t = jnp.where(scored, jnp.broadcast_to(t.reshape(batch, -1), x.shape[:2]), 0.0)
   alpha, sigma = process.alpha_sigma(t)
   alpha, sigma = broadcast_to_video(alpha, x), broadcast_to_video(sigma, x)
   z = alpha * x + sigma * noise

@@ -11,7 +11,6 @@ import time
 import flax.linen as nn
 import jax
 import ml_collections
-import numpy as np
 import tqdm
 from etils import epath
 
@@ -35,7 +34,21 @@ logger = logging.getLogger(__name__)
 
 
 class NonFiniteLossError(JvdmError):
-  """The loss became NaN or infinite."""
+  """Too many consecutive steps had a NaN or infinite loss or gradient."""
+
+
+def _check_skipped(metrics, step: int, max_consecutive: int, checkpointer: Checkpointer) -> None:
+  """Stops the run once `max_consecutive` steps in a row were skipped as non-finite (their
+  updates were not applied, so the state and its checkpoints stay finite)."""
+  consecutive = int(jax.device_get(metrics["consecutive_skipped"]))
+  if consecutive and consecutive >= max_consecutive:
+    checkpointer.wait_until_finished()
+    raise NonFiniteLossError(
+        f"{consecutive} consecutive steps up to step {step} had a non-finite loss or gradient "
+        f"(last loss {float(jax.device_get(metrics['loss']))}) and were skipped; stopping at "
+        f"train.max_consecutive_skipped={max_consecutive}. The state is unchanged since the last "
+        f"finite step; the last checkpoint is step {checkpointer.latest_step()}. Look for bad "
+        "input data or lower optim.learning_rate.")
 
 
 def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str,
@@ -101,7 +114,8 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str,
       train_step = jax.jit(
           make_train_step(model, make_loss(config.diffusion), tx, schedule,
                           config.optim.ema_decay, null_condition,
-                          config.train.get("condition_dropout", 0.0)),
+                          config.train.get("condition_dropout", 0.0),
+                          config.train.get("microbatches", 1)),
           in_shardings=(state_shardings, batch_shardings, replicated(mesh)),
           out_shardings=(state_shardings, replicated(mesh)),
           donate_argnums=0)
@@ -131,11 +145,17 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str,
       bar = tqdm.tqdm(total=config.train.num_steps, initial=start_step, desc="training", unit="step",
                       disable=not (progress and is_main_process), dynamic_ncols=True)
       window_start, window_steps = time.perf_counter(), 0
+      max_skipped = config.train.get("max_consecutive_skipped", 10)
+      previous_metrics = None
       for step in range(start_step + 1, end_step + 1):
         local_batch = next(data_iterator)
         batch = {key: jax.make_array_from_process_local_data(sharding, local_batch[key])
                  for key, sharding in batch_shardings.items()}
         state, metrics = train_step(state, batch, train_rng)
+        # Read the previous step's counter while this one runs: the device stays one step ahead.
+        if previous_metrics is not None:
+          _check_skipped(previous_metrics, step - 1, max_skipped, checkpointer)
+        previous_metrics = metrics
         if step == start_step + 1:  # the first call compiled: time only what follows
           window_start, window_steps = time.perf_counter(), 0
         else:
@@ -146,10 +166,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str,
         should_save = step % config.train.checkpoint_every == 0 or is_last
         if should_log or should_save:
           metrics = jax.device_get(metrics)
-          if not np.isfinite(metrics["loss"]):  # never checkpoint a broken state
-            checkpointer.wait_until_finished()
-            raise NonFiniteLossError(f"The loss is {metrics['loss']} at step {step}; stopping. The "
-                                     f"last checkpoint is step {checkpointer.latest_step()}.")
+          _check_skipped(metrics, step, max_skipped, checkpointer)
         if should_log:
           if window_steps:
             metrics["steps_per_second"] = window_steps / (time.perf_counter() - window_start)

@@ -13,10 +13,12 @@ from jax.sharding import Mesh, NamedSharding, PartitionSpec
 
 @flax.struct.dataclass
 class TrainState:
-  step: jnp.ndarray  # int32 scalar: number of optimizer updates applied
+  step: jnp.ndarray  # int32 scalar: train steps run (skipped non-finite ones included)
   params: Any
   ema_params: Any  # exponential moving average of params, used for sampling
   opt_state: optax.OptState
+  skipped_steps: jnp.ndarray  # int32 scalar: steps skipped for a non-finite loss or gradient
+  consecutive_skipped: jnp.ndarray  # int32 scalar: of those, how many in a row up to now
 
 
 def _unbox(tree: Any) -> Any:
@@ -63,8 +65,9 @@ def abstract_train_state(model: nn.Module, tx: optax.GradientTransformation,
 
   def boxed_init(rng):
     params = model.init({"params": rng}, dummy_video, dummy_time, **condition)["params"]
-    return TrainState(step=jnp.zeros((), jnp.int32), params=params, ema_params=params,
-                      opt_state=tx.init(params))
+    zero = jnp.zeros((), jnp.int32)
+    return TrainState(step=zero, params=params, ema_params=params, opt_state=tx.init(params),
+                      skipped_steps=zero, consecutive_skipped=zero)
 
   boxed = jax.eval_shape(boxed_init, jax.random.key(0))
   shardings = nn.logical_to_mesh_sharding(nn.get_partition_spec(boxed), mesh, rules)

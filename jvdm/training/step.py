@@ -1,6 +1,6 @@
 """The train step: `(state, batch, rng) -> (state, metrics)`, pure, jitted by the loop."""
 
-from typing import Callable
+from typing import Any, Callable
 
 import flax.linen as nn
 import jax
@@ -8,10 +8,12 @@ import jax.numpy as jnp
 import optax
 
 from jvdm.data.transforms import to_model_range
+from jvdm.errors import ConfigError, ShapeError
 from jvdm.training.optimizer import ema_update
 from jvdm.training.state import TrainState
 
-# {'video': uint8 [B, T, H, W, C]}, and for a caption-conditioned model 'caption': int [B, L].
+# {'video': uint8 [B, T, H, W, C] (or float, used as given)}, and for a caption-conditioned
+# model 'caption': int [B, L].
 Batch = dict[str, jnp.ndarray]
 
 
@@ -25,38 +27,91 @@ def drop_condition(rng: jax.Array, condition: jnp.ndarray, null_condition: jnp.n
   return jnp.where(dropped, jnp.asarray(null_condition, condition.dtype), condition)
 
 
+def _model_range(videos: jnp.ndarray) -> jnp.ndarray:
+  """uint8 pixels -> [-1, 1]; float inputs (pixels in [-1, 1], or latents) are used as given."""
+  return to_model_range(videos) if videos.dtype == jnp.uint8 else videos.astype(jnp.float32)
+
+
+def _keep_if(finite: jnp.ndarray, new: Any, old: Any) -> Any:
+  return jax.tree.map(lambda a, b: jnp.where(finite, a, b), new, old)
+
+
 def make_train_step(model: nn.Module, denoising_loss: Callable[..., jnp.ndarray],
                     tx: optax.GradientTransformation, schedule: optax.Schedule,
-                    ema_decay: float, null_condition=None,
-                    condition_dropout: float = 0.0) -> Callable[[TrainState, Batch, jax.Array], tuple[TrainState, dict]]:
+                    ema_decay: float, null_condition=None, condition_dropout: float = 0.0,
+                    microbatches: int = 1) -> Callable[[TrainState, Batch, jax.Array], tuple[TrainState, dict]]:
   """Builds the train step for `model` trained with `denoising_loss(network, x=videos,
-  rng=rng)`, the loss of `jvdm.diffusion.make_loss`. With `null_condition` (a caption-conditioned
-  model) the network sees `batch["caption"]`, replaced by `null_condition` for a fraction
-  `condition_dropout` of the videos."""
+  rng=rng)`, the loss of `jvdm.diffusion.make_loss`.
+
+  Args:
+    model, denoising_loss, tx, schedule, ema_decay: the network, its loss, the optimizer, its
+      learning-rate schedule (for logging) and the EMA decay.
+    null_condition: for a caption-conditioned model, its null caption; the network then sees
+      `batch["caption"]`, replaced by the null one for a fraction `condition_dropout` of videos.
+    condition_dropout: see `drop_condition`.
+    microbatches: gradient accumulation: the batch is split into this many micro-batches, run
+      one after another in a `lax.scan` and their gradients averaged, so activation memory is
+      that of one micro-batch. Each video keeps its own noise keys, so the result equals the
+      whole-batch step up to float rounding (with `diffusion.context_frames`, micro-batches
+      are weighted equally rather than by their number of scored frames).
+
+  The step never applies a non-finite update: when the loss or the gradient norm is NaN or
+  infinite, params, EMA and optimizer state stay as they were, `state.skipped_steps` and
+  `state.consecutive_skipped` count it, and the step still advances (the next batch is new).
+  """
+  if microbatches < 1:
+    raise ConfigError(f"train.microbatches must be >= 1, got {microbatches}.")
 
   def train_step(state: TrainState, batch: Batch, rng: jax.Array) -> tuple[TrainState, dict]:
     # One key per step, independent of how the run was split into restarts.
     step_rng = jax.random.fold_in(rng, state.step)
     dropout_rng, loss_rng = jax.random.split(step_rng)
-    videos = to_model_range(batch["video"])
-    condition = {}
+    videos = _model_range(batch["video"])
+    inputs = {"videos": videos, "keys": jax.random.split(loss_rng, videos.shape[0])}
     if null_condition is not None:
-      condition["cond"] = drop_condition(jax.random.fold_in(step_rng, 1), batch["caption"], null_condition,
-                                         condition_dropout)
+      inputs["cond"] = drop_condition(jax.random.fold_in(step_rng, 1), batch["caption"],
+                                      null_condition, condition_dropout)
+    if videos.shape[0] % microbatches:
+      raise ShapeError(f"The per-step batch of {videos.shape[0]} videos does not split into "
+                       f"train.microbatches={microbatches} equal micro-batches.")
 
-    def loss_fn(params):
+    def loss_fn(params, inputs, dropout_key):
+      condition = {"cond": inputs["cond"]} if "cond" in inputs else {}
       network = lambda z, t: model.apply({"params": params}, z, t, train=True,
-                                         rngs={"dropout": dropout_rng}, **condition)
-      return denoising_loss(network, x=videos, rng=loss_rng)
+                                         rngs={"dropout": dropout_key}, **condition)
+      return denoising_loss(network, x=inputs["videos"], rng=inputs["keys"])
 
-    loss, grads = jax.value_and_grad(loss_fn)(state.params)
+    if microbatches == 1:
+      loss, grads = jax.value_and_grad(loss_fn)(state.params, inputs, dropout_rng)
+    else:
+      split = jax.tree.map(
+          lambda a: a.reshape((microbatches, a.shape[0] // microbatches) + a.shape[1:]), inputs)
+
+      def accumulate(carry, micro):
+        index, micro_inputs = micro
+        loss, grads = jax.value_and_grad(loss_fn)(state.params, micro_inputs,
+                                                  jax.random.fold_in(dropout_rng, index))
+        return jax.tree.map(jnp.add, carry, (loss, grads)), None
+
+      zeros = (jnp.zeros((), jnp.float32), jax.tree.map(jnp.zeros_like, state.params))
+      (loss, grads), _ = jax.lax.scan(accumulate, zeros, (jnp.arange(microbatches), split))
+      loss, grads = jax.tree.map(lambda a: a / microbatches, (loss, grads))
+
+    grad_norm = optax.global_norm(grads)
+    finite = jnp.isfinite(loss) & jnp.isfinite(grad_norm)
     updates, opt_state = tx.update(grads, state.opt_state, state.params)
     params = optax.apply_updates(state.params, updates)
-    new_state = TrainState(step=state.step + 1, params=params,
-                           ema_params=ema_update(state.ema_params, params, state.step, ema_decay),
-                           opt_state=opt_state)
-    metrics = {"loss": loss, "grad_norm": optax.global_norm(grads),
-               "learning_rate": schedule(state.step)}
+    ema_params = ema_update(state.ema_params, params, state.step, ema_decay)
+    skipped = (~finite).astype(jnp.int32)
+    new_state = TrainState(
+        step=state.step + 1, params=_keep_if(finite, params, state.params),
+        ema_params=_keep_if(finite, ema_params, state.ema_params),
+        opt_state=_keep_if(finite, opt_state, state.opt_state),
+        skipped_steps=state.skipped_steps + skipped,
+        consecutive_skipped=(state.consecutive_skipped + 1) * skipped)
+    metrics = {"loss": loss, "grad_norm": grad_norm, "learning_rate": schedule(state.step),
+               "skipped_steps": new_state.skipped_steps,
+               "consecutive_skipped": new_state.consecutive_skipped}
     return new_state, metrics
 
   return train_step
