@@ -133,7 +133,7 @@ def sample_from_workdir(workdir: str, *, out: str | None = None, num_samples: in
   with jax.set_mesh(mesh), nn.logical_axis_rules(config.mesh.logical_axis_rules):
     _, _, abstract = abstract_train_state(model, tx, video_shape, mesh,
                                           config.mesh.logical_axis_rules, null_condition)
-    params = checkpointer.restore(abstract, step=step).ema_params
+    params = checkpointer.restore_params(abstract.ema_params, step)
     video_sampler = make_video_sampler(config, model.apply, steps=steps, eta=eta,
                                        frame_stagger=frame_stagger if chunks is None else 0.0,
                                        sampler=sampler, spacing=spacing,
