@@ -109,6 +109,7 @@ def get_config(variant: str = "default") -> ml_collections.ConfigDict:
   config.train.log_every = 25
   config.train.checkpoint_every = 200
   config.train.keep_checkpoints = 3
+  config.train.keep_checkpoint_every = 0  # also keep every checkpoint at a multiple of this
   config.train.sample_every = 500  # 0 = only at the end
   config.train.num_sample_videos = 8
   # Gradient accumulation: the batch runs as this many micro-batches inside the step.

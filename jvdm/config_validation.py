@@ -36,6 +36,8 @@ def validate_config(config: ml_collections.ConfigDict) -> None:
             "train.keep_checkpoints", "train.num_sample_videos", "sample.steps", "sample.fps",
             "sample.video_scale")
   _positive(config, "train.sample_every", "data.worker_count", allow_zero=True)
+  if "keep_checkpoint_every" in config.train:
+    _positive(config, "train.keep_checkpoint_every", allow_zero=True)
   if "microbatches" in config.train:
     _positive(config, "train.microbatches", "train.max_consecutive_skipped")
     if config.data.batch_size % config.train.microbatches:

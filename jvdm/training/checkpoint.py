@@ -21,15 +21,31 @@ CHECKPOINT_DIR = "checkpoints"  # inside the workdir
 class Checkpointer:
   """Saves and restores (state, data iterator) pairs under `directory`."""
 
-  def __init__(self, directory: str | epath.Path, keep: int = 3, read_only: bool = False):
+  def __init__(self, directory: str | epath.Path, keep: int = 3, read_only: bool = False,
+               keep_every: int = 0):
+    """`keep` latest checkpoints are kept, and with `keep_every` > 0 also every checkpoint whose
+    step is a multiple of it (for evaluating a run's history)."""
     self.directory = epath.Path(directory).resolve()  # orbax requires absolute paths
+    policy = ocp.checkpoint_managers.LatestN(keep)
+    if keep_every:
+      policy = ocp.checkpoint_managers.AnyPreservationPolicy(
+          [policy, ocp.checkpoint_managers.EveryNSteps(keep_every)])
     options = ocp.CheckpointManagerOptions(
-        preservation_policy=ocp.checkpoint_managers.LatestN(keep),
+        preservation_policy=policy,
         enable_async_checkpointing=not read_only, create=not read_only, read_only=read_only)
     self._manager = ocp.CheckpointManager(self.directory, options=options)
 
   def latest_step(self) -> int | None:
     return self._manager.latest_step()
+
+  def all_steps(self) -> list[int]:
+    return list(self._manager.all_steps())
+
+  def reached_preemption(self, step: int) -> bool:
+    """True on every process once a preemption notice (SIGTERM to any process of a
+    `jax.distributed` job) reaches its sync point at `step`; False for a single process,
+    which `jvdm.training.preemption.PreemptionNotice` covers."""
+    return self._manager.reached_preemption(step)
 
   def save(self, step: int, state: Any, data_iterator: Any = None) -> None:
     items = {"state": ocp.args.StandardSave(state)}

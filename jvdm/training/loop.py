@@ -4,6 +4,7 @@ Phases: config -> mesh -> data -> model and sharded state (or restore) -> jitted
 loop with progress bar, metrics.jsonl, checkpoints and periodic samples.
 """
 
+import contextlib
 import logging
 import math
 import time
@@ -26,6 +27,7 @@ from jvdm.sampling import evaluate_samples, evaluation_captions, make_video_samp
 from jvdm.training.checkpoint import CHECKPOINT_DIR, Checkpointer
 from jvdm.training.metrics_log import MetricsLog
 from jvdm.training.optimizer import make_optimizer
+from jvdm.training.preemption import PreemptionNotice
 from jvdm.training.run_config import check_run_config_matches, save_run_config
 from jvdm.training.state import TrainState, abstract_train_state
 from jvdm.training.step import make_train_step
@@ -90,8 +92,10 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str,
     null_condition = null_condition_for(config)
     init, state_shardings, abstract_state = abstract_train_state(model, tx, video_shape, mesh, rules,
                                                                  null_condition)
-    checkpointer = Checkpointer(workdir / CHECKPOINT_DIR, keep=config.train.keep_checkpoints)
+    checkpointer = Checkpointer(workdir / CHECKPOINT_DIR, keep=config.train.keep_checkpoints,
+                                keep_every=config.train.get("keep_checkpoint_every", 0))
     bar = None
+    stack = contextlib.ExitStack()
     try:
       metrics_log = MetricsLog(workdir / "metrics.jsonl")
       if checkpointer.latest_step() is not None:
@@ -147,6 +151,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str,
       window_start, window_steps = time.perf_counter(), 0
       max_skipped = config.train.get("max_consecutive_skipped", 10)
       previous_metrics = None
+      notice = stack.enter_context(PreemptionNotice())
       for step in range(start_step + 1, end_step + 1):
         local_batch = next(data_iterator)
         batch = {key: jax.make_array_from_process_local_data(sharding, local_batch[key])
@@ -161,7 +166,8 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str,
         else:
           window_steps += 1
         bar.update(1)
-        is_last = step == end_step
+        preempted = notice.received or checkpointer.reached_preemption(step)
+        is_last = step == end_step or preempted
         should_log = step % config.train.log_every == 0 or is_last
         should_save = step % config.train.checkpoint_every == 0 or is_last
         if should_log or should_save:
@@ -176,11 +182,16 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str,
         if should_save:
           checkpointer.save(step, state, data_iterator)
         sample_every = config.train.sample_every
-        if (sample_every and step % sample_every == 0) or step == config.train.num_steps:
+        if ((sample_every and step % sample_every == 0) or step == config.train.num_steps) and (
+            not preempted):  # a preempted job has seconds left: save only
           save_samples(step, state)
         if should_log or should_save:  # saving and sampling are not training time
           window_start, window_steps = time.perf_counter(), 0
+        if preempted:
+          logger.warning("Preempted: saved step %d; run the same command again to resume.", step)
+          break
     finally:
+      stack.close()
       if bar is not None:
         bar.close()
       checkpointer.wait_until_finished()  # an in-flight save completes even on an error
