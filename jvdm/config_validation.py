@@ -1,5 +1,6 @@
 """Checks a whole config before any compute, so a bad value stops the run at once."""
 
+import jax
 import ml_collections
 
 from jvdm.data.captions import null_condition_for
@@ -7,6 +8,8 @@ from jvdm.data.pipeline import DATASETS
 from jvdm.diffusion import (LOSS_WEIGHTINGS, PREDICTIONS, PROCESSES, SCHEDULES, TIME_SAMPLINGS,
                             make_process)
 from jvdm.errors import ConfigError
+from jvdm.parallel.axes import DATA, FSDP, TENSOR
+from jvdm.parallel.mesh import resolve_mesh_shape
 from jvdm.samplers import SAMPLERS
 from jvdm.samplers.video_sampler import make_video_sampler
 
@@ -78,3 +81,14 @@ def validate_config(config: ml_collections.ConfigDict) -> None:
     raise ConfigError(f"config.optim.ema_decay must be in [0, 1), got {config.optim.ema_decay}.")
   if config.sample.eta < 0:
     raise ConfigError(f"config.sample.eta must be >= 0, got {config.sample.eta}.")
+  mesh = resolve_mesh_shape(config.mesh.shape, jax.device_count())  # sizes multiply to devices
+  if config.model.name == "dit" and config.model.num_heads % mesh[TENSOR]:
+    raise ConfigError(f"config.model.num_heads={config.model.num_heads} is not divisible by the "
+                      f"tensor axis of size {mesh[TENSOR]} (mesh {mesh}): tensor parallelism "
+                      "splits whole heads.")
+  microbatch = config.data.batch_size // config.train.get("microbatches", 1)
+  if microbatch % (mesh[DATA] * mesh[FSDP]):
+    raise ConfigError(f"A micro-batch of {microbatch} videos (data.batch_size="
+                      f"{config.data.batch_size} / train.microbatches="
+                      f"{config.train.get('microbatches', 1)}) does not split over the "
+                      f"data-parallel size {mesh[DATA] * mesh[FSDP]} (data x fsdp of {mesh}).")

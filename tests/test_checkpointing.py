@@ -1,6 +1,7 @@
 """Checkpoint keep policies, stopping on a preemption notice, restoring onto another mesh."""
 
 import os
+import shutil
 import signal
 
 import flax.linen as nn
@@ -90,3 +91,27 @@ def test_a_checkpoint_from_8_devices_restores_onto_4_and_onto_fsdp(tmp_path, mes
     np.testing.assert_array_equal(np.asarray(saved), np.asarray(loaded))
   if "fsdp" in mesh_shape:  # FSDP really splits something
     assert any(s.spec and any(axis for axis in s.spec) for s in jax.tree.leaves(shardings_4))
+
+
+def test_a_half_written_checkpoint_is_ignored(tmp_path):
+  """A kill during an async save leaves orbax's temporary folder; it is never loaded, and the
+  next save of the same step still works."""
+  checkpointer = Checkpointer(tmp_path)
+  for step in (2, 4):
+    checkpointer.save(step, {"x": jnp.full((64,), float(step))})
+  checkpointer.wait_until_finished()
+  checkpointer.close()
+  partial = tmp_path / "6.orbax-checkpoint-tmp-1795500000"
+  shutil.copytree(tmp_path / "4", partial)
+  files = sorted(p for p in partial.rglob("*") if p.is_file())
+  for path in files[len(files) // 2:]:  # the second half of the files never got written
+    path.unlink()
+
+  checkpointer = Checkpointer(tmp_path)
+  assert checkpointer.latest_step() == 4
+  restored = checkpointer.restore({"x": jax.ShapeDtypeStruct((64,), jnp.float32)})
+  np.testing.assert_array_equal(restored["x"], np.full((64,), 4.0))
+  checkpointer.save(6, {"x": jnp.full((64,), 6.0)})
+  checkpointer.wait_until_finished()
+  assert checkpointer.latest_step() == 6
+  checkpointer.close()

@@ -156,6 +156,16 @@ def test_sampling_a_missing_or_empty_workdir(tmp_path):
     sample_from_workdir(str(tmp_path / "empty"))
 
 
+def test_dit_heads_must_split_over_the_tensor_axis(tmp_path):
+  config = bouncing_shapes_dit.get_config("tiny")
+  with config.unlocked():
+    config.model.num_heads = 3
+    config.model.hidden_size = 48
+    config.mesh.shape = {"data": 4, "tensor": 2}
+  with pytest.raises(ConfigError, match="num_heads=3 is not divisible by the tensor axis of size 2"):
+    train_and_evaluate(config, str(tmp_path), progress=False)
+
+
 @pytest.mark.parametrize("overrides, error, match", [
     ({"data.name": "imagenet"}, ConfigError, "bouncing_shapes"),
     ({"train.num_steps": 0}, ConfigError, "train.num_steps"),
@@ -163,8 +173,11 @@ def test_sampling_a_missing_or_empty_workdir(tmp_path):
     ({"data.height": 17}, ShapeError, "divisible by .* got x of shape .*17"),
     ({"optim.warmup_steps": 10}, ConfigError, "warmup_steps=10"),
     ({"data.channels": 1}, ConfigError, "expected 3"),
-    ({"data.batch_size": 4}, ShapeError, "data-parallel size 8"),
+    ({"data.batch_size": 4}, ConfigError, "micro-batch of 4 videos .* data-parallel size 8"),
     ({"data.name": "video_folder"}, ConfigError, "video_folder.root"),
+    ({"mesh.shape": {"data": 3}}, ConfigError, "multiply to 3, but there are 8 devices"),
+    ({"train.microbatches": 2}, ConfigError, "microbatches=2\\) does not split over the "
+                                             "data-parallel size 8"),
 ])
 def test_bad_configs_stop_with_a_clear_error(tmp_path, overrides, error, match):
   with pytest.raises(error, match=match):

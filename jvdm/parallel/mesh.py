@@ -55,9 +55,5 @@ def batch_sharding(mesh: Mesh, ndim: int) -> NamedSharding:
   return NamedSharding(mesh, PartitionSpec((axes.DATA, axes.FSDP), *([None] * (ndim - 1))))
 
 
-def data_parallel_size(mesh: Mesh) -> int:
-  return mesh.shape[axes.DATA] * mesh.shape[axes.FSDP]
-
-
 def replicated(mesh: Mesh) -> NamedSharding:
   return NamedSharding(mesh, PartitionSpec())

@@ -20,9 +20,9 @@ from jvdm.data.captions import null_condition_for
 from jvdm.data.pipeline import make_dataset
 from jvdm.data.transforms import to_uint8
 from jvdm.diffusion import make_loss
-from jvdm.errors import JvdmError, ShapeError
+from jvdm.errors import JvdmError
 from jvdm.models import get_model
-from jvdm.parallel.mesh import batch_sharding, data_parallel_size, make_mesh, replicated
+from jvdm.parallel.mesh import batch_sharding, make_mesh, replicated
 from jvdm.sampling import evaluate_samples, evaluation_captions, make_video_sampler, write_samples
 from jvdm.training.checkpoint import CHECKPOINT_DIR, Checkpointer
 from jvdm.training.metrics_log import MetricsLog
@@ -76,9 +76,6 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str,
   # Mesh.
   mesh = make_mesh(config.mesh.shape)
   rules = config.mesh.logical_axis_rules
-  if config.data.batch_size % data_parallel_size(mesh):
-    raise ShapeError(f"data.batch_size={config.data.batch_size} is not divisible by the "
-                     f"data-parallel size {data_parallel_size(mesh)} of mesh {dict(mesh.shape)}.")
   video_shape = (config.data.num_frames, config.data.height, config.data.width, config.data.channels)
 
   # Data.
