@@ -43,6 +43,9 @@ def get_config(variant: str = "default") -> ml_collections.ConfigDict:
         scan_layers=False,  # nn.scan over blocks: compile time independent of depth
         remat="none",  # none | full | dots
         attention_implementation=None,  # None (XLA) | "cudnn" (GPU)
+        # Split attention's token sequence over the mesh's context axis (all-to-all,
+        # DeepSpeed-Ulysses); set mesh.shape.context > 1 to use it.
+        context_parallel=False,
         cond_dim=0,  # width of conditioning embeddings to cross-attend to; 0 = unconditional
         # none | caption: cross-attend to the videos' captions (the colours they hold) through
         # a small text encoder trained with the DiT (sets cond_dim to its width).

@@ -34,6 +34,7 @@ from jvdm.models.layers.kv_cache import KVCache
 from jvdm.models.layers.rope import apply_rope
 from jvdm.models.text_encoder import TextEncoder
 from jvdm.models.unet3d import config_dtype
+from jvdm.parallel.context_attention import attention
 from jvdm.parallel.axes import ACT_EMBED, BATCH, EMBED, FRAMES, HEAD_DIM, LAYERS, LENGTH, QKV_HEADS
 
 LAYOUTS = ("full", "factorized", "windowed")
@@ -73,6 +74,7 @@ class Attention(nn.Module):
   temporal_window: int | None = None
   rope: bool = True
   attention_implementation: str | None = None
+  context_parallel: bool = False
   dtype: Any = jnp.float32
   param_dtype: Any = jnp.float32
 
@@ -99,15 +101,14 @@ class Attention(nn.Module):
       query, key = rotate(query), rotate(key)
     new_kv = (key, value)
 
-    attend = lambda q, k, v, mask=None: jax.nn.dot_product_attention(
-        q, k, v, mask=mask, implementation=self.attention_implementation)
     if self.layout == "spatial":
-      out = attend(*(einops.rearrange(a, "b f p n d -> (b f) p n d") for a in (query, key, value)))
+      out = attention(*(einops.rearrange(a, "b f p n d -> (b f) p n d") for a in (query, key, value)),
+                      implementation=self.attention_implementation)
       out = einops.rearrange(out, "(b f) p n d -> b f p n d", b=batch)
     elif self.layout == "temporal":
       mask = _frame_mask(frames, frames, self.causal, self.temporal_window)
-      out = attend(*(einops.rearrange(a, "b f p n d -> (b p) f n d") for a in (query, key, value)),
-                   mask=mask[None, None])
+      out = attention(*(einops.rearrange(a, "b f p n d -> (b p) f n d") for a in (query, key, value)),
+                      mask, self.attention_implementation)
       out = einops.rearrange(out, "(b p) f n d -> b f p n d", b=batch)
     else:  # full or windowed, over all tokens of the chunk and the cache
       window = self.temporal_window if self.layout == "windowed" else None
@@ -121,8 +122,11 @@ class Attention(nn.Module):
         cached_frames = jnp.repeat(slot_frames, num_tokens)
         key_valid = jnp.concatenate([cached_frames >= 0, jnp.ones(query_frames.shape, bool)])
         key_frames = jnp.concatenate([cached_frames, query_frames])
-      mask = _frame_mask(query_frames, key_frames, self.causal, window, key_valid)
-      out = attend(flat(query), keys, values, mask=mask[None, None])
+      mask = None
+      if self.causal or window is not None or key_valid is not None:
+        mask = _frame_mask(query_frames, key_frames, self.causal, window, key_valid)
+      out = attention(flat(query), keys, values, mask, self.attention_implementation,
+                      self.context_parallel and cache is None)
       out = einops.rearrange(out, "b (f p) n d -> b f p n d", f=num_frames)
 
     out_kernel = self.param(
@@ -184,6 +188,7 @@ class DiTBlock(nn.Module):
   temporal_window: int | None
   rope: bool
   attention_implementation: str | None
+  context_parallel: bool
   dtype: Any
   param_dtype: Any
 
@@ -203,7 +208,8 @@ class DiTBlock(nn.Module):
     for i, kind in enumerate(kinds):
       shift, scale, gate = modulation[3 * i:3 * i + 3]
       attention = Attention(self.num_heads, kind, self.causal, self.temporal_window, self.rope,
-                            self.attention_implementation, name=f"attention_{kind}", **kwargs)
+                            self.attention_implementation, self.context_parallel,
+                            name=f"attention_{kind}", **kwargs)
       out, kv = attention(norm(x) * (1 + scale) + shift, frames, rows, cols,
                           layer_cache if kind != "spatial" else None)
       new_kv = kv if kind != "spatial" else new_kv
@@ -238,6 +244,9 @@ class VideoDiT(nn.Module):
     cond_dim: width of conditioning embeddings `cond [B, L, cond_dim]` (e.g. text encoder
       outputs) that every block cross-attends to; 0 = unconditional. A null condition (e.g.
       zeros, or the empty prompt's embeddings) is the unconditional path of guidance.
+    context_parallel: split the token sequence of full/windowed attention over the mesh's
+      `context` axis with all-to-all attention (`jvdm.parallel.context_attention`); the
+      activations between blocks are sharded over it by the logical rules either way.
     text_encoder: a `TextEncoder` trained with the DiT; then `cond` is caption tokens `[B, L]`
       and `cond_dim` must be the encoder's width.
   """
@@ -255,6 +264,7 @@ class VideoDiT(nn.Module):
   scan_layers: bool = False
   remat: str = "none"
   attention_implementation: str | None = None
+  context_parallel: bool = False
   cond_dim: int = 0
   text_encoder: TextEncoder | None = None
   dtype: Any = jnp.float32
@@ -265,6 +275,9 @@ class VideoDiT(nn.Module):
       raise ConfigError(f"Unknown DiT layout {self.layout!r}; valid: {list(LAYOUTS)}.")
     if self.position not in POSITIONS:
       raise ConfigError(f"Unknown position embedding {self.position!r}; valid: {list(POSITIONS)}.")
+    if self.context_parallel and self.layout == "factorized":
+      raise ConfigError("context_parallel splits the token sequence of the 'full' and 'windowed' "
+                        "layouts; the 'factorized' layout attends within frames and across them.")
     if self.hidden_size % self.num_heads:
       raise ConfigError(f"hidden_size {self.hidden_size} is not divisible by num_heads "
                         f"{self.num_heads}.")
@@ -331,7 +344,8 @@ class VideoDiT(nn.Module):
     block_kwargs = dict(num_heads=self.num_heads, mlp_ratio=self.mlp_ratio, layout=self.layout,
                         causal=self.causal, temporal_window=self.temporal_window,
                         rope=self.position == "rope",
-                        attention_implementation=self.attention_implementation, **kwargs)
+                        attention_implementation=self.attention_implementation,
+                        context_parallel=self.context_parallel, **kwargs)
     block_cls = DiTBlock
     if self.remat != "none":
       policy = (jax.checkpoint_policies.dots_with_no_batch_dims_saveable if self.remat == "dots"
@@ -390,6 +404,7 @@ def from_config(config: ml_collections.ConfigDict) -> VideoDiT:
         temporal_window=int(model.temporal_window), position=str(model.position),
         scan_layers=bool(model.scan_layers), remat=str(model.remat),
         attention_implementation=model.attention_implementation,
+        context_parallel=bool(model.get("context_parallel", False)),
         cond_dim=cond_dim, text_encoder=text_encoder,
         dtype=config_dtype(model.dtype, "dtype"),
         param_dtype=config_dtype(model.param_dtype, "param_dtype"))

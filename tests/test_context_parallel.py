@@ -1,0 +1,64 @@
+"""Context parallelism: DiT attention with the token sequence split over the `context` axis
+(all-to-all) equals attention on one device, forward and in a sharded train step."""
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from configs import bouncing_shapes_dit
+from jvdm.errors import ConfigError
+from jvdm.models import get_model
+from jvdm.parallel.mesh import make_mesh
+from test_training import _assert_8_devices_equal_1_device
+
+
+def _config(**model):
+  config = bouncing_shapes_dit.get_config("tiny")
+  with config.unlocked():
+    config.model.update(model)
+  return config
+
+
+@pytest.mark.parametrize("model", [{"causal": False}, {"causal": True},
+                                   {"layout": "windowed", "temporal_window": 2}])
+def test_context_parallel_attention_equals_one_device(model):
+  x = jax.random.normal(jax.random.key(0), (2, 4, 16, 16, 3))  # 4 frames x 16 tokens
+  t = jnp.array([[0.1, 0.3, 0.5, 0.9], [0.6, 0.6, 0.2, 0.0]])
+  plain = get_model(_config(**model))
+  params = jax.jit(plain.init)(jax.random.key(1), x, t)["params"]
+  leaves, tree = jax.tree.flatten(params)  # away from the zero-initialized gates
+  keys = jax.random.split(jax.random.key(2), len(leaves))
+  params = jax.tree.unflatten(tree, [p + 0.05 * jax.random.normal(k, p.shape)
+                                     for p, k in zip(leaves, keys)])
+  expected = jax.jit(plain.apply)({"params": params}, x, t)
+
+  config = _config(context_parallel=True, **model)
+  sharded = get_model(config)
+  with jax.set_mesh(make_mesh({"data": 2, "context": 4})), nn.logical_axis_rules(
+      config.mesh.logical_axis_rules):
+    apply = jax.jit(sharded.apply)
+    out = apply({"params": params}, x, t)
+    hlo = apply.lower({"params": params}, x, t).as_text()
+  np.testing.assert_allclose(out, expected, atol=2e-5)
+  assert "all_to_all" in hlo or "all-to-all" in hlo  # the sequence really is exchanged
+
+
+def test_context_parallel_train_step_on_8_devices_equals_1_device():
+  config = _config(context_parallel=True, causal=True)
+  with config.unlocked():
+    config.mesh.shape = {"data": 2, "context": 4}
+  _assert_8_devices_equal_1_device(config, {"data": 2, "context": 4})
+
+
+def test_context_parallel_needs_heads_that_split():
+  config = _config(context_parallel=True)  # 4 heads
+  model = get_model(config)
+  x, t = jnp.zeros((1, 4, 16, 16, 3)), jnp.zeros((1,))
+  with jax.set_mesh(make_mesh({"context": 8})), nn.logical_axis_rules(
+      config.mesh.logical_axis_rules):
+    with pytest.raises(ConfigError, match="splits 4 heads into 8"):
+      jax.eval_shape(model.init, jax.random.key(0), x, t)
+  with pytest.raises(ConfigError, match="'factorized' layout"):
+    get_model(_config(context_parallel=True, layout="factorized")).init(jax.random.key(0), x, t)
