@@ -140,6 +140,10 @@ def get_config(variant: str = "default") -> ml_collections.ConfigDict:
   # Sizes of the mesh axes; -1 takes the remaining devices.
   config.mesh.shape = ml_collections.ConfigDict(
       {axes.DATA: -1, axes.FSDP: 1, axes.CONTEXT: 1, axes.TENSOR: 1})
+  # Sizes across slices (multi-slice TPU) or processes (multi-host GPU/CPU); each axis's size is
+  # shape x dcn_shape. Put data parallelism here: only its gradient all-reduce crosses DCN.
+  config.mesh.dcn_shape = ml_collections.ConfigDict(
+      {axes.DATA: 1, axes.FSDP: 1, axes.CONTEXT: 1, axes.TENSOR: 1})
   config.mesh.logical_axis_rules = axes.DEFAULT_RULES
 
   if variant == "tiny":

@@ -9,7 +9,7 @@ from jvdm.diffusion import (LOSS_WEIGHTINGS, PREDICTIONS, PROCESSES, SCHEDULES, 
                             make_process)
 from jvdm.errors import ConfigError
 from jvdm.parallel.axes import DATA, FSDP, TENSOR
-from jvdm.parallel.mesh import resolve_mesh_shape
+from jvdm.parallel.mesh import split_mesh_shape
 from jvdm.samplers import SAMPLERS
 from jvdm.samplers.video_sampler import make_video_sampler
 
@@ -81,7 +81,9 @@ def validate_config(config: ml_collections.ConfigDict) -> None:
     raise ConfigError(f"config.optim.ema_decay must be in [0, 1), got {config.optim.ema_decay}.")
   if config.sample.eta < 0:
     raise ConfigError(f"config.sample.eta must be >= 0, got {config.sample.eta}.")
-  mesh = resolve_mesh_shape(config.mesh.shape, jax.device_count())  # sizes multiply to devices
+  mesh, dcn = split_mesh_shape(config.mesh.shape, config.mesh.get("dcn_shape"),
+                               jax.device_count())
+  mesh = {name: size * dcn[name] for name, size in mesh.items()}  # whole-job axis sizes
   if config.model.name == "dit" and config.model.num_heads % mesh[TENSOR]:
     raise ConfigError(f"config.model.num_heads={config.model.num_heads} is not divisible by the "
                       f"tensor axis of size {mesh[TENSOR]} (mesh {mesh}): tensor parallelism "

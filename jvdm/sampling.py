@@ -126,7 +126,7 @@ def sample_from_workdir(workdir: str, *, out: str | None = None, num_samples: in
   else:
     captions = np.repeat(encode_caption(prompt, config.data.bouncing_shapes.max_shapes)[None],
                          num_samples, axis=0)
-  mesh = make_mesh(config.mesh.shape)
+  mesh = make_mesh(config.mesh.shape, dcn_shape=config.mesh.get("dcn_shape"))
   model = get_model(config)
   tx, _ = make_optimizer(config.optim, config.train.num_steps)
   video_shape = (config.data.num_frames, config.data.height, config.data.width, config.data.channels)

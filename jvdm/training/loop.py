@@ -74,7 +74,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str,
   logger.info("Workdir: %s", workdir)
 
   # Mesh.
-  mesh = make_mesh(config.mesh.shape)
+  mesh = make_mesh(config.mesh.shape, dcn_shape=config.mesh.get("dcn_shape"))
   rules = config.mesh.logical_axis_rules
   video_shape = (config.data.num_frames, config.data.height, config.data.width, config.data.channels)
 

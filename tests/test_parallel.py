@@ -1,4 +1,4 @@
-"""Context parallelism: DiT attention with the token sequence split over the `context` axis
+"""Meshes within and across slices, and context parallelism: DiT attention with the token sequence split over the `context` axis
 (all-to-all) equals attention on one device, forward and in a sharded train step."""
 
 import flax.linen as nn
@@ -10,7 +10,7 @@ import pytest
 from configs import bouncing_shapes_dit
 from jvdm.errors import ConfigError
 from jvdm.models import get_model
-from jvdm.parallel.mesh import make_mesh
+from jvdm.parallel.mesh import make_mesh, split_mesh_shape
 from test_training import _assert_8_devices_equal_1_device
 
 
@@ -62,3 +62,17 @@ def test_context_parallel_needs_heads_that_split():
       jax.eval_shape(model.init, jax.random.key(0), x, t)
   with pytest.raises(ConfigError, match="'factorized' layout"):
     get_model(_config(context_parallel=True, layout="factorized")).init(jax.random.key(0), x, t)
+
+
+def test_mesh_shapes_within_and_across_slices():
+  assert split_mesh_shape({"data": -1, "tensor": 2}, {"data": 2}, 16) == (
+      {"data": 4, "fsdp": 1, "context": 1, "tensor": 2},
+      {"data": 2, "fsdp": 1, "context": 1, "tensor": 1})
+  with pytest.raises(ConfigError, match="asks for 3 slices/processes, which do not split 8"):
+    split_mesh_shape({"data": -1}, {"data": 3}, 8)
+  with pytest.raises(ConfigError, match="positive sizes"):
+    split_mesh_shape({"data": -1}, {"data": 0}, 8)
+  # One process is one granule: 2 across processes cannot be laid out (the 2-process layout
+  # is tested in test_multihost).
+  with pytest.raises(ConfigError, match="across processes"):
+    make_mesh({"data": -1}, dcn_shape={"data": 2})
