@@ -1,5 +1,6 @@
-"""Meshes within and across slices, and context parallelism: DiT attention with the token sequence split over the `context` axis
-(all-to-all) equals attention on one device, forward and in a sharded train step."""
+"""Meshes within and across slices, and context parallelism: DiT attention with the token
+sequence split over the `context` axis (all-to-all) equals attention on one device, forward
+and in a sharded train step."""
 
 import flax.linen as nn
 import jax
