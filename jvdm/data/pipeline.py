@@ -53,9 +53,13 @@ def make_dataset(data_config: ml_collections.ConfigDict, source: Any = None,
   process_count = jax.process_count() if process_count is None else process_count
   batch = local_batch_size(data_config.batch_size, process_count)
   source = make_source(data_config) if source is None else source
-  dataset = grain.MapDataset.source(source).seed(data_config.shuffle_seed).shuffle()
-  # Every process sees the same permutation and keeps its own disjoint slice of it.
-  dataset = dataset[process_index::process_count].repeat()  # each epoch reshuffled
+  # Every process sees the same permutation (each epoch reshuffled)...
+  shuffled = grain.MapDataset.source(source).seed(data_config.shuffle_seed).shuffle().repeat()
+  # ...and reads rows [i * batch, (i + 1) * batch) of each global batch of it: the global batch,
+  # row for row, is the same for any number of processes.
+  first_row = process_index * batch
+  dataset = grain.MapDataset.range(len(shuffled) // process_count).map(
+      lambda i: shuffled[i // batch * data_config.batch_size + first_row + i % batch])
   stream = dataset.to_iter_dataset()
   # Sources return None for items they could not read (a corrupt file); drop them here.
   stream = stream.filter(lambda item: item is not None)
