@@ -88,6 +88,8 @@ def _start_process(workdir, log_prefix, num_devices, coordinator, process_id):
   env.pop("JAX_COMPILATION_CACHE_DIR", None)
   command = [sys.executable, os.path.join(REPO, "train.py"), f"--config={TINY}",
              f"--workdir={workdir}", *(f"--config.{key}={value}" for key, value in OVERRIDES.items()),
+             # The data axis spans the two processes as DCN (make_mesh's hybrid layout).
+             "--config.mesh.dcn_shape.data=2",
              f"--coordinator_address={coordinator}", "--num_processes=2",
              f"--process_id={process_id}"]
   with open(f"{log_prefix}.out", "w") as stdout, open(f"{log_prefix}.err", "w") as stderr:
