@@ -30,6 +30,8 @@ from jvdm.training.optimizer import make_optimizer
 from jvdm.training.preemption import PreemptionNotice
 from jvdm.training.run_config import check_run_config_matches, save_run_config
 from jvdm.training.state import TrainState, abstract_train_state
+from jvdm.training.throughput import (device_peak_flops, matmul_dtype, step_flops, throughput,
+                                      tokens_per_example)
 from jvdm.training.step import make_train_step
 
 logger = logging.getLogger(__name__)
@@ -37,6 +39,30 @@ logger = logging.getLogger(__name__)
 
 class NonFiniteLossError(JvdmError):
   """Too many consecutive steps had a NaN or infinite loss or gradient."""
+
+
+class _ThroughputRate:
+  """examples/s, tokens/s, model TFLOP/s and MFU from steps/s (`jvdm.training.throughput`)."""
+
+  def __init__(self, config: ml_collections.ConfigDict, compiled_step):
+    self.batch = config.data.batch_size
+    self.tokens = tokens_per_example(config)
+    try:  # XLA's count is per device; every device runs the same partitioned program
+      self.flops = step_flops(compiled_step) * jax.device_count()
+    except JvdmError as error:
+      logger.warning("No FLOP count for MFU: %s", error)
+      self.flops = None
+    dtype = matmul_dtype(config.model.dtype)
+    self.peak, source = device_peak_flops(jax.devices()[0], dtype)
+    logger.info("Step: %.3g FLOP; peak %.3g FLOP/s per device (%s, %s %s)",
+                self.flops or float("nan"), self.peak, dtype, jax.devices()[0].device_kind, source)
+
+  def __call__(self, steps_per_second: float) -> dict[str, float]:
+    if self.flops is None:
+      return {"examples_per_s": steps_per_second * self.batch,
+              "tokens_per_s": steps_per_second * self.batch * self.tokens}
+    return throughput(steps_per_second, self.batch, self.tokens, self.flops, self.peak,
+                      jax.device_count())
 
 
 def _check_skipped(metrics, step: int, max_consecutive: int, checkpointer: Checkpointer) -> None:
@@ -153,6 +179,9 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str,
         local_batch = next(data_iterator)
         batch = {key: jax.make_array_from_process_local_data(sharding, local_batch[key])
                  for key, sharding in batch_shardings.items()}
+        if step == start_step + 1:  # compile once, ahead of time, to read its FLOP count
+          train_step = train_step.lower(state, batch, train_rng).compile()
+          rate = _ThroughputRate(config, train_step)
         state, metrics = train_step(state, batch, train_rng)
         # Read the previous step's counter while this one runs: the device stays one step ahead.
         if previous_metrics is not None:
@@ -173,6 +202,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str,
         if should_log:
           if window_steps:
             metrics["steps_per_second"] = window_steps / (time.perf_counter() - window_start)
+            metrics.update(rate(metrics["steps_per_second"]))
           metrics_log.write(step, metrics)
           bar.set_postfix(loss=f"{metrics['loss']:.4f}",
                           steps_per_s=f"{metrics.get('steps_per_second', float('nan')):.2f}")
