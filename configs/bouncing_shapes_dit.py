@@ -8,8 +8,8 @@ Variants (`--config configs/bouncing_shapes_dit.py:VARIANT`):
            step of 8 videos on 2 CPU cores (factorized layout: 2.8 s), so meant for accelerators.
   causal   the same, frame-causal, for autoregressive generation with a KV cache.
   caption  a CPU-sized caption-conditioned DiT (patch 2x4x4: 8 frames of 64 tokens, width 128,
-           depth 4, factorized) with its text encoder; 0.56 s per step on 2 CPU cores, 1500
-           steps. Sample with guidance: sample.py --prompt "red blue" --guidance_scale 3.
+           depth 4, factorized) with its text encoder; 0.67 s per step on 2 CPU cores
+           (benchmarks/train_throughput.py), 1500 steps. Sample with guidance: sample.py --prompt "red blue" --guidance_scale 3.
   tiny     a few-second smoke config used by the tests.
   S, B, L, XL  DiT sizes of Peebles & Xie 2023 (Table 1) with 1x2x2 patches, for accelerators.
 """

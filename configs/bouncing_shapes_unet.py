@@ -36,7 +36,7 @@ def get_config(variant: str = "default") -> ml_collections.ConfigDict:
   config.model = ml_collections.ConfigDict()
   config.model.name = "unet3d"
   # 4x4 space-to-depth stem: the UNet runs at 8x8 and 4x4 (on 2 CPU cores the full-resolution
-  # convs of a patch-1 UNet cost 6 s a step; see benchmarks/train_step_time.py).
+  # convs of a patch-1 UNet cost 6 s a step; see README, Benchmarks).
   config.model.patch_size = 4
   config.model.base_channels = 48
   config.model.channel_mults = (1, 2)

@@ -54,6 +54,9 @@ class _ThroughputRate:
       self.flops = None
     dtype = matmul_dtype(config.model.dtype)
     self.peak, source = device_peak_flops(jax.devices()[0], dtype)
+    # Simulated CPU devices share their host, whose measured matmul rate is their joint peak.
+    self.peak_devices = (jax.process_count() if jax.devices()[0].platform == "cpu"
+                         else jax.device_count())
     logger.info("Step: %.3g FLOP; peak %.3g FLOP/s per device (%s, %s %s)",
                 self.flops or float("nan"), self.peak, dtype, jax.devices()[0].device_kind, source)
 
@@ -62,7 +65,7 @@ class _ThroughputRate:
       return {"examples_per_s": steps_per_second * self.batch,
               "tokens_per_s": steps_per_second * self.batch * self.tokens}
     return throughput(steps_per_second, self.batch, self.tokens, self.flops, self.peak,
-                      jax.device_count())
+                      self.peak_devices)
 
 
 def _check_skipped(metrics, step: int, max_consecutive: int, checkpointer: Checkpointer) -> None:
