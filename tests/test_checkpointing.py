@@ -38,7 +38,7 @@ def test_sigterm_sets_the_notice_and_the_old_handler_comes_back():
   assert signal.getsignal(signal.SIGTERM) is before
 
 
-def test_a_preempted_run_saves_at_the_next_step_and_resumes(tmp_path, monkeypatch):
+def test_a_preempted_run_saves_at_the_next_step_and_stops(tmp_path, monkeypatch):
   config = bouncing_shapes_unet.get_config("tiny")
   with config.unlocked():
     config.train.update(num_steps=8, checkpoint_every=100, log_every=100, sample_every=0)
@@ -54,9 +54,7 @@ def test_a_preempted_run_saves_at_the_next_step_and_resumes(tmp_path, monkeypatc
   assert int(state.step) == 4  # noticed before step 4's save decision
   checkpointer = Checkpointer(tmp_path / "checkpoints", read_only=True)
   assert checkpointer.all_steps() == [4]
-  checkpointer.close()
-  monkeypatch.setattr(Checkpointer, "reached_preemption", original)
-  assert int(loop.train_and_evaluate(config, str(tmp_path), progress=False).step) == 8
+  checkpointer.close()  # resuming from it is what the resume and SIGKILL tests check
 
 
 @pytest.mark.parametrize("mesh_shape", [{"data": 4}, {"data": 1, "fsdp": 4}])
