@@ -30,7 +30,6 @@ import numpy as np
 from benchmarks import common
 from jvdm.data.captions import null_condition_for
 from jvdm.data.synthetic import BouncingShapes
-from jvdm.diffusion import make_loss
 from jvdm.errors import ConfigError
 from jvdm.models import get_model
 from jvdm.parallel import axes
@@ -38,7 +37,7 @@ from jvdm.parallel.mesh import batch_sharding, make_mesh
 from jvdm.training import throughput
 from jvdm.training.optimizer import make_optimizer
 from jvdm.training.state import create_sharded_state
-from jvdm.training.step import make_train_step
+from jvdm.training.step import train_step_from_config
 
 
 def time_step(config, devices, repeats: int) -> dict:
@@ -63,10 +62,7 @@ def time_step(config, devices, repeats: int) -> dict:
     tx, schedule = make_optimizer(config.optim, config.train.num_steps)
     state, shardings, _ = create_sharded_state(model, tx, jax.random.key(0), video_shape, mesh,
                                                rules, null_condition)
-    step = jax.jit(make_train_step(model, make_loss(config.diffusion), tx, schedule,
-                                   config.optim.ema_decay, null_condition,
-                                   config.train.get("condition_dropout", 0.0),
-                                   config.train.get("microbatches", 1)),
+    step = jax.jit(train_step_from_config(config, model, tx, schedule),
                    in_shardings=(shardings, None, None), out_shardings=(shardings, None),
                    donate_argnums=0)
     keys = ("video",) if null_condition is None else ("video", "caption")

@@ -19,7 +19,6 @@ from jvdm.config_validation import validate_config
 from jvdm.data.captions import null_condition_for
 from jvdm.data.pipeline import make_dataset
 from jvdm.data.transforms import to_uint8
-from jvdm.diffusion import make_loss
 from jvdm.errors import JvdmError
 from jvdm.models import get_model
 from jvdm.parallel.mesh import batch_sharding, make_mesh, replicated
@@ -32,7 +31,7 @@ from jvdm.training.run_config import check_run_config_matches, save_run_config
 from jvdm.training.state import TrainState, abstract_train_state
 from jvdm.training.throughput import (device_peak_flops, matmul_dtype, step_flops, throughput,
                                       tokens_per_example)
-from jvdm.training.step import make_train_step
+from jvdm.training.step import train_step_from_config
 
 logger = logging.getLogger(__name__)
 
@@ -142,10 +141,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str,
       if null_condition is not None:
         batch_shardings["caption"] = batch_sharding(mesh, 2)
       train_step = jax.jit(
-          make_train_step(model, make_loss(config.diffusion), tx, schedule,
-                          config.optim.ema_decay, null_condition,
-                          config.train.get("condition_dropout", 0.0),
-                          config.train.get("microbatches", 1)),
+          train_step_from_config(config, model, tx, schedule),
           in_shardings=(state_shardings, batch_shardings, replicated(mesh)),
           out_shardings=(state_shardings, replicated(mesh)),
           donate_argnums=0)

@@ -7,7 +7,9 @@ import jax
 import jax.numpy as jnp
 import optax
 
+from jvdm.data.captions import null_condition_for
 from jvdm.data.transforms import to_model_range
+from jvdm.diffusion import make_loss
 from jvdm.errors import ConfigError, ShapeError
 from jvdm.training.optimizer import ema_update
 from jvdm.training.state import TrainState
@@ -115,3 +117,12 @@ def make_train_step(model: nn.Module, denoising_loss: Callable[..., jnp.ndarray]
     return new_state, metrics
 
   return train_step
+
+
+def train_step_from_config(config, model: nn.Module, tx: optax.GradientTransformation,
+                           schedule: optax.Schedule):
+  """`make_train_step` with the loss, EMA, caption conditioning and micro-batches of `config`."""
+  return make_train_step(model, make_loss(config.diffusion), tx, schedule,
+                         config.optim.ema_decay, null_condition_for(config),
+                         config.train.get("condition_dropout", 0.0),
+                         config.train.get("microbatches", 1))
