@@ -43,9 +43,10 @@ def get_config(variant: str = "default") -> ml_collections.ConfigDict:
         scan_layers=False,  # nn.scan over blocks: compile time independent of depth
         remat="none",  # none | full | dots
         attention_implementation=None,  # None (XLA) | "cudnn" (GPU)
-        # Split attention's token sequence over the mesh's context axis (all-to-all,
-        # DeepSpeed-Ulysses); set mesh.shape.context > 1 to use it.
-        context_parallel=False,
+        # Split attention's token sequence over the mesh's context axis: "all_to_all"
+        # (DeepSpeed-Ulysses; heads must divide by context x tensor) or "ring" (ring
+        # attention; any head count); set mesh.shape.context > 1 to use it. None = off.
+        context_parallel=None,
         cond_dim=0,  # width of conditioning embeddings to cross-attend to; 0 = unconditional
         # none | caption: cross-attend to the videos' captions (the colours they hold) through
         # a small text encoder trained with the DiT (sets cond_dim to its width).

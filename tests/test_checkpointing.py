@@ -41,19 +41,19 @@ def test_sigterm_sets_the_notice_and_the_old_handler_comes_back():
 def test_a_preempted_run_saves_at_the_next_step_and_stops(tmp_path, monkeypatch):
   config = bouncing_shapes_unet.get_config("tiny")
   with config.unlocked():
-    config.train.update(num_steps=8, checkpoint_every=100, log_every=100, sample_every=0)
+    config.train.update(checkpoint_every=100, log_every=100, sample_every=0)  # 4 steps
   original = Checkpointer.reached_preemption
 
-  def sigterm_at_step_3(self, step):  # the signal arrives while step 3 is being run
-    if step == 3:
+  def sigterm_at_step_2(self, step):  # the signal arrives while step 2 is being run
+    if step == 2:
       os.kill(os.getpid(), signal.SIGTERM)
     return original(self, step)
 
-  monkeypatch.setattr(Checkpointer, "reached_preemption", sigterm_at_step_3)
+  monkeypatch.setattr(Checkpointer, "reached_preemption", sigterm_at_step_2)
   state = loop.train_and_evaluate(config, str(tmp_path), progress=False)
-  assert int(state.step) == 4  # noticed before step 4's save decision
+  assert int(state.step) == 3  # noticed before step 3's save decision
   checkpointer = Checkpointer(tmp_path / "checkpoints", read_only=True)
-  assert checkpointer.all_steps() == [4]
+  assert checkpointer.all_steps() == [3]
   checkpointer.close()  # resuming from it is what the resume and SIGKILL tests check
 
 

@@ -98,7 +98,7 @@ class _NaNVideos:
 
 def test_the_run_stops_after_k_consecutive_non_finite_steps_with_a_finite_checkpoint(
     tmp_path, monkeypatch):
-  config = _tiny(num_steps=12, checkpoint_every=2, log_every=100, sample_every=0,
+  config = _tiny(checkpoint_every=2, log_every=100, sample_every=0,  # 4 steps
                  max_consecutive_skipped=3)
   shape = (config.data.num_frames, config.data.height, config.data.width, 3)
   real = pipeline.make_dataset
@@ -111,7 +111,7 @@ def test_the_run_stops_after_k_consecutive_non_finite_steps_with_a_finite_checkp
   init_params = _step_and_state(config, init_rng=loop_init_rng)[1].params
   checkpointer = Checkpointer(tmp_path / "checkpoints", read_only=True)
   assert checkpointer.latest_step() == 2
-  _, _, abstract = abstract_train_state(get_model(config), make_optimizer(config.optim, 12)[0],
+  _, _, abstract = abstract_train_state(get_model(config), make_optimizer(config.optim, config.train.num_steps)[0],
                                         shape, make_mesh({"data": -1}), config.mesh.logical_axis_rules)
   restored = checkpointer.restore(abstract)
   checkpointer.close()

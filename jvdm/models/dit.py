@@ -17,6 +17,10 @@ With a `KVCache` (full or windowed layout, causal), a call on a chunk of frames 
 to the cached keys and values of earlier frames and returns the chunk's own keys and values,
 which the caller writes once the chunk is final (Ca2-VDM's cache sharing: the denoising steps
 of a chunk all reuse one cache of clean frames).
+
+With `long_attention` (sampling videos longer than the training clips), the temporal, full and
+windowed attention over more than `long_attention.window` latent frames use FreeNoise's window
+fusion or FreeLong's SpectralBlend (`jvdm.models.layers.long_attention`).
 """
 
 from typing import Any
@@ -31,10 +35,12 @@ from jvdm.errors import ConfigError, ShapeError
 from jvdm.models.layers.dense import dense
 from jvdm.models.layers.embeddings import TimestepEmbedding, sinusoidal_embedding
 from jvdm.models.layers.kv_cache import KVCache
+from jvdm.models.layers.long_attention import (LongAttention, band_mask, spectral_blend,
+                                               window_fused_attention)
 from jvdm.models.layers.rope import apply_rope
 from jvdm.models.text_encoder import TextEncoder
 from jvdm.models.unet3d import config_dtype
-from jvdm.parallel.context_attention import attention
+from jvdm.parallel.context_attention import attention, context_parallel_method
 from jvdm.parallel.axes import ACT_EMBED, BATCH, EMBED, FRAMES, HEAD_DIM, LAYERS, LENGTH, QKV_HEADS
 
 LAYOUTS = ("full", "factorized", "windowed")
@@ -66,7 +72,10 @@ def _frame_mask(query_frames, key_frames, causal: bool, window: int | None, key_
 
 
 class Attention(nn.Module):
-  """Multi-head attention over tokens `[B, F, P, C]` along the block's layout."""
+  """Multi-head attention over tokens `[B, F, P, C]` along the block's layout.
+
+  `grid` is the (rows, columns) of the P tokens of a frame, which FreeLong's 3D FFT needs.
+  """
 
   num_heads: int
   layout: str  # full | windowed | spatial | temporal
@@ -74,7 +83,9 @@ class Attention(nn.Module):
   temporal_window: int | None = None
   rope: bool = True
   attention_implementation: str | None = None
-  context_parallel: bool = False
+  context_parallel: str | None = None  # None | all_to_all | ring
+  long_attention: LongAttention | None = None
+  grid: tuple[int, int] | None = None
   dtype: Any = jnp.float32
   param_dtype: Any = jnp.float32
 
@@ -92,26 +103,47 @@ class Attention(nn.Module):
     x, qkv_kernel = nn.dtypes.promote_dtype(x, qkv_kernel, dtype=self.dtype)
     qkv = jnp.einsum("bfpc,cknd->bfpknd", x, qkv_kernel)
     query, key, value = (qkv[..., i, :, :] for i in range(3))  # [B, F, P, N, D]
+    rotate = None
     if self.rope:
-      token_frames = jnp.repeat(frames, num_tokens)
-      token_rows, token_cols = jnp.tile(rows, num_frames), jnp.tile(cols, num_frames)
-      rotate = lambda a: einops.rearrange(
-          _rope_3d(einops.rearrange(a, "b f p n d -> b (f p) n d"), token_frames, token_rows,
-                   token_cols), "b (f p) n d -> b f p n d", f=num_frames)
-      query, key = rotate(query), rotate(key)
+      def rotate(a, a_frames):  # a [B, F', P, N, D], a_frames [F']
+        length = a_frames.shape[0]
+        return einops.rearrange(
+            _rope_3d(einops.rearrange(a, "b f p n d -> b (f p) n d"),
+                     jnp.repeat(a_frames, num_tokens), jnp.tile(rows, length),
+                     jnp.tile(cols, length)), "b (f p) n d -> b f p n d", f=length)
+    unrotated_query, unrotated_key = query, key
+    if rotate is not None:
+      query, key = rotate(query, frames), rotate(key, frames)
     new_kv = (key, value)
+    long = self.long_attention
+    if self.layout == "spatial" or long is None or not long.applies(num_frames):
+      long = None
+    window = self.temporal_window if self.layout in ("windowed", "temporal") else None
 
-    if self.layout == "spatial":
+    if long is not None and long.method == "freenoise":
+      # FreeNoise (sec. 3.3): attention within overlapping windows of frames, fused per frame;
+      # the layer's own causal/window mask applies within each window.
+      window_frames = jnp.arange(long.window)
+      frame_mask = None
+      if self.causal or window is not None:
+        frame_mask = _frame_mask(window_frames, window_frames, self.causal, window)
+      out = window_fused_attention(
+          unrotated_query, unrotated_key, value, long.window, long.stride, long.weighting,
+          per_position=self.layout == "temporal", frame_mask=frame_mask, rotate=rotate,
+          implementation=self.attention_implementation,
+          context_parallel=None if self.layout == "temporal" else self.context_parallel)
+    elif self.layout == "spatial":
       out = attention(*(einops.rearrange(a, "b f p n d -> (b f) p n d") for a in (query, key, value)),
                       implementation=self.attention_implementation)
       out = einops.rearrange(out, "(b f) p n d -> b f p n d", b=batch)
     elif self.layout == "temporal":
-      mask = _frame_mask(frames, frames, self.causal, self.temporal_window)
-      out = attention(*(einops.rearrange(a, "b f p n d -> (b p) f n d") for a in (query, key, value)),
-                      mask, self.attention_implementation)
-      out = einops.rearrange(out, "(b p) f n d -> b f p n d", b=batch)
+      mask = _frame_mask(frames, frames, self.causal, window)
+      sequence = lambda a: einops.rearrange(a, "b f p n d -> (b p) f n d")
+      attend = lambda mask: einops.rearrange(
+          attention(sequence(query), sequence(key), sequence(value), mask,
+                    self.attention_implementation), "(b p) f n d -> b f p n d", b=batch)
+      out = attend(mask)
     else:  # full or windowed, over all tokens of the chunk and the cache
-      window = self.temporal_window if self.layout == "windowed" else None
       query_frames = jnp.repeat(frames, num_tokens)
       flat = lambda a: einops.rearrange(a, "b f p n d -> b (f p) n d")
       keys, values, key_frames, key_valid = flat(key), flat(value), query_frames, None
@@ -125,9 +157,19 @@ class Attention(nn.Module):
       mask = None
       if self.causal or window is not None or key_valid is not None:
         mask = _frame_mask(query_frames, key_frames, self.causal, window, key_valid)
-      out = attention(flat(query), keys, values, mask, self.attention_implementation,
-                      self.context_parallel and cache is None)
-      out = einops.rearrange(out, "b (f p) n d -> b f p n d", f=num_frames)
+      attend = lambda mask: einops.rearrange(
+          attention(flat(query), keys, values, mask, self.attention_implementation,
+                    self.context_parallel if cache is None else None),
+          "b (f p) n d -> b f p n d", f=num_frames)
+      out = attend(mask)
+    if long is not None and long.method == "freelong":
+      # FreeLong (sec. 3.2): the same attention again, local (frames within the band), and the
+      # low temporal/spatial frequencies of the global pass with the high ones of the local.
+      band = band_mask(num_frames, long.window, 1 if self.layout == "temporal" else num_tokens)
+      local = attend(band if mask is None else mask & band)
+      on_grid = lambda a: a.reshape((batch, num_frames) + self.grid + (-1,))
+      out = spectral_blend(on_grid(out), on_grid(local), long.temporal_cutoff,
+                           long.spatial_cutoff).reshape(out.shape)
 
     out_kernel = self.param(
         "out_kernel",
@@ -188,9 +230,11 @@ class DiTBlock(nn.Module):
   temporal_window: int | None
   rope: bool
   attention_implementation: str | None
-  context_parallel: bool
+  context_parallel: str | None
   dtype: Any
   param_dtype: Any
+  long_attention: LongAttention | None = None
+  grid: tuple[int, int] | None = None
 
   @nn.compact
   def __call__(self, x, context, layer_cache):
@@ -209,7 +253,7 @@ class DiTBlock(nn.Module):
       shift, scale, gate = modulation[3 * i:3 * i + 3]
       attention = Attention(self.num_heads, kind, self.causal, self.temporal_window, self.rope,
                             self.attention_implementation, self.context_parallel,
-                            name=f"attention_{kind}", **kwargs)
+                            self.long_attention, self.grid, name=f"attention_{kind}", **kwargs)
       out, kv = attention(norm(x) * (1 + scale) + shift, frames, rows, cols,
                           layer_cache if kind != "spatial" else None)
       new_kv = kv if kind != "spatial" else new_kv
@@ -245,10 +289,15 @@ class VideoDiT(nn.Module):
       outputs) that every block cross-attends to; 0 = unconditional. A null condition (e.g.
       zeros, or the empty prompt's embeddings) is the unconditional path of guidance.
     context_parallel: split the token sequence of full/windowed attention over the mesh's
-      `context` axis with all-to-all attention (`jvdm.parallel.context_attention`); the
+      `context` axis: "all_to_all" (Ulysses) or "ring" (`jvdm.parallel.context_attention`); the
       activations between blocks are sharded over it by the logical rules either way.
     text_encoder: a `TextEncoder` trained with the DiT; then `cond` is caption tokens `[B, L]`
       and `cond_dim` must be the encoder's width.
+    long_attention: a sampling-time option for videos longer than the training clips:
+      FreeNoise window fusion or FreeLong SpectralBlend in the temporal, full and windowed
+      attention (`jvdm.models.layers.long_attention`); set with `model.clone(long_attention=...)`,
+      the params are unchanged. Not with a KV cache. With "sincos" positions the tokens keep
+      their absolute frame embeddings (FreeNoise's window-relative positions need "rope").
   """
 
   out_channels: int
@@ -264,9 +313,10 @@ class VideoDiT(nn.Module):
   scan_layers: bool = False
   remat: str = "none"
   attention_implementation: str | None = None
-  context_parallel: bool = False
+  context_parallel: str | None = None  # None | all_to_all | ring
   cond_dim: int = 0
   text_encoder: TextEncoder | None = None
+  long_attention: LongAttention | None = None
   dtype: Any = jnp.float32
   param_dtype: Any = jnp.float32
 
@@ -278,6 +328,9 @@ class VideoDiT(nn.Module):
     if self.context_parallel and self.layout == "factorized":
       raise ConfigError("context_parallel splits the token sequence of the 'full' and 'windowed' "
                         "layouts; the 'factorized' layout attends within frames and across them.")
+    if self.long_attention is not None and not isinstance(self.long_attention, LongAttention):
+      raise ConfigError(f"long_attention must be a LongAttention or None, got "
+                        f"{self.long_attention!r}.")
     if self.hidden_size % self.num_heads:
       raise ConfigError(f"hidden_size {self.hidden_size} is not divisible by num_heads "
                         f"{self.num_heads}.")
@@ -300,6 +353,10 @@ class VideoDiT(nn.Module):
     if cache is not None and (self.layout == "factorized" or not self.causal):
       raise ConfigError("A KV cache needs a causal DiT with the 'full' or 'windowed' layout; "
                         f"got layout={self.layout!r}, causal={self.causal}.")
+    if cache is not None and self.long_attention is not None:
+      raise ConfigError(f"long_attention={self.long_attention} does not work with a KV cache: "
+                        "a cached chunk attends to earlier frames outside any window; use "
+                        "model.clone(long_attention=None) for autoregressive generation.")
 
     tokens = einops.rearrange(x, "b (f pt) (h ph) (w pw) c -> b f (h w) (pt ph pw c)",
                               pt=pt, ph=ph, pw=pw)
@@ -345,7 +402,8 @@ class VideoDiT(nn.Module):
                         causal=self.causal, temporal_window=self.temporal_window,
                         rope=self.position == "rope",
                         attention_implementation=self.attention_implementation,
-                        context_parallel=self.context_parallel, **kwargs)
+                        context_parallel=self.context_parallel,
+                        long_attention=self.long_attention, grid=(rows_out, cols_out), **kwargs)
     block_cls = DiTBlock
     if self.remat != "none":
       policy = (jax.checkpoint_policies.dots_with_no_batch_dims_saveable if self.remat == "dots"
@@ -404,7 +462,7 @@ def from_config(config: ml_collections.ConfigDict) -> VideoDiT:
         temporal_window=int(model.temporal_window), position=str(model.position),
         scan_layers=bool(model.scan_layers), remat=str(model.remat),
         attention_implementation=model.attention_implementation,
-        context_parallel=bool(model.get("context_parallel", False)),
+        context_parallel=context_parallel_method(model.get("context_parallel")),
         cond_dim=cond_dim, text_encoder=text_encoder,
         dtype=config_dtype(model.dtype, "dtype"),
         param_dtype=config_dtype(model.param_dtype, "param_dtype"))

@@ -16,6 +16,7 @@ from jvdm.errors import ConfigError, ShapeError
 from jvdm.models.layers.attention import VideoSelfAttention
 from jvdm.models.layers.conv import SpatialConv
 from jvdm.models.layers.embeddings import TimestepEmbedding
+from jvdm.models.layers.long_attention import LongAttention
 from jvdm.models.layers.norms import frame_group_norm
 from jvdm.models.layers.resample import Downsample, Upsample
 from jvdm.models.layers.resblock import ResBlock
@@ -57,6 +58,10 @@ class UNet3D(nn.Module):
     attention_implementation: for `jax.nn.dot_product_attention`: None (XLA), "cudnn".
     causal_temporal_attention: temporal and joint attention see only the same and earlier
       frames (the temporal convs still see one frame on each side).
+    long_attention: a sampling-time option for videos longer than the training clips:
+      FreeNoise window fusion or FreeLong SpectralBlend in the temporal and joint attention
+      (`jvdm.models.layers.long_attention`); set with `model.clone(long_attention=...)`, the
+      params are unchanged.
     dtype: compute dtype (e.g. jnp.bfloat16); the output is always float32.
     param_dtype: storage dtype of params.
   """
@@ -75,6 +80,7 @@ class UNet3D(nn.Module):
   remat: bool = False
   attention_implementation: str | None = None
   causal_temporal_attention: bool = False
+  long_attention: LongAttention | None = None
   dtype: jnp.dtype = jnp.float32
   param_dtype: jnp.dtype = jnp.float32
 
@@ -90,6 +96,9 @@ class UNet3D(nn.Module):
         raise ConfigError(f"model.{name} must be positive, got {getattr(self, name)}")
     if not 0.0 <= self.dropout < 1.0:
       raise ConfigError(f"model.dropout must be in [0, 1), got {self.dropout}")
+    if self.long_attention is not None and not isinstance(self.long_attention, LongAttention):
+      raise ConfigError(f"model.long_attention must be a LongAttention or None, got "
+                        f"{self.long_attention!r}")
     if self.middle_attention not in _MIDDLE_ATTENTION:
       raise ConfigError(f"model.middle_attention must be one of {tuple(_MIDDLE_ATTENTION)}, got "
                         f"{self.middle_attention!r}")
@@ -172,6 +181,7 @@ class UNet3D(nn.Module):
             self.num_groups,
             self.attention_implementation,
             self.causal_temporal_attention,
+            self.long_attention,
             name=f"{name}_{axis}_attention",
             **kwargs,
         )(h)

@@ -1,13 +1,23 @@
 """Context-parallel attention: a long token sequence split over the mesh's `context` axis.
 
-All-to-all sequence parallelism (DeepSpeed-Ulysses, Jacobs et al. 2023, sec. 3): each device
+Two methods, chosen by `model.context_parallel`:
+
+"all_to_all": sequence parallelism (DeepSpeed-Ulysses, Jacobs et al. 2023, sec. 3): each device
 holds a slice of the sequence for all heads; one all-to-all gives it the whole sequence for
 a slice of the heads, attention runs locally and exactly, and a second all-to-all returns the
 sequence slice. Communication per layer is 4 all-to-alls of the q/k/v/out activations, and
 nothing grows with the sequence beyond them, so the token count a model can train on grows
 with the context axis. Needs the head count divisible by tensor x context.
+
+"ring": ring attention (Liu et al. 2023, "Ring Attention with Blockwise Transformers", sec. 3;
+blockwise softmax of Milakov & Gimelshein 2018). Each device keeps its query block and passes
+its key/value block around the ring of `context` devices; after `context` steps every query
+block has met every key/value block, with the softmax accumulated online (running max and
+sum, in float32). No head-count constraint, and only a 1/context slice of keys and values is
+resident at a time; the cost is `context - 1` neighbour exchanges of k/v per layer.
 """
 
+import math
 from typing import Any
 
 import flax.linen as nn
@@ -25,16 +35,80 @@ def _plain_attention(query, key, value, mask, implementation):
       implementation=implementation)
 
 
+METHODS = ("all_to_all", "ring")
+
+
+def context_parallel_method(value: Any) -> str | None:
+  """Normalizes `model.context_parallel`: None/False/"none" = off, True = "all_to_all"."""
+  if value in (None, False, "", "none"):
+    return None
+  if value is True:
+    return "all_to_all"
+  if value not in METHODS:
+    raise ConfigError(f"model.context_parallel={value!r}: expected one of none, "
+                      f"{', '.join(METHODS)}.")
+  return str(value)
+
+
 def context_axis_size() -> int:
   """The size of the current mesh's `context` axis (1 outside a mesh)."""
   mesh = jax.sharding.get_abstract_mesh()
   return 1 if mesh.empty or CONTEXT not in mesh.axis_names else mesh.shape[CONTEXT]
 
 
+def _ring_attention(q, k, v, full_mask):
+  """The per-device body of ring attention (inside `shard_map` over `context`).
+
+  q/k/v `[b, l, n, d]` are this device's blocks of the sequence; `full_mask` the whole
+  `[L, L]` mask or None. Block `s` of the loop holds the keys of device `(i - s) mod c`.
+  """
+  context = jax.lax.axis_size(CONTEXT)
+  index = jax.lax.axis_index(CONTEXT)
+  block = q.shape[1]
+  out_dtype = q.dtype
+  q = q.astype(jnp.float32) / math.sqrt(q.shape[-1])
+  running_max = jnp.full((q.shape[0], q.shape[2], block), -jnp.inf, jnp.float32)  # [b, n, l]
+  running_sum = jnp.zeros_like(running_max)
+  accumulated = jnp.zeros(q.shape, jnp.float32)  # [b, l, n, d]
+  to_next = [(j, (j + 1) % context) for j in range(context)]
+  for step in range(context):
+    logits = jnp.einsum("bqnd,bknd->bnqk", q, k.astype(jnp.float32))
+    if full_mask is not None:
+      source = (index - step) % context
+      allowed = jax.lax.dynamic_slice(full_mask, (index * block, source * block), (block, block))
+      logits = jnp.where(allowed[None, None], logits, -jnp.inf)
+    new_max = jnp.maximum(running_max, logits.max(axis=-1))
+    finite_max = jnp.where(jnp.isfinite(new_max), new_max, 0.0)  # rows with nothing allowed yet
+    weights = jnp.exp(logits - finite_max[..., None])
+    rescale = jnp.exp(running_max - finite_max)
+    running_sum = running_sum * rescale + weights.sum(axis=-1)
+    accumulated = (accumulated * jnp.moveaxis(rescale, 1, 2)[..., None]
+                   + jnp.einsum("bnqk,bknd->bqnd", weights, v.astype(jnp.float32)))
+    running_max = new_max
+    if step < context - 1:
+      k, v = (jax.lax.ppermute(a, CONTEXT, to_next) for a in (k, v))
+  return (accumulated / jnp.moveaxis(running_sum, 1, 2)[..., None]).astype(out_dtype)
+
+
+def _all_to_all_attention(implementation):
+  def local(q, k, v, full_mask):
+    # [b, L / c, n, d] -> [b, L, n / c, d]: the whole sequence, a slice of the heads.
+    gather = lambda a: jax.lax.all_to_all(a, CONTEXT, split_axis=2, concat_axis=1, tiled=True)
+    out = jax.nn.dot_product_attention(
+        gather(q), gather(k), gather(v),
+        mask=None if full_mask is None else full_mask[None, None],
+        implementation=implementation)
+    return jax.lax.all_to_all(out, CONTEXT, split_axis=1, concat_axis=2, tiled=True)
+  return local
+
+
 def context_parallel_attention(query: jnp.ndarray, key: jnp.ndarray, value: jnp.ndarray,
                                mask: jnp.ndarray | None = None,
-                               implementation: str | None = None) -> jnp.ndarray:
+                               implementation: str | None = None,
+                               method: str = "all_to_all") -> jnp.ndarray:
   """`jax.nn.dot_product_attention` over `[B, L, N, D]` with L split over the `context` axis.
+
+  `method`: "all_to_all" (Ulysses) or "ring" (ring attention; `implementation` unused).
 
   The partitioning of (batch, length, heads) follows the logical axis rules in force
   (`BATCH`, `LENGTH`, `HEADS`); `LENGTH` must map to the `context` mesh axis. `mask`, if
@@ -49,7 +123,11 @@ def context_parallel_attention(query: jnp.ndarray, key: jnp.ndarray, value: jnp.
   mesh = jax.sharding.get_abstract_mesh()
   context = mesh.shape[CONTEXT]
   head_shards = context * (mesh.shape[spec[2]] if isinstance(spec[2], str) else 1)
-  if query.shape[2] % head_shards or query.shape[1] % context:
+  if method == "ring":
+    if query.shape[1] % context:
+      raise ConfigError(f"Ring attention splits {query.shape[1]} tokens into {context} blocks "
+                        f"(the context axis): it must divide evenly.")
+  elif query.shape[2] % head_shards or query.shape[1] % context:
     raise ConfigError(f"Context-parallel attention splits {query.shape[2]} heads into "
                       f"{head_shards} (context x tensor) and {query.shape[1]} tokens into "
                       f"{context}: both must divide evenly.")
@@ -59,24 +137,16 @@ def context_parallel_attention(query: jnp.ndarray, key: jnp.ndarray, value: jnp.
   if query.shape[0] % batch_shards:  # e.g. init's batch of 1: XLA's own partitioning
     return _plain_attention(query, key, value, mask, implementation)
   spec = PartitionSpec(*spec)
-
-  def local(q, k, v, full_mask):
-    # [b, L / c, n, d] -> [b, L, n / c, d]: the whole sequence, a slice of the heads.
-    gather = lambda a: jax.lax.all_to_all(a, CONTEXT, split_axis=2, concat_axis=1, tiled=True)
-    out = jax.nn.dot_product_attention(
-        gather(q), gather(k), gather(v),
-        mask=None if full_mask is None else full_mask[None, None],
-        implementation=implementation)
-    return jax.lax.all_to_all(out, CONTEXT, split_axis=1, concat_axis=2, tiled=True)
-
+  local = _ring_attention if method == "ring" else _all_to_all_attention(implementation)
   mask_spec = None if mask is None else PartitionSpec()
   return jax.shard_map(local, in_specs=(spec, spec, spec, mask_spec), out_specs=spec)(
       query, key, value, mask)
 
 
 def attention(query, key, value, mask=None, implementation: str | None = None,
-              context_parallel: bool = False) -> Any:
-  """Plain attention, or context-parallel when asked and the mesh has a `context` axis > 1."""
+              context_parallel: str | None = None) -> Any:
+  """Plain attention, or context-parallel (`context_parallel` = "all_to_all" | "ring") when
+  asked and the mesh has a `context` axis > 1."""
   if context_parallel and context_axis_size() > 1:
-    return context_parallel_attention(query, key, value, mask, implementation)
+    return context_parallel_attention(query, key, value, mask, implementation, context_parallel)
   return _plain_attention(query, key, value, mask, implementation)

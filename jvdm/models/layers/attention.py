@@ -15,8 +15,11 @@ import einops
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
+import numpy as np
 
 from jvdm.errors import ConfigError
+from jvdm.models.layers.long_attention import (LongAttention, band_mask, spectral_blend,
+                                               window_fused_attention)
 from jvdm.models.layers.norms import frame_group_norm
 from jvdm.models.layers.rope import apply_rope
 from jvdm.parallel.axes import EMBED, HEAD_DIM, QKV_HEADS
@@ -41,6 +44,8 @@ class VideoSelfAttention(nn.Module):
       backend), "xla" or "cudnn".
     causal: temporal and joint attention are frame-causal: a frame attends to itself and
       earlier frames only (ViD-GPT, Gao et al. 2024). Spatial attention is within a frame.
+    long_attention: temporal and joint attention over more than `long_attention.window`
+      frames use FreeNoise's window fusion or FreeLong's SpectralBlend (`long_attention.py`).
   """
 
   axis: Literal["spatial", "temporal", "joint"]
@@ -48,6 +53,7 @@ class VideoSelfAttention(nn.Module):
   num_groups: int
   attention_implementation: str | None = None
   causal: bool = False
+  long_attention: LongAttention | None = None
   dtype: jnp.dtype = jnp.float32
   param_dtype: jnp.dtype = jnp.float32
 
@@ -88,6 +94,44 @@ class VideoSelfAttention(nn.Module):
     qkv = jnp.einsum("bthwc,cknd->bthwknd", h, qkv_kernel) + qkv_bias  # [B, T, H, W, 3, N, D]
     query, key, value = (qkv[..., i, :, :] for i in range(3))  # each [B, T, H, W, N, D]
 
+    long = self.long_attention
+    if self.axis == "spatial" or long is None or not long.applies(num_frames):
+      long = None
+    if long is not None and long.method == "freenoise":
+      # FreeNoise (sec. 3.3): attention within overlapping windows of frames, fused per frame.
+      out = window_fused_attention(
+          *(a.reshape(batch, num_frames, height * width, num_heads, self.head_dim)
+            for a in (query, key, value)),
+          long.window, long.stride, long.weighting, per_position=self.axis == "temporal",
+          frame_mask=np.tril(np.ones((long.window,) * 2, bool)) if self.causal else None,
+          rotate=lambda a, frames: apply_rope(a.reshape(a.shape[:2] + (-1, a.shape[-1])),
+                                              frames).reshape(a.shape),
+          implementation=self.attention_implementation)
+      out = out.reshape(query.shape)
+    else:
+      out = self._attention(query, key, value, long)
+
+    out_kernel = self.param(
+        "out_kernel",
+        # Zero init: the block starts as the identity.
+        nn.with_logical_partitioning(nn.initializers.zeros_init(), (QKV_HEADS, HEAD_DIM, EMBED)),
+        (num_heads, self.head_dim, channels),
+        self.param_dtype,
+    )
+    out_bias = self.param(
+        "out_bias",
+        nn.with_logical_partitioning(nn.initializers.zeros_init(), (EMBED,)),
+        (channels,),
+        self.param_dtype,
+    )
+    out, out_kernel, out_bias = nn.dtypes.promote_dtype(out, out_kernel, out_bias, dtype=self.dtype)
+    out = jnp.einsum("bthwnd,ndc->bthwc", out, out_kernel) + out_bias  # [B, T, H, W, C]
+    return x + out
+
+  def _attention(self, query, key, value, long):
+    """q/k/v `[B, T, H, W, N, D]` -> `[B, T, H, W, N, D]` along `self.axis`; with FreeLong
+    (`long`), the SpectralBlend of global and local (`band_mask`) attention (sec. 3.2)."""
+    batch, num_frames, height, width, num_heads, head_dim = query.shape
     # Each axis is a rearrange of [B, T, H, W, N, D] into attention's [batch, tokens, heads, D]
     # (a reshape, never a transpose), and the frame index of every token for RoPE.
     if self.axis == "spatial":
@@ -109,26 +153,21 @@ class VideoSelfAttention(nn.Module):
 
     mask = None
     if self.causal and frame_index is not None:
-      mask = (frame_index[:, None] >= frame_index[None, :])[None, None]  # [1, 1, Lq, Lk]
-    out = jax.nn.dot_product_attention(
-        query, key, value, mask=mask, implementation=self.attention_implementation
-    )
+      mask = frame_index[:, None] >= frame_index[None, :]  # [Lq, Lk]
     source, target = pattern.split(" -> ")
-    out = einops.rearrange(out, f"{target} -> {source}", b=batch, h=height, w=width)
 
-    out_kernel = self.param(
-        "out_kernel",
-        # Zero init: the block starts as the identity.
-        nn.with_logical_partitioning(nn.initializers.zeros_init(), (QKV_HEADS, HEAD_DIM, EMBED)),
-        (num_heads, self.head_dim, channels),
-        self.param_dtype,
-    )
-    out_bias = self.param(
-        "out_bias",
-        nn.with_logical_partitioning(nn.initializers.zeros_init(), (EMBED,)),
-        (channels,),
-        self.param_dtype,
-    )
-    out, out_kernel, out_bias = nn.dtypes.promote_dtype(out, out_kernel, out_bias, dtype=self.dtype)
-    out = jnp.einsum("bthwnd,ndc->bthwc", out, out_kernel) + out_bias  # [B, T, H, W, C]
-    return x + out
+    def attend(mask):
+      out = jax.nn.dot_product_attention(
+          query, key, value, mask=None if mask is None else mask[None, None],
+          implementation=self.attention_implementation)
+      return einops.rearrange(out, f"{target} -> {source}", b=batch, h=height, w=width)
+
+    out = attend(mask)
+    if long is not None:
+      tokens_per_frame = 1 if self.axis == "temporal" else height * width
+      band = band_mask(num_frames, long.window, tokens_per_frame)
+      local = attend(band if mask is None else mask & band)
+      out = spectral_blend(*(a.reshape(batch, num_frames, height, width, num_heads * head_dim)
+                             for a in (out, local)),
+                           long.temporal_cutoff, long.spatial_cutoff).reshape(out.shape)
+    return out

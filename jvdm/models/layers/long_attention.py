@@ -1,0 +1,176 @@
+"""Training-free long-video attention: FreeNoise's window fusion and FreeLong's SpectralBlend.
+
+A backbone trained on clips of `window` (latent) frames meets a longer video at sampling time
+through the layers that attend across frames: temporal attention, and joint (UNet) or full and
+windowed (DiT) attention. Two remedies change only those layers, not the params:
+
+freenoise (Qiu et al. 2023, "FreeNoise: Tuning-Free Longer Video Diffusion via Noise
+  Rescheduling", sec. 3.3, window-based attention fusion): attention runs on overlapping windows
+  of `window` frames starting every `stride` frames, with frame positions relative to the
+  window, and each frame's output is the weighted mean of its windows' outputs.
+freelong (Lu et al. 2024, "FreeLong: Training-Free Long Video Generation with SpectralBlend
+  Temporal Attention", sec. 3.2): the layer attends twice, globally (all frames) and locally
+  (frames less than `window / 2` apart, `band_mask`), and the 3D spectrum of the output takes its
+  low frequencies from the global pass and its high ones from the local pass.
+
+Set it on a trained model for sampling: `model.clone(long_attention=LongAttention(...))`. A
+video of at most `window` frames gets the plain attention.
+"""
+
+import dataclasses
+from typing import Callable
+
+import jax.numpy as jnp
+import numpy as np
+
+from jvdm.errors import ConfigError
+from jvdm.parallel.context_attention import attention
+from jvdm.samplers.long.windows import (WEIGHTINGS, extract_windows, merge_windows,
+                                        window_starts, window_weights)
+
+METHODS = ("freenoise", "freelong")
+
+
+@dataclasses.dataclass(frozen=True)
+class LongAttention:
+  """How the cross-frame attention layers treat videos longer than `window` frames.
+
+  Attributes:
+    method: "freenoise" (window fusion) or "freelong" (SpectralBlend).
+    window: the model's training length in (latent) frames.
+    stride: freenoise: frames between the starts of consecutive windows.
+    weighting: freenoise: `window_weights` kind ("pyramid" or "uniform").
+    temporal_cutoff: freelong: the low-pass cutoff along time, as a fraction of the Nyquist
+      frequency (0 = everything from the local pass, 1 = everything from the global pass).
+    spatial_cutoff: freelong: the same along rows and columns.
+  """
+
+  method: str
+  window: int = 16
+  stride: int = 4
+  weighting: str = "pyramid"
+  temporal_cutoff: float = 0.25
+  spatial_cutoff: float = 0.25
+
+  def __post_init__(self):
+    if self.method not in METHODS:
+      raise ConfigError(f"Unknown long-attention method {self.method!r}; expected one of "
+                        f"{METHODS}.")
+    if self.window < 1:
+      raise ConfigError(f"The long-attention window must be >= 1 frame, got {self.window}.")
+    if not 1 <= self.stride <= self.window:
+      raise ConfigError(f"The long-attention stride must be in [1, window={self.window}], got "
+                        f"{self.stride}.")
+    if self.weighting not in WEIGHTINGS:
+      raise ConfigError(f"Unknown window weighting {self.weighting!r}; expected one of "
+                        f"{WEIGHTINGS}.")
+    for name in ("temporal_cutoff", "spatial_cutoff"):
+      if not 0.0 <= getattr(self, name) <= 1.0:
+        raise ConfigError(f"The long-attention {name} must be in [0, 1], got "
+                          f"{getattr(self, name)}.")
+
+  def applies(self, num_frames: int) -> bool:
+    """Whether a video of `num_frames` frames is longer than the window (else: plain attention)."""
+    return num_frames > self.window
+
+
+def band_mask(num_frames: int, window: int, tokens_per_frame: int = 1) -> np.ndarray:
+  """FreeLong's local attention mask: `[T * S, T * S]`, True where a token of frame i may attend
+  to a token of frame j, i.e. `|i - j| <= window // 2` (FreeLong's `get_local_mask`): `window`
+  frames centred on i for an odd window, `window + 1` for an even one, fewer at the ends.
+  Tokens are frame-major (S tokens of frame 0 first)."""
+  frames = np.repeat(np.arange(num_frames), tokens_per_frame)
+  return np.abs(frames[:, None] - frames[None, :]) <= window // 2
+
+
+def low_pass_filter(shape: tuple[int, int, int], temporal_cutoff: float,
+                    spatial_cutoff: float) -> np.ndarray:
+  """`[T, H, W]` box low-pass filter in numpy's (unshifted) FFT order.
+
+  A frequency passes (1) where its magnitude along time is at most `temporal_cutoff` of the
+  Nyquist frequency and along rows and columns at most `spatial_cutoff` of it; so a cutoff of
+  1 passes every frequency. A cutoff of 0 passes nothing (FreeInit's `get_freq_filter`
+  convention, whose d_s = 0 or d_t = 0 gives a zero filter). FreeLong's code uses FreeInit's
+  Gaussian filter instead, which never passes all frequencies; the box keeps the two limits
+  exact (all global, all local).
+  """
+  if temporal_cutoff == 0 or spatial_cutoff == 0:
+    return np.zeros(shape, np.float32)
+
+  def passes(n, cutoff):
+    # |k| / (n / 2) <= cutoff, for the integer frequencies k of an n-point DFT.
+    return 2 * np.abs(np.fft.fftfreq(n, 1 / n)) <= cutoff * n
+
+  time, rows, cols = (passes(n, c) for n, c in zip(
+      shape, (temporal_cutoff, spatial_cutoff, spatial_cutoff)))
+  return (time[:, None, None] & rows[None, :, None] & cols[None, None, :]).astype(np.float32)
+
+
+def spectral_blend(global_x: jnp.ndarray, local_x: jnp.ndarray, temporal_cutoff: float,
+                   spatial_cutoff: float) -> jnp.ndarray:
+  """FreeLong's SpectralBlend (sec. 3.2) of `[B, T, H, W, C]` features, over (T, H, W):
+  `Re IFFT3D(FFT3D(global) * LP + FFT3D(local) * (1 - LP))` with LP = `low_pass_filter`.
+
+  Computed as `local + Re IFFT3D(FFT3D(global - local) * LP)` (the same by linearity; one
+  transform pair), in float32, returned in global_x's dtype.
+  """
+  if global_x.shape != local_x.shape or global_x.ndim != 5:
+    raise ConfigError(f"spectral_blend takes two [B, T, H, W, C] arrays of one shape, got "
+                      f"{global_x.shape} and {local_x.shape}.")
+  axes = (1, 2, 3)
+  low_pass = low_pass_filter(global_x.shape[1:4], temporal_cutoff, spatial_cutoff)
+  local_x32 = local_x.astype(jnp.float32)
+  spectrum = jnp.fft.fftn(global_x.astype(jnp.float32) - local_x32, axes=axes)
+  low = jnp.fft.ifftn(spectrum * low_pass[None, ..., None], axes=axes).real
+  return (local_x32 + low).astype(global_x.dtype)
+
+
+def window_fused_attention(
+    query: jnp.ndarray, key: jnp.ndarray, value: jnp.ndarray, window: int, stride: int,
+    weighting: str = "pyramid", *, per_position: bool = False,
+    frame_mask: jnp.ndarray | None = None,
+    rotate: Callable[[jnp.ndarray, jnp.ndarray], jnp.ndarray] | None = None,
+    implementation: str | None = None, context_parallel: str | None = None) -> jnp.ndarray:
+  """FreeNoise's window-based attention fusion (sec. 3.3) over `[B, T, S, N, D]` q/k/v.
+
+  T frames of S tokens each, N heads. The overlapping windows of `window` frames
+  (`window_starts(T, window, stride)`) are folded into the batch, so one attention call serves
+  them all, and a token attends only to tokens of its window's frames. Each frame's output is
+  the mean of its windows' outputs weighted by `window_weights(window, weighting)`.
+
+  Args:
+    query, key, value: `[B, T, S, N, D]`, keys and queries without frame positions.
+    window, stride, weighting: the windows (`jvdm.samplers.long.windows`).
+    per_position: temporal attention: token s attends only to token s of the window's frames
+      (the S positions become heads); False: every token of the window's frames (joint/full).
+    frame_mask: `[window, window]` boolean, True where frame i of a window may attend to its
+      frame j (causal or windowed layers); the same for every window. None = all.
+    rotate: `rotate(x [B', window, S, N, D], frames [window]) -> x`, the position embedding,
+      called with window-relative frames 0..window-1, so positions stay within the training
+      length. None = no positions.
+    implementation, context_parallel: passed to `jvdm.parallel.context_attention.attention`.
+
+  Returns:
+    `[B, T, S, N, D]`.
+  """
+  batch, num_frames, tokens, heads, head_dim = query.shape
+  starts = window_starts(num_frames, window, stride)
+
+  def fold(a):  # [B, T, S, N, D] -> [B * W, window, S, N, D]
+    return extract_windows(a, starts, window).reshape((-1, window) + a.shape[2:])
+
+  query, key, value = fold(query), fold(key), fold(value)
+  if rotate is not None:
+    frames = jnp.arange(window)
+    query, key = rotate(query, frames), rotate(key, frames)
+  if per_position:  # the window's frames are the sequence; (position, head) pairs are heads
+    sequence = (window, tokens * heads, head_dim)
+    mask = frame_mask
+  else:  # all tokens of the window's frames are the sequence
+    sequence = (window * tokens, heads, head_dim)
+    mask = None if frame_mask is None else jnp.repeat(
+        jnp.repeat(jnp.asarray(frame_mask), tokens, axis=0), tokens, axis=1)
+  out = attention(*(a.reshape((-1,) + sequence) for a in (query, key, value)), mask,
+                  implementation, context_parallel)
+  out = out.reshape(batch, len(starts), window, tokens, heads, head_dim)
+  return merge_windows(out, starts, num_frames, window_weights(window, weighting))

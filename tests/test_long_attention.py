@@ -1,0 +1,260 @@
+"""Training-free long-video attention in the backbones: FreeNoise window fusion, FreeLong
+SpectralBlend (jvdm.models.layers.long_attention)."""
+
+import functools
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from configs import bouncing_shapes_dit, bouncing_shapes_unet
+from jvdm.errors import ConfigError
+from jvdm.models import get_model
+from jvdm.models.layers.kv_cache import KVCache
+from jvdm.models.layers.long_attention import (LongAttention, band_mask, low_pass_filter,
+                                               spectral_blend, window_fused_attention)
+from jvdm.models.layers.rope import apply_rope
+from jvdm.samplers.long.windows import window_weights
+
+FRAMES = 8  # twice the long-attention window below
+WINDOW = 4
+FREENOISE = LongAttention("freenoise", window=WINDOW, stride=2)
+FREELONG = LongAttention("freelong", window=WINDOW)
+
+
+def _unet():
+  config = bouncing_shapes_unet.get_config("tiny")
+  config.model.middle_attention = "joint"  # temporal layers at level 1, a joint middle layer
+  return get_model(config)
+
+
+def _dit(**overrides):
+  config = bouncing_shapes_dit.get_config("tiny")
+  config.model.update(overrides)
+  return get_model(config)
+
+
+def _video(num_frames=FRAMES):
+  return jax.random.normal(jax.random.key(0), (1, num_frames, 16, 16, 3))
+
+
+def _live_params(model):
+  """Initialized params, perturbed so that zero-initialized layers are not zero."""
+  variables = jax.jit(model.init)(jax.random.key(1), _video(4), jnp.zeros((1,)))
+  leaves, tree = jax.tree.flatten(jax.tree.map(np.asarray, variables["params"]))
+  keys = jax.random.split(jax.random.key(2), len(leaves))
+  return jax.tree.unflatten(tree, [leaf + 0.1 * jax.random.normal(key, leaf.shape)
+                                   for leaf, key in zip(leaves, keys)])
+
+
+@functools.lru_cache(maxsize=None)
+def _params(name):
+  return _live_params(_unet() if name == "unet" else _dit())
+
+
+def _run(model, params, num_frames=FRAMES):
+  out = jax.jit(model.apply)({"params": params}, _video(num_frames), jnp.full((1,), 0.5))
+  return np.asarray(out)
+
+
+@functools.lru_cache(maxsize=None)
+def _plain(name):
+  return _run(_unet() if name == "unet" else _dit(), _params(name))
+
+
+def _long(name, spec):
+  model = _unet() if name == "unet" else _dit()
+  return _run(model.clone(long_attention=spec), _params(name))
+
+
+# -- The spec ----------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("fields,message", [
+    (dict(method="freeinit"), "Unknown long-attention method"),
+    (dict(method="freenoise", window=0), "window must be >= 1"),
+    (dict(method="freenoise", window=4, stride=5), r"stride must be in \[1, window=4\]"),
+    (dict(method="freenoise", stride=0), "stride must be in"),
+    (dict(method="freenoise", weighting="gaussian"), "Unknown window weighting"),
+    (dict(method="freelong", temporal_cutoff=1.5), r"temporal_cutoff must be in \[0, 1\]"),
+    (dict(method="freelong", spatial_cutoff=-0.1), r"spatial_cutoff must be in \[0, 1\]"),
+])
+def test_bad_fields_raise(fields, message):
+  with pytest.raises(ConfigError, match=message):
+    LongAttention(**fields)
+
+
+def test_spec_is_hashable_and_a_model_field():
+  assert hash(FREENOISE) == hash(LongAttention("freenoise", window=WINDOW, stride=2))
+  assert _dit().clone(long_attention=FREELONG).long_attention is FREELONG
+  with pytest.raises(ConfigError, match="must be a LongAttention"):
+    _unet().clone(long_attention="freenoise")
+
+
+@pytest.mark.parametrize("name", ["unet", "dit"])
+@pytest.mark.parametrize("spec", [FREENOISE, FREELONG], ids=["freenoise", "freelong"])
+def test_params_tree_is_unchanged(name, spec):
+  model = _unet() if name == "unet" else _dit(layout="factorized")
+  init = lambda m: jax.eval_shape(m.init, jax.random.key(0), _video(), jnp.zeros((1,)))
+  plain, long = init(model), init(model.clone(long_attention=spec))
+  assert jax.tree.structure(plain) == jax.tree.structure(long)
+  assert jax.tree.map(lambda a: a.shape, plain) == jax.tree.map(lambda a: a.shape, long)
+
+
+def test_kv_cache_with_long_attention_raises():
+  model = _dit(causal=True).clone(long_attention=FREENOISE)
+  cache = KVCache.create(num_layers=2, batch=1, capacity=8, tokens_per_frame=16, num_heads=4,
+                         head_dim=12)
+  with pytest.raises(ConfigError, match="does not work with a KV cache"):
+    model.init(jax.random.key(0), _video(2), jnp.zeros((1,)), cache=cache, first_frame=0)
+
+
+# -- FreeNoise window fusion -------------------------------------------------------------------
+
+
+def _qkv(shape, seed=0):
+  return [jax.random.normal(k, shape) for k in jax.random.split(jax.random.key(seed), 3)]
+
+
+def _rope(a, frames):  # a [B', window, S, N, D]: frame positions only
+  return apply_rope(a.reshape(a.shape[:2] + (-1, a.shape[-1])), frames).reshape(a.shape)
+
+
+def test_one_window_is_plain_attention():
+  query, key, value = _qkv((2, 5, 3, 2, 8))  # B, T, S, N, D
+  fused = window_fused_attention(query, key, value, window=5, stride=2, rotate=_rope)
+  frames = jnp.repeat(jnp.arange(5), 3)
+  flat = lambda a: a.reshape(2, 15, 2, 8)
+  plain = jax.nn.dot_product_attention(apply_rope(flat(query), frames),
+                                       apply_rope(flat(key), frames), flat(value))
+  np.testing.assert_allclose(fused, plain.reshape(fused.shape), atol=1e-5)
+
+
+@pytest.mark.parametrize("per_position", [False, True])
+@pytest.mark.parametrize("causal", [False, True])
+def test_frames_are_weighted_means_of_their_windows(per_position, causal):
+  """Against an independent reference: each window sliced by hand, attended with positions
+  0..window-1, and each frame's output accumulated with the pyramid weights."""
+  batch, frames, tokens, heads, dim, window, stride = 2, 11, 3, 2, 8, 4, 3
+  query, key, value = _qkv((batch, frames, tokens, heads, dim), seed=1)
+  causal_mask = np.tril(np.ones((window, window), bool))
+  fused = window_fused_attention(query, key, value, window, stride, "pyramid",
+                                 per_position=per_position, rotate=_rope,
+                                 frame_mask=causal_mask if causal else None)
+
+  weights = window_weights(window, "pyramid")
+  total = np.zeros((batch, frames, tokens, heads, dim))
+  norm = np.zeros(frames)
+  for start in (0, 3, 6, 7):  # every `stride` frames, then one aligned with the end
+    q, k, v = (np.asarray(a[:, start:start + window]) for a in (query, key, value))
+    positions = np.arange(window)
+    if per_position:  # each token position attends along the window's frames on its own
+      out = np.stack([np.asarray(jax.nn.dot_product_attention(
+          apply_rope(q[:, :, s], positions), apply_rope(k[:, :, s], positions), v[:, :, s],
+          mask=causal_mask[None, None] if causal else None)) for s in range(tokens)], axis=2)
+    else:  # all window tokens attend to each other
+      token_frames = np.repeat(positions, tokens)
+      flat = lambda a: a.reshape(batch, window * tokens, heads, dim)
+      mask = token_frames[:, None] >= token_frames[None, :]
+      out = np.asarray(jax.nn.dot_product_attention(
+          apply_rope(flat(q), token_frames), apply_rope(flat(k), token_frames), flat(v),
+          mask=mask[None, None] if causal else None)).reshape(q.shape)
+    for i in range(window):
+      total[:, start + i] += weights[i] * out[:, i]
+      norm[start + i] += weights[i]
+  np.testing.assert_allclose(fused, total / norm[:, None, None, None], atol=1e-5)
+
+
+@pytest.mark.parametrize("name", ["unet", "dit"])
+def test_freenoise_window_covering_the_video_is_the_plain_model(name):
+  out = _long(name, LongAttention("freenoise", window=FRAMES, stride=2))
+  np.testing.assert_array_equal(out, _plain(name))
+
+
+@pytest.mark.parametrize("name", ["unet", "dit"])
+@pytest.mark.parametrize("spec", [FREENOISE, FREELONG], ids=["freenoise", "freelong"])
+def test_long_video_output(name, spec):
+  out = _long(name, spec)
+  assert out.shape == (1, FRAMES, 16, 16, 3)
+  assert np.isfinite(out).all()
+  assert np.abs(out - _plain(name)).max() > 1e-3
+
+
+# -- FreeLong SpectralBlend --------------------------------------------------------------------
+
+
+def test_band_mask():
+  mask = band_mask(6, 4)  # |i - j| <= 2
+  np.testing.assert_array_equal(mask[0], [1, 1, 1, 0, 0, 0])
+  np.testing.assert_array_equal(mask[3], [0, 1, 1, 1, 1, 1])
+  np.testing.assert_array_equal(band_mask(6, 5), mask)  # an odd window: 5 frames centred
+  np.testing.assert_array_equal(band_mask(3, 2, tokens_per_frame=2),
+                                np.kron(band_mask(3, 2), np.ones((2, 2))))
+
+
+def test_low_pass_filter_limits():
+  for shape in [(8, 4, 4), (7, 5, 3)]:
+    assert low_pass_filter(shape, 1.0, 1.0).min() == 1.0  # every frequency passes
+    assert low_pass_filter(shape, 0.0, 0.5).max() == 0.0
+    assert low_pass_filter(shape, 0.5, 0.0).max() == 0.0
+  # cutoff 0.25 of Nyquist on 16 frames: |k| <= 2.
+  np.testing.assert_array_equal(np.nonzero(low_pass_filter((16, 1, 1), 0.25, 1.0)[:, 0, 0])[0],
+                                [0, 1, 2, 14, 15])
+
+
+def test_spectral_blend_bands():
+  shape = (2, 8, 6, 6, 3)
+  constant = jnp.full(shape, 0.7)
+  np.testing.assert_allclose(spectral_blend(constant, jnp.zeros(shape), 0.25, 0.25), constant,
+                             atol=1e-6)  # the low pass passes a constant field
+  # The highest frequencies (alternating signs along T, H and W) come from `local` only.
+  signs = np.indices(shape[1:4]).sum(axis=0) % 2 * 2 - 1.0
+  high = jnp.asarray(np.broadcast_to(signs[None, ..., None], shape))
+  np.testing.assert_allclose(spectral_blend(jnp.zeros(shape), high, 0.5, 0.5), high, atol=1e-6)
+  np.testing.assert_allclose(spectral_blend(high, jnp.zeros(shape), 0.5, 0.5), 0.0, atol=1e-6)
+  # LP + HP = 1: the blend of a field with itself is the field.
+  x = jax.random.normal(jax.random.key(0), shape)
+  np.testing.assert_allclose(spectral_blend(x, x, 0.3, 0.6), x, atol=1e-5)
+
+
+def test_spectral_blend_is_the_paper_formula():
+  global_x, local_x = (jax.random.normal(k, (2, 8, 6, 4, 3))
+                       for k in jax.random.split(jax.random.key(0), 2))
+  low_pass = low_pass_filter((8, 6, 4), 0.25, 0.5)[None, ..., None]
+  spectrum = lambda a: np.fft.fftn(np.asarray(a), axes=(1, 2, 3))
+  expected = np.fft.ifftn(spectrum(global_x) * low_pass + spectrum(local_x) * (1 - low_pass),
+                          axes=(1, 2, 3)).real
+  np.testing.assert_allclose(spectral_blend(global_x, local_x, 0.25, 0.5), expected, atol=1e-5)
+
+
+def test_blend_of_global_and_local_attention_limits():
+  """Cutoffs 0: the band-masked (local) attention; cutoffs 1: the plain (global) attention."""
+  query, key, value = _qkv((2, 12, 16, 2, 8))  # B, T, (4 x 4 pixels), N, D
+  sequence = lambda a: a.reshape(2, 12, 32, 8)  # frames are the sequence, (pixel, head) heads
+  attend = lambda mask: jax.nn.dot_product_attention(
+      *(sequence(a) for a in (query, key, value)),
+      mask=None if mask is None else mask[None, None]).reshape(2, 12, 4, 4, 16)
+  global_x, local_x = attend(None), attend(band_mask(12, 4))
+  np.testing.assert_array_equal(spectral_blend(global_x, local_x, 0.0, 0.0), local_x)
+  np.testing.assert_allclose(spectral_blend(global_x, local_x, 1.0, 1.0), global_x, atol=1e-5)
+  assert np.abs(global_x - local_x).max() > 1e-2
+
+
+@pytest.mark.parametrize("name", ["unet", "dit"])
+def test_freelong_fully_global_is_the_plain_model(name):
+  out = _long(name, LongAttention("freelong", window=WINDOW, temporal_cutoff=1.0,
+                                  spatial_cutoff=1.0))
+  np.testing.assert_allclose(out, _plain(name), atol=1e-4)
+
+
+def test_freelong_fully_local_is_the_windowed_model():
+  """The full-layout DiT with cutoffs 0 is the windowed-layout DiT whose window is the band
+  (|i - j| <= window // 2, i.e. temporal_window = window // 2 + 1), with the same params."""
+  full = _long("dit", LongAttention("freelong", window=WINDOW, temporal_cutoff=0.0,
+                                    spatial_cutoff=0.0))
+  windowed = _dit(layout="windowed", temporal_window=WINDOW // 2 + 1)
+  rename = lambda tree: {k.replace("attention_full", "attention_windowed"):
+                         rename(v) if isinstance(v, dict) else v for k, v in tree.items()}
+  np.testing.assert_allclose(full, _run(windowed, rename(_params("dit"))), atol=1e-5)
+  assert np.abs(full - _plain("dit")).max() > 1e-3
