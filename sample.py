@@ -5,6 +5,9 @@
   python sample.py --workdir W --sampler dpmpp_2m --steps 20 --frame_stagger 0
   python sample.py --workdir W_causal_dit --chunks 32    # 128 frames, chunk by chunk
   python sample.py --workdir W_caption_dit --prompt "red blue" --guidance_scale 3
+  python sample.py --workdir W --num_frames 128 --long fifo      # 8x the training length
+  python sample.py --workdir W --num_frames 64 --long freenoise --stride 4
+  python sample.py --workdir W_caption_dit --num_frames 16 --long gen_l_video --stride 8 --prompt "red | blue"
 
 Writes samples.mp4 and samples.gif (a grid), samples.npz (key `videos`, uint8
 [N, T, H, W, C]) and, for models trained on the synthetic data, metrics.json.
@@ -18,6 +21,7 @@ from absl import app, flags
 from jvdm.cli import configure_console_logging
 from jvdm.errors import JvdmError
 from jvdm.sampling import sample_from_workdir
+from jvdm.samplers.long.sampler import METHODS as LONG_METHODS
 
 _WORKDIR = flags.DEFINE_string("workdir", None, "The --workdir given to train.py.", required=True)
 _OUT = flags.DEFINE_string("out", None, "Output folder; default WORKDIR/samples/sample_seed<SEED>.")
@@ -43,8 +47,28 @@ _CHUNKS = flags.DEFINE_integer(
 _PROMPT = flags.DEFINE_string(
     "prompt", None, "Caption of every video, for a caption-conditioned model: colour names, e.g. "
     "'red blue' ('' = unconditional); default: captions of held-out synthetic videos.")
+_LONG = flags.DEFINE_enum(
+    "long", None, list(LONG_METHODS), "Generate --num_frames beyond the training length with "
+    "this long-video method (README: Long videos).")
+_WINDOW = flags.DEFINE_integer("window", None, "--long: frames per window; default: the "
+                               "training length.")
+_STRIDE = flags.DEFINE_integer("stride", None, "--long freenoise | gen_l_video: frames between "
+                               "window starts; default: window / 2.")
+_NUM_PARTITIONS = flags.DEFINE_integer("num_partitions", None, "--long fifo: windows in the "
+                                       "queue (steps per frame = partitions x window); default 4.")
+_FIFO_TAIL = flags.DEFINE_enum("fifo_tail", None, ["gaussian", "ouroboros"],
+                               "--long fifo: new tail frames; default gaussian.")
+_CONTEXT_FRAMES = flags.DEFINE_integer("context_frames", None, "--long autoregressive: frames "
+                                       "each clip continues from; default: window / 2.")
 _SEED = flags.DEFINE_integer("seed", 0, "The same seed gives the same videos.")
 _BATCH_SIZE = flags.DEFINE_integer("batch_size", 8, "Videos per jitted call.")
+
+
+def _long_settings():
+  """The --long flags given, as `LongVideoSampler` fields."""
+  given = dict(window=_WINDOW.value, stride=_STRIDE.value, num_partitions=_NUM_PARTITIONS.value,
+               tail=_FIFO_TAIL.value, context_frames=_CONTEXT_FRAMES.value)
+  return {name: value for name, value in given.items() if value is not None}
 
 
 def main(argv):
@@ -56,7 +80,7 @@ def main(argv):
         steps=_STEPS.value, seed=_SEED.value, eta=_ETA.value,
         frame_stagger=_FRAME_STAGGER.value, sampler=_SAMPLER.value, spacing=_SPACING.value,
         guidance_scale=_GUIDANCE_SCALE.value, chunks=_CHUNKS.value, prompt=_PROMPT.value,
-        batch_size=_BATCH_SIZE.value)
+        batch_size=_BATCH_SIZE.value, long=_LONG.value, long_settings=_long_settings())
   except JvdmError as error:
     sys.exit(f"error: {error}")
   print(json.dumps(summary, indent=2))

@@ -49,9 +49,9 @@ def measure(config, step_counts: list[int], repeats: int) -> dict:
     sampler = make_video_sampler(config, model.apply, steps=steps)
     keys = jax.vmap(lambda i: jax.random.fold_in(jax.random.key(2), i))(jnp.arange(batch))
     start = time.perf_counter()
-    compiled = sampler._sample_batch.lower(params, keys, video_shape).compile()  # pylint: disable=protected-access
+    compiled = sampler.jitted_sample_batch.lower(params, keys, None, video_shape).compile()
     compile_seconds = time.perf_counter() - start
-    sampler_seconds = _median_seconds(lambda: compiled(params, keys), repeats)
+    sampler_seconds = _median_seconds(lambda: compiled(params, keys, None), repeats)
 
     denoise = jax.jit(make_denoiser(model.apply, params, sampler.process, sampler.prediction))
     calls_per_step = 2 if sampler.sampler == "heun" else 1

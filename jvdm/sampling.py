@@ -21,6 +21,7 @@ from jvdm.io.video import save_npz, write_video_grid
 from jvdm.models import get_model
 from jvdm.parallel.mesh import make_mesh
 from jvdm.samplers.autoregressive import CausalVideoSampler
+from jvdm.samplers.long.sampler import LongVideoSampler
 from jvdm.samplers.video_sampler import make_video_sampler
 from jvdm.training.checkpoint import CHECKPOINT_DIR, Checkpointer
 from jvdm.training.optimizer import make_optimizer
@@ -76,13 +77,32 @@ def write_samples(out_dir: str | epath.Path, name: str, videos: np.ndarray, fps:
   return paths
 
 
+def restore_ema_params(workdir: str | epath.Path, config: ml_collections.ConfigDict,
+                       model: nn.Module, mesh: jax.sharding.Mesh) -> tuple[Any, int]:
+  """(the EMA params of the latest complete checkpoint of `workdir`, its step), sharded on
+  `mesh` by the config's logical axis rules."""
+  checkpointer = Checkpointer(epath.Path(workdir) / CHECKPOINT_DIR, read_only=True)
+  step = checkpointer.latest_step()
+  if step is None:
+    checkpointer.close()
+    raise CheckpointError(f"The workdir {workdir} has no complete checkpoint yet; train first.")
+  tx, _ = make_optimizer(config.optim, config.train.num_steps)
+  video_shape = (config.data.num_frames, config.data.height, config.data.width, config.data.channels)
+  _, _, abstract = abstract_train_state(model, tx, video_shape, mesh,
+                                        config.mesh.logical_axis_rules, null_condition_for(config))
+  params = checkpointer.restore_params(abstract.ema_params, step)
+  checkpointer.close()
+  return params, step
+
+
 def sample_from_workdir(workdir: str, *, out: str | None = None, num_samples: int = 8,
                         num_frames: int | None = None, steps: int | None = None, seed: int = 0,
                         eta: float | None = None, frame_stagger: float | None = None,
                         sampler: str | None = None, spacing: str | None = None,
                         guidance_scale: float | None = None, chunks: int | None = None,
                         prompt: str | None = None, batch_size: int = 8,
-                        progress: bool = True) -> dict[str, Any]:
+                        progress: bool = True, long: str | None = None,
+                        long_settings: dict[str, Any] | None = None) -> dict[str, Any]:
   """Samples videos from the latest checkpoint of `workdir` and writes them.
 
   Args:
@@ -100,8 +120,12 @@ def sample_from_workdir(workdir: str, *, out: str | None = None, num_samples: in
       frames, with the KV cache (a causal DiT only; `CausalVideoSampler`).
     prompt: for a caption-conditioned model, the caption of every video, as colour names
       ("red blue"; "" = unconditional); default the captions of held-out synthetic videos.
+      With long="gen_l_video", prompts separated by "|" give one per window.
     batch_size: videos per jitted call.
     progress: show progress bars.
+    long: a long-video method (`jvdm.samplers.long.sampler.METHODS`) for num_frames beyond
+      the training length; "autoregressive" on a causal DiT runs the KV-cache sampler.
+    long_settings: `LongVideoSampler` fields (window defaults to the training length).
 
   Returns:
     A summary: paths written, the step sampled, and the metric when available.
@@ -112,11 +136,6 @@ def sample_from_workdir(workdir: str, *, out: str | None = None, num_samples: in
   num_frames = config.data.num_frames if num_frames is None else num_frames
   if num_frames < 1 or num_samples < 1:
     raise ConfigError(f"num_frames and num_samples must be >= 1, got {num_frames}, {num_samples}.")
-  checkpointer = Checkpointer(epath.Path(workdir) / CHECKPOINT_DIR, read_only=True)
-  step = checkpointer.latest_step()
-  if step is None:
-    raise CheckpointError(f"The workdir {workdir} has no complete checkpoint yet; train first.")
-
   null_condition = null_condition_for(config)
   if prompt is not None and null_condition is None:
     raise ConfigError("--prompt needs a caption-conditioned model (model.condition='caption'); "
@@ -124,21 +143,33 @@ def sample_from_workdir(workdir: str, *, out: str | None = None, num_samples: in
   if prompt is None:
     captions = evaluation_captions(config, num_samples)
   else:
-    captions = np.repeat(encode_caption(prompt, config.data.bouncing_shapes.max_shapes)[None],
-                         num_samples, axis=0)
+    max_shapes = config.data.bouncing_shapes.max_shapes
+    if long == "gen_l_video" and "|" in prompt:  # one caption per window
+      per_window = np.stack([encode_caption(p.strip(), max_shapes) for p in prompt.split("|")])
+      captions = np.repeat(per_window[None], num_samples, axis=0)
+      long_settings = {**(long_settings or {}), "per_window_condition": True}
+    else:
+      captions = np.repeat(encode_caption(prompt, max_shapes)[None], num_samples, axis=0)
+  if long is not None and chunks is not None:
+    raise ConfigError("Pass either --long or --chunks: --long autoregressive on a causal DiT "
+                      "already generates chunk by chunk with the KV cache.")
   mesh = make_mesh(config.mesh.shape, dcn_shape=config.mesh.get("dcn_shape"))
   model = get_model(config)
-  tx, _ = make_optimizer(config.optim, config.train.num_steps)
+  if long == "autoregressive" and getattr(model, "causal", False):  # the KV-cache sampler
+    chunks = -(-num_frames // config.sample.get("chunk_frames", 4))
   video_shape = (config.data.num_frames, config.data.height, config.data.width, config.data.channels)
   with jax.set_mesh(mesh), nn.logical_axis_rules(config.mesh.logical_axis_rules):
-    _, _, abstract = abstract_train_state(model, tx, video_shape, mesh,
-                                          config.mesh.logical_axis_rules, null_condition)
-    params = checkpointer.restore_params(abstract.ema_params, step)
+    params, step = restore_ema_params(workdir, config, model, mesh)
     video_sampler = make_video_sampler(config, model.apply, steps=steps, eta=eta,
                                        frame_stagger=frame_stagger if chunks is None else 0.0,
                                        sampler=sampler, spacing=spacing,
                                        guidance_scale=guidance_scale)
-    if chunks is None:
+    if long is not None and chunks is None:
+      settings = {"window": config.data.num_frames, **(long_settings or {})}
+      long_sampler = LongVideoSampler(video_sampler, model, long, **settings)
+      videos = long_sampler.sample(params, seed, num_samples, (num_frames,) + video_shape[1:],
+                                   batch_size=batch_size, progress=progress, condition=captions)
+    elif chunks is None:
       videos = video_sampler.sample(params, seed, num_samples, (num_frames,) + video_shape[1:],
                                     batch_size=batch_size, progress=progress, condition=captions)
     else:
@@ -153,8 +184,8 @@ def sample_from_workdir(workdir: str, *, out: str | None = None, num_samples: in
                           f"(guidance_scale={video_sampler.guidance_scale}); use 1.")
       videos = causal.generate(params, seed, num_samples, chunks, video_shape[1:],
                                condition=captions)
-      num_frames = videos.shape[1]
-  checkpointer.close()
+      num_frames = videos.shape[1] if long is None else num_frames
+      videos = videos[:, :num_frames]
   videos = to_uint8(videos)
 
   out_dir = epath.Path(out) if out else epath.Path(workdir) / "samples" / f"sample_seed{seed}"
@@ -166,6 +197,8 @@ def sample_from_workdir(workdir: str, *, out: str | None = None, num_samples: in
              "sampler": video_sampler.sampler, "spacing": video_sampler.spacing,
              "steps": video_sampler.num_steps, "frame_stagger": video_sampler.frame_stagger,
              "guidance_scale": video_sampler.guidance_scale, "files": [str(p) for p in paths]}
+  if long is not None:
+    summary["long"] = {"method": long, **(long_settings or {})}
   if captions is not None:
     summary["captions"] = [decode_caption(c) for c in captions]
   metric = evaluate_samples(config, videos, captions)

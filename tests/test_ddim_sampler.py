@@ -124,7 +124,7 @@ def test_one_compile_per_shape_and_step_count():
   for seed in range(3):
     sampler.sample({}, seed=seed, num_videos=3, video_shape=(2, 4, 4, 1), batch_size=2,
                    progress=False)
-  assert sampler._sample_batch._cache_size() == 1  # pylint: disable=protected-access
+  assert sampler.jitted_sample_batch._cache_size() == 1  # pylint: disable=protected-access
 
 
 def test_bad_sampler_arguments():

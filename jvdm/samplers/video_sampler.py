@@ -65,6 +65,11 @@ class VideoSampler:
   steps_offset: int = 0
   guidance_scale: float = 1.0
   null_condition: tuple | None = None  # a conditional model's null condition (e.g. caption)
+  # Long-video hooks (`jvdm.samplers.long`): the starting noise `(keys [B], video_shape) ->
+  # [B, *video_shape]` (default iid normal per video), and a wrapper of the (guided,
+  # still condition-taking) denoiser, e.g. co-denoising over windows.
+  initial_noise: Callable[[jax.Array, tuple[int, ...]], jnp.ndarray] | None = None
+  denoiser_transform: Callable[[Callable], Callable] | None = None
 
   def __post_init__(self):
     if self.sampler not in SAMPLERS:
@@ -94,30 +99,64 @@ class VideoSampler:
     return sampling_time_grid(self.process, SOLVERS[self.sampler][1], self.num_steps, self.spacing,
                               self.steps_offset)
 
+  def denoiser(self, params: Any, conditional: bool):
+    """The x0 denoiser `(z, t, cond)` of the network at `params`, with classifier-free
+    guidance against the null condition when `conditional` and guidance_scale != 1. The null
+    condition takes the shape of each call's cond (a long-video method may fold windows into
+    the batch)."""
+    denoise = make_denoiser(self.apply_fn, params, self.process, self.prediction)
+    if not conditional or self.guidance_scale == 1.0:
+      return denoise
+
+    def guided(z, t, cond):
+      null = jnp.broadcast_to(jnp.asarray(self.null_condition, cond.dtype), cond.shape)
+      return classifier_free_guidance(denoise, null, self.guidance_scale)(z, t, cond)
+
+    return guided
+
+  def sample_batch(self, params: Any, keys: jax.Array, condition: jax.Array | None,
+                   video_shape: tuple[int, ...]) -> jnp.ndarray:
+    """Traceable: `[B, *video_shape]` videos from `[B]` keys (and a `[B, ...]` condition);
+    `sample` runs it jitted, with the params as arguments."""
+    denoise = self.denoiser(params, condition is not None)
+    if self.denoiser_transform is not None:
+      denoise = self.denoiser_transform(denoise)
+    if condition is not None:
+      conditional = denoise
+      denoise = lambda z, t, _: conditional(z, t, condition)
+    solver = SOLVERS[self.sampler][0](denoise, self.process, self.eta, self.clip_x0)
+    solver_keys, init_keys = split_per_sample(keys)
+    x_init = (normal_per_sample(init_keys, video_shape) if self.initial_noise is None else
+              self.initial_noise(init_keys, video_shape))
+    if self.frame_stagger:
+      grid = staggered_time_grid(self.num_steps, video_shape[0], self.frame_stagger)
+      grid = jnp.broadcast_to(grid[:, None], (grid.shape[0], keys.shape[0], video_shape[0]))
+    else:
+      grid = self.time_grid
+    return run_solver(solver, x_init, grid, solver_keys)
+
   @functools.cached_property
-  def _sample_batch(self):
+  def jitted_sample_batch(self):
+    """`sample_batch` under `jax.jit` (video_shape static): one compile per batch shape."""
+    return jax.jit(self.sample_batch, static_argnums=3)
 
-    def sample_batch(params: Any, keys: jax.Array, condition: jax.Array | None,
-                     video_shape: tuple[int, ...]) -> jnp.ndarray:
-      denoise = make_denoiser(self.apply_fn, params, self.process, self.prediction)
-      if condition is not None:
-        if self.guidance_scale != 1.0:
-          null = jnp.broadcast_to(jnp.asarray(self.null_condition, condition.dtype),
-                                  condition.shape)
-          denoise = classifier_free_guidance(denoise, null, self.guidance_scale)
-        conditional = denoise
-        denoise = lambda z, t, _: conditional(z, t, condition)
-      solver = SOLVERS[self.sampler][0](denoise, self.process, self.eta, self.clip_x0)
-      solver_keys, init_keys = split_per_sample(keys)
-      x_init = normal_per_sample(init_keys, video_shape)
-      if self.frame_stagger:
-        grid = staggered_time_grid(self.num_steps, video_shape[0], self.frame_stagger)
-        grid = jnp.broadcast_to(grid[:, None], (grid.shape[0], keys.shape[0], video_shape[0]))
-      else:
-        grid = self.time_grid
-      return run_solver(solver, x_init, grid, solver_keys)
-
-    return jax.jit(sample_batch, static_argnums=3)
+  def check_request(self, num_videos: int, batch_size: int, video_shape: tuple[int, ...],
+                    condition: np.ndarray | None) -> np.ndarray | None:
+    """Validates the arguments of `sample`; returns the condition as numpy."""
+    if num_videos < 1 or batch_size < 1:
+      raise ConfigError(f"num_videos and batch_size must be >= 1, got {num_videos}, {batch_size}.")
+    if (condition is None) != (self.null_condition is None):
+      raise ConfigError("This model is conditional: pass one condition per video (e.g. caption "
+                        "tokens)." if condition is None else
+                        "This model is unconditional; it takes no condition.")
+    if condition is not None:
+      condition = np.asarray(condition)
+      if condition.shape[0] != num_videos:
+        raise ShapeError(f"Expected one condition per video, [{num_videos}, ...]; got "
+                         f"{condition.shape}.")
+    if len(video_shape) != 4:
+      raise ShapeError(f"video_shape must be (T, H, W, C), got {video_shape}.")
+    return condition
 
   def sample(self, params: Any, seed: int, num_videos: int, video_shape: tuple[int, int, int, int],
              batch_size: int = 8, progress: bool = True,
@@ -134,35 +173,33 @@ class VideoSampler:
       condition: `[num_videos, ...]`, one condition per video (e.g. caption tokens); required
         by a conditional model, refused by an unconditional one.
     """
-    if num_videos < 1 or batch_size < 1:
-      raise ConfigError(f"num_videos and batch_size must be >= 1, got {num_videos}, {batch_size}.")
-    if (condition is None) != (self.null_condition is None):
-      raise ConfigError("This model is conditional: pass one condition per video (e.g. caption "
-                        "tokens)." if condition is None else
-                        "This model is unconditional; it takes no condition.")
-    if condition is not None:
-      condition = np.asarray(condition)
-      if condition.shape[0] != num_videos:
-        raise ShapeError(f"Expected one condition per video, [{num_videos}, ...]; got "
-                         f"{condition.shape}.")
-    if len(video_shape) != 4:
-      raise ShapeError(f"video_shape must be (T, H, W, C), got {video_shape}.")
-    base_key = jax.random.key(seed)
-    all_keys = jax.vmap(lambda i: jax.random.fold_in(base_key, i))(jnp.arange(num_videos))
-    batch_size = min(batch_size, num_videos)
-    outputs = []
-    starts = range(0, num_videos, batch_size)
-    for start in tqdm.tqdm(starts, desc="sampling", unit="batch", disable=not progress):
-      keys = all_keys[start:start + batch_size]
-      batch_condition = None if condition is None else condition[start:start + batch_size]
-      count = keys.shape[0]
-      if count < batch_size:  # pad to keep a single compiled shape
-        pad = lambda a: jnp.concatenate([a, jnp.repeat(a[:1], batch_size - count, axis=0)])
-        keys = pad(keys)
-        batch_condition = None if condition is None else pad(batch_condition)
-      videos = self._sample_batch(params, keys, batch_condition, tuple(video_shape))
-      outputs.append(np.asarray(videos[:count]))
-    return np.concatenate(outputs)
+    condition = self.check_request(num_videos, batch_size, video_shape, condition)
+    sample_batch = lambda keys, cond: self.jitted_sample_batch(params, keys, cond, tuple(video_shape))
+    return sample_in_batches(sample_batch, seed, num_videos, batch_size, condition, progress)
+
+
+def sample_in_batches(sample_batch: Callable[[jax.Array, Any], jnp.ndarray], seed: int,
+                      num_videos: int, batch_size: int, condition: np.ndarray | None = None,
+                      progress: bool = True) -> np.ndarray:
+  """Runs `sample_batch(keys [b], condition [b, ...] | None) -> videos [b, ...]` over batches
+  of `batch_size` videos (the last padded, so one compiled shape) with a progress bar; video i
+  gets the key fold_in(key(seed), i), so it does not depend on the batch size. Returns numpy
+  `[num_videos, ...]`."""
+  base_key = jax.random.key(seed)
+  all_keys = jax.vmap(lambda i: jax.random.fold_in(base_key, i))(jnp.arange(num_videos))
+  batch_size = min(batch_size, num_videos)
+  outputs = []
+  starts = range(0, num_videos, batch_size)
+  for start in tqdm.tqdm(starts, desc="sampling", unit="batch", disable=not progress):
+    keys = all_keys[start:start + batch_size]
+    batch_condition = None if condition is None else condition[start:start + batch_size]
+    count = keys.shape[0]
+    if count < batch_size:  # pad to keep a single compiled shape
+      pad = lambda a: jnp.concatenate([a, jnp.repeat(a[:1], batch_size - count, axis=0)])
+      keys = pad(keys)
+      batch_condition = None if condition is None else pad(batch_condition)
+    outputs.append(np.asarray(sample_batch(keys, batch_condition)[:count]))
+  return np.concatenate(outputs)
 
 
 # config.sample fields a caller may override, and their defaults for configs saved before

@@ -1,0 +1,210 @@
+"""FIFO-Diffusion (Kim et al. 2024): diagonal denoising of a queue of frames, and
+Ouroboros-Diffusion's coherent tail latents (Chen et al. 2025).
+
+A model trained on `window` frames with per-frame times denoises a queue of frames whose noise
+levels rise from head to tail: queue position p (after the lookahead head) sits at level
+`p // frames_per_level + 1` of an ascending grid of S levels, S = queue length /
+frames_per_level. Every iteration steps each frame down one level, so the `frames_per_level`
+frames at the head become clean; they leave the queue, the rest shifts forward, and new frames
+at the top level (pure noise) enter at the tail. Memory is that of the queue, whatever the
+video's length.
+
+- Latent partitioning (sec. 4.1): the queue is `num_partitions` windows of `window` frames
+  (S = num_partitions * window / frames_per_level steps), all denoised in one batched call.
+- Lookahead denoising (sec. 4.2): `window // 2` already-output frames stay at the head of the
+  queue, windows start every `window // 2` frames, and only the second half of each window is
+  updated, so every frame is denoised next to cleaner frames before it.
+- frames_per_level = 1 is the paper's diagonal denoising; frames_per_level = window gives each
+  window a single level, which is ordinary sampling of that window (a test checks it).
+- Start (the authors' `prepare_fifo_latents`): a base clip of `window` frames sampled as usual;
+  queue position p holds base frame max(0, p - (Q - window)) noised to its level, and the
+  first (Q - window) / frames_per_level outputs are discarded, so the video starts at the base
+  clip's first frame.
+- tail "gaussian": fresh noise; "ouroboros" (Ouroboros-Diffusion, coherent tail latent
+  sampling): the spatial low frequencies of the frame before the tail, at its level, with the
+  high frequencies of fresh noise, so new frames start close to their neighbour in layout.
+"""
+
+import dataclasses
+from typing import Any, Optional
+
+import jax
+import jax.numpy as jnp
+
+from jvdm.errors import ConfigError, ShapeError
+from jvdm.models.layers.long_attention import low_pass_filter
+from jvdm.samplers.denoiser import Denoiser, alpha_sigma_like
+from jvdm.samplers.driver import normal_per_sample, split_per_sample
+from jvdm.samplers.grids import sampling_time_grid
+from jvdm.samplers.long.windows import extract_windows, window_starts
+from jvdm.samplers.video_sampler import SOLVERS
+
+TAILS = ("gaussian", "ouroboros")
+# Solvers that carry no history between steps: each frame may be at its own point of the grid.
+SINGLE_STEP_SAMPLERS = ("ddim", "ddpm", "euler", "euler_ancestral", "heun", "flow_euler")
+
+
+def tail_noise(keys: jax.Array, iteration, shape) -> jnp.ndarray:
+  """The fresh noise `[B, *shape]` that enters the queue's tail after `iteration`."""
+  folded = jax.vmap(jax.random.fold_in, (0, None))(keys, iteration)
+  return normal_per_sample(folded, tuple(shape))
+
+
+def coherent_tail(previous: jnp.ndarray, noise: jnp.ndarray, cutoff: float) -> jnp.ndarray:
+  """Ouroboros-Diffusion's tail latent: the low spatial frequencies (`cutoff` of Nyquist) of
+  `previous` `[B, k, H, W, C]` with the high frequencies of `noise` (same shape)."""
+  low_pass = low_pass_filter((1,) + previous.shape[2:4], 1.0, cutoff)[None, :, :, :, None]
+  spectrum = lambda a: jnp.fft.fft2(a, axes=(2, 3))
+  mixed = spectrum(previous) * low_pass + spectrum(noise) * (1.0 - low_pass)
+  return jnp.fft.ifft2(mixed, axes=(2, 3)).real.astype(noise.dtype)
+
+
+@dataclasses.dataclass(frozen=True)
+class FIFODiffusion:
+  """FIFO-Diffusion's settings (module docstring).
+
+  Attributes:
+    window: frames per model call (the model's training length, in latent frames).
+    num_partitions: windows in the queue; the queue holds num_partitions * window frames.
+    frames_per_level: frames that share a noise level (and leave the queue per iteration);
+      must divide `window`. 1 = the paper.
+    lookahead: lookahead denoising (needs an even window).
+    tail: "gaussian" or "ouroboros".
+    tail_cutoff: ouroboros: the spatial low-pass cutoff, a fraction of Nyquist in [0, 1].
+    sampler, eta, clip_x0: a single-step solver (`SINGLE_STEP_SAMPLERS`) and its settings.
+  """
+
+  window: int
+  num_partitions: int = 4
+  frames_per_level: int = 1
+  lookahead: bool = True
+  tail: str = "gaussian"
+  tail_cutoff: float = 0.25
+  sampler: str = "ddim"
+  eta: float = 0.0
+  clip_x0: bool = True
+
+  def __post_init__(self):
+    if self.window < 1 or self.num_partitions < 1:
+      raise ConfigError(f"FIFO needs window >= 1 and num_partitions >= 1, got window="
+                        f"{self.window}, num_partitions={self.num_partitions}.")
+    if self.frames_per_level < 1 or self.window % self.frames_per_level:
+      raise ConfigError(f"frames_per_level={self.frames_per_level} must divide the window of "
+                        f"{self.window} frames.")
+    if self.lookahead and (self.window < 2 or self.window % 2):
+      raise ConfigError(f"Lookahead denoising updates the second half of each window; it needs "
+                        f"an even window, got {self.window}.")
+    if self.tail not in TAILS:
+      raise ConfigError(f"Unknown FIFO tail {self.tail!r}; expected one of {TAILS}.")
+    if not 0.0 <= self.tail_cutoff <= 1.0:
+      raise ConfigError(f"tail_cutoff must be in [0, 1], got {self.tail_cutoff}.")
+    if self.sampler not in SINGLE_STEP_SAMPLERS:
+      raise ConfigError(f"FIFO moves each frame along its own point of the grid, which needs a "
+                        f"single-step solver, one of {SINGLE_STEP_SAMPLERS}; got "
+                        f"{self.sampler!r}.")
+    if self.eta < 0 or (self.eta and self.sampler != "ddim"):
+      raise ConfigError(f"eta must be >= 0 and applies to the 'ddim' sampler only; got eta="
+                        f"{self.eta} with {self.sampler!r}.")
+
+  @property
+  def queue_length(self) -> int:
+    """Frames in the queue, without the lookahead head."""
+    return self.num_partitions * self.window
+
+  @property
+  def num_levels(self) -> int:
+    """S: the solver steps a frame takes from the tail to the head."""
+    return self.queue_length // self.frames_per_level
+
+  @property
+  def head(self) -> int:
+    """Output frames kept at the head of the queue for lookahead denoising."""
+    return self.window // 2 if self.lookahead else 0
+
+  def check_length(self, num_frames: int) -> None:
+    if num_frames < self.queue_length:
+      raise ConfigError(
+          f"FIFO with a queue of {self.queue_length} frames (num_partitions="
+          f"{self.num_partitions} x window={self.window}) needs a video of at least that many "
+          f"frames; got num_frames={num_frames}. Use fewer partitions or sample directly.")
+    if num_frames % self.frames_per_level:
+      raise ConfigError(f"num_frames={num_frames} must be a multiple of frames_per_level="
+                        f"{self.frames_per_level}.")
+
+  def sample(self, denoise: Denoiser, process, keys: jax.Array, base: jnp.ndarray,
+             num_frames: int, cond: Optional[Any] = None) -> jnp.ndarray:
+    """Generates `[B, num_frames, H, W, C]` from a base clip `[B, window, H, W, C]` (clean).
+
+    Traceable (call it under `jax.jit`, with the params as arguments); one `lax.scan` over
+    the iterations. `keys` `[B]`: video i depends only on keys[i] and base[i].
+    """
+    self.check_length(num_frames)
+    if base.ndim != 5 or base.shape[1] != self.window:
+      raise ShapeError(f"The base clip must be [B, window={self.window}, H, W, C], got "
+                       f"{base.shape}.")
+    batch, frame_shape = base.shape[0], base.shape[2:]
+    k, head, queue_length, levels_count = (self.frames_per_level, self.head, self.queue_length,
+                                           self.num_levels)
+    levels = jnp.asarray(
+        sampling_time_grid(process, SOLVERS[self.sampler][1], levels_count)[::-1], jnp.float32)
+    # Level index of every queue position; the head holds output frames, at level 1 as in the
+    # authors' code (they are never updated).
+    level_index = jnp.concatenate([jnp.ones(head, jnp.int32),
+                                   jnp.arange(queue_length) // k + 1])
+    t_cur = levels[level_index]
+    t_next = jnp.where(jnp.arange(head + queue_length) < head, t_cur, levels[level_index - 1])
+    stride = self.window // 2 if self.lookahead else self.window
+    starts = window_starts(head + queue_length, self.window, stride)
+    first_updated = self.window - stride  # frames of a window that only provide context
+
+    conditional = lambda z, t, _: denoise(z, t, self._window_cond(cond, len(starts)))
+    solver = SOLVERS[self.sampler][0](conditional, process, self.eta, self.clip_x0)
+
+    def step_queue(queue, noise_keys):
+      windows = extract_windows(queue, starts, self.window)  # [B, W, window, ...]
+      fold = lambda a: a.reshape((-1,) + a.shape[2:])
+      t_windows = lambda t: jnp.broadcast_to(extract_windows(t[None], starts, self.window),
+                                             (batch, len(starts), self.window))
+      noise = None
+      if solver.stochastic:
+        noise = normal_per_sample(noise_keys, (len(starts), self.window) + frame_shape)
+      stepped, _ = solver.step(fold(windows), (), fold(t_windows(t_cur)), fold(t_windows(t_next)),
+                               None if noise is None else fold(noise))
+      stepped = stepped.reshape(windows.shape)[:, :, first_updated:]
+      return jnp.concatenate([queue[:, :head], stepped.reshape((batch, -1) + frame_shape)], 1)
+
+    def iteration(carry, index):
+      queue, rng = carry
+      rng, step_keys = split_per_sample(rng)
+      queue = step_queue(queue, step_keys)
+      out = queue[:, head:head + k]  # at level 0: clean
+      fresh = tail_noise(keys, index, (k,) + tuple(frame_shape))
+      if self.tail == "ouroboros":
+        fresh = coherent_tail(queue[:, -k:], fresh, self.tail_cutoff)
+      return (jnp.concatenate([queue[:, k:], fresh], axis=1), rng), out
+
+    rng, init_keys = split_per_sample(keys)  # independent of the fold_in tail keys
+    queue = self._initial_queue(process, base, levels, level_index, init_keys)
+    warmup = (queue_length - self.window) // k
+    iterations = warmup + num_frames // k
+    _, outs = jax.lax.scan(iteration, (queue, rng), jnp.arange(iterations))
+    video = jnp.moveaxis(outs[warmup:], 0, 1)  # [B, iterations, k, ...]
+    return video.reshape((batch, num_frames) + tuple(frame_shape))
+
+  def _initial_queue(self, process, base, levels, level_index, keys):
+    """The authors' start: position p holds base frame max(0, p - (Q - window)) at its level;
+    the lookahead head holds base frame 0."""
+    positions = jnp.arange(self.queue_length)
+    source = jnp.maximum(0, positions - (self.queue_length - self.window))
+    source = jnp.concatenate([jnp.zeros(self.head, jnp.int32), source])
+    clean = base[:, source]
+    t = jnp.broadcast_to(levels[level_index], clean.shape[:2])
+    alpha, sigma = alpha_sigma_like(process, t, clean)
+    return alpha * clean + sigma * normal_per_sample(keys, clean.shape[1:])
+
+  @staticmethod
+  def _window_cond(cond, count):
+    """The video's condition for each of the `count` windows folded into the batch."""
+    if cond is None:
+      return None
+    return jax.tree.map(lambda leaf: jnp.repeat(jnp.asarray(leaf), count, axis=0), cond)
