@@ -542,15 +542,23 @@ def reference_validity(num_videos: int = 200, seed: int = 0, **generator_kwargs)
                                   min_speed=limits["min_speed"], max_speed=limits["max_speed"])
 
 
+def shape_sizes(video: np.ndarray, *, colour_tolerance: float = 60.0,
+                min_area: int = 4) -> dict[int, int]:
+  """{palette index: side in px} of the shapes in `video` (uint8 [T, H, W, 3]), segmented
+  and sized as `analyze_video` does: the colours that form an object of >= `min_area` px in
+  some frame, each with its median side."""
+  _check_video(video)
+  brightness = _brightness(video)
+  classes = _classify(video, brightness, colour_tolerance)
+  tracks = _find_tracks(classes, brightness >= _BRIGHT, min_area)
+  return {track.colour: _estimate_size(track) for track in tracks}
+
+
 def video_colours(video: np.ndarray, *, colour_tolerance: float = 60.0,
                   min_area: int = 4) -> frozenset[int]:
   """Palette indices of the shapes in `video` (uint8 [T, H, W, 3]), segmented as
   `analyze_video` does: the colours that form an object of >= `min_area` px in some frame."""
-  _check_video(video)
-  brightness = _brightness(video)
-  classes = _classify(video, brightness, colour_tolerance)
-  return frozenset(track.colour for track in _find_tracks(classes, brightness >= _BRIGHT,
-                                                          min_area))
+  return frozenset(shape_sizes(video, colour_tolerance=colour_tolerance, min_area=min_area))
 
 
 def caption_match_fraction(videos: np.ndarray, captions: np.ndarray) -> float:

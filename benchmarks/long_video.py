@@ -1,0 +1,120 @@
+"""Long videos from a model trained on short clips: every method against two baselines.
+
+  python train.py                                  # the default UNet, 16-frame clips
+  python benchmarks/long_video.py --workdir runs/bouncing_shapes_unet
+
+Part 1 (quality): each method generates --num_videos videos of --frames frames (default 128,
+8x the training length); the synthetic-video measures of `jvdm.metrics.long_video` per video:
+valid 16-frame windows, continuity across window boundaries, identity constancy.
+Part 2 (cost): one video at each of --lengths: the time of a compiled call and XLA's buffer
+estimate of the compiled function (arguments + outputs + temporaries, from
+`memory_analysis()`: the peak the executable plans for).
+
+Prints a table and appends one JSON line to benchmarks/results/long_video.json.
+"""
+
+import argparse
+import os
+import platform
+import sys
+import time
+
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+import flax.linen as nn  # pylint: disable=g-import-not-at-top
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from benchmarks import common
+from jvdm.data.transforms import to_uint8
+from jvdm.metrics.long_video import long_video_metrics
+from jvdm.models import get_model
+from jvdm.parallel.mesh import make_mesh
+from jvdm.samplers.long.sampler import METHODS, LongVideoSampler
+from jvdm.samplers.video_sampler import make_video_sampler
+from jvdm.sampling import restore_ema_params
+from jvdm.training.run_config import load_run_config
+
+
+def _keys(seed, count):
+  return jax.vmap(lambda i: jax.random.fold_in(jax.random.key(seed), i))(jnp.arange(count))
+
+
+def main():
+  parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+  parser.add_argument("--workdir", default="runs/bouncing_shapes_unet")
+  parser.add_argument("--methods", default=",".join(METHODS))
+  parser.add_argument("--num_videos", type=int, default=4)
+  parser.add_argument("--frames", type=int, default=128)
+  parser.add_argument("--lengths", default="64,128,256", help="frames, for the cost part")
+  parser.add_argument("--cost_methods", default=None, help="default: --methods")
+  parser.add_argument("--steps", type=int, default=25, help="DDIM steps (fifo: its own)")
+  parser.add_argument("--stride", type=int, default=None, help="default window / 2")
+  parser.add_argument("--num_partitions", type=int, default=2, help="fifo")
+  parser.add_argument("--frame_stagger", type=float, default=None)
+  parser.add_argument("--seed", type=int, default=0)
+  parser.add_argument("--out", default=None, help="default benchmarks/results/long_video.json")
+  args = parser.parse_args()
+
+  config = load_run_config(args.workdir)
+  model = get_model(config)
+  mesh = make_mesh(config.mesh.shape, dcn_shape=config.mesh.get("dcn_shape"))
+  window = config.data.num_frames
+  frame_shape = (config.data.height, config.data.width, config.data.channels)
+  shapes = config.data.bouncing_shapes
+  methods = args.methods.split(",")
+  cost_methods = (args.cost_methods or args.methods).split(",")
+  result = {"benchmark": "long_video",
+            "devices": f"{jax.device_count()}x {jax.devices()[0].device_kind}",
+            "cpu_count": os.cpu_count(), "machine": platform.machine(), "workdir": args.workdir, "window": window,
+            "frames": args.frames, "steps": args.steps, "num_videos": args.num_videos,
+            "quality": {}, "cost": {}}
+  with jax.set_mesh(mesh), nn.logical_axis_rules(config.mesh.logical_axis_rules):
+    params, step = restore_ema_params(args.workdir, config, model, mesh)
+    result["checkpoint_step"] = int(step)
+    base = make_video_sampler(config, model.apply, steps=args.steps,
+                              frame_stagger=args.frame_stagger)
+    result["frame_stagger"] = base.frame_stagger
+    samplers = {m: LongVideoSampler(base, model, m, window, stride=args.stride,
+                                    num_partitions=args.num_partitions) for m in METHODS}
+
+    for method in methods:
+      start = time.perf_counter()
+      videos = samplers[method].sample(params, args.seed, args.num_videos,
+                                       (args.frames,) + frame_shape, batch_size=args.num_videos,
+                                       progress=False)
+      seconds = time.perf_counter() - start
+      metrics = long_video_metrics(to_uint8(videos), window, max_shapes=shapes.max_shapes,
+                                   min_speed=shapes.min_speed, max_speed=shapes.max_speed)
+      result["quality"][method] = {**metrics, "seconds_with_compile": round(seconds, 1)}
+      print(f"{method:15s} valid windows {metrics['window_valid_fraction']:.2f}  boundary "
+            f"continuity {metrics['boundary_continuity']:.2f}  identity constant "
+            f"{metrics['identity_constant_fraction']:.2f}  ({seconds:.0f} s)", flush=True)
+
+    for method in cost_methods:
+      result["cost"][method] = {}
+      for length in (int(n) for n in args.lengths.split(",")):
+        shape = (length,) + frame_shape
+        jitted = samplers[method].jitted_sample_batch
+        compiled = jitted.lower(params, _keys(args.seed, 1), None, shape).compile()
+        memory = compiled.memory_analysis()
+        planned = None if memory is None else (
+            memory.argument_size_in_bytes + memory.output_size_in_bytes +
+            memory.temp_size_in_bytes)
+        start = time.perf_counter()
+        jax.block_until_ready(compiled(params, _keys(args.seed, 1), None))
+        seconds = time.perf_counter() - start
+        result["cost"][method][length] = {
+            "seconds": round(seconds, 2),
+            "planned_bytes": planned,
+            "temp_bytes": None if memory is None else memory.temp_size_in_bytes}
+        print(f"{method:15s} {length:4d} frames: {seconds:7.2f} s, XLA buffers "
+              f"{(planned or 0) / 2**20:8.1f} MiB (temporaries "
+              f"{(memory.temp_size_in_bytes if memory else 0) / 2**20:.1f})", flush=True)
+
+  common.report(result, args.out)
+
+
+if __name__ == "__main__":
+  main()

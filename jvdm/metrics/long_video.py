@@ -1,0 +1,70 @@
+"""Long-video metrics on the synthetic data: does a video many windows long stay a valid
+bouncing-shapes video, move without jumps where windows meet, and keep its shapes?
+
+A video uint8 [T, H, W, 3] is cut into consecutive windows of `window` frames (the training
+length); the last partial window is dropped.
+
+  window_valid_fraction:  the fraction of windows that `analyze_video` judges valid.
+  boundary_continuity:    the fraction of window boundaries (frame kw - 1 -> kw) across which
+                          the bright pixels' centroid moves at most max_speed * sqrt(2) + 1 px
+                          and the bright mass changes by at most half (`continuous_motion`'s
+                          rule for one step, plus no shape appearing or vanishing).
+  identity_constant:      every window holds the first window's shapes: the same colours, each
+                          with its side within `size_tolerance` px of the first window's.
+"""
+
+import numpy as np
+
+from jvdm.errors import ShapeError
+from jvdm.metrics.synthetic_video import _BRIGHT, _brightness, analyze_video, shape_sizes
+
+
+def _windows(video: np.ndarray, window: int) -> list[np.ndarray]:
+  if video.ndim != 4 or video.dtype != np.uint8 or window < 1 or video.shape[0] < window:
+    raise ShapeError(f"Expected a uint8 video [T, H, W, 3] of at least window={window} frames, "
+                     f"got {video.dtype} {video.shape}.")
+  return [video[start:start + window] for start in range(0, video.shape[0] - window + 1, window)]
+
+
+def boundary_steps_ok(video: np.ndarray, window: int, max_speed: int = 3) -> list[bool]:
+  """For each window boundary, whether the video moves on across it without a jump."""
+  bright = _brightness(video) >= _BRIGHT
+  ys, xs = np.mgrid[:bright.shape[1], :bright.shape[2]]
+  result = []
+  for frame in range(window, video.shape[0] - video.shape[0] % window, window):
+    pair = bright[frame - 1:frame + 1]
+    mass = pair.sum((1, 2))
+    if mass.min() == 0:
+      result.append(False)
+      continue
+    centroid = np.stack([(pair * ys).sum((1, 2)), (pair * xs).sum((1, 2))], 1) / mass[:, None]
+    step = np.hypot(*(centroid[1] - centroid[0]))
+    result.append(bool(step <= max_speed * np.sqrt(2) + 1 and
+                       abs(mass[1] - mass[0]) <= 0.5 * mass.max()))
+  return result
+
+
+def long_video_report(video: np.ndarray, window: int, *, max_shapes: int = 2, min_speed: int = 1,
+                      max_speed: int = 3, size_tolerance: int = 1) -> dict[str, float | bool]:
+  """The module's three measures for one video (module docstring)."""
+  windows = _windows(video, window)
+  valid = [analyze_video(w, max_shapes=max_shapes, min_speed=min_speed,
+                         max_speed=max_speed).valid for w in windows]
+  steps = boundary_steps_ok(video, window, max_speed)
+  sizes = [shape_sizes(w) for w in windows]
+  first = sizes[0]
+  constant = bool(first) and all(
+      set(s) == set(first) and all(abs(s[c] - first[c]) <= size_tolerance for c in s)
+      for s in sizes[1:])
+  return {"window_valid_fraction": float(np.mean(valid)),
+          "boundary_continuity": float(np.mean(steps)) if steps else 1.0,
+          "identity_constant": constant}
+
+
+def long_video_metrics(videos: np.ndarray, window: int, **kwargs) -> dict[str, float]:
+  """Means over videos uint8 [N, T, H, W, 3] of `long_video_report`'s measures."""
+  reports = [long_video_report(video, window, **kwargs) for video in videos]
+  return {"window_valid_fraction": float(np.mean([r["window_valid_fraction"] for r in reports])),
+          "boundary_continuity": float(np.mean([r["boundary_continuity"] for r in reports])),
+          "identity_constant_fraction": float(np.mean([r["identity_constant"] for r in reports])),
+          "num_videos": len(reports)}
