@@ -88,8 +88,10 @@ def main():
       metrics = long_video_metrics(to_uint8(videos), window, max_shapes=shapes.max_shapes,
                                    min_speed=shapes.min_speed, max_speed=shapes.max_speed)
       result["quality"][method] = {**metrics, "seconds_with_compile": round(seconds, 1)}
-      print(f"{method:15s} valid windows {metrics['window_valid_fraction']:.2f}  boundary "
-            f"continuity {metrics['boundary_continuity']:.2f}  identity constant "
+      print(f"{method:15s} windows valid {metrics['window_valid_fraction']:.2f} moving "
+            f"{metrics['window_motion_fraction']:.2f}  boundary continuity "
+            f"{metrics['boundary_continuity']:.2f}  colours constant "
+            f"{metrics['colours_constant_fraction']:.2f}  identity constant "
             f"{metrics['identity_constant_fraction']:.2f}  ({seconds:.0f} s)", flush=True)
 
     for method in cost_methods:

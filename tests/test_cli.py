@@ -43,6 +43,18 @@ def test_train_then_sample(tmp_path):
   assert videos.shape == (2, 4, 16, 16, 3) and videos.dtype == np.uint8
   assert (tmp_path / "out" / "samples.gif").stat().st_size > 0
 
+  long = run(os.path.join(REPO, "sample.py"), f"--workdir={workdir}", "--num_samples=1",
+             "--steps=3", "--long=freenoise", "--num_frames=10", f"--out={tmp_path / 'long'}",
+             cwd=tmp_path)
+  assert long.returncode == 0, long.stderr[-3000:]
+  assert np.load(tmp_path / "long" / "samples.npz")["videos"].shape == (1, 10, 16, 16, 3)
+  assert '"long"' in long.stdout and "freenoise" in long.stdout
+
+  short = run(os.path.join(REPO, "sample.py"), f"--workdir={workdir}", "--long=fifo",
+              "--num_frames=6", "--steps=3", f"--out={tmp_path / 'short'}", cwd=tmp_path)
+  assert short.returncode != 0
+  assert "error:" in short.stderr and "queue" in short.stderr and "Traceback" not in short.stderr
+
 
 @pytest.mark.e2e
 def test_errors_are_one_line_messages_not_tracebacks(tmp_path):

@@ -14,7 +14,8 @@ def test_real_long_videos_score_full_marks():
   source = BouncingShapes(num_frames=4 * WINDOW, seed=5)
   videos = np.stack([source.render(i)[0] for i in range(4)])
   metrics = long_video_metrics(videos, WINDOW)
-  assert metrics == {"window_valid_fraction": 1.0, "boundary_continuity": 1.0,
+  assert metrics == {"window_valid_fraction": 1.0, "window_motion_fraction": 1.0,
+                     "boundary_continuity": 1.0, "colours_constant_fraction": 1.0,
                      "identity_constant_fraction": 1.0, "num_videos": 4}
 
 
@@ -24,9 +25,9 @@ def test_stitched_independent_clips_fail_continuity_and_identity():
   source = BouncingShapes(num_frames=WINDOW, seed=7)
   clips = [source.render(i)[0] for i in range(4)]
   report = long_video_report(np.concatenate(clips), WINDOW)
-  assert report["window_valid_fraction"] == 1.0
+  assert report["window_valid_fraction"] == report["window_motion_fraction"] == 1.0
   assert report["boundary_continuity"] < 0.5
-  assert report["identity_constant"] is False
+  assert report["colours_constant"] is False and report["identity_constant"] is False
 
 
 def test_a_frozen_video_is_continuous_but_not_valid():
@@ -36,6 +37,22 @@ def test_a_frozen_video_is_continuous_but_not_valid():
   assert boundary_steps_ok(frozen, WINDOW) == [True, True]
   assert report["identity_constant"] is True
   assert report["window_valid_fraction"] == 0.0  # a still square breaks the motion law
+  assert report["window_motion_fraction"] == 0.0
+
+
+def test_a_square_that_grows_keeps_its_colour_but_not_its_identity():
+  source = BouncingShapes(num_frames=2 * WINDOW, max_shapes=1, seed=11)
+  video, truth = source.render(0)
+  grown = video.copy()
+  (size,), colour = truth["sizes"], truth["colours"][0]
+  for t in range(WINDOW, 2 * WINDOW):  # the second window's square 3 px larger
+    y, x = np.minimum(truth["positions"][0, t], 32 - size - 3)
+    grown[t] = 0
+    grown[t, y:y + size + 3, x:x + size + 3] = colour
+  report = long_video_report(grown, WINDOW)
+  assert report["colours_constant"] is True
+  assert report["identity_constant"] is False
+  assert long_video_report(video, WINDOW)["identity_constant"] is True
 
 
 def test_shape_errors():

@@ -5,18 +5,22 @@ A video uint8 [T, H, W, 3] is cut into consecutive windows of `window` frames (t
 length); the last partial window is dropped.
 
   window_valid_fraction:  the fraction of windows that `analyze_video` judges valid.
+  window_motion_fraction: the fraction of windows that pass `continuous_motion` (the looser
+                          test a model meets long before validity).
   boundary_continuity:    the fraction of window boundaries (frame kw - 1 -> kw) across which
                           the bright pixels' centroid moves at most max_speed * sqrt(2) + 1 px
                           and the bright mass changes by at most half (`continuous_motion`'s
                           rule for one step, plus no shape appearing or vanishing).
-  identity_constant:      every window holds the first window's shapes: the same colours, each
-                          with its side within `size_tolerance` px of the first window's.
+  colours_constant:       every window holds the first window's colours, no more, no fewer.
+  identity_constant:      colours_constant, and each shape's side within `size_tolerance` px of
+                          its side in the first window.
 """
 
 import numpy as np
 
 from jvdm.errors import ShapeError
-from jvdm.metrics.synthetic_video import _BRIGHT, _brightness, analyze_video, shape_sizes
+from jvdm.metrics.synthetic_video import (_BRIGHT, _brightness, analyze_video, continuous_motion,
+                                         shape_sizes)
 
 
 def _windows(video: np.ndarray, window: int) -> list[np.ndarray]:
@@ -50,21 +54,27 @@ def long_video_report(video: np.ndarray, window: int, *, max_shapes: int = 2, mi
   windows = _windows(video, window)
   valid = [analyze_video(w, max_shapes=max_shapes, min_speed=min_speed,
                          max_speed=max_speed).valid for w in windows]
+  moving = [continuous_motion(w, max_speed=max_speed) for w in windows]
   steps = boundary_steps_ok(video, window, max_speed)
   sizes = [shape_sizes(w) for w in windows]
   first = sizes[0]
-  constant = bool(first) and all(
-      set(s) == set(first) and all(abs(s[c] - first[c]) <= size_tolerance for c in s)
-      for s in sizes[1:])
+  colours_constant = bool(first) and all(set(s) == set(first) for s in sizes[1:])
+  sizes_constant = colours_constant and all(
+      abs(s[c] - first[c]) <= size_tolerance for s in sizes[1:] for c in first)
   return {"window_valid_fraction": float(np.mean(valid)),
+          "window_motion_fraction": float(np.mean(moving)),
           "boundary_continuity": float(np.mean(steps)) if steps else 1.0,
-          "identity_constant": constant}
+          "colours_constant": colours_constant,
+          "identity_constant": sizes_constant}
 
 
 def long_video_metrics(videos: np.ndarray, window: int, **kwargs) -> dict[str, float]:
   """Means over videos uint8 [N, T, H, W, 3] of `long_video_report`'s measures."""
   reports = [long_video_report(video, window, **kwargs) for video in videos]
-  return {"window_valid_fraction": float(np.mean([r["window_valid_fraction"] for r in reports])),
-          "boundary_continuity": float(np.mean([r["boundary_continuity"] for r in reports])),
-          "identity_constant_fraction": float(np.mean([r["identity_constant"] for r in reports])),
+  mean = lambda name: float(np.mean([r[name] for r in reports]))
+  return {"window_valid_fraction": mean("window_valid_fraction"),
+          "window_motion_fraction": mean("window_motion_fraction"),
+          "boundary_continuity": mean("boundary_continuity"),
+          "colours_constant_fraction": mean("colours_constant"),
+          "identity_constant_fraction": mean("identity_constant"),
           "num_videos": len(reports)}
