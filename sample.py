@@ -8,6 +8,7 @@
   python sample.py --workdir W --num_frames 128 --long fifo      # 8x the training length
   python sample.py --workdir W --num_frames 64 --long freenoise --stride 4
   python sample.py --workdir W_caption_dit --num_frames 16 --long gen_l_video --stride 8 --prompt "red | blue"
+  python sample.py --workdir W_caption_dit --num_frames 16 --long freenoise --stride 8 --prompt "red | blue"
 
 Writes samples.mp4 and samples.gif (a grid), samples.npz (key `videos`, uint8
 [N, T, H, W, C]) and, for models trained on the synthetic data, metrics.json.
@@ -46,7 +47,8 @@ _CHUNKS = flags.DEFINE_integer(
     "frames, with the KV cache (a causal DiT: configs/bouncing_shapes_dit.py:causal).")
 _PROMPT = flags.DEFINE_string(
     "prompt", None, "Caption of every video, for a caption-conditioned model: colour names, e.g. "
-    "'red blue' ('' = unconditional); default: captions of held-out synthetic videos.")
+    "'red blue' ('' = unconditional); with --long gen_l_video or freenoise, 'red | blue' gives one "
+    "per window; default: captions of held-out synthetic videos.")
 _LONG = flags.DEFINE_enum(
     "long", None, list(LONG_METHODS), "Generate --num_frames beyond the training length with "
     "this long-video method (README: Long videos).")

@@ -120,7 +120,7 @@ def sample_from_workdir(workdir: str, *, out: str | None = None, num_samples: in
       frames, with the KV cache (a causal DiT only; `CausalVideoSampler`).
     prompt: for a caption-conditioned model, the caption of every video, as colour names
       ("red blue"; "" = unconditional); default the captions of held-out synthetic videos.
-      With long="gen_l_video", prompts separated by "|" give one per window.
+      With long="gen_l_video" or "freenoise", prompts separated by "|" give one per window.
     batch_size: videos per jitted call.
     progress: show progress bars.
     long: a long-video method (`jvdm.samplers.long.sampler.METHODS`) for num_frames beyond
@@ -144,7 +144,7 @@ def sample_from_workdir(workdir: str, *, out: str | None = None, num_samples: in
     captions = evaluation_captions(config, num_samples)
   else:
     max_shapes = config.data.bouncing_shapes.max_shapes
-    if long == "gen_l_video" and "|" in prompt:  # one caption per window
+    if long in ("gen_l_video", "freenoise") and "|" in prompt:  # one caption per window
       per_window = np.stack([encode_caption(p.strip(), max_shapes) for p in prompt.split("|")])
       captions = np.repeat(per_window[None], num_samples, axis=0)
       long_settings = {**(long_settings or {}), "per_window_condition": True}

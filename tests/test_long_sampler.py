@@ -13,6 +13,7 @@ from jvdm.diffusion import make_process
 from jvdm.errors import ConfigError, ShapeError
 from jvdm.models import get_model
 from jvdm.samplers import VideoSampler
+from jvdm.samplers.long.motion_injection import frame_conditions
 from jvdm.samplers.long.sampler import METHODS, LongVideoSampler
 
 WINDOW, FRAMES = 4, 8
@@ -83,9 +84,9 @@ def test_chunks_are_independent_short_samples():
   np.testing.assert_allclose(videos, np.asarray(clips).reshape((2,) + SHAPE), atol=1e-5)
 
 
-def test_per_window_prompts_reach_their_windows():
-  """Gen-L-Video with a prompt per window on a caption-conditioned DiT: changing one window's
-  prompt changes the frames of that window most."""
+@functools.lru_cache(maxsize=None)
+def _caption_dit():
+  """A tiny caption-conditioned DiT with perturbed params, its base sampler and null caption."""
   config = bouncing_shapes_dit.get_config("tiny")
   with config.unlocked():
     config.model.condition = "caption"
@@ -99,6 +100,13 @@ def test_per_window_prompts_reach_their_windows():
                                      for i, leaf in enumerate(leaves)])
   base = VideoSampler(model.apply, make_process(config.diffusion), config.diffusion.prediction,
                       num_steps=2, null_condition=null)
+  return model, params, base, null
+
+
+def test_per_window_prompts_reach_their_windows():
+  """Gen-L-Video with a prompt per window on a caption-conditioned DiT: changing one window's
+  prompt changes the frames of that window most."""
+  model, params, base, null = _caption_dit()
   sampler = LongVideoSampler(base, model, "gen_l_video", WINDOW, stride=WINDOW,
                              per_window_condition=True)
   prompts = np.zeros((1, 2, len(null)), np.int32)  # two windows, frames 0-3 and 4-7
@@ -114,13 +122,57 @@ def test_per_window_prompts_reach_their_windows():
                    condition=np.zeros((1, 3, len(null)), np.int32))
 
 
+def test_a_caption_per_frame_equals_one_caption_when_all_are_alike():
+  model, params, _, null = _caption_dit()
+  x = jax.random.normal(jax.random.key(0), (2, WINDOW, 16, 16, 3))
+  t = jnp.array([0.3, 0.7])
+  captions = jnp.zeros((2, len(null)), jnp.int32).at[:, 0].set(jnp.array([1, 2]))
+  one = model.apply({"params": params}, x, t, cond=captions)
+  per_frame = jnp.repeat(captions[:, None], WINDOW, axis=1)  # [B, T, L]
+  np.testing.assert_allclose(model.apply({"params": params}, x, t, cond=per_frame), one,
+                             atol=1e-5)
+  other = per_frame.at[:, WINDOW // 2:, 0].set(3)
+  assert not np.allclose(model.apply({"params": params}, x, t, cond=other), one, atol=1e-3)
+  with pytest.raises(ShapeError, match="one caption per frame"):
+    model.apply({"params": params}, x, t, cond=per_frame[:, None])
+
+
+def test_frame_conditions_take_the_nearest_window():
+  windows = jnp.arange(3)[None]  # 8 frames, windows [0, 4), [2, 6), [4, 8)
+  np.testing.assert_array_equal(frame_conditions(windows, 8, 4, 2)[0], [0, 0, 0, 1, 1, 2, 2, 2])
+
+
+def test_freenoise_motion_injection():
+  """FreeNoise with a prompt per window: outside the injection range every frame sees the
+  first prompt, so an empty range equals single-prompt FreeNoise; inside it, a later window's
+  prompt reaches the video."""
+  model, params, base, null = _caption_dit()
+  prompts = np.zeros((1, 3, len(null)), np.int32)  # 3 windows at stride 2
+  prompts[0, :, 0] = (1, 2, 3)
+  run = lambda injection_range, condition, per_window=True: LongVideoSampler(
+      base, model, "freenoise", WINDOW, stride=2, per_window_condition=per_window,
+      injection_range=injection_range).sample(params, 0, 1, SHAPE, progress=False,
+                                              condition=condition)
+  single = run((0.0, 1.0), prompts[:, 0], per_window=False)
+  # The 2-step grid calls the denoiser at t = 1 and t = 0.5.
+  np.testing.assert_allclose(run((0.9, 0.95), prompts), single, atol=1e-5)
+  injected = run((0.0, 1.0), prompts)
+  assert not np.allclose(injected, single, atol=1e-3)
+  changed = prompts.copy()
+  changed[0, 2, 0] = 4
+  assert not np.allclose(run((0.0, 1.0), changed), injected, atol=1e-3)
+  with pytest.raises(ConfigError, match="injection_range"):
+    LongVideoSampler(base, model, "freenoise", WINDOW, per_window_condition=True,
+                     injection_range=(0.8, 0.2))
+
+
 @pytest.mark.parametrize("fields,message", [
     (dict(method="freeinit"), "Unknown long-video method"),
     (dict(stride=0), r"stride must be in \[1, window=4\]"),
     (dict(stride=5), r"stride must be in \[1, window=4\]"),
     (dict(method="fifo", tail="uniform"), "Unknown FIFO tail"),
     (dict(method="autoregressive", extension_mode="inpaint"), "Unknown extension mode"),
-    (dict(method="fifo", per_window_condition=True), "Gen-L-Video's multi-prompt"),
+    (dict(method="fifo", per_window_condition=True), "Gen-L-Video's or FreeNoise's"),
 ])
 def test_bad_settings_raise(fields, message):
   model, _, base = _setup("unet")

@@ -192,7 +192,8 @@ class CrossAttention(nn.Module):
 
   @nn.compact
   def __call__(self, x, cond, cond_mask=None):
-    """x `[B, F, P, C]`; cond `[B, L, D]`; cond_mask: None or `[B, L]`, False = ignore (padding)."""
+    """x `[B, F, P, C]`; cond `[B, L, D]`, or `[B, F, L, D]` for one condition per frame;
+    cond_mask: None or `[B, L]` (`[B, F, L]`), False = ignore (padding)."""
     batch, num_frames, num_tokens, channels = x.shape
     head_dim = channels // self.num_heads
     init = nn.initializers.lecun_normal(in_axis=0, out_axis=(1, 2))
@@ -209,7 +210,12 @@ class CrossAttention(nn.Module):
     x, cond, q_kernel, kv_kernel, out_kernel = nn.dtypes.promote_dtype(
         x, cond, q_kernel, kv_kernel, out_kernel, dtype=self.dtype)
     query = jnp.einsum("bfpc,cnd->bfpnd", x, q_kernel)
-    query = query.reshape(batch, num_frames * num_tokens, self.num_heads, head_dim)
+    if cond.ndim == 4:  # each frame's tokens attend to that frame's condition
+      query = query.reshape(batch * num_frames, num_tokens, self.num_heads, head_dim)
+      cond = cond.reshape((batch * num_frames,) + cond.shape[2:])
+      cond_mask = None if cond_mask is None else cond_mask.reshape(cond.shape[:2])
+    else:
+      query = query.reshape(batch, num_frames * num_tokens, self.num_heads, head_dim)
     key_value = jnp.einsum("blc,cknd->blknd", cond, kv_kernel)
     mask = None if cond_mask is None else cond_mask[:, None, None, :]
     out = jax.nn.dot_product_attention(query, key_value[:, :, 0], key_value[:, :, 1], mask=mask,
@@ -386,14 +392,24 @@ class VideoDiT(nn.Module):
       if self.text_encoder.width != self.cond_dim:
         raise ConfigError(f"cond_dim={self.cond_dim} must equal the text encoder's width "
                           f"{self.text_encoder.width}.")
-      if cond is None:
+      if cond is None or cond.ndim not in (2, 3):
         raise ShapeError(f"This DiT is caption-conditioned: pass caption tokens [{batch}, L] "
-                         "as cond (the null caption for an unconditional sample).")
-      cond, cond_mask = self.text_encoder(cond)
-    if self.cond_dim and (cond is None or cond.ndim != 3 or cond.shape[0] != batch
-                          or cond.shape[2] != self.cond_dim):
+                         f"(or [{batch}, T, L], one caption per frame) as cond (the null caption "
+                         f"for an unconditional sample); got "
+                         f"{None if cond is None else cond.shape}.")
+      cond, cond_mask = self.text_encoder(cond.reshape(-1, cond.shape[-1]))
+      if cond_mask.shape[0] != batch:  # one caption per frame
+        cond = cond.reshape((batch, -1) + cond.shape[1:])
+        cond_mask = cond_mask.reshape((batch, -1) + cond_mask.shape[1:])
+    if self.cond_dim and (cond is None or cond.ndim not in (3, 4) or cond.shape[0] != batch
+                          or cond.shape[-1] != self.cond_dim
+                          or (cond.ndim == 4 and cond.shape[1] != num_frames)):
       raise ShapeError(f"This DiT cross-attends to conditioning embeddings [B, L, {self.cond_dim}]"
-                       f" with B = {batch}; got {None if cond is None else cond.shape}.")
+                       f" (or [B, T, L, {self.cond_dim}], one per frame) with B = {batch}, "
+                       f"T = {num_frames}; got {None if cond is None else cond.shape}.")
+    if cond is not None and cond.ndim == 4:  # the first frame of each temporal patch speaks
+      cond = cond[:, ::pt]
+      cond_mask = None if cond_mask is None else cond_mask[:, ::pt]
     if not self.cond_dim and cond is not None:
       raise ConfigError("This DiT is unconditional (cond_dim = 0) but got a condition.")
     context = (embedding, frames, rows, cols, cond, cond_mask)

@@ -6,7 +6,8 @@
 
   one_pass       the whole length in one pass (baseline).
   chunks         independent clips of `window` frames, concatenated (baseline).
-  freenoise      FreeNoise: rescheduled noise and window-fused attention.
+  freenoise      FreeNoise: rescheduled noise and window-fused attention; optionally one
+                 condition (prompt) per window, with motion injection.
   freelong       FreeLong: SpectralBlend of global and local attention.
   gen_l_video    Gen-L-Video: co-denoising of overlapping windows, optionally one condition
                  (prompt) per window.
@@ -33,6 +34,8 @@ from jvdm.samplers.driver import split_per_sample
 from jvdm.samplers.long.co_denoising import co_denoising
 from jvdm.samplers.long.extension import MODES, extend
 from jvdm.samplers.long.fifo import FIFODiffusion, TAILS
+from jvdm.samplers.long.motion_injection import (DEFAULT_INJECTION_RANGE, frame_conditions,
+                                                motion_injection)
 from jvdm.samplers.long.noise_rescheduling import rescheduled_noise_per_sample
 from jvdm.samplers.long.windows import WEIGHTINGS, window_starts
 from jvdm.samplers.video_sampler import VideoSampler, sample_in_batches
@@ -57,7 +60,9 @@ class LongVideoSampler:
       fifo runs num_partitions * window / frames_per_level steps per frame, not base.num_steps.
     context_frames: autoregressive: given frames per later clip; default window // 2.
     extension_mode: autoregressive: "clean" or "replace" (`jvdm.samplers.long.extension`).
-    per_window_condition: gen_l_video: the condition holds one entry per window, `[N, W, ...]`.
+    per_window_condition: gen_l_video, freenoise: the condition holds one entry per window,
+      `[N, W, ...]` (freenoise: each frame takes its nearest window's, `motion_injection`).
+    injection_range: freenoise with per_window_condition: the t range of motion injection.
   """
 
   base: VideoSampler
@@ -75,6 +80,7 @@ class LongVideoSampler:
   context_frames: int | None = None
   extension_mode: str = "clean"
   per_window_condition: bool = False
+  injection_range: tuple[float, float] = DEFAULT_INJECTION_RANGE
 
   def __post_init__(self):
     if self.method not in METHODS:
@@ -93,9 +99,12 @@ class LongVideoSampler:
     if self.method == "autoregressive" and self.extension_mode not in MODES:
       raise ConfigError(f"Unknown extension mode {self.extension_mode!r}; expected one of "
                         f"{MODES}.")
-    if self.per_window_condition and self.method != "gen_l_video":
-      raise ConfigError("A condition per window (per_window_condition) is Gen-L-Video's "
-                        f"multi-prompt generation; method {self.method!r} takes one per video.")
+    if self.per_window_condition and self.method not in ("gen_l_video", "freenoise"):
+      raise ConfigError("A condition per window (per_window_condition) is Gen-L-Video's or "
+                        f"FreeNoise's multi-prompt generation; method {self.method!r} takes one "
+                        "per video.")
+    if self.per_window_condition and self.method == "freenoise":
+      motion_injection(self.injection_range)  # validates the range
 
   @property
   def stride_frames(self) -> int:
@@ -132,7 +141,9 @@ class LongVideoSampler:
       initial_noise = lambda keys, shape: rescheduled_noise_per_sample(
           keys, shape[0], shape[1:], self.window, self.stride_frames)
       return replace(apply_fn=self.model.clone(long_attention=self.long_attention).apply,
-                     initial_noise=initial_noise)
+                     initial_noise=initial_noise,
+                     denoiser_transform=(motion_injection(self.injection_range)
+                                         if self.per_window_condition else None))
     if self.method == "freelong":
       return replace(apply_fn=self.model.clone(long_attention=self.long_attention).apply)
     if self.method == "gen_l_video":
@@ -154,6 +165,8 @@ class LongVideoSampler:
           lambda leaf: jnp.repeat(leaf, clips, axis=0), cond)
       videos = self.base.sample_batch(params, clip_keys, clip_cond, (self.window,) + frame_shape)
       return videos.reshape((keys.shape[0], clips * self.window) + frame_shape)[:, :num_frames]
+    if self.method == "freenoise" and self.per_window_condition:
+      cond = frame_conditions(cond, num_frames, self.window, self.stride_frames)
     if self.method not in ("fifo", "autoregressive"):
       return self._video_sampler.sample_batch(params, keys, cond, tuple(video_shape))
     denoise = self.base.denoiser(params, cond is not None)
