@@ -11,9 +11,10 @@ length); the last partial window is dropped.
                           the bright pixels' centroid moves at most max_speed * sqrt(2) + 1 px
                           and the bright mass changes by at most half (`continuous_motion`'s
                           rule for one step, plus no shape appearing or vanishing).
-  colours_constant:       every window holds the first window's colours, no more, no fewer.
-  identity_constant:      colours_constant, and each shape's side within `size_tolerance` px of
-                          its side in the first window.
+  colours_kept:           the fraction of later windows that hold the first window's colours,
+                          no more, no fewer.
+  identity_kept:          the fraction of later windows that hold the first window's colours,
+                          each shape's side within `size_tolerance` px of its side there.
 """
 
 import numpy as np
@@ -57,15 +58,15 @@ def long_video_report(video: np.ndarray, window: int, *, max_shapes: int = 2, mi
   moving = [continuous_motion(w, max_speed=max_speed) for w in windows]
   steps = boundary_steps_ok(video, window, max_speed)
   sizes = [shape_sizes(w) for w in windows]
-  first = sizes[0]
-  colours_constant = bool(first) and all(set(s) == set(first) for s in sizes[1:])
-  sizes_constant = colours_constant and all(
-      abs(s[c] - first[c]) <= size_tolerance for s in sizes[1:] for c in first)
+  first, later = sizes[0], sizes[1:] or [sizes[0]]
+  same_colours = [bool(first) and set(s) == set(first) for s in later]
+  same_shapes = [colours and all(abs(s[c] - first[c]) <= size_tolerance for c in first)
+                 for colours, s in zip(same_colours, later)]
   return {"window_valid_fraction": float(np.mean(valid)),
           "window_motion_fraction": float(np.mean(moving)),
           "boundary_continuity": float(np.mean(steps)) if steps else 1.0,
-          "colours_constant": colours_constant,
-          "identity_constant": sizes_constant}
+          "colours_kept": float(np.mean(same_colours)),
+          "identity_kept": float(np.mean(same_shapes))}
 
 
 def long_video_metrics(videos: np.ndarray, window: int, **kwargs) -> dict[str, float]:
@@ -75,6 +76,6 @@ def long_video_metrics(videos: np.ndarray, window: int, **kwargs) -> dict[str, f
   return {"window_valid_fraction": mean("window_valid_fraction"),
           "window_motion_fraction": mean("window_motion_fraction"),
           "boundary_continuity": mean("boundary_continuity"),
-          "colours_constant_fraction": mean("colours_constant"),
-          "identity_constant_fraction": mean("identity_constant"),
+          "colours_kept": mean("colours_kept"),
+          "identity_kept": mean("identity_kept"),
           "num_videos": len(reports)}
