@@ -6,9 +6,9 @@
 Part 1 (quality): each method generates --num_videos videos of --frames frames (default 128,
 8x the training length); the synthetic-video measures of `jvdm.metrics.long_video` per video:
 valid and moving 16-frame windows, continuity across window boundaries, colours and sizes
-kept from the first window.
-Part 2 (cost): one video at each of --lengths: the time of a compiled call and XLA's buffer
-estimate of the compiled function (arguments + outputs + temporaries, from
+kept from the first window, overlap of the colour mix with the first window's.
+Part 2 (cost): one video at each of --lengths: the median time of --repeats compiled calls
+and XLA's buffer estimate of the compiled function (arguments + outputs + temporaries, from
 `memory_analysis()`: the peak the executable plans for).
 
 Prints a table and appends one JSON line to benchmarks/results/long_video.json.
@@ -50,6 +50,7 @@ def main():
   parser.add_argument("--frames", type=int, default=128)
   parser.add_argument("--lengths", default="64,128,256",
                       help="frames, for the cost part ('' skips it)")
+  parser.add_argument("--repeats", type=int, default=3, help="timed calls; the median counts")
   parser.add_argument("--save_videos", default=None, help="a folder for <method>.npz")
   parser.add_argument("--cost_methods", default=None, help="default: --methods")
   parser.add_argument("--steps", type=int, default=25, help="DDIM steps (fifo: its own)")
@@ -94,7 +95,8 @@ def main():
       print(f"{method:15s} windows valid {metrics['window_valid_fraction']:.2f} moving "
             f"{metrics['window_motion_fraction']:.2f}  boundary continuity "
             f"{metrics['boundary_continuity']:.2f}  colours kept {metrics['colours_kept']:.2f}  "
-            f"identity kept {metrics['identity_kept']:.2f}  ({seconds:.0f} s)", flush=True)
+            f"identity kept {metrics['identity_kept']:.2f}  colour overlap "
+            f"{metrics['colour_overlap']:.2f}  ({seconds:.0f} s)", flush=True)
       if args.save_videos:
         os.makedirs(args.save_videos, exist_ok=True)
         np.savez_compressed(os.path.join(args.save_videos, f"{method}.npz"),
@@ -110,9 +112,12 @@ def main():
         planned = None if memory is None else (
             memory.argument_size_in_bytes + memory.output_size_in_bytes +
             memory.temp_size_in_bytes)
-        start = time.perf_counter()
-        jax.block_until_ready(compiled(params, _keys(args.seed, 1), None))
-        seconds = time.perf_counter() - start
+        times = []
+        for _ in range(args.repeats):
+          start = time.perf_counter()
+          jax.block_until_ready(compiled(params, _keys(args.seed, 1), None))
+          times.append(time.perf_counter() - start)
+        seconds = float(np.median(times))
         result["cost"][method][length] = {
             "seconds": round(seconds, 2),
             "planned_bytes": planned,

@@ -5,7 +5,8 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from jvdm.diffusion import VPProcess, broadcast_to_video, get_schedule
+from jvdm.diffusion import VPProcess, get_schedule
+from jvdm.samplers.denoiser import gaussian_denoiser
 from jvdm.errors import ConfigError
 from jvdm.samplers import VideoSampler, ddim_step, uniform_time_grid
 from jvdm.samplers import run_solver as _run_solver
@@ -20,8 +21,7 @@ PROCESS = VPProcess(get_schedule("cosine"))
 def gaussian_posterior_mean(variables, z, t):
   """E[x | z_t] for x ~ N(MEAN, STD^2) per pixel: the exact x0 denoiser."""
   del variables
-  alpha, sigma = (broadcast_to_video(c, z) for c in PROCESS.alpha_sigma(t))
-  return MEAN + alpha * STD**2 * (z - alpha * MEAN) / (alpha**2 * STD**2 + sigma**2)
+  return gaussian_denoiser(PROCESS, MEAN, STD)(z, t, None)
 
 
 def denoise(z, t, cond):

@@ -9,7 +9,7 @@ import pytest
 from jvdm.diffusion import EDMProcess, FlowProcess, VPProcess, get_schedule
 from jvdm.errors import ConfigError, ShapeError
 from jvdm.samplers import VideoSampler, ddim_step, run_solver, uniform_time_grid
-from jvdm.samplers.denoiser import alpha_sigma_like
+from jvdm.samplers.denoiser import gaussian_denoiser as exact_gaussian_denoiser
 from jvdm.samplers.long.co_denoising import co_denoising
 from jvdm.samplers.long.extension import extend
 from jvdm.samplers.long.noise_rescheduling import (rescheduled_noise,
@@ -23,13 +23,7 @@ FRAME = (3, 3, 1)
 
 def gaussian_denoiser(process):
   """The exact posterior mean for data N(MEAN, STD^2) i.i.d.: frame j's x0 depends on frame j."""
-
-  def denoise(z, t, cond):
-    del cond
-    alpha, sigma = alpha_sigma_like(process, t, z)
-    return MEAN + alpha * STD**2 * (z - alpha * MEAN) / (alpha**2 * STD**2 + sigma**2)
-
-  return denoise
+  return exact_gaussian_denoiser(process, MEAN, STD)
 
 
 def mixing_denoiser(process):

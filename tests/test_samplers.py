@@ -9,7 +9,7 @@ from jvdm.diffusion import EDMProcess, FlowProcess, VPProcess, get_schedule
 from jvdm.diffusion.discrete import discrete_schedule
 from jvdm.errors import ConfigError, ShapeError
 from jvdm.samplers import SAMPLERS, SOLVERS, VideoSampler, ddim_step, run_solver
-from jvdm.samplers.denoiser import alpha_sigma_like
+from jvdm.samplers.denoiser import gaussian_denoiser
 from jvdm.samplers.grids import sampling_time_grid
 
 MEAN, STD = 0.3, 0.5
@@ -18,11 +18,11 @@ MEAN, STD = 0.3, 0.5
 def _gaussian_x0_network(process):
   """An "x0-predicting network": the exact posterior mean for data N(MEAN, STD^2)."""
 
+  denoise = gaussian_denoiser(process, MEAN, STD)
+
   def apply_fn(variables, model_input, t):
     del variables
-    z = model_input  # VP and flow do not scale the model input
-    alpha, sigma = alpha_sigma_like(process, t, z)
-    return MEAN + alpha * STD**2 * (z - alpha * MEAN) / (alpha**2 * STD**2 + sigma**2)
+    return denoise(model_input, t, None)  # VP and flow do not scale the model input
 
   return apply_fn
 

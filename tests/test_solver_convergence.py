@@ -19,7 +19,7 @@ import pytest
 
 from jvdm.diffusion import EDMProcess, FlowProcess, VPProcess, get_schedule
 from jvdm.samplers import SOLVERS, run_solver, unipc_step
-from jvdm.samplers.denoiser import alpha_sigma_like
+from jvdm.samplers.denoiser import gaussian_denoiser as exact_gaussian_denoiser
 from jvdm.samplers.driver import staggered_time_grid
 
 MEAN, STD = 0.3, 0.5
@@ -30,13 +30,7 @@ _run = jax.jit(run_solver, static_argnums=0, static_argnames="trajectory")
 
 def gaussian_denoiser(process):
   """The exact posterior mean E[x | z] for x ~ N(MEAN, STD^2), element by element."""
-
-  def denoise(z, t, cond):
-    del cond
-    alpha, sigma = alpha_sigma_like(process, t, z)
-    return MEAN + alpha * STD**2 * (z - alpha * MEAN) / (alpha**2 * STD**2 + sigma**2)
-
-  return denoise
+  return exact_gaussian_denoiser(process, MEAN, STD)
 
 
 def exact_flow(process, z0, t0, t1):

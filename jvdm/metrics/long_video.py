@@ -15,13 +15,19 @@ length); the last partial window is dropped.
                           no more, no fewer.
   identity_kept:          the fraction of later windows that hold the first window's colours,
                           each shape's side within `size_tolerance` px of its side there.
+  colour_overlap:         a measure that colour specks barely move, for models whose samples
+                          hold stray colours (which fail the two above): the mean over later
+                          windows of the histogram intersection sum_k min(p_k, q_k) of the
+                          shares p, q of bright pixels of each palette colour in the first
+                          window and in that window (1 = the same colour mix).
 """
 
 import numpy as np
 
 from jvdm.errors import ShapeError
-from jvdm.metrics.synthetic_video import (_BRIGHT, _brightness, analyze_video, continuous_motion,
-                                         shape_sizes)
+from jvdm.data.synthetic import PALETTE
+from jvdm.metrics.synthetic_video import (_BRIGHT, _brightness, _classify, analyze_video,
+                                         continuous_motion, shape_sizes)
 
 
 def _windows(video: np.ndarray, window: int) -> list[np.ndarray]:
@@ -49,6 +55,13 @@ def boundary_steps_ok(video: np.ndarray, window: int, max_speed: int = 3) -> lis
   return result
 
 
+def colour_shares(video: np.ndarray, colour_tolerance: float = 60.0) -> np.ndarray:
+  """The share of the bright pixels of `video` that take each palette colour: float [P]."""
+  classes = _classify(video, _brightness(video), colour_tolerance)
+  counts = np.bincount(classes[classes >= 0], minlength=len(PALETTE)).astype(np.float64)
+  return counts / max(counts.sum(), 1.0)
+
+
 def long_video_report(video: np.ndarray, window: int, *, max_shapes: int = 2, min_speed: int = 1,
                       max_speed: int = 3, size_tolerance: int = 1) -> dict[str, float | bool]:
   """The module's three measures for one video (module docstring)."""
@@ -62,11 +75,14 @@ def long_video_report(video: np.ndarray, window: int, *, max_shapes: int = 2, mi
   same_colours = [bool(first) and set(s) == set(first) for s in later]
   same_shapes = [colours and all(abs(s[c] - first[c]) <= size_tolerance for c in first)
                  for colours, s in zip(same_colours, later)]
+  shares = [colour_shares(w) for w in windows]
+  overlaps = [np.minimum(shares[0], q).sum() for q in shares[1:] or shares[:1]]
   return {"window_valid_fraction": float(np.mean(valid)),
           "window_motion_fraction": float(np.mean(moving)),
           "boundary_continuity": float(np.mean(steps)) if steps else 1.0,
           "colours_kept": float(np.mean(same_colours)),
-          "identity_kept": float(np.mean(same_shapes))}
+          "identity_kept": float(np.mean(same_shapes)),
+          "colour_overlap": float(np.mean(overlaps))}
 
 
 def long_video_metrics(videos: np.ndarray, window: int, **kwargs) -> dict[str, float]:
@@ -78,4 +94,5 @@ def long_video_metrics(videos: np.ndarray, window: int, **kwargs) -> dict[str, f
           "boundary_continuity": mean("boundary_continuity"),
           "colours_kept": mean("colours_kept"),
           "identity_kept": mean("identity_kept"),
+          "colour_overlap": mean("colour_overlap"),
           "num_videos": len(reports)}

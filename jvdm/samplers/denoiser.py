@@ -49,3 +49,16 @@ def make_denoiser(apply_fn: Callable[..., jnp.ndarray], params: Any, process,
     return x0_from_prediction(prediction, output.astype(jnp.float32), z, alpha, sigma)
 
   return denoise
+
+
+def gaussian_denoiser(process, mean: float, std: float) -> Denoiser:
+  """The exact x0 denoiser E[x | z_t] for data x ~ N(mean, std^2), i.i.d. per element: the
+  analytic reference that tests samplers without a network (its probability-flow map is known
+  in closed form, `tests/test_solver_convergence.py`)."""
+
+  def denoise(z, t, cond):
+    del cond
+    alpha, sigma = alpha_sigma_like(process, t, z)
+    return mean + alpha * std**2 * (z - alpha * mean) / (alpha**2 * std**2 + sigma**2)
+
+  return denoise
