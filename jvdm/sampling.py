@@ -82,17 +82,19 @@ def restore_ema_params(workdir: str | epath.Path, config: ml_collections.ConfigD
   """(the EMA params of the latest complete checkpoint of `workdir`, its step), sharded on
   `mesh` by the config's logical axis rules."""
   checkpointer = Checkpointer(epath.Path(workdir) / CHECKPOINT_DIR, read_only=True)
-  step = checkpointer.latest_step()
-  if step is None:
+  try:
+    step = checkpointer.latest_step()
+    if step is None:
+      raise CheckpointError(f"The workdir {workdir} has no complete checkpoint yet; train first.")
+    tx, _ = make_optimizer(config.optim, config.train.num_steps)
+    video_shape = (config.data.num_frames, config.data.height, config.data.width,
+                   config.data.channels)
+    _, _, abstract = abstract_train_state(model, tx, video_shape, mesh,
+                                          config.mesh.logical_axis_rules,
+                                          null_condition_for(config))
+    return checkpointer.restore_params(abstract.ema_params, step), step
+  finally:
     checkpointer.close()
-    raise CheckpointError(f"The workdir {workdir} has no complete checkpoint yet; train first.")
-  tx, _ = make_optimizer(config.optim, config.train.num_steps)
-  video_shape = (config.data.num_frames, config.data.height, config.data.width, config.data.channels)
-  _, _, abstract = abstract_train_state(model, tx, video_shape, mesh,
-                                        config.mesh.logical_axis_rules, null_condition_for(config))
-  params = checkpointer.restore_params(abstract.ema_params, step)
-  checkpointer.close()
-  return params, step
 
 
 def sample_from_workdir(workdir: str, *, out: str | None = None, num_samples: int = 8,
