@@ -33,6 +33,6 @@ setup(
         "absl-py",
     ],
     extras_require={
-        "test": ["pytest>=8", "chex>=0.1.90"],
+        "test": ["pytest>=8", "pytest-xdist>=3.5", "chex>=0.1.90"],
     },
 )

@@ -342,12 +342,12 @@ def test_rejects_size_not_divisible(model, params):
 def test_patch_size_keeps_the_video_shape_and_checks_divisibility():
   model = get_model(make_config(patch_size=2))
   x = make_video(jax.random.key(0))
-  params = model.init(jax.random.key(1), x, jnp.zeros((BATCH,)))["params"]
+  params = jax.jit(model.init)(jax.random.key(1), x, jnp.zeros((BATCH,)))["params"]
   assert params["conv_in"]["kernel"].value.shape[-2] == 4 * CHANNELS  # 2x2 patches of RGB
-  assert model.apply({"params": params}, x, jnp.zeros((BATCH,))).shape == x.shape
+  assert jax.jit(model.apply)({"params": params}, x, jnp.zeros((BATCH,))).shape == x.shape
   with pytest.raises(ShapeError, match="patch_size 2"):
-    model.apply({"params": params}, jnp.zeros((BATCH, FRAMES, 18, SIZE, CHANNELS)),
-                jnp.zeros((BATCH,)))
+    jax.jit(model.apply)({"params": params}, jnp.zeros((BATCH, FRAMES, 18, SIZE, CHANNELS)),
+                         jnp.zeros((BATCH,)))
 
 
 @pytest.mark.parametrize(
