@@ -1,7 +1,7 @@
 """Long videos from a model trained on short clips: every method against two baselines.
 
   python train.py                                  # the default UNet, 16-frame clips
-  python benchmarks/long_video.py --workdir runs/bouncing_shapes_unet
+  python -m benchmarks.long_video --workdir runs/bouncing_shapes_unet
 
 Part 1 (quality): each method generates --num_videos videos of --frames frames (default 128,
 8x the training length); the synthetic-video measures of `jvdm.metrics.long_video` per video:
@@ -17,14 +17,10 @@ Prints a table and appends one JSON line to benchmarks/results/long_video.json.
 import argparse
 import os
 import platform
-import sys
 import time
 
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-
-import flax.linen as nn  # pylint: disable=g-import-not-at-top
+import flax.linen as nn
 import jax
-import jax.numpy as jnp
 import numpy as np
 
 from benchmarks import common
@@ -33,13 +29,9 @@ from jvdm.metrics.long_video import long_video_metrics
 from jvdm.models import get_model
 from jvdm.parallel.mesh import make_mesh
 from jvdm.samplers.long.sampler import METHODS, LongVideoSampler
-from jvdm.samplers.video_sampler import make_video_sampler
+from jvdm.samplers.video_sampler import make_video_sampler, video_keys
 from jvdm.sampling import restore_ema_params
 from jvdm.training.run_config import load_run_config
-
-
-def _keys(seed, count):
-  return jax.vmap(lambda i: jax.random.fold_in(jax.random.key(seed), i))(jnp.arange(count))
 
 
 def main():
@@ -81,7 +73,8 @@ def main():
                               frame_stagger=args.frame_stagger)
     result["frame_stagger"] = base.frame_stagger
     samplers = {m: LongVideoSampler(base, model, m, window, stride=args.stride,
-                                    num_partitions=args.num_partitions) for m in METHODS}
+                                    num_partitions=args.num_partitions)
+                for m in set(methods) | set(cost_methods)}
 
     for method in methods:
       start = time.perf_counter()
@@ -102,12 +95,13 @@ def main():
         np.savez_compressed(os.path.join(args.save_videos, f"{method}.npz"),
                             videos=to_uint8(videos))
 
-    for method in cost_methods:
+    lengths = [int(n) for n in args.lengths.split(",") if n]
+    for method in cost_methods if lengths else []:
       result["cost"][method] = {}
-      for length in (int(n) for n in args.lengths.split(",") if n):
+      for length in lengths:
         shape = (length,) + frame_shape
         jitted = samplers[method].jitted_sample_batch
-        compiled = jitted.lower(params, _keys(args.seed, 1), None, shape).compile()
+        compiled = jitted.lower(params, video_keys(args.seed, 1), None, shape).compile()
         memory = compiled.memory_analysis()
         planned = None if memory is None else (
             memory.argument_size_in_bytes + memory.output_size_in_bytes +
@@ -115,7 +109,7 @@ def main():
         times = []
         for _ in range(args.repeats):
           start = time.perf_counter()
-          jax.block_until_ready(compiled(params, _keys(args.seed, 1), None))
+          jax.block_until_ready(compiled(params, video_keys(args.seed, 1), None))
           times.append(time.perf_counter() - start)
         seconds = float(np.median(times))
         result["cost"][method][length] = {

@@ -22,6 +22,7 @@ import jax.numpy as jnp
 from benchmarks import common
 from jvdm.models import get_model
 from jvdm.sampling import make_video_sampler
+from jvdm.samplers.video_sampler import video_keys
 from jvdm.samplers import make_denoiser
 
 
@@ -47,7 +48,7 @@ def measure(config, step_counts: list[int], repeats: int) -> dict:
   results = {}
   for steps in step_counts:
     sampler = make_video_sampler(config, model.apply, steps=steps)
-    keys = jax.vmap(lambda i: jax.random.fold_in(jax.random.key(2), i))(jnp.arange(batch))
+    keys = video_keys(2, batch)
     start = time.perf_counter()
     compiled = sampler.jitted_sample_batch.lower(params, keys, None, video_shape).compile()
     compile_seconds = time.perf_counter() - start

@@ -397,10 +397,10 @@ class VideoDiT(nn.Module):
                          f"(or [{batch}, T, L], one caption per frame) as cond (the null caption "
                          f"for an unconditional sample); got "
                          f"{None if cond is None else cond.shape}.")
+      leading = cond.shape[:-1]  # [B] or [B, T]: one caption per video or per frame
       cond, cond_mask = self.text_encoder(cond.reshape(-1, cond.shape[-1]))
-      if cond_mask.shape[0] != batch:  # one caption per frame
-        cond = cond.reshape((batch, -1) + cond.shape[1:])
-        cond_mask = cond_mask.reshape((batch, -1) + cond_mask.shape[1:])
+      cond = cond.reshape(leading + cond.shape[1:])
+      cond_mask = cond_mask.reshape(leading + cond_mask.shape[1:])
     if self.cond_dim and (cond is None or cond.ndim not in (3, 4) or cond.shape[0] != batch
                           or cond.shape[-1] != self.cond_dim
                           or (cond.ndim == 4 and cond.shape[1] != num_frames)):

@@ -178,6 +178,11 @@ class VideoSampler:
     return sample_in_batches(sample_batch, seed, num_videos, batch_size, condition, progress)
 
 
+def video_keys(seed: int, num_videos: int) -> jax.Array:
+  """`[num_videos]` keys: video i's is fold_in(key(seed), i), whatever the batching."""
+  return jax.vmap(lambda i: jax.random.fold_in(jax.random.key(seed), i))(jnp.arange(num_videos))
+
+
 def sample_in_batches(sample_batch: Callable[[jax.Array, Any], jnp.ndarray], seed: int,
                       num_videos: int, batch_size: int, condition: np.ndarray | None = None,
                       progress: bool = True) -> np.ndarray:
@@ -185,8 +190,7 @@ def sample_in_batches(sample_batch: Callable[[jax.Array, Any], jnp.ndarray], see
   of `batch_size` videos (the last padded, so one compiled shape) with a progress bar; video i
   gets the key fold_in(key(seed), i), so it does not depend on the batch size. Returns numpy
   `[num_videos, ...]`."""
-  base_key = jax.random.key(seed)
-  all_keys = jax.vmap(lambda i: jax.random.fold_in(base_key, i))(jnp.arange(num_videos))
+  all_keys = video_keys(seed, num_videos)
   batch_size = min(batch_size, num_videos)
   outputs = []
   starts = range(0, num_videos, batch_size)

@@ -33,11 +33,11 @@ from jvdm.models.layers.long_attention import LongAttention
 from jvdm.samplers.driver import split_per_sample
 from jvdm.samplers.long.co_denoising import co_denoising
 from jvdm.samplers.long.extension import MODES, extend
-from jvdm.samplers.long.fifo import FIFODiffusion, TAILS
+from jvdm.samplers.long.fifo import FIFODiffusion
 from jvdm.samplers.long.motion_injection import (DEFAULT_INJECTION_RANGE, frame_conditions,
                                                 motion_injection)
 from jvdm.samplers.long.noise_rescheduling import rescheduled_noise_per_sample
-from jvdm.samplers.long.windows import WEIGHTINGS, window_starts
+from jvdm.samplers.long.windows import window_starts, window_weights
 from jvdm.samplers.video_sampler import VideoSampler, sample_in_batches
 
 METHODS = ("one_pass", "chunks", "freenoise", "freelong", "gen_l_video", "fifo",
@@ -86,9 +86,7 @@ class LongVideoSampler:
     if self.method not in METHODS:
       raise ConfigError(f"Unknown long-video method {self.method!r}; expected one of {METHODS}.")
     window_starts(self.window, self.window, self.stride_frames)  # window >= 1, stride in range
-    if self.weighting not in WEIGHTINGS:
-      raise ConfigError(f"Unknown window weighting {self.weighting!r}; expected one of "
-                        f"{WEIGHTINGS}.")
+    window_weights(self.window, self.weighting)  # a known weighting
     if self.window % self.temporal_patch:
       raise ConfigError(f"The window of {self.window} frames must be a multiple of the model's "
                         f"temporal patch {self.temporal_patch}.")
@@ -127,8 +125,6 @@ class LongVideoSampler:
 
   @functools.cached_property
   def fifo(self) -> FIFODiffusion:
-    if self.tail not in TAILS:
-      raise ConfigError(f"Unknown FIFO tail {self.tail!r}; expected one of {TAILS}.")
     return FIFODiffusion(self.window, self.num_partitions, self.frames_per_level, self.lookahead,
                          self.tail, sampler=self.base.sampler, eta=self.base.eta,
                          clip_x0=self.base.clip_x0)
