@@ -24,6 +24,12 @@ setup(
         "grain>=0.2.18",
         "ml_collections>=1.1.0",
         "tensorflow-datasets>=4.9.10",
+        # Random-access TFDS datasets (jvdm.data.prepare, tfds_source); tfds asks for it on Linux
+        # only, and there is no Windows wheel.
+        'array_record>=0.5.0; platform_system != "Windows"',
+        # tfds 4.9.10 imports it to prepare a dataset, but declares it only for Python < 3.9
+        # (tensorflow/datasets#11212).
+        "importlib_resources",
         "numpy",
         "scipy",
         "imageio>=2.38",

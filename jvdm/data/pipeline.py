@@ -13,11 +13,15 @@ import ml_collections
 
 from jvdm.errors import ConfigError
 
-DATASETS = ("bouncing_shapes", "video_folder")
+DATASETS = ("bouncing_shapes", "video_folder", "tfds")
 
 
 def make_source(data_config: ml_collections.ConfigDict) -> Any:
-  """The random-access source named by `data_config.name`; items are {'video': uint8 [T, H, W, 3]}."""
+  """The random-access source named by `data_config.name`.
+
+  Items are {'video': uint8 [T, H, W, 3]}, or float latents [t, h, w, c] from a 'tfds' dataset
+  of latents.
+  """
   if data_config.name == "bouncing_shapes":
     from jvdm.data.synthetic import BouncingShapes  # pylint: disable=g-import-not-at-top
     return BouncingShapes(num_frames=data_config.num_frames, height=data_config.height,
@@ -28,6 +32,17 @@ def make_source(data_config: ml_collections.ConfigDict) -> Any:
                              frame_stride=data_config.video_folder.frame_stride,
                              height=data_config.height, width=data_config.width,
                              seed=data_config.shuffle_seed)
+  if data_config.name == "tfds":
+    from jvdm.data.tfds_source import TfdsSource  # pylint: disable=g-import-not-at-top
+    tfds_config = data_config.get("tfds") or {}
+    if not tfds_config.get("name"):
+      raise ConfigError("config.data.name='tfds' needs config.data.tfds.name, a dataset prepared "
+                        f"with `python -m jvdm.data.prepare`; got {tfds_config.get('name')!r}.")
+    return TfdsSource(tfds_config["name"], data_dir=tfds_config.get("data_dir") or None,
+                      split=tfds_config.get("split", "train"),
+                      feature=tfds_config.get("feature", "video"),
+                      expected_shape=(data_config.num_frames, data_config.height,
+                                      data_config.width, data_config.channels))
   raise ConfigError(f"Unknown dataset {data_config.name!r}; valid datasets: {list(DATASETS)}.")
 
 
