@@ -38,12 +38,19 @@ def _keep_if(finite: jnp.ndarray, new: Any, old: Any) -> Any:
   return jax.tree.map(lambda a, b: jnp.where(finite, a, b), new, old)
 
 
+# `loss_fn(params, inputs, dropout_key) -> (loss, metrics)`, where `inputs` is a dict of arrays
+# with the batch as their leading axis (so they split into micro-batches).
+LossFn = Callable[[Any, dict, jax.Array], tuple[jnp.ndarray, dict]]
+# `make_inputs(batch, step_rng) -> inputs`; `split(step_rng)[0]` is the dropout key.
+MakeInputs = Callable[[Batch, jax.Array], dict]
+
+
 def make_train_step(model: nn.Module, denoising_loss: Callable[..., jnp.ndarray],
                     tx: optax.GradientTransformation, schedule: optax.Schedule,
                     ema_decay: float, null_condition=None, condition_dropout: float = 0.0,
                     microbatches: int = 1) -> Callable[[TrainState, Batch, jax.Array], tuple[TrainState, dict]]:
-  """Builds the train step for `model` trained with `denoising_loss(network, x=videos,
-  rng=rng)`, the loss of `jvdm.diffusion.make_loss`.
+  """Builds the diffusion train step for `model` trained with `denoising_loss(network,
+  x=videos, rng=rng)`, the loss of `jvdm.diffusion.make_loss`.
 
   Args:
     model, denoising_loss, tx, schedule, ema_decay: the network, its loss, the optimizer, its
@@ -51,11 +58,43 @@ def make_train_step(model: nn.Module, denoising_loss: Callable[..., jnp.ndarray]
     null_condition: for a caption-conditioned model, its null caption; the network then sees
       `batch["caption"]`, replaced by the null one for a fraction `condition_dropout` of videos.
     condition_dropout: see `drop_condition`.
-    microbatches: gradient accumulation: the batch is split into this many micro-batches, run
-      one after another in a `lax.scan` and their gradients averaged, so activation memory is
-      that of one micro-batch. Each video keeps its own noise keys, so the result equals the
-      whole-batch step up to float rounding (with `diffusion.context_frames`, micro-batches
-      are weighted equally rather than by their number of scored frames).
+    microbatches: see `make_step_for_loss`. Each video keeps its own noise keys, so the result
+      equals the whole-batch step up to float rounding (with `diffusion.context_frames`,
+      micro-batches are weighted equally rather than by their number of scored frames).
+  """
+
+  def make_inputs(batch: Batch, step_rng: jax.Array) -> dict:
+    videos = _model_range(batch["video"])
+    _, loss_rng = jax.random.split(step_rng)  # the first half is the dropout key
+    inputs = {"videos": videos, "keys": jax.random.split(loss_rng, videos.shape[0])}
+    if null_condition is not None:
+      inputs["cond"] = drop_condition(jax.random.fold_in(step_rng, 1), batch["caption"],
+                                      null_condition, condition_dropout)
+    return inputs
+
+  def loss_fn(params, inputs, dropout_key):
+    condition = {"cond": inputs["cond"]} if "cond" in inputs else {}
+    network = lambda z, t: model.apply({"params": params}, z, t, train=True,
+                                       rngs={"dropout": dropout_key}, **condition)
+    return denoising_loss(network, x=inputs["videos"], rng=inputs["keys"]), {}
+
+  return make_step_for_loss(loss_fn, make_inputs, tx, schedule, ema_decay, microbatches)
+
+
+def make_step_for_loss(loss_fn: LossFn, make_inputs: MakeInputs,
+                       tx: optax.GradientTransformation, schedule: optax.Schedule,
+                       ema_decay: float, microbatches: int = 1
+                       ) -> Callable[[TrainState, Batch, jax.Array], tuple[TrainState, dict]]:
+  """The train step of any objective: gradients, optimizer, EMA and non-finite skipping.
+
+  Args:
+    loss_fn: the objective (see `LossFn`); its extra metrics are logged beside the loss.
+    make_inputs: turns a batch and the step's key into `loss_fn`'s inputs.
+    tx, schedule, ema_decay: the optimizer, its learning-rate schedule (for logging), the EMA
+      decay.
+    microbatches: gradient accumulation: the inputs are split into this many micro-batches,
+      run one after another in a `lax.scan` and their gradients averaged, so activation memory
+      is that of one micro-batch.
 
   The step never applies a non-finite update: when the loss or the gradient norm is NaN or
   infinite, params, EMA and optimizer state stay as they were, `state.skipped_steps` and
@@ -67,37 +106,32 @@ def make_train_step(model: nn.Module, denoising_loss: Callable[..., jnp.ndarray]
   def train_step(state: TrainState, batch: Batch, rng: jax.Array) -> tuple[TrainState, dict]:
     # One key per step, independent of how the run was split into restarts.
     step_rng = jax.random.fold_in(rng, state.step)
-    dropout_rng, loss_rng = jax.random.split(step_rng)
-    videos = _model_range(batch["video"])
-    inputs = {"videos": videos, "keys": jax.random.split(loss_rng, videos.shape[0])}
-    if null_condition is not None:
-      inputs["cond"] = drop_condition(jax.random.fold_in(step_rng, 1), batch["caption"],
-                                      null_condition, condition_dropout)
-    if videos.shape[0] % microbatches:
-      raise ShapeError(f"The per-step batch of {videos.shape[0]} videos does not split into "
+    dropout_rng, _ = jax.random.split(step_rng)
+    inputs = make_inputs(batch, step_rng)
+    batch_size = jax.tree.leaves(inputs)[0].shape[0]
+    if batch_size % microbatches:
+      raise ShapeError(f"The per-step batch of {batch_size} videos does not split into "
                        f"train.microbatches={microbatches} equal micro-batches.")
-
-    def loss_fn(params, inputs, dropout_key):
-      condition = {"cond": inputs["cond"]} if "cond" in inputs else {}
-      network = lambda z, t: model.apply({"params": params}, z, t, train=True,
-                                         rngs={"dropout": dropout_key}, **condition)
-      return denoising_loss(network, x=inputs["videos"], rng=inputs["keys"])
+    value_and_grad = jax.value_and_grad(loss_fn, has_aux=True)
 
     if microbatches == 1:
-      loss, grads = jax.value_and_grad(loss_fn)(state.params, inputs, dropout_rng)
+      (loss, extra), grads = value_and_grad(state.params, inputs, dropout_rng)
     else:
       split = jax.tree.map(
           lambda a: a.reshape((microbatches, a.shape[0] // microbatches) + a.shape[1:]), inputs)
 
       def accumulate(carry, micro):
         index, micro_inputs = micro
-        loss, grads = jax.value_and_grad(loss_fn)(state.params, micro_inputs,
-                                                  jax.random.fold_in(dropout_rng, index))
-        return jax.tree.map(jnp.add, carry, (loss, grads)), None
+        (loss, extra), grads = value_and_grad(state.params, micro_inputs,
+                                              jax.random.fold_in(dropout_rng, index))
+        return jax.tree.map(jnp.add, carry, (loss, extra, grads)), None
 
-      zeros = (jnp.zeros((), jnp.float32), jax.tree.map(jnp.zeros_like, state.params))
-      (loss, grads), _ = jax.lax.scan(accumulate, zeros, (jnp.arange(microbatches), split))
-      loss, grads = jax.tree.map(lambda a: a / microbatches, (loss, grads))
+      extra_shapes = jax.eval_shape(loss_fn, state.params, jax.tree.map(lambda a: a[0], split),
+                                    dropout_rng)[1]
+      zeros = (jnp.zeros((), jnp.float32), jax.tree.map(jnp.zeros_like, extra_shapes),
+               jax.tree.map(jnp.zeros_like, state.params))
+      (loss, extra, grads), _ = jax.lax.scan(accumulate, zeros, (jnp.arange(microbatches), split))
+      loss, extra, grads = jax.tree.map(lambda a: a / microbatches, (loss, extra, grads))
 
     grad_norm = optax.global_norm(grads)
     finite = jnp.isfinite(loss) & jnp.isfinite(grad_norm)
@@ -113,7 +147,7 @@ def make_train_step(model: nn.Module, denoising_loss: Callable[..., jnp.ndarray]
         consecutive_skipped=(state.consecutive_skipped + 1) * skipped)
     metrics = {"loss": loss, "grad_norm": grad_norm, "learning_rate": schedule(state.step),
                "skipped_steps": new_state.skipped_steps,
-               "consecutive_skipped": new_state.consecutive_skipped}
+               "consecutive_skipped": new_state.consecutive_skipped, **extra}
     return new_state, metrics
 
   return train_step

@@ -1,0 +1,302 @@
+"""Video autoencoders (KL-regularized) that compress `[B, T, H, W, 3]` videos for latent diffusion.
+
+Two architectures share one module:
+- "causal_3d": a causal 3D VAE (CV-VAE, Zhao et al. 2024; Wan 2.1, 2025). Every conv is a
+  `CausalConv3d`, and time is halved by stride-2 causal convs that keep frame 0 alone, so a
+  video of `1 + c k` frames has `1 + k` latent frames (c = temporal compression), the first of
+  which is the latent of frame 0 as an image. It can encode and decode in chunks of frames,
+  carrying each conv's past frames (`jvdm.models.vae.chunked`), exactly.
+- "temporal_decoder": an image VAE with a temporal decoder (Video LDM, Blattmann et al. 2023,
+  Sec. 3.1.1; Stable Video Diffusion's `TemporalDecoder`). The encoder is per frame (no
+  temporal compression); the decoder follows each per-frame residual block with a temporal
+  residual block (3x1x1 convs, centred in time) blended by a learned factor
+  `alpha * spatial + (1 - alpha) * temporal` (SVD's AlphaBlender), to remove flicker.
+
+The encoder returns the diagonal Gaussian posterior `(mean, logvar)` over latents
+(Kingma & Welling 2014; the LDM autoencoder, Rombach et al. 2022).
+"""
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+import ml_collections
+
+from jvdm.errors import ConfigError, ShapeError
+from jvdm.models.layers.attention import VideoSelfAttention
+from jvdm.models.layers.conv import SpatialConv
+from jvdm.models.layers.dense import dense
+from jvdm.models.layers.norms import frame_group_norm
+from jvdm.models.vae.causal_conv import CausalConv3d
+
+ARCHITECTURES = ("causal_3d", "temporal_decoder")
+_LOGVAR_RANGE = (-30.0, 20.0)  # clipped as in the LDM autoencoder, for a stable KL
+
+
+class VAEResBlock(nn.Module):
+  """norm, swish, conv, norm, swish, conv, + skip; convs `kt x 3 x 3` (per frame if kt = 1)."""
+
+  features: int
+  num_groups: int
+  temporal_kernel: int = 3
+  causal: bool = True
+  dtype: jnp.dtype = jnp.float32
+  param_dtype: jnp.dtype = jnp.float32
+
+  @nn.compact
+  def __call__(self, x: jnp.ndarray, first_chunk: bool = True) -> jnp.ndarray:
+    kwargs = dict(dtype=self.dtype, param_dtype=self.param_dtype)
+    conv = lambda name: CausalConv3d(self.features, (self.temporal_kernel, 3, 3),
+                                     causal=self.causal, name=name, **kwargs)
+    h = nn.swish(frame_group_norm(self.num_groups, name="norm_0", **kwargs)(x))
+    h = conv("conv_0")(h, first_chunk)
+    h = nn.swish(frame_group_norm(self.num_groups, name="norm_1", **kwargs)(h))
+    h = conv("conv_1")(h, first_chunk)
+    if x.shape[-1] != self.features:
+      x = dense(self.features, name="skip", **kwargs)(x)
+    return x + h
+
+
+class TemporalMix(nn.Module):
+  """SVD's temporal block: `alpha * x + (1 - alpha) * temporal_resblock(x)`, alpha =
+  sigmoid(learned factor, initially 0), with centred (non-causal) 3x1x1 convs."""
+
+  num_groups: int
+  dtype: jnp.dtype = jnp.float32
+  param_dtype: jnp.dtype = jnp.float32
+
+  @nn.compact
+  def __call__(self, x: jnp.ndarray) -> jnp.ndarray:
+    kwargs = dict(dtype=self.dtype, param_dtype=self.param_dtype)
+    h = nn.swish(frame_group_norm(self.num_groups, name="norm_0", **kwargs)(x))
+    h = CausalConv3d(x.shape[-1], (3, 1, 1), causal=False, name="conv_0", **kwargs)(h)
+    h = nn.swish(frame_group_norm(self.num_groups, name="norm_1", **kwargs)(h))
+    h = x + CausalConv3d(x.shape[-1], (3, 1, 1), causal=False, name="conv_1", **kwargs)(h)
+    alpha = nn.sigmoid(self.param("mix_factor", nn.initializers.zeros_init(), ()))
+    return alpha * x + (1 - alpha) * h
+
+
+class VideoAutoencoder(nn.Module):
+  """`[B, T, H, W, 3]` pixels in [-1, 1] <-> `[B, t, H / s, W / s, latent_channels]` latents.
+
+  Attributes:
+    architecture: "causal_3d" or "temporal_decoder" (see the module docstring).
+    latent_channels: channels of the latent.
+    base_channels: width of level 0; level i has `base_channels * channel_mults[i]`.
+    channel_mults: one per level.
+    spatial_downsample: for each of the `len(channel_mults) - 1` level transitions, whether
+      H and W halve there; the spatial compression is 2 ** (number of True).
+    temporal_downsample: likewise for time (causal_3d only): 2 ** (number of True).
+    num_res_blocks: residual blocks per level (the decoder has one more, as in the LDM VAE).
+    num_groups: GroupNorm groups (per-frame statistics, so frames stay independent).
+    middle_attention: a per-frame spatial self-attention block between the middle res blocks.
+    head_dim: channels per head of that attention.
+    out_channels: channels of the decoded video.
+  """
+
+  architecture: str = "causal_3d"
+  latent_channels: int = 16
+  base_channels: int = 64
+  channel_mults: tuple[int, ...] = (1, 2, 4, 4)
+  spatial_downsample: tuple[bool, ...] = (True, True, True)
+  temporal_downsample: tuple[bool, ...] = (False, True, True)
+  num_res_blocks: int = 2
+  num_groups: int = 32
+  middle_attention: bool = True
+  head_dim: int = 64
+  out_channels: int = 3
+  dtype: jnp.dtype = jnp.float32
+  param_dtype: jnp.dtype = jnp.float32
+
+  def __post_init__(self):
+    super().__post_init__()
+    if self.architecture not in ARCHITECTURES:
+      raise ConfigError(f"vae.architecture must be one of {ARCHITECTURES}, got "
+                        f"{self.architecture!r}.")
+    transitions = len(self.channel_mults) - 1
+    for name in ("spatial_downsample", "temporal_downsample"):
+      if len(getattr(self, name)) != transitions:
+        raise ConfigError(f"vae.{name}={getattr(self, name)} needs one entry per level "
+                          f"transition: {transitions} for channel_mults {self.channel_mults}.")
+    if self.architecture == "temporal_decoder" and any(self.temporal_downsample):
+      raise ConfigError("The temporal_decoder VAE encodes frame by frame: vae.temporal_downsample "
+                        f"must be all False, got {self.temporal_downsample}.")
+    for width in [self.base_channels * m for m in self.channel_mults]:
+      if width % self.num_groups:
+        raise ConfigError(f"vae.num_groups={self.num_groups} must divide every level's width; "
+                          f"{width} is not divisible.")
+    if self.middle_attention and (self.base_channels * self.channel_mults[-1]) % self.head_dim:
+      raise ConfigError(f"vae.head_dim={self.head_dim} must divide the middle width "
+                        f"{self.base_channels * self.channel_mults[-1]}.")
+
+  @property
+  def causal(self) -> bool:
+    return self.architecture == "causal_3d"
+
+  @property
+  def spatial_compression(self) -> int:
+    return 2 ** sum(self.spatial_downsample)
+
+  @property
+  def temporal_compression(self) -> int:
+    return 2 ** sum(self.temporal_downsample)
+
+  def check_num_frames(self, num_frames: int, what: str = "video") -> None:
+    """Raises ShapeError unless `num_frames` is 1 + temporal_compression * k."""
+    c = self.temporal_compression
+    if num_frames < 1 or (num_frames - 1) % c:
+      valid = ", ".join(str(1 + c * k) for k in range(4))
+      raise ShapeError(f"The {what} has {num_frames} frames; this VAE compresses time by {c} "
+                       f"and keeps frame 0 alone, so it takes 1 + {c}k frames ({valid}, ...).")
+
+  def latent_shape(self, video_shape: tuple[int, int, int, int]) -> tuple[int, int, int, int]:
+    """`(T, H, W, C)` of a video -> `(t, h, w, latent_channels)` of its latent."""
+    num_frames, height, width = video_shape[:3]
+    self.check_num_frames(num_frames)
+    s = self.spatial_compression
+    if height % s or width % s:
+      raise ShapeError(f"Frames of {height}x{width} do not divide by this VAE's spatial "
+                       f"compression {s}.")
+    return (1 + (num_frames - 1) // self.temporal_compression, height // s, width // s,
+            self.latent_channels)
+
+  def video_frames(self, latent_frames: int) -> int:
+    return 1 + (latent_frames - 1) * self.temporal_compression
+
+  def _kwargs(self):
+    return dict(dtype=self.dtype, param_dtype=self.param_dtype)
+
+  def _res_block(self, features: int, name: str, per_frame: bool = False) -> VAEResBlock:
+    temporal_kernel = 3 if self.causal and not per_frame else 1
+    return VAEResBlock(features, self.num_groups, temporal_kernel, causal=True, name=name,
+                       **self._kwargs())
+
+  def _middle(self, h: jnp.ndarray, first_chunk: bool, prefix: str) -> jnp.ndarray:
+    width = h.shape[-1]
+    h = self._res_block(width, f"{prefix}_middle_res_0")(h, first_chunk)
+    if self.middle_attention:
+      h = VideoSelfAttention("spatial", self.head_dim, self.num_groups,
+                             name=f"{prefix}_middle_attention", **self._kwargs())(h)
+    return self._res_block(width, f"{prefix}_middle_res_1")(h, first_chunk)
+
+  @nn.compact
+  def encode(self, x: jnp.ndarray, first_chunk: bool = True) -> tuple[jnp.ndarray, jnp.ndarray]:
+    """`[B, T, H, W, C]` pixels -> posterior `(mean, logvar)`, each `[B, t, h, w, latent]`.
+
+    In chunked mode (`mutable=["cache"]`) the first chunk is frame 0 alone and later ones hold
+    a multiple of `temporal_compression` frames, with `first_chunk=False`.
+    """
+    if x.ndim != 5:
+      raise ShapeError(f"VAE encode takes videos [B, T, H, W, C], got shape {x.shape}.")
+    if first_chunk:
+      self.check_num_frames(x.shape[1])
+    elif x.shape[1] % self.temporal_compression:
+      raise ShapeError(f"A chunk after the first has {x.shape[1]} frames; expected a multiple "
+                       f"of the temporal compression {self.temporal_compression}.")
+    s = self.spatial_compression
+    if x.shape[2] % s or x.shape[3] % s:
+      raise ShapeError(f"Frames of {x.shape[2]}x{x.shape[3]} do not divide by this VAE's "
+                       f"spatial compression {s}.")
+    kwargs = self._kwargs()
+    kt = 3 if self.causal else 1
+    h = CausalConv3d(self.base_channels, (kt, 3, 3), name="encoder_conv_in", **kwargs)(
+        x, first_chunk)
+    for level, mult in enumerate(self.channel_mults):
+      for i in range(self.num_res_blocks):
+        h = self._res_block(self.base_channels * mult, f"encoder_{level}_res_{i}")(h, first_chunk)
+      if level < len(self.channel_mults) - 1:
+        if self.spatial_downsample[level]:
+          h = SpatialConv(h.shape[-1], strides=2, name=f"encoder_{level}_down", **kwargs)(h)
+        if self.temporal_downsample[level]:
+          h = CausalConv3d(h.shape[-1], (3, 1, 1), temporal_stride=2,
+                           name=f"encoder_{level}_time_down", **kwargs)(h, first_chunk)
+    h = self._middle(h, first_chunk, "encoder")
+    h = nn.swish(frame_group_norm(self.num_groups, name="encoder_norm_out", **kwargs)(h))
+    moments = CausalConv3d(2 * self.latent_channels, (kt, 3, 3), name="encoder_conv_out",
+                           **kwargs)(h, first_chunk).astype(jnp.float32)
+    mean, logvar = jnp.split(moments, 2, axis=-1)
+    return mean, jnp.clip(logvar, *_LOGVAR_RANGE)
+
+  @nn.compact
+  def decode(self, z: jnp.ndarray, first_chunk: bool = True) -> jnp.ndarray:
+    """`[B, t, h, w, latent]` -> float32 `[B, T, H, W, out_channels]` pixels.
+
+    In chunked mode the first chunk is latent frame 0 alone (`first_chunk=True`).
+    """
+    if z.ndim != 5 or z.shape[-1] != self.latent_channels:
+      raise ShapeError(f"VAE decode takes latents [B, t, h, w, {self.latent_channels}], got "
+                       f"shape {z.shape}.")
+    kwargs = self._kwargs()
+    kt = 3 if self.causal else 1
+    top = self.base_channels * self.channel_mults[-1]
+    h = CausalConv3d(top, (kt, 3, 3), name="decoder_conv_in", **kwargs)(z, first_chunk)
+    h = self._middle(h, first_chunk, "decoder")
+    for level in reversed(range(len(self.channel_mults))):
+      for i in range(self.num_res_blocks + 1):
+        h = self._res_block(self.base_channels * self.channel_mults[level],
+                            f"decoder_{level}_res_{i}")(h, first_chunk)
+        if not self.causal:
+          h = TemporalMix(self.num_groups, name=f"decoder_{level}_temporal_{i}", **kwargs)(h)
+      if level > 0:
+        if self.temporal_downsample[level - 1]:
+          h = self._time_upsample(h, first_chunk, f"decoder_{level}_time_up")
+        if self.spatial_downsample[level - 1]:
+          h = jnp.repeat(jnp.repeat(h, 2, axis=2), 2, axis=3)  # nearest
+          h = SpatialConv(h.shape[-1], name=f"decoder_{level}_up", **kwargs)(h)
+    h = nn.swish(frame_group_norm(self.num_groups, name="decoder_norm_out", **kwargs)(h))
+    return CausalConv3d(self.out_channels, (kt, 3, 3), name="decoder_conv_out", **kwargs)(
+        h, first_chunk).astype(jnp.float32)
+
+  def _time_upsample(self, h: jnp.ndarray, first_chunk: bool, name: str) -> jnp.ndarray:
+    """Doubles the frame rate (depth to time) and, on frame 0, keeps one frame: `1 + k` -> `1 + 2k`
+    frames, the inverse of the encoder's stride-2 conv (Wan 2.1's `Resample` upsample3d)."""
+    batch, frames, height, width, channels = h.shape
+    h = CausalConv3d(2 * channels, (3, 1, 1), name=name, **self._kwargs())(h, first_chunk)
+    h = h.reshape(batch, frames, height, width, 2, channels).transpose(0, 1, 4, 2, 3, 5)
+    h = h.reshape(batch, 2 * frames, height, width, channels)
+    return h[:, 1:] if first_chunk else h
+
+  def __call__(self, x: jnp.ndarray, noise_key: jax.Array | None = None
+               ) -> tuple[jnp.ndarray, jnp.ndarray, jnp.ndarray]:
+    """Reconstructs x through a posterior sample (the mean when `noise_key` is None).
+
+    Returns:
+      (reconstruction `[B, T, H, W, C]`, mean, logvar).
+    """
+    mean, logvar = self.encode(x)
+    z = mean if noise_key is None else sample_posterior(noise_key, mean, logvar)
+    return self.decode(z), mean, logvar
+
+
+def sample_posterior(key: jax.Array, mean: jnp.ndarray, logvar: jnp.ndarray) -> jnp.ndarray:
+  """A draw from N(mean, exp(logvar)) (the reparameterization trick)."""
+  return mean + jnp.exp(0.5 * logvar) * jax.random.normal(key, mean.shape, mean.dtype)
+
+
+def kl_to_standard_normal(mean: jnp.ndarray, logvar: jnp.ndarray) -> jnp.ndarray:
+  """KL(N(mean, exp(logvar)) || N(0, I)) per video, summed over latent elements [B]."""
+  kl = 0.5 * (jnp.square(mean) + jnp.exp(logvar) - 1.0 - logvar)
+  return kl.reshape(kl.shape[0], -1).sum(axis=1)
+
+
+def from_config(config: ml_collections.ConfigDict) -> VideoAutoencoder:
+  """Builds the VAE from `config.model` (with `model.name == "vae"`) and `config.data`."""
+  from jvdm.models.unet3d import config_dtype  # pylint: disable=g-import-not-at-top
+  model = config.model
+  try:
+    return VideoAutoencoder(
+        architecture=str(model.architecture),
+        latent_channels=int(model.latent_channels),
+        base_channels=int(model.base_channels),
+        channel_mults=tuple(int(m) for m in model.channel_mults),
+        spatial_downsample=tuple(bool(d) for d in model.spatial_downsample),
+        temporal_downsample=tuple(bool(d) for d in model.temporal_downsample),
+        num_res_blocks=int(model.num_res_blocks),
+        num_groups=int(model.num_groups),
+        middle_attention=bool(model.middle_attention),
+        head_dim=int(model.head_dim),
+        out_channels=int(config.data.channels),
+        dtype=config_dtype(model.dtype, "dtype"),
+        param_dtype=config_dtype(model.param_dtype, "param_dtype"),
+    )
+  except AttributeError as error:
+    raise ConfigError(f"config is missing a field the vae model needs: {error}") from error

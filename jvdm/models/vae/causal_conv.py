@@ -1,0 +1,95 @@
+"""A 3D convolution over `[B, T, H, W, C]` videos, causal in time, that can run chunk by chunk.
+
+Causal: the time axis is padded with `kt - 1` zero frames on the past side only, so output
+frame t sees input frames <= t (CV-VAE, Zhao et al. 2024, Sec. 3.2; Wan 2.1's
+WanCausalConv3d). A video then encodes frame by frame: the first frame's latent is that of an
+image, and a long video can be processed in chunks whose convs carry the last `kt - 1` input
+frames from one chunk to the next ("feature cache", Wan 2.1 Sec. 3.1.1).
+
+Chunked mode is switched on by applying the model with `mutable=["cache"]`: each conv keeps
+its carried frames in the variable `cache/past` (zeros before the first chunk). Without it the
+past is zeros and nothing is stored. Spatial padding is "same" per frame, so frames are
+independent of each other except through the temporal kernel.
+"""
+
+import flax.linen as nn
+import jax.numpy as jnp
+from jax import lax
+
+from jvdm.errors import ConfigError
+from jvdm.parallel.axes import CONV_HEIGHT, CONV_TEMPORAL, CONV_WIDTH, EMBED, MLP
+
+CACHE = "cache"  # the variable collection holding carried frames in chunked mode
+
+
+class CausalConv3d(nn.Module):
+  """`[B, T, H, W, C]` -> `[B, T', H, W, features]`, a `kt x k x k` kernel.
+
+  Attributes:
+    features: output channels.
+    kernel_size: `(kt, kh, kw)`; kh and kw odd. kt = 1 is a per-frame 2D conv.
+    temporal_stride: 1, or 2 to halve the frame rate while keeping frame 0 on its own:
+      output j covers input frames 2j - kt + 1 .. 2j, so `1 + 2k` frames give `1 + k`.
+    causal: pad time on the past side (True) or centred, `(kt - 1) / 2` each side (False,
+      non-causal; cannot run in chunks).
+    zero_init: start the kernel at zero.
+  """
+
+  features: int
+  kernel_size: tuple[int, int, int] = (3, 3, 3)
+  temporal_stride: int = 1
+  causal: bool = True
+  zero_init: bool = False
+  dtype: jnp.dtype = jnp.float32
+  param_dtype: jnp.dtype = jnp.float32
+
+  @nn.compact
+  def __call__(self, x: jnp.ndarray, first_chunk: bool = True) -> jnp.ndarray:
+    """Applies the conv.
+
+    Args:
+      x: `[B, T, H, W, C]`.
+      first_chunk: whether x starts at the video's frame 0 (always True outside chunked
+        mode). With `temporal_stride=2` a later chunk starts at an odd frame (chunks after the
+        first hold an even number of frames), which shifts the stride's phase by one.
+    """
+    kt, kh, kw = self.kernel_size
+    if kh % 2 != 1 or kw % 2 != 1:
+      raise ConfigError(f"CausalConv3d spatial kernel sizes must be odd, got {self.kernel_size}.")
+    if self.temporal_stride not in (1, 2):
+      raise ConfigError(f"CausalConv3d temporal_stride must be 1 or 2, got {self.temporal_stride}.")
+    if self.temporal_stride > kt:
+      raise ConfigError(f"A temporal stride of {self.temporal_stride} with a temporal kernel of "
+                        f"{kt} would skip frames; use kt >= stride.")
+    init = nn.initializers.zeros_init() if self.zero_init else nn.initializers.lecun_normal()
+    kernel = self.param(
+        "kernel", nn.with_logical_partitioning(init, (CONV_TEMPORAL, CONV_HEIGHT, CONV_WIDTH,
+                                                      EMBED, MLP)),
+        (kt, kh, kw, x.shape[-1], self.features), self.param_dtype)
+    bias = self.param("bias", nn.with_logical_partitioning(nn.initializers.zeros_init(), (MLP,)),
+                      (self.features,), self.param_dtype)
+    x, kernel, bias = nn.dtypes.promote_dtype(x, kernel, bias, dtype=self.dtype)
+
+    if not self.causal:
+      if kt % 2 != 1:
+        raise ConfigError(f"A non-causal temporal kernel must be odd, got {kt}.")
+      time_padding = ((kt - 1) // 2, (kt - 1) // 2)
+    elif kt > 1:
+      time_padding = (0, 0)
+      past_shape = (x.shape[0], kt - 1) + x.shape[2:]
+      if self.is_mutable_collection(CACHE):  # chunked: carry the last kt - 1 input frames
+        past = self.variable(CACHE, "past", jnp.zeros, past_shape, x.dtype)
+        x_with_past = jnp.concatenate([past.value, x], axis=1)
+        past.value = x_with_past[:, -(kt - 1):]
+      else:
+        x_with_past = jnp.concatenate([jnp.zeros(past_shape, x.dtype), x], axis=1)
+      # Output j starts at padded frame j * stride; a chunk after the first starts at an odd
+      # frame, one past a stride-2 boundary.
+      x = x_with_past[:, 0 if first_chunk else self.temporal_stride - 1:]
+    else:
+      time_padding = (0, 0)
+    y = lax.conv_general_dilated(
+        x, kernel, window_strides=(self.temporal_stride, 1, 1),
+        padding=(time_padding, (kh // 2, kh // 2), (kw // 2, kw // 2)),
+        dimension_numbers=("NDHWC", "DHWIO", "NDHWC"))
+    return y + bias
