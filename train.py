@@ -3,6 +3,8 @@
   python train.py                                   # the default: a 3D UNet on bouncing shapes
   python train.py --config configs/bouncing_shapes_unet.py:tiny --workdir /tmp/run
   python train.py --config.train.num_steps=500      # any config field can be overridden
+  python train.py --config configs/bouncing_shapes_vae.py          # a video VAE
+  python train.py --config configs/bouncing_shapes_latent.py       # latent diffusion on it
 
 Re-running with the same --workdir resumes from its latest checkpoint.
 
@@ -65,7 +67,10 @@ def main(argv):
     train_and_evaluate(_CONFIG.value, workdir)
   except JvdmError as error:
     sys.exit(f"error: {error}")
-  if jax.process_index() == 0:
+  if jax.process_index() == 0 and _CONFIG.value.model.name == "vae":
+    print("jvdm: done. Train a latent diffusion model on this VAE with: python train.py "
+          f"--config configs/bouncing_shapes_latent.py --config.latent.vae_workdir={workdir}")
+  elif jax.process_index() == 0:
     print(f"jvdm: done. Sample new videos with: python sample.py --workdir {workdir}")
 
 

@@ -19,7 +19,7 @@ def get_config(variant: str = "default") -> ml_collections.ConfigDict:
   config.seed = 0
 
   config.data = ml_collections.ConfigDict()
-  # 'bouncing_shapes' (embedded, generated on the fly) or 'video_folder'.
+  # 'bouncing_shapes' (embedded, generated on the fly), 'video_folder' or 'tfds'.
   config.data.name = "bouncing_shapes"
   config.data.num_frames = 16
   config.data.height = 32
@@ -32,6 +32,11 @@ def get_config(variant: str = "default") -> ml_collections.ConfigDict:
       num_videos=100_000, min_shapes=1, max_shapes=2, min_size=6, max_size=10,
       min_speed=1, max_speed=3, seed=0))
   config.data.video_folder = ml_collections.ConfigDict(dict(root="", frame_stride=1))
+  # name='tfds': a dataset written by `python -m jvdm.data.prepare` (or any TFDS dataset with a
+  # Tensor feature), read with tfds.data_source; feature 'video' (uint8 pixels) or 'latents'.
+  # eval_split: held-out clips for evaluation ('' = none).
+  config.data.tfds = ml_collections.ConfigDict(dict(
+      name="", data_dir="", split="train", eval_split="", feature="video"))
 
   config.model = ml_collections.ConfigDict()
   config.model.name = "unet3d"

@@ -8,6 +8,7 @@ from jvdm.data.pipeline import DATASETS
 from jvdm.diffusion import (LOSS_WEIGHTINGS, PREDICTIONS, PROCESSES, SCHEDULES, TIME_SAMPLINGS,
                             make_process)
 from jvdm.errors import ConfigError
+from jvdm.models.shapes import diffusion_video_shape, is_latent
 from jvdm.parallel.axes import DATA, FSDP, TENSOR
 from jvdm.parallel.mesh import split_mesh_shape
 from jvdm.samplers import SAMPLERS
@@ -36,7 +37,7 @@ def validate_config(config: ml_collections.ConfigDict) -> None:
   _one_of(config.data.name, DATASETS, "data.name")
   _positive(config, "data.num_frames", "data.height", "data.width", "data.channels",
             "data.batch_size", "train.num_steps", "train.log_every", "train.checkpoint_every",
-            "train.keep_checkpoints", "train.num_sample_videos", "sample.steps", "sample.fps",
+            "train.keep_checkpoints", "train.num_sample_videos", "sample.fps",
             "sample.video_scale")
   _positive(config, "train.sample_every", "data.worker_count", allow_zero=True)
   if "keep_checkpoint_every" in config.train:
@@ -46,12 +47,45 @@ def validate_config(config: ml_collections.ConfigDict) -> None:
     if config.data.batch_size % config.train.microbatches:
       raise ConfigError(f"data.batch_size={config.data.batch_size} does not split into "
                         f"train.microbatches={config.train.microbatches} equal micro-batches.")
-  if config.data.channels != 3:  # both sources yield RGB
+  if config.data.channels != 3:  # the sources yield RGB (latents are described by config.latent)
     raise ConfigError(f"config.data.channels={config.data.channels}, but the {config.data.name!r} "
                       "dataset yields RGB videos: expected 3.")
   if config.data.name == "video_folder" and not config.data.video_folder.root:
     raise ConfigError("config.data.name='video_folder' needs config.data.video_folder.root, a "
                       "folder of video files; got ''.")
+  if config.data.name == "tfds" and not config.data.tfds.name:
+    raise ConfigError("config.data.name='tfds' needs config.data.tfds.name, a dataset prepared "
+                      "with `python -m jvdm.data.prepare` (or any TFDS dataset); got ''.")
+  _one_of(config.model.dtype, DTYPES, "model.dtype")
+  _one_of(config.model.param_dtype, DTYPES, "model.param_dtype")
+  if not config.optim.learning_rate > 0:
+    raise ConfigError(f"config.optim.learning_rate must be > 0, got {config.optim.learning_rate}.")
+  if not 0 <= config.optim.warmup_steps < config.train.num_steps:
+    raise ConfigError(f"config.optim.warmup_steps={config.optim.warmup_steps} must be in [0, "
+                      f"config.train.num_steps={config.train.num_steps}).")
+  if not 0.0 <= config.optim.ema_decay < 1.0:
+    raise ConfigError(f"config.optim.ema_decay must be in [0, 1), got {config.optim.ema_decay}.")
+  if config.model.name == "vae":
+    _validate_autoencoder(config)
+  else:
+    _validate_diffusion(config)
+  _validate_mesh(config)
+
+
+def _validate_autoencoder(config: ml_collections.ConfigDict) -> None:
+  from jvdm.models.vae.autoencoder import from_config  # pylint: disable=g-import-not-at-top
+  from jvdm.training.vae_objective import RECONSTRUCTION_LOSSES  # pylint: disable=g-import-not-at-top
+  vae = from_config(config)  # checks the architecture's own fields
+  vae.latent_shape((config.data.num_frames, config.data.height, config.data.width))
+  _one_of(config.vae_loss.reconstruction, RECONSTRUCTION_LOSSES, "vae_loss.reconstruction")
+  if config.vae_loss.kl_weight < 0:
+    raise ConfigError(f"config.vae_loss.kl_weight must be >= 0, got {config.vae_loss.kl_weight}.")
+
+
+def _validate_diffusion(config: ml_collections.ConfigDict) -> None:
+  _positive(config, "sample.steps")
+  if is_latent(config):
+    diffusion_video_shape(config)  # the VAE's workdir exists, fits the data and the channels
   _one_of(config.diffusion.process, PROCESSES, "diffusion.process")
   _one_of(config.diffusion.schedule, SCHEDULES, "diffusion.schedule")
   make_process(config.diffusion)  # checks the process's own fields (e.g. a beta schedule name)
@@ -70,17 +104,11 @@ def validate_config(config: ml_collections.ConfigDict) -> None:
                         f"{config.train.condition_dropout}.")
   _one_of(config.sample.sampler, SAMPLERS, "sample.sampler")
   make_video_sampler(config, apply_fn=None)  # the sampler's settings, grid and guidance
-  _one_of(config.model.dtype, DTYPES, "model.dtype")
-  _one_of(config.model.param_dtype, DTYPES, "model.param_dtype")
-  if not config.optim.learning_rate > 0:
-    raise ConfigError(f"config.optim.learning_rate must be > 0, got {config.optim.learning_rate}.")
-  if not 0 <= config.optim.warmup_steps < config.train.num_steps:
-    raise ConfigError(f"config.optim.warmup_steps={config.optim.warmup_steps} must be in [0, "
-                      f"config.train.num_steps={config.train.num_steps}).")
-  if not 0.0 <= config.optim.ema_decay < 1.0:
-    raise ConfigError(f"config.optim.ema_decay must be in [0, 1), got {config.optim.ema_decay}.")
   if config.sample.eta < 0:
     raise ConfigError(f"config.sample.eta must be >= 0, got {config.sample.eta}.")
+
+
+def _validate_mesh(config: ml_collections.ConfigDict) -> None:
   mesh, dcn = split_mesh_shape(config.mesh.shape, config.mesh.get("dcn_shape"),
                                jax.device_count())
   mesh = {name: size * dcn[name] for name, size in mesh.items()}  # whole-job axis sizes

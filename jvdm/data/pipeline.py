@@ -5,13 +5,17 @@ The returned iterator's state is saved with every checkpoint so a resumed run se
 the data an uninterrupted one would.
 """
 
+import logging
 from typing import Any
 
 import grain
 import jax
 import ml_collections
+import numpy as np
 
-from jvdm.errors import ConfigError
+from jvdm.errors import ConfigError, DataError
+
+logger = logging.getLogger(__name__)
 
 DATASETS = ("bouncing_shapes", "video_folder", "tfds")
 
@@ -38,12 +42,46 @@ def make_source(data_config: ml_collections.ConfigDict) -> Any:
     if not tfds_config.get("name"):
       raise ConfigError("config.data.name='tfds' needs config.data.tfds.name, a dataset prepared "
                         f"with `python -m jvdm.data.prepare`; got {tfds_config.get('name')!r}.")
+    feature = tfds_config.get("feature", "video")
+    # Pixel clips have the config's shape; latents that of the VAE (checked by the loop).
+    pixel_shape = (data_config.num_frames, data_config.height, data_config.width,
+                   data_config.channels)
     return TfdsSource(tfds_config["name"], data_dir=tfds_config.get("data_dir") or None,
-                      split=tfds_config.get("split", "train"),
-                      feature=tfds_config.get("feature", "video"),
-                      expected_shape=(data_config.num_frames, data_config.height,
-                                      data_config.width, data_config.channels))
+                      split=tfds_config.get("split", "train"), feature=feature,
+                      expected_shape=pixel_shape if feature == "video" else None)
   raise ConfigError(f"Unknown dataset {data_config.name!r}; valid datasets: {list(DATASETS)}.")
+
+
+def evaluation_videos(data_config: ml_collections.ConfigDict, num_videos: int) -> np.ndarray:
+  """`num_videos` clips for evaluation, uint8 `[N, T, H, W, C]` (or float latents).
+
+  Held out where the dataset allows: the synthetic generator at seed + 1, or a 'tfds'
+  dataset's `data.tfds.eval_split`. A video folder, or a tfds dataset without an eval split,
+  has no held-out clips: its first readable clips are used, with a warning.
+  """
+  if data_config.name == "bouncing_shapes":
+    held_out = data_config.copy_and_resolve_references()
+    with held_out.unlocked():
+      held_out.bouncing_shapes.seed += 1
+    source = make_source(held_out)
+  elif data_config.name == "tfds" and data_config.tfds.get("eval_split"):
+    held_out = data_config.copy_and_resolve_references()
+    with held_out.unlocked():
+      held_out.tfds.split = data_config.tfds.eval_split
+    source = make_source(held_out)
+  else:
+    logger.warning("The %r dataset has no held-out split: evaluating on its first %d clips, "
+                   "which training also sees.", data_config.name, num_videos)
+    source = make_source(data_config)
+  clips = []
+  for index in range(len(source)):
+    item = source[index]
+    if item is not None:
+      clips.append(item["video"])
+    if len(clips) == num_videos:
+      return np.stack(clips)
+  raise DataError(f"The {data_config.name!r} dataset has {len(clips)} readable clips; "
+                  f"evaluation needs {num_videos} (train.num_sample_videos).")
 
 
 def local_batch_size(global_batch_size: int, process_count: int) -> int:

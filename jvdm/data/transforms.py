@@ -76,6 +76,14 @@ def to_model_range(frames) -> np.ndarray:
   return frames.astype(np.float32) / 127.5 - 1.0
 
 
+def to_network_input(videos):
+  """A batch as the network takes it: uint8 pixels -> float32 in [-1, 1]; floats (pixels in
+  [-1, 1], or latents) are used as given, in float32. Works under jit."""
+  if videos.dtype == np.uint8:
+    return to_model_range(videos)
+  return videos.astype(np.float32)
+
+
 def to_uint8(x) -> np.ndarray:
   """Floats in [-1, 1] -> uint8 numpy pixels, clipped and rounded.
 

@@ -39,6 +39,7 @@ from jvdm.models.layers.long_attention import (LongAttention, band_mask, spectra
                                                window_fused_attention)
 from jvdm.models.layers.rope import apply_rope
 from jvdm.models.text_encoder import TextEncoder
+from jvdm.models.shapes import model_channels
 from jvdm.models.unet3d import config_dtype
 from jvdm.parallel.context_attention import attention, context_parallel_method
 from jvdm.parallel.axes import ACT_EMBED, BATCH, EMBED, FRAMES, HEAD_DIM, LAYERS, LENGTH, QKV_HEADS
@@ -472,7 +473,7 @@ def from_config(config: ml_collections.ConfigDict) -> VideoDiT:
           param_dtype=config_dtype(model.param_dtype, "param_dtype"))
       cond_dim = text_encoder.width
     return VideoDiT(
-        out_channels=int(config.data.channels), patch_size=tuple(int(p) for p in model.patch_size),
+        out_channels=model_channels(config), patch_size=tuple(int(p) for p in model.patch_size),
         hidden_size=int(model.hidden_size), depth=int(model.depth), num_heads=int(model.num_heads),
         mlp_ratio=float(model.mlp_ratio), layout=str(model.layout), causal=bool(model.causal),
         temporal_window=int(model.temporal_window), position=str(model.position),

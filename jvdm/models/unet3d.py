@@ -19,6 +19,7 @@ from jvdm.models.layers.embeddings import TimestepEmbedding
 from jvdm.models.layers.long_attention import LongAttention
 from jvdm.models.layers.norms import frame_group_norm
 from jvdm.models.layers.resample import Downsample, Upsample
+from jvdm.models.shapes import model_channels
 from jvdm.models.layers.resblock import ResBlock
 from jvdm.parallel.axes import ACT_EMBED, BATCH, FRAMES, HEIGHT, WIDTH
 
@@ -249,7 +250,7 @@ def from_config(config: ml_collections.ConfigDict) -> UNet3D:
   model_config, data_config = config.model, config.data
   try:
     return UNet3D(
-        out_channels=int(data_config.channels),
+        out_channels=model_channels(config),
         patch_size=int(model_config.patch_size),
         base_channels=int(model_config.base_channels),
         channel_mults=tuple(int(m) for m in model_config.channel_mults),

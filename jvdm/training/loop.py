@@ -12,17 +12,20 @@ import time
 import flax.linen as nn
 import jax
 import ml_collections
+import numpy as np
 import tqdm
 from etils import epath
 
 from jvdm.config_validation import validate_config
 from jvdm.data.captions import null_condition_for
 from jvdm.data.pipeline import make_dataset
-from jvdm.data.transforms import to_uint8
 from jvdm.errors import JvdmError
+from jvdm.errors import ShapeError
 from jvdm.models import get_model
+from jvdm.models.shapes import diffusion_video_shape, is_latent, pixel_video_shape
+from jvdm.models.vae.latent_space import load_latent_space
 from jvdm.parallel.mesh import batch_sharding, make_mesh, replicated
-from jvdm.sampling import evaluate_samples, evaluation_captions, make_video_sampler, write_samples
+from jvdm.training.evaluation import autoencoder_evaluation, diffusion_evaluation
 from jvdm.training.checkpoint import CHECKPOINT_DIR, Checkpointer
 from jvdm.training.metrics_log import MetricsLog
 from jvdm.training.optimizer import make_optimizer
@@ -32,6 +35,7 @@ from jvdm.training.state import TrainState, abstract_train_state
 from jvdm.training.throughput import (device_peak_flops, matmul_dtype, step_flops, throughput,
                                       tokens_per_example)
 from jvdm.training.step import train_step_from_config
+from jvdm.training.vae_objective import vae_train_step_from_config
 
 logger = logging.getLogger(__name__)
 
@@ -43,9 +47,10 @@ class NonFiniteLossError(JvdmError):
 class _ThroughputRate:
   """examples/s, tokens/s, model TFLOP/s and MFU from steps/s (`jvdm.training.throughput`)."""
 
-  def __init__(self, config: ml_collections.ConfigDict, compiled_step):
+  def __init__(self, config: ml_collections.ConfigDict, compiled_step,
+               video_shape: tuple[int, ...]):
     self.batch = config.data.batch_size
-    self.tokens = tokens_per_example(config)
+    self.tokens = tokens_per_example(config, video_shape)
     try:  # XLA's count is per device; every device runs the same partitioned program
       self.flops = step_flops(compiled_step) * jax.device_count()
     except JvdmError as error:
@@ -81,6 +86,17 @@ def _check_skipped(metrics, step: int, max_consecutive: int, checkpointer: Check
         "input data or lower optim.learning_rate.")
 
 
+def _check_latent_batch(videos: np.ndarray, latent_shape: tuple[int, ...],
+                        config: ml_collections.ConfigDict) -> None:
+  """Prepared latents (float batches) must have the shape of this VAE's latents."""
+  if videos.dtype != np.uint8 and tuple(videos.shape[1:]) != tuple(latent_shape):
+    raise ShapeError(
+        f"The dataset gives latents of shape {tuple(videos.shape[1:])}, but the VAE in "
+        f"{config.latent.vae_workdir} makes {tuple(latent_shape)} for "
+        f"{config.data.num_frames}x{config.data.height}x{config.data.width} videos: were they "
+        "prepared with another VAE or video size?")
+
+
 def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str,
                        stop_after_step: int | None = None, progress: bool = True) -> TrainState:
   """Trains `config` in `workdir`, resuming from its latest checkpoint if there is one.
@@ -104,7 +120,9 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str,
   # Mesh.
   mesh = make_mesh(config.mesh.shape, dcn_shape=config.mesh.get("dcn_shape"))
   rules = config.mesh.logical_axis_rules
-  video_shape = (config.data.num_frames, config.data.height, config.data.width, config.data.channels)
+  is_autoencoder = config.model.name == "vae"
+  # What the network sees: pixels, or for latent diffusion the latents of a trained VAE.
+  video_shape = pixel_video_shape(config) if is_autoencoder else diffusion_video_shape(config)
 
   # Data.
   data_iterator = iter(make_dataset(config.data))
@@ -114,6 +132,8 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str,
     model = get_model(config)
     tx, schedule = make_optimizer(config.optim, config.train.num_steps)
     init_rng, train_rng = jax.random.split(jax.random.key(config.seed))
+    latent_space = load_latent_space(config.latent, mesh) if is_latent(config) else None
+    latent_rng = jax.random.fold_in(jax.random.key(config.seed), 1)  # posterior samples
     null_condition = null_condition_for(config)
     init, state_shardings, abstract_state = abstract_train_state(model, tx, video_shape, mesh, rules,
                                                                  null_condition)
@@ -140,29 +160,20 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str,
       batch_shardings = {"video": batch_sharding(mesh, 1 + len(video_shape))}
       if null_condition is not None:
         batch_shardings["caption"] = batch_sharding(mesh, 2)
+      make_step = vae_train_step_from_config if is_autoencoder else train_step_from_config
       train_step = jax.jit(
-          train_step_from_config(config, model, tx, schedule),
+          make_step(config, model, tx, schedule),
           in_shardings=(state_shardings, batch_shardings, replicated(mesh)),
           out_shardings=(state_shardings, replicated(mesh)),
           donate_argnums=0)
-      sampler = make_video_sampler(config, model.apply)
-      sample_captions = evaluation_captions(config, config.train.num_sample_videos)
-
-      def save_samples(step: int, state: TrainState) -> None:
-        videos = to_uint8(sampler.sample(state.ema_params, config.seed, config.train.num_sample_videos,
-                                         video_shape, progress=False, condition=sample_captions))
-        if not is_main_process:
-          return
-        write_samples(workdir / "samples", f"step_{step:07d}", videos, config.sample.fps,
-                      config.sample.video_scale)
-        metric = evaluate_samples(config, videos, sample_captions)
-        if metric is not None:
-          generated = metric["generated"]
-          values = {"sample_valid_fraction": generated["valid_fraction"],
-                    "sample_continuous_motion_fraction": generated["continuous_motion_fraction"]}
-          if "caption_match_fraction" in generated:
-            values["sample_caption_match_fraction"] = generated["caption_match_fraction"]
-          metrics_log.write(step, values)
+      if is_autoencoder:
+        evaluate = autoencoder_evaluation(config, model, workdir, metrics_log)
+      else:
+        evaluate = diffusion_evaluation(config, model, workdir, metrics_log, video_shape,
+                                        latent_space)
+      if latent_space is not None:  # pixels -> normalized latents (prepared latents: normalized)
+        to_latents = jax.jit(latent_space.to_latents,
+                             out_shardings=batch_sharding(mesh, 1 + len(video_shape)))
 
       # Loop.
       end_step = config.train.num_steps
@@ -176,11 +187,15 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str,
       notice = stack.enter_context(PreemptionNotice())
       for step in range(start_step + 1, end_step + 1):
         local_batch = next(data_iterator)
+        if latent_space is not None:
+          _check_latent_batch(local_batch["video"], video_shape, config)
         batch = {key: jax.make_array_from_process_local_data(sharding, local_batch[key])
                  for key, sharding in batch_shardings.items()}
+        if latent_space is not None:
+          batch["video"] = to_latents(batch["video"], jax.random.fold_in(latent_rng, step))
         if step == start_step + 1:  # compile once, ahead of time, to read its FLOP count
           train_step = train_step.lower(state, batch, train_rng).compile()
-          rate = _ThroughputRate(config, train_step)
+          rate = _ThroughputRate(config, train_step, video_shape)
         state, metrics = train_step(state, batch, train_rng)
         # Read the previous step's counter while this one runs: the device stays one step ahead.
         if previous_metrics is not None:
@@ -210,7 +225,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str,
         sample_every = config.train.sample_every
         if ((sample_every and step % sample_every == 0) or step == config.train.num_steps) and (
             not preempted):  # a preempted job has seconds left: save only
-          save_samples(step, state)
+          evaluate(step, state.ema_params)
         if should_log or should_save:  # saving and sampling are not training time
           window_start, window_steps = time.perf_counter(), 0
         if preempted:

@@ -10,6 +10,8 @@ import jax.numpy as jnp
 import optax
 from jax.sharding import Mesh, NamedSharding, PartitionSpec
 
+from jvdm.models.vae.autoencoder import VideoAutoencoder
+
 
 @flax.struct.dataclass
 class TrainState:
@@ -48,9 +50,9 @@ def abstract_train_state(model: nn.Module, tx: optax.GradientTransformation,
   """The state's shapes and shardings, computed without allocating it.
 
   Args:
-    model: the network.
+    model: the network: a denoiser `(x, t[, cond])`, or a `VideoAutoencoder` `(x)`.
     tx: the optimizer.
-    video_shape: `(T, H, W, C)` of one training video.
+    video_shape: `(T, H, W, C)` of one training video (or latent).
     mesh: the device mesh.
     rules: logical axis rules mapping the model's axis names to mesh axes.
     null_condition: for a conditional model, one example condition (e.g. the null caption).
@@ -60,11 +62,14 @@ def abstract_train_state(model: nn.Module, tx: optax.GradientTransformation,
     NamedShardings, and a tree of ShapeDtypeStructs carrying them (the restore target).
   """
   dummy_video = jnp.zeros((1,) + tuple(video_shape), jnp.float32)
-  dummy_time = jnp.zeros((1,), jnp.float32)
-  condition = {} if null_condition is None else {"cond": jnp.asarray(null_condition)[None]}
+  if isinstance(model, VideoAutoencoder):
+    args, kwargs = (dummy_video,), {}
+  else:  # a denoiser: (x, t, cond)
+    args = (dummy_video, jnp.zeros((1,), jnp.float32))
+    kwargs = {} if null_condition is None else {"cond": jnp.asarray(null_condition)[None]}
 
   def boxed_init(rng):
-    params = model.init({"params": rng}, dummy_video, dummy_time, **condition)["params"]
+    params = model.init({"params": rng}, *args, **kwargs)["params"]
     zero = jnp.zeros((), jnp.int32)
     return TrainState(step=zero, params=params, ema_params=params, opt_state=tx.init(params),
                       skipped_steps=zero, consecutive_skipped=zero)

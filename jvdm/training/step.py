@@ -8,7 +8,7 @@ import jax.numpy as jnp
 import optax
 
 from jvdm.data.captions import null_condition_for
-from jvdm.data.transforms import to_model_range
+from jvdm.data.transforms import to_network_input
 from jvdm.diffusion import make_loss
 from jvdm.errors import ConfigError, ShapeError
 from jvdm.training.optimizer import ema_update
@@ -27,11 +27,6 @@ def drop_condition(rng: jax.Array, condition: jnp.ndarray, null_condition: jnp.n
   dropped = jax.random.bernoulli(rng, probability, condition.shape[:1])
   dropped = dropped.reshape(dropped.shape + (1,) * (condition.ndim - 1))
   return jnp.where(dropped, jnp.asarray(null_condition, condition.dtype), condition)
-
-
-def _model_range(videos: jnp.ndarray) -> jnp.ndarray:
-  """uint8 pixels -> [-1, 1]; float inputs (pixels in [-1, 1], or latents) are used as given."""
-  return to_model_range(videos) if videos.dtype == jnp.uint8 else videos.astype(jnp.float32)
 
 
 def _keep_if(finite: jnp.ndarray, new: Any, old: Any) -> Any:
@@ -64,7 +59,7 @@ def make_train_step(model: nn.Module, denoising_loss: Callable[..., jnp.ndarray]
   """
 
   def make_inputs(batch: Batch, step_rng: jax.Array) -> dict:
-    videos = _model_range(batch["video"])
+    videos = to_network_input(batch["video"])
     _, loss_rng = jax.random.split(step_rng)  # the first half is the dropout key
     inputs = {"videos": videos, "keys": jax.random.split(loss_rng, videos.shape[0])}
     if null_condition is not None:

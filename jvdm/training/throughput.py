@@ -222,24 +222,31 @@ def throughput(steps_per_second: float, global_batch: int, tokens_per_example: i
           "mfu": flops_per_s / (peak_flops_per_device * num_devices)}
 
 
-def tokens_per_example(config: ml_collections.ConfigDict) -> int:
+def tokens_per_example(config: ml_collections.ConfigDict,
+                       video_shape: tuple[int, ...] | None = None) -> int:
   """Positions per video that the network's first level runs at.
 
   DiT (`model.name == "dit"`, `patch_size` (pt, ph, pw)): patch tokens, T/pt * H/ph * W/pw.
   UNet (`"unet3d"`, `patch_size` p, a space-to-depth stem): T * H/p * W/p.
 
+  VAE (`"vae"`): pixels, T * H * W.
+
   Args:
     config: an experiment config (`config.data`, `config.model`).
+    video_shape: `(T, H, W, C)` of what the network sees (latents for latent diffusion);
+      default the config's pixel video.
   """
   data, model = config.data, config.model
   if model.name == "dit":
     patch = tuple(int(p) for p in model.patch_size)
   elif model.name == "unet3d":
     patch = (1, int(model.patch_size), int(model.patch_size))
+  elif model.name == "vae":
+    patch = (1, 1, 1)
   else:
-    raise ConfigError(f"tokens_per_example knows model.name 'dit' and 'unet3d', got "
+    raise ConfigError(f"tokens_per_example knows model.name 'dit', 'unet3d' and 'vae', got "
                       f"{model.name!r}.")
-  sizes = (data.num_frames, data.height, data.width)
+  sizes = tuple(video_shape[:3]) if video_shape else (data.num_frames, data.height, data.width)
   if len(patch) != 3 or any(p < 1 or size % p for size, p in zip(sizes, patch)):
     raise ConfigError(f"model.patch_size {patch} (frames, rows, columns) must be positive and "
                       f"divide the video's (num_frames, height, width) = {sizes}.")

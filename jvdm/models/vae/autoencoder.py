@@ -16,6 +16,8 @@ The encoder returns the diagonal Gaussian posterior `(mean, logvar)` over latent
 (Kingma & Welling 2014; the LDM autoencoder, Rombach et al. 2022).
 """
 
+import math
+
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
@@ -161,6 +163,21 @@ class VideoAutoencoder(nn.Module):
 
   def video_frames(self, latent_frames: int) -> int:
     return 1 + (latent_frames - 1) * self.temporal_compression
+
+  @property
+  def decoder_receptive_radius(self) -> int:
+    """How many latent pixels beyond its own an output pixel of the decoder's convs sees (each
+    3x3 conv adds one pixel at its resolution; GroupNorm and attention, which see the whole
+    frame, are not counted). A spatial tile narrower than this cannot decode its centre as the
+    whole frame would."""
+    radius = 1 + 4  # conv_in and the two middle res blocks, at the latent resolution
+    upsampled = 1
+    for level in reversed(range(len(self.channel_mults))):
+      radius += 2 * (self.num_res_blocks + 1) / upsampled
+      if level > 0 and self.spatial_downsample[level - 1]:
+        upsampled *= 2
+        radius += 1 / upsampled  # the conv after the nearest upsampling
+    return math.ceil(radius + 1 / upsampled)  # conv_out
 
   def _kwargs(self):
     return dict(dtype=self.dtype, param_dtype=self.param_dtype)

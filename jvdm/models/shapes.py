@@ -1,0 +1,37 @@
+"""The shape of what a config's network sees: pixels, or the latents of a trained VAE.
+
+Latent diffusion (`config.latent.vae_workdir` set) trains the UNet or DiT on the latents of the
+video autoencoder trained in that workdir (LDM, Rombach et al. 2022; Video LDM, Blattmann et
+al. 2023); `config.data` still describes the pixel videos.
+"""
+
+import ml_collections
+
+
+def is_latent(config: ml_collections.ConfigDict) -> bool:
+  """Whether `config` diffuses in a VAE's latent space."""
+  latent = config.get("latent")
+  return bool(latent is not None and latent.get("vae_workdir"))
+
+
+def model_channels(config: ml_collections.ConfigDict) -> int:
+  """Channels of the network's input and output: the latent's, or the pixels'."""
+  return int(config.latent.channels) if is_latent(config) else int(config.data.channels)
+
+
+def pixel_video_shape(config: ml_collections.ConfigDict) -> tuple[int, int, int, int]:
+  data = config.data
+  return (int(data.num_frames), int(data.height), int(data.width), int(data.channels))
+
+
+def diffusion_video_shape(config: ml_collections.ConfigDict) -> tuple[int, int, int, int]:
+  """`(T, H, W, C)` of the network's input: the pixel video, or its latent under the VAE of
+  `config.latent.vae_workdir` (read from that workdir's config; checked against
+  `config.latent.channels`)."""
+  if not is_latent(config):
+    return pixel_video_shape(config)
+  from jvdm.models.vae.latent_space import (check_latent_channels,  # pylint: disable=g-import-not-at-top
+                                            vae_from_workdir)
+  vae, _ = vae_from_workdir(config.latent.vae_workdir)
+  check_latent_channels(vae, config.latent)
+  return vae.latent_shape(pixel_video_shape(config))

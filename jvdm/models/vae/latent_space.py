@@ -1,0 +1,170 @@
+"""A trained VAE as the latent space of a diffusion model: pixels <-> normalized latents.
+
+Latents are normalized as `(z - shift) * scale` with the mean and inverse standard deviation
+of the VAE's latents over data, so that the diffusion model sees roughly unit-variance inputs
+(LDM's scale factor, Rombach et al. 2022, Sec. 4.3.2 and Appendix G; SD3's shift). The
+statistics are computed when the VAE is evaluated and written beside its checkpoints as
+`latent_statistics.json`, so a latent diffusion run needs only the VAE's workdir.
+"""
+
+import dataclasses
+import json
+import logging
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import ml_collections
+import numpy as np
+from etils import epath
+
+from jvdm.data.transforms import to_network_input
+from jvdm.errors import CheckpointError, ConfigError
+from jvdm.models.vae.autoencoder import VideoAutoencoder, from_config, sample_posterior
+from jvdm.models.vae.chunked import decode_in_chunks, encode_in_chunks
+from jvdm.models.vae.tiling import tiled_apply
+
+logger = logging.getLogger(__name__)
+
+LATENT_STATISTICS_FILE = "latent_statistics.json"
+
+
+def vae_from_workdir(workdir: str | epath.Path) -> tuple[VideoAutoencoder, ml_collections.ConfigDict]:
+  """The VAE module (no params) and the config it was trained with in `workdir`."""
+  from jvdm.training.run_config import load_run_config  # pylint: disable=g-import-not-at-top
+  config = load_run_config(workdir)
+  if config.model.name != "vae":
+    raise CheckpointError(f"{workdir} holds a {config.model.name!r} model; latent diffusion needs "
+                          "the workdir of a trained VAE (model.name 'vae').")
+  return from_config(config), config
+
+
+def check_latent_channels(model: VideoAutoencoder, latent_config: ml_collections.ConfigDict) -> None:
+  if model.latent_channels != latent_config.channels:
+    raise ConfigError(
+        f"config.latent.channels={latent_config.channels}, but the VAE in "
+        f"{latent_config.vae_workdir} has {model.latent_channels} latent channels. A latent "
+        "diffusion model works only with the VAE whose latents it was trained on.")
+
+
+def latent_statistics(latents: np.ndarray) -> dict[str, float]:
+  """`shift` (mean) and `scale` (1 / std) of a sample of latents, over all their elements."""
+  latents = np.asarray(latents, np.float64)
+  return {"shift": float(latents.mean()), "scale": float(1.0 / max(latents.std(), 1e-6))}
+
+
+def save_latent_statistics(workdir: str | epath.Path, statistics: dict[str, float], step: int) -> None:
+  path = epath.Path(workdir) / LATENT_STATISTICS_FILE
+  temporary = path.parent / (LATENT_STATISTICS_FILE + ".tmp")
+  temporary.write_text(json.dumps({**statistics, "step": int(step)}, indent=2))
+  temporary.replace(path)  # atomic
+
+
+def load_latent_statistics(workdir: str | epath.Path) -> dict[str, float]:
+  path = epath.Path(workdir) / LATENT_STATISTICS_FILE
+  if not path.exists():
+    raise CheckpointError(f"The VAE workdir {workdir} has no {LATENT_STATISTICS_FILE}: train the "
+                          "VAE until its first evaluation (train.sample_every, or the end).")
+  return json.loads(path.read_text())
+
+
+@dataclasses.dataclass
+class LatentSpace:
+  """Encodes pixel videos to normalized latents and decodes them back.
+
+  Attributes:
+    model, params: the VAE and its (EMA) params.
+    shift, scale: latent normalization, `(z - shift) * scale`.
+    decode_chunk_frames: latent frames decoded at a time (0 = all at once).
+    decode_tile: latent pixels per spatial tile when decoding (0 = whole frames); tiles
+      overlap by `decode_tile_overlap` and are blended (`tiling.tiled_apply`).
+    sample_posterior: encode to a posterior sample (as the LDM trains) rather than its mean.
+  """
+
+  model: VideoAutoencoder
+  params: Any
+  shift: float
+  scale: float
+  decode_chunk_frames: int = 0
+  decode_tile: int = 0
+  decode_tile_overlap: int = 2
+  sample_posterior: bool = True
+
+  def latent_shape(self, video_shape: tuple[int, ...]) -> tuple[int, int, int, int]:
+    return self.model.latent_shape(tuple(video_shape))
+
+  def normalize(self, latents: jnp.ndarray) -> jnp.ndarray:
+    return (latents - self.shift) * self.scale
+
+  def encode(self, videos: jnp.ndarray, key: jax.Array | None = None) -> jnp.ndarray:
+    """Traceable: `[B, T, H, W, C]` pixels (uint8, or floats in [-1, 1]) -> normalized latents,
+    a posterior sample when `key` is given and `sample_posterior` is set, else the mean."""
+    videos = to_network_input(videos)
+    mean, logvar = self.model.apply({"params": self.params}, videos, method=self.model.encode)
+    z = sample_posterior(key, mean, logvar) if key is not None and self.sample_posterior else mean
+    return self.normalize(z)
+
+  def to_latents(self, videos: jnp.ndarray, key: jax.Array) -> jnp.ndarray:
+    """Traceable: a training batch -> normalized latents: uint8 pixels are encoded, float
+    batches are latents prepared with this VAE (`python -m jvdm.data.prepare --vae_workdir`)
+    and are only normalized."""
+    return self.encode(videos, key) if videos.dtype == jnp.uint8 else self.normalize(videos)
+
+  def decode(self, latents: jnp.ndarray, progress: bool = False) -> np.ndarray:
+    """Normalized `[B, t, h, w, c]` latents -> float32 `[B, T, H, W, C]` pixels in about [-1, 1],
+    in chunks of frames and spatial tiles as configured (memory bounded by one chunk of one
+    tile)."""
+    latents = jnp.asarray(latents, jnp.float32)
+    if latents.ndim != 5 or latents.shape[-1] != self.model.latent_channels:
+      raise ConfigError(f"These latents have shape {latents.shape}, but the VAE decodes "
+                        f"[B, t, h, w, {self.model.latent_channels}] latents: was the diffusion "
+                        "model trained on another VAE's latents?")
+    decode = _jitted_decode(self.model, self.decode_chunk_frames)
+    fn = lambda z: decode(self.params, z / self.scale + self.shift)
+    if self.decode_tile and self.decode_tile < max(latents.shape[2:4]):
+      radius = self.model.decoder_receptive_radius
+      if self.decode_tile < radius:
+        raise ConfigError(
+            f"A decode tile of {self.decode_tile} latent pixels is smaller than the decoder's "
+            f"receptive overlap of {radius} latent pixels; use decode_tile >= {radius}, or 0 to "
+            "decode whole frames.")
+      return tiled_apply(fn, latents, tile=self.decode_tile, overlap=self.decode_tile_overlap,
+                         scale=self.model.spatial_compression, progress=progress)
+    return np.asarray(fn(latents))
+
+
+_DECODERS: dict[tuple[VideoAutoencoder, int], Any] = {}
+
+
+def _jitted_decode(model: VideoAutoencoder, chunk_frames: int):
+  """One jitted decoder per (VAE, chunking), reused across calls."""
+  if (model, chunk_frames) not in _DECODERS:
+    if chunk_frames:
+      fn = lambda params, z: decode_in_chunks(model, params, z, chunk_frames)
+    else:
+      fn = lambda params, z: model.apply({"params": params}, z, method=model.decode)
+    _DECODERS[model, chunk_frames] = jax.jit(fn)
+  return _DECODERS[model, chunk_frames]
+
+
+def jitted_encode_in_chunks(model: VideoAutoencoder, chunk_frames: int):
+  """`jit(encode_in_chunks)` for a fixed chunk size: `(params, videos) -> (mean, logvar)`."""
+  return jax.jit(lambda params, x: encode_in_chunks(model, params, x, chunk_frames))
+
+
+def load_latent_space(latent_config: ml_collections.ConfigDict, mesh: jax.sharding.Mesh) -> LatentSpace:
+  """The VAE of `latent_config.vae_workdir` with its EMA params and latent statistics."""
+  from jvdm.sampling import restore_ema_params  # pylint: disable=g-import-not-at-top
+  workdir = latent_config.vae_workdir
+  model, vae_config = vae_from_workdir(workdir)
+  check_latent_channels(model, latent_config)
+  params, step = restore_ema_params(workdir, vae_config, model, mesh)
+  statistics = load_latent_statistics(workdir)
+  if statistics.get("step") != step:
+    logger.warning("The latent statistics of %s were computed at step %s, its checkpoint is step "
+                   "%d.", workdir, statistics.get("step"), step)
+  return LatentSpace(model, params, shift=statistics["shift"], scale=statistics["scale"],
+                     decode_chunk_frames=int(latent_config.get("decode_chunk_frames", 0)),
+                     decode_tile=int(latent_config.get("decode_tile", 0)),
+                     decode_tile_overlap=int(latent_config.get("decode_tile_overlap", 2)),
+                     sample_posterior=bool(latent_config.get("sample_posterior", True)))

@@ -1,0 +1,97 @@
+"""What the training loop does every `train.sample_every` steps and at the end.
+
+A denoiser: sample videos from the EMA params (decoded from latents for latent diffusion),
+write them to `W/samples/`, and log the synthetic-video metrics. A VAE: reconstruct held-out
+clips, log their PSNR/SSIM, write originals beside reconstructions, and store the latent
+statistics that latent diffusion normalizes with (`latent_statistics.json`).
+"""
+
+import logging
+from typing import Any, Callable
+
+import jax
+import jax.numpy as jnp
+import ml_collections
+import numpy as np
+from etils import epath
+
+from jvdm.data.pipeline import evaluation_videos
+from jvdm.data.transforms import to_model_range, to_uint8
+from jvdm.metrics.reconstruction import psnr, ssim
+from jvdm.models.vae.autoencoder import VideoAutoencoder, sample_posterior
+from jvdm.models.vae.latent_space import LatentSpace, latent_statistics, save_latent_statistics
+from jvdm.training.metrics_log import MetricsLog
+
+logger = logging.getLogger(__name__)
+
+# `evaluate(step, ema_params)`, run on every process; only process 0 writes.
+Evaluate = Callable[[int, Any], None]
+
+
+def diffusion_evaluation(config: ml_collections.ConfigDict, model: Any, workdir: epath.Path,
+                         metrics_log: MetricsLog, video_shape: tuple[int, ...],
+                         latent_space: LatentSpace | None = None) -> Evaluate:
+  """Samples `train.num_sample_videos` videos and logs how many are valid and move."""
+  from jvdm.sampling import (evaluate_samples, evaluation_captions,  # pylint: disable=g-import-not-at-top
+                             make_video_sampler, write_samples)
+  sampler = make_video_sampler(config, model.apply)
+  captions = evaluation_captions(config, config.train.num_sample_videos)
+
+  def evaluate(step: int, ema_params: Any) -> None:
+    videos = sampler.sample(ema_params, config.seed, config.train.num_sample_videos, video_shape,
+                            progress=False, condition=captions)
+    if latent_space is not None:
+      videos = latent_space.decode(videos)
+    videos = to_uint8(videos)
+    if jax.process_index() != 0:
+      return
+    write_samples(workdir / "samples", f"step_{step:07d}", videos, config.sample.fps,
+                  config.sample.video_scale)
+    metric = evaluate_samples(config, videos, captions)
+    if metric is not None:
+      generated = metric["generated"]
+      values = {"sample_valid_fraction": generated["valid_fraction"],
+                "sample_continuous_motion_fraction": generated["continuous_motion_fraction"]}
+      if "caption_match_fraction" in generated:
+        values["sample_caption_match_fraction"] = generated["caption_match_fraction"]
+      metrics_log.write(step, values)
+
+  return evaluate
+
+
+def reconstruct(model: VideoAutoencoder, params: Any, pixels: jnp.ndarray,
+                key: jax.Array) -> tuple[jnp.ndarray, jnp.ndarray]:
+  """Traceable: `pixels` in [-1, 1] through the posterior mean -> (reconstructions clipped to
+  [-1, 1], a posterior sample of the latents, for their statistics)."""
+  mean, logvar = model.apply({"params": params}, pixels, method=model.encode)
+  reconstructions = jnp.clip(model.apply({"params": params}, mean, method=model.decode), -1, 1)
+  return reconstructions, sample_posterior(key, mean, logvar)
+
+
+def autoencoder_evaluation(config: ml_collections.ConfigDict, model: VideoAutoencoder,
+                           workdir: epath.Path, metrics_log: MetricsLog) -> Evaluate:
+  """Reconstructs `train.num_sample_videos` held-out clips (`evaluation_videos`)."""
+  from jvdm.sampling import write_samples  # pylint: disable=g-import-not-at-top
+  videos = evaluation_videos(config.data, config.train.num_sample_videos)
+  pixels = to_model_range(videos)
+  jitted_reconstruct = jax.jit(lambda params, key: reconstruct(model, params, pixels, key))
+  key = jax.random.key(config.seed + 1)
+
+  def evaluate(step: int, ema_params: Any) -> None:
+    reconstructions, latents = jitted_reconstruct(ema_params, key)
+    values = {"eval_psnr": float(jnp.mean(psnr(reconstructions, pixels))),
+              "eval_ssim": float(jnp.mean(ssim(reconstructions, pixels)))}
+    if jax.process_index() != 0:
+      return
+    statistics = latent_statistics(np.asarray(latents))
+    save_latent_statistics(workdir, statistics, step)
+    side_by_side = np.concatenate([videos, to_uint8(reconstructions)], axis=3)  # original | ours
+    write_samples(workdir / "samples", f"reconstructions_step_{step:07d}", side_by_side,
+                  config.sample.fps, config.sample.video_scale)
+    metrics_log.write(step, {**values, "latent_shift": statistics["shift"],
+                             "latent_scale": statistics["scale"]})
+    logger.info("Step %d: held-out PSNR %.2f dB, SSIM %.3f; latent shift %.3f, scale %.3f", step,
+                values["eval_psnr"], values["eval_ssim"], statistics["shift"],
+                statistics["scale"])
+
+  return evaluate
