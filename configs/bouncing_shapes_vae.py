@@ -54,8 +54,10 @@ def get_config(variant: str = "default") -> ml_collections.ConfigDict:
     config.optim.learning_rate = 1e-3
     config.optim.ema_decay = 0.99
     if variant != "tiny":
-      config.train.num_steps = 1000
-      config.train.sample_every = 250
+      config.data.batch_size = 4
+      config.optim.warmup_steps = 50
+      config.train.num_steps = 600
+      config.train.sample_every = 200
       config.train.num_sample_videos = 8  # held-out clips reconstructed at each evaluation
     if variant == "temporal_decoder":
       config.model.architecture = "temporal_decoder"
