@@ -9,6 +9,7 @@
   python sample.py --workdir W --num_frames 64 --long freenoise --stride 4
   python sample.py --workdir W_caption_dit --num_frames 16 --long gen_l_video --stride 8 --prompt "red | blue"
   python sample.py --workdir W_caption_dit --num_frames 16 --long freenoise --stride 8 --prompt "red | blue"
+  python sample.py --workdir runs/bouncing_shapes_latent --decode_chunk_frames 2   # latents -> pixels
 
 Writes samples.mp4 and samples.gif (a grid), samples.npz (key `videos`, uint8
 [N, T, H, W, C]) and, for models trained on the synthetic data, metrics.json.
@@ -62,8 +63,23 @@ _FIFO_TAIL = flags.DEFINE_enum("fifo_tail", None, ["gaussian", "ouroboros"],
                                "--long fifo: new tail frames; default gaussian.")
 _CONTEXT_FRAMES = flags.DEFINE_integer("context_frames", None, "--long autoregressive: frames "
                                        "each clip continues from; default: window / 2.")
+_DECODE_CHUNK_FRAMES = flags.DEFINE_integer(
+    "decode_chunk_frames", None, "Latent diffusion: latent frames the VAE decodes at a time "
+    "(memory stays flat in the video's length); 0 = all at once; default the config's.")
+_DECODE_TILE = flags.DEFINE_integer(
+    "decode_tile", None, "Latent diffusion: latent pixels per spatial tile when decoding (tiles "
+    "overlap and are blended); 0 = whole frames; default the config's.")
+_DECODE_TILE_OVERLAP = flags.DEFINE_integer("decode_tile_overlap", None,
+                                            "Latent pixels shared by neighbouring decode tiles.")
 _SEED = flags.DEFINE_integer("seed", 0, "The same seed gives the same videos.")
 _BATCH_SIZE = flags.DEFINE_integer("batch_size", 8, "Videos per jitted call.")
+
+
+def _decode_settings():
+  """The decode flags given, as `LatentSpace` fields."""
+  given = dict(decode_chunk_frames=_DECODE_CHUNK_FRAMES.value, decode_tile=_DECODE_TILE.value,
+               decode_tile_overlap=_DECODE_TILE_OVERLAP.value)
+  return {name: value for name, value in given.items() if value is not None}
 
 
 def _long_settings():
@@ -82,7 +98,8 @@ def main(argv):
         steps=_STEPS.value, seed=_SEED.value, eta=_ETA.value,
         frame_stagger=_FRAME_STAGGER.value, sampler=_SAMPLER.value, spacing=_SPACING.value,
         guidance_scale=_GUIDANCE_SCALE.value, chunks=_CHUNKS.value, prompt=_PROMPT.value,
-        batch_size=_BATCH_SIZE.value, long=_LONG.value, long_settings=_long_settings())
+        batch_size=_BATCH_SIZE.value, long=_LONG.value, long_settings=_long_settings(),
+        decode_settings=_decode_settings())
   except JvdmError as error:
     sys.exit(f"error: {error}")
   print(json.dumps(summary, indent=2))

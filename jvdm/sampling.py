@@ -3,6 +3,7 @@
 This is what `sample.py` runs; the training loop uses `write_samples` for its periodic samples.
 """
 
+import dataclasses
 import json
 import logging
 from typing import Any
@@ -19,6 +20,8 @@ from jvdm.data.transforms import to_uint8
 from jvdm.errors import CheckpointError, ConfigError
 from jvdm.io.video import save_npz, write_video_grid
 from jvdm.models import get_model
+from jvdm.models.shapes import diffusion_video_shape, is_latent, pixel_video_shape
+from jvdm.models.vae.latent_space import load_latent_space, vae_from_workdir
 from jvdm.parallel.mesh import make_mesh
 from jvdm.samplers.autoregressive import CausalVideoSampler
 from jvdm.samplers.long.sampler import LongVideoSampler
@@ -87,8 +90,8 @@ def restore_ema_params(workdir: str | epath.Path, config: ml_collections.ConfigD
     if step is None:
       raise CheckpointError(f"The workdir {workdir} has no complete checkpoint yet; train first.")
     tx, _ = make_optimizer(config.optim, config.train.num_steps)
-    video_shape = (config.data.num_frames, config.data.height, config.data.width,
-                   config.data.channels)
+    video_shape = (pixel_video_shape(config) if config.model.name == "vae" else
+                   diffusion_video_shape(config))
     _, _, abstract = abstract_train_state(model, tx, video_shape, mesh,
                                           config.mesh.logical_axis_rules,
                                           null_condition_for(config))
@@ -104,7 +107,8 @@ def sample_from_workdir(workdir: str, *, out: str | None = None, num_samples: in
                         guidance_scale: float | None = None, chunks: int | None = None,
                         prompt: str | None = None, batch_size: int = 8,
                         progress: bool = True, long: str | None = None,
-                        long_settings: dict[str, Any] | None = None) -> dict[str, Any]:
+                        long_settings: dict[str, Any] | None = None,
+                        decode_settings: dict[str, int] | None = None) -> dict[str, Any]:
   """Samples videos from the latest checkpoint of `workdir` and writes them.
 
   Args:
@@ -128,6 +132,8 @@ def sample_from_workdir(workdir: str, *, out: str | None = None, num_samples: in
     long: a long-video method (`jvdm.samplers.long.sampler.METHODS`) for num_frames beyond
       the training length; "autoregressive" on a causal DiT runs the KV-cache sampler.
     long_settings: `LongVideoSampler` fields (window defaults to the training length).
+    decode_settings: for latent diffusion, `LatentSpace` fields that override the config's
+      `latent` section: decode_chunk_frames, decode_tile, decode_tile_overlap.
 
   Returns:
     A summary: paths written, the step sampled, and the metric when available.
@@ -135,9 +141,15 @@ def sample_from_workdir(workdir: str, *, out: str | None = None, num_samples: in
   if not epath.Path(workdir).exists():
     raise CheckpointError(f"The workdir {workdir} does not exist; pass the --workdir of train.py.")
   config = load_run_config(workdir)
+  if config.model.name == "vae":
+    raise ConfigError(f"{workdir} holds a VAE, which reconstructs rather than samples; sample "
+                      "from a latent diffusion workdir trained on it (configs/bouncing_shapes_latent.py).")
   num_frames = config.data.num_frames if num_frames is None else num_frames
   if num_frames < 1 or num_samples < 1:
     raise ConfigError(f"num_frames and num_samples must be >= 1, got {num_frames}, {num_samples}.")
+  if decode_settings and not is_latent(config):
+    raise ConfigError(f"Decode settings {decode_settings} apply to latent diffusion only; {workdir} "
+                      "diffuses pixels.")
   null_condition = null_condition_for(config)
   if prompt is not None and null_condition is None:
     raise ConfigError("--prompt needs a caption-conditioned model (model.condition='caption'); "
@@ -157,17 +169,25 @@ def sample_from_workdir(workdir: str, *, out: str | None = None, num_samples: in
                       "already generates chunk by chunk with the KV cache.")
   mesh = make_mesh(config.mesh.shape, dcn_shape=config.mesh.get("dcn_shape"))
   model = get_model(config)
+  pixel_frames = num_frames
+  if is_latent(config):  # the sampler runs on latent frames
+    vae, _ = vae_from_workdir(config.latent.vae_workdir)
+    num_frames = vae.latent_shape((num_frames,) + pixel_video_shape(config)[1:])[0]  # 1 + 4k
   if long == "autoregressive" and getattr(model, "causal", False):  # the KV-cache sampler
     chunks = -(-num_frames // config.sample.get("chunk_frames", 4))
-  video_shape = (config.data.num_frames, config.data.height, config.data.width, config.data.channels)
+  video_shape = diffusion_video_shape(config)  # the training clip, as the network sees it
   with jax.set_mesh(mesh), nn.logical_axis_rules(config.mesh.logical_axis_rules):
+    latent_space = None
+    if is_latent(config):
+      latent_space = dataclasses.replace(load_latent_space(config.latent, mesh),
+                                         **(decode_settings or {}))
     params, step = restore_ema_params(workdir, config, model, mesh)
     video_sampler = make_video_sampler(config, model.apply, steps=steps, eta=eta,
                                        frame_stagger=frame_stagger if chunks is None else 0.0,
                                        sampler=sampler, spacing=spacing,
                                        guidance_scale=guidance_scale)
     if long is not None and chunks is None:
-      settings = {"window": config.data.num_frames, **(long_settings or {})}
+      settings = {"window": video_shape[0], **(long_settings or {})}
       long_sampler = LongVideoSampler(video_sampler, model, long, **settings)
       videos = long_sampler.sample(params, seed, num_samples, (num_frames,) + video_shape[1:],
                                    batch_size=batch_size, progress=progress, condition=captions)
@@ -188,7 +208,10 @@ def sample_from_workdir(workdir: str, *, out: str | None = None, num_samples: in
                                condition=captions)
       num_frames = videos.shape[1] if long is None else num_frames
       videos = videos[:, :num_frames]
+    if latent_space is not None:
+      videos = latent_space.decode(videos, progress=progress)
   videos = to_uint8(videos)
+  num_frames = videos.shape[1] if chunks is not None else pixel_frames
 
   out_dir = epath.Path(out) if out else epath.Path(workdir) / "samples" / f"sample_seed{seed}"
   paths = write_samples(out_dir, "samples", videos, config.sample.fps, config.sample.video_scale)
