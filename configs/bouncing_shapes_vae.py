@@ -38,6 +38,7 @@ def get_config(variant: str = "default") -> ml_collections.ConfigDict:
         spatial_downsample=(True, True),  # per level transition: 4x spatial compression
         temporal_downsample=(True, True),  # 4x temporal compression (causal_3d only)
         num_res_blocks=1,
+        norm="rms",  # rms (per position, Wan 2.1: exact spatial tiles) | group (LDM, SVD)
         num_groups=8,
         middle_attention=True,  # per-frame spatial attention in the middle
         head_dim=32,

@@ -135,6 +135,19 @@ def test_conv_decoder_matches_whole_output(overlap):
   _check_guarantee(_decoder(), x, tile=16, overlap=overlap, scale=2, radius=3)
 
 
+@pytest.mark.parametrize("overlap", [6, 8])
+def test_margin_makes_a_local_fn_exact_everywhere(overlap):
+  """With margin = r = 3 no output comes from within r of a tile's cut edge, so with overlap
+  >= 2r the tiled output equals the whole one at the seams too (the same decoder as above,
+  whose plain blend is only bounded there)."""
+  x = jax.random.normal(jax.random.key(2), (1, 2, 41, 37, 4))
+  fn = _decoder()
+  tiled = tiled_apply(fn, x, tile=16, overlap=overlap, scale=2, margin=3)
+  np.testing.assert_allclose(tiled, fn(x), rtol=0, atol=1e-5)
+  plain = tiled_apply(fn, x, tile=16, overlap=overlap, scale=2)
+  assert np.abs(plain - fn(x)).max() > 1e-2  # without the margin the seams differ
+
+
 def test_conv_encoder_with_fractional_scale():
   """r = 3, scale 1/2: c = ceil(3 / 2) = 2 output pixels cut, overlap 8 gives O = 4 = 2c."""
   x = jax.random.normal(jax.random.key(3), (2, 1, 40, 34, 3))
@@ -168,7 +181,7 @@ def test_no_split_is_fn():
     (dict(tile=8, overlap=8, scale=2), ConfigError, "expected 0 <= overlap, tile > overlap"),
     (dict(tile=10, overlap=6, scale=2), ConfigError, "tile >= 2 \\* overlap"),
     (dict(tile=16, overlap=-1, scale=2), ConfigError, "expected 0 <= overlap"),
-    (dict(tile=16, overlap=4, scale=2, min_overlap=6), ConfigError,
+    (dict(tile=16, overlap=4, scale=2, margin=3), ConfigError,
      "overlap=4 is a tile overlap smaller than the decoder's receptive overlap"),
     (dict(tile=15, overlap=4, scale=HALF), ConfigError, "tile=15 times scale=1/2"),
     (dict(tile=16, overlap=5, scale=HALF), ConfigError, "overlap=5 times scale=1/2"),

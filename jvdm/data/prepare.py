@@ -251,6 +251,8 @@ def _define_flags() -> None:
                        "Seed of the clip starts, the synthetic videos and the validation videos.")
   flags.DEFINE_string("output_dir", None, "The TFDS data_dir to write to.")
   flags.DEFINE_string("name", None, "The dataset name, e.g. my_videos.")
+  flags.DEFINE_string("vae_workdir", None, "Write the clips' latents (the posterior means of "
+                      "the VAE trained in this workdir) instead of their pixels.")
   flags.DEFINE_bool("overwrite", False, "Replace an existing dataset of this name and version.")
   flags.mark_flags_as_required(["source", "num_frames", "height", "width", "output_dir", "name"])
 
@@ -274,7 +276,10 @@ def main(argv: Sequence[str]) -> None:
   tfds.disable_progress_bar()  # prepare() shows its own, with a total
   try:
     source = _make_source(args)
-    encode = None  # A VAE encoder (e.g. from a --vae_workdir flag) goes here.
+    encode = None
+    if args.vae_workdir:
+      from jvdm.models.vae.latent_space import vae_encoder  # pylint: disable=g-import-not-at-top
+      encode = vae_encoder(args.vae_workdir)
     prepared = prepare(
         source, output_dir=args.output_dir, name=args.name,
         clips_per_item=args.clips_per_video,

@@ -34,6 +34,19 @@ ARCHITECTURES = ("causal_3d", "temporal_decoder")
 _LOGVAR_RANGE = (-30.0, 20.0)  # clipped as in the LDM autoencoder, for a stable KL
 
 
+NORMS = ("rms", "group")
+
+
+def make_norm(norm: str, num_groups: int, name: str, **kwargs) -> nn.Module:
+  """"rms": RMSNorm over the channels of each position (Wan 2.1's VAE), which sees no other
+  pixel or frame, so chunks and spatial tiles of the convs' receptive field decode exactly.
+  "group": GroupNorm with per-frame statistics over the whole frame (the LDM and SVD VAEs);
+  spatial tiles then differ from whole frames wherever the statistics do."""
+  if norm == "rms":
+    return nn.RMSNorm(epsilon=1e-6, name=name, **kwargs)
+  return frame_group_norm(num_groups, name=name, **kwargs)
+
+
 class VAEResBlock(nn.Module):
   """norm, swish, conv, norm, swish, conv, + skip; convs `kt x 3 x 3` (per frame if kt = 1)."""
 
@@ -41,6 +54,7 @@ class VAEResBlock(nn.Module):
   num_groups: int
   temporal_kernel: int = 3
   causal: bool = True
+  norm: str = "rms"
   dtype: jnp.dtype = jnp.float32
   param_dtype: jnp.dtype = jnp.float32
 
@@ -49,9 +63,9 @@ class VAEResBlock(nn.Module):
     kwargs = dict(dtype=self.dtype, param_dtype=self.param_dtype)
     conv = lambda name: CausalConv3d(self.features, (self.temporal_kernel, 3, 3),
                                      causal=self.causal, name=name, **kwargs)
-    h = nn.swish(frame_group_norm(self.num_groups, name="norm_0", **kwargs)(x))
+    h = nn.swish(make_norm(self.norm, self.num_groups, "norm_0", **kwargs)(x))
     h = conv("conv_0")(h, first_chunk)
-    h = nn.swish(frame_group_norm(self.num_groups, name="norm_1", **kwargs)(h))
+    h = nn.swish(make_norm(self.norm, self.num_groups, "norm_1", **kwargs)(h))
     h = conv("conv_1")(h, first_chunk)
     if x.shape[-1] != self.features:
       x = dense(self.features, name="skip", **kwargs)(x)
@@ -63,15 +77,16 @@ class TemporalMix(nn.Module):
   sigmoid(learned factor, initially 0), with centred (non-causal) 3x1x1 convs."""
 
   num_groups: int
+  norm: str = "rms"
   dtype: jnp.dtype = jnp.float32
   param_dtype: jnp.dtype = jnp.float32
 
   @nn.compact
   def __call__(self, x: jnp.ndarray) -> jnp.ndarray:
     kwargs = dict(dtype=self.dtype, param_dtype=self.param_dtype)
-    h = nn.swish(frame_group_norm(self.num_groups, name="norm_0", **kwargs)(x))
+    h = nn.swish(make_norm(self.norm, self.num_groups, "norm_0", **kwargs)(x))
     h = CausalConv3d(x.shape[-1], (3, 1, 1), causal=False, name="conv_0", **kwargs)(h)
-    h = nn.swish(frame_group_norm(self.num_groups, name="norm_1", **kwargs)(h))
+    h = nn.swish(make_norm(self.norm, self.num_groups, "norm_1", **kwargs)(h))
     h = x + CausalConv3d(x.shape[-1], (3, 1, 1), causal=False, name="conv_1", **kwargs)(h)
     alpha = nn.sigmoid(self.param("mix_factor", nn.initializers.zeros_init(), ()))
     return alpha * x + (1 - alpha) * h
@@ -89,8 +104,11 @@ class VideoAutoencoder(nn.Module):
       H and W halve there; the spatial compression is 2 ** (number of True).
     temporal_downsample: likewise for time (causal_3d only): 2 ** (number of True).
     num_res_blocks: residual blocks per level (the decoder has one more, as in the LDM VAE).
-    num_groups: GroupNorm groups (per-frame statistics, so frames stay independent).
-    middle_attention: a per-frame spatial self-attention block between the middle res blocks.
+    norm: "rms" (per position, Wan 2.1) or "group" (per-frame GroupNorm, LDM/SVD); see
+      `make_norm`.
+    num_groups: GroupNorm groups (norm="group", and the middle attention's pre-norm).
+    middle_attention: a per-frame spatial self-attention block between the middle res blocks
+      (it sees the whole frame, so spatial tiles are then approximate).
     head_dim: channels per head of that attention.
     out_channels: channels of the decoded video.
   """
@@ -102,6 +120,7 @@ class VideoAutoencoder(nn.Module):
   spatial_downsample: tuple[bool, ...] = (True, True, True)
   temporal_downsample: tuple[bool, ...] = (False, True, True)
   num_res_blocks: int = 2
+  norm: str = "rms"
   num_groups: int = 32
   middle_attention: bool = True
   head_dim: int = 64
@@ -114,6 +133,8 @@ class VideoAutoencoder(nn.Module):
     if self.architecture not in ARCHITECTURES:
       raise ConfigError(f"vae.architecture must be one of {ARCHITECTURES}, got "
                         f"{self.architecture!r}.")
+    if self.norm not in NORMS:
+      raise ConfigError(f"vae.norm must be one of {NORMS}, got {self.norm!r}.")
     transitions = len(self.channel_mults) - 1
     for name in ("spatial_downsample", "temporal_downsample"):
       if len(getattr(self, name)) != transitions:
@@ -184,8 +205,8 @@ class VideoAutoencoder(nn.Module):
 
   def _res_block(self, features: int, name: str, per_frame: bool = False) -> VAEResBlock:
     temporal_kernel = 3 if self.causal and not per_frame else 1
-    return VAEResBlock(features, self.num_groups, temporal_kernel, causal=True, name=name,
-                       **self._kwargs())
+    return VAEResBlock(features, self.num_groups, temporal_kernel, causal=True, norm=self.norm,
+                       name=name, **self._kwargs())
 
   def _middle(self, h: jnp.ndarray, first_chunk: bool, prefix: str) -> jnp.ndarray:
     width = h.shape[-1]
@@ -227,7 +248,7 @@ class VideoAutoencoder(nn.Module):
           h = CausalConv3d(h.shape[-1], (3, 1, 1), temporal_stride=2,
                            name=f"encoder_{level}_time_down", **kwargs)(h, first_chunk)
     h = self._middle(h, first_chunk, "encoder")
-    h = nn.swish(frame_group_norm(self.num_groups, name="encoder_norm_out", **kwargs)(h))
+    h = nn.swish(make_norm(self.norm, self.num_groups, "encoder_norm_out", **kwargs)(h))
     moments = CausalConv3d(2 * self.latent_channels, (kt, 3, 3), name="encoder_conv_out",
                            **kwargs)(h, first_chunk).astype(jnp.float32)
     mean, logvar = jnp.split(moments, 2, axis=-1)
@@ -252,14 +273,15 @@ class VideoAutoencoder(nn.Module):
         h = self._res_block(self.base_channels * self.channel_mults[level],
                             f"decoder_{level}_res_{i}")(h, first_chunk)
         if not self.causal:
-          h = TemporalMix(self.num_groups, name=f"decoder_{level}_temporal_{i}", **kwargs)(h)
+          h = TemporalMix(self.num_groups, self.norm, name=f"decoder_{level}_temporal_{i}",
+                          **kwargs)(h)
       if level > 0:
         if self.temporal_downsample[level - 1]:
           h = self._time_upsample(h, first_chunk, f"decoder_{level}_time_up")
         if self.spatial_downsample[level - 1]:
           h = jnp.repeat(jnp.repeat(h, 2, axis=2), 2, axis=3)  # nearest
           h = SpatialConv(h.shape[-1], name=f"decoder_{level}_up", **kwargs)(h)
-    h = nn.swish(frame_group_norm(self.num_groups, name="decoder_norm_out", **kwargs)(h))
+    h = nn.swish(make_norm(self.norm, self.num_groups, "decoder_norm_out", **kwargs)(h))
     return CausalConv3d(self.out_channels, (kt, 3, 3), name="decoder_conv_out", **kwargs)(
         h, first_chunk).astype(jnp.float32)
 
@@ -308,6 +330,7 @@ def from_config(config: ml_collections.ConfigDict) -> VideoAutoencoder:
         spatial_downsample=tuple(bool(d) for d in model.spatial_downsample),
         temporal_downsample=tuple(bool(d) for d in model.temporal_downsample),
         num_res_blocks=int(model.num_res_blocks),
+        norm=str(model.norm),
         num_groups=int(model.num_groups),
         middle_attention=bool(model.middle_attention),
         head_dim=int(model.head_dim),

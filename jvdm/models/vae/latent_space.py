@@ -10,7 +10,7 @@ statistics are computed when the VAE is evaluated and written beside its checkpo
 import dataclasses
 import json
 import logging
-from typing import Any
+from typing import Any, Callable
 
 import jax
 import jax.numpy as jnp
@@ -77,7 +77,9 @@ class LatentSpace:
     shift, scale: latent normalization, `(z - shift) * scale`.
     decode_chunk_frames: latent frames decoded at a time (0 = all at once).
     decode_tile: latent pixels per spatial tile when decoding (0 = whole frames); tiles
-      overlap by `decode_tile_overlap` and are blended (`tiling.tiled_apply`).
+      overlap by `decode_tile_overlap` (0 = twice the decoder's receptive radius) and are
+      cross-faded past that radius (`tiling.tiled_apply`): exact for a VAE with norm="rms"
+      and no middle attention, approximate otherwise.
     sample_posterior: encode to a posterior sample (as the LDM trains) rather than its mean.
   """
 
@@ -87,7 +89,7 @@ class LatentSpace:
   scale: float
   decode_chunk_frames: int = 0
   decode_tile: int = 0
-  decode_tile_overlap: int = 2
+  decode_tile_overlap: int = 0
   sample_posterior: bool = True
 
   def latent_shape(self, video_shape: tuple[int, ...]) -> tuple[int, int, int, int]:
@@ -123,13 +125,15 @@ class LatentSpace:
     fn = lambda z: decode(self.params, z / self.scale + self.shift)
     if self.decode_tile and self.decode_tile < max(latents.shape[2:4]):
       radius = self.model.decoder_receptive_radius
-      if self.decode_tile < radius:
+      overlap = self.decode_tile_overlap or 2 * radius
+      if self.decode_tile < 2 * overlap:
         raise ConfigError(
-            f"A decode tile of {self.decode_tile} latent pixels is smaller than the decoder's "
-            f"receptive overlap of {radius} latent pixels; use decode_tile >= {radius}, or 0 to "
-            "decode whole frames.")
-      return tiled_apply(fn, latents, tile=self.decode_tile, overlap=self.decode_tile_overlap,
-                         scale=self.model.spatial_compression, progress=progress)
+            f"A decode tile of {self.decode_tile} latent pixels is smaller than twice the tile "
+            f"overlap {overlap}, which must cover twice the decoder's receptive overlap of "
+            f"{radius} latent pixels: use decode_tile >= {4 * radius}, or 0 to decode whole "
+            "frames.")
+      return tiled_apply(fn, latents, tile=self.decode_tile, overlap=overlap,
+                         scale=self.model.spatial_compression, margin=radius, progress=progress)
     return np.asarray(fn(latents))
 
 
@@ -152,6 +156,20 @@ def jitted_encode_in_chunks(model: VideoAutoencoder, chunk_frames: int):
   return jax.jit(lambda params, x: encode_in_chunks(model, params, x, chunk_frames))
 
 
+def vae_encoder(vae_workdir: str | epath.Path) -> Callable[[np.ndarray], np.ndarray]:
+  """`uint8 [N, T, H, W, C] -> float32 [N, t, h, w, c]`: the posterior means (not normalized)
+  under the EMA params of the VAE in `vae_workdir`, for `jvdm.data.prepare`. Training
+  normalizes them with the VAE's latent statistics (`LatentSpace.to_latents`)."""
+  from jvdm.parallel.mesh import make_mesh  # pylint: disable=g-import-not-at-top
+  from jvdm.sampling import restore_ema_params  # pylint: disable=g-import-not-at-top
+  model, config = vae_from_workdir(vae_workdir)
+  mesh = make_mesh(config.mesh.shape, dcn_shape=config.mesh.get("dcn_shape"))
+  params, _ = restore_ema_params(vae_workdir, config, model, mesh)
+  encode = jax.jit(lambda x: model.apply({"params": params}, to_network_input(x),
+                                         method=model.encode)[0])
+  return lambda videos: np.asarray(encode(jnp.asarray(videos)))
+
+
 def load_latent_space(latent_config: ml_collections.ConfigDict, mesh: jax.sharding.Mesh) -> LatentSpace:
   """The VAE of `latent_config.vae_workdir` with its EMA params and latent statistics."""
   from jvdm.sampling import restore_ema_params  # pylint: disable=g-import-not-at-top
@@ -166,5 +184,5 @@ def load_latent_space(latent_config: ml_collections.ConfigDict, mesh: jax.shardi
   return LatentSpace(model, params, shift=statistics["shift"], scale=statistics["scale"],
                      decode_chunk_frames=int(latent_config.get("decode_chunk_frames", 0)),
                      decode_tile=int(latent_config.get("decode_tile", 0)),
-                     decode_tile_overlap=int(latent_config.get("decode_tile_overlap", 2)),
+                     decode_tile_overlap=int(latent_config.get("decode_tile_overlap", 0)),
                      sample_posterior=bool(latent_config.get("sample_posterior", True)))

@@ -22,7 +22,12 @@ diffusers' AutoencoderKL.tiled_decode (blend_v / blend_h, which cross-fade over 
 overlap and crop each tile to the stride), with a symmetric ramp and the edge-aligned last
 tile fitted in.
 
-Guarantee. Let fn be local: each output pixel depends only on the input pixels within r of
+Margin. With `margin` = r, the ramp is instead 0 over the c = ceil(r * scale) output pixels
+next to the cut edge, linear over the middle O - 2c, and 1 over the last c: neighbouring ramps
+still sum to 1, and no output pixel comes from a tile within c of its cut edge. For a local fn
+(below) with overlap >= 2r, the output then equals fn(x) everywhere.
+
+Guarantee without margin. Let fn be local: each output pixel depends only on the input pixels within r of
 the pixel (decoder) or block of pixels (encoder) it stands for, and fn pads a tile edge on
 the image border as it pads the image. A tile's output then equals fn(x) except within
 c = ceil(r * scale) output pixels of an edge it does not share with the image (its cut
@@ -56,8 +61,8 @@ def _scaled(value: int, scale: fractions.Fraction, what: str, error: type[Except
   return int(scaled)
 
 
-def _axis_tiles(size: int, tile: int, overlap: int,
-                scale: fractions.Fraction) -> list[tuple[int, int, int, np.ndarray]]:
+def _axis_tiles(size: int, tile: int, overlap: int, scale: fractions.Fraction,
+                margin: int = 0) -> list[tuple[int, int, int, np.ndarray]]:
   """Per tile along one axis: (input start, output window start, output window end, weights
   over the window), for tiles of min(tile, size) input pixels (module docstring)."""
   out_size = int(size * scale)
@@ -66,7 +71,10 @@ def _axis_tiles(size: int, tile: int, overlap: int,
   stride = tile - overlap
   starts = list(range(0, size - tile, stride))
   ramp_width, out_tile = int(overlap * scale), int(tile * scale)
-  ramp = np.arange(1, ramp_width + 1) / (ramp_width + 1)
+  # Zero over the `margin` output pixels next to the tile's cut edge, then linear, then one.
+  out_margin = int(np.ceil(margin * scale))
+  ramp = np.clip((np.arange(ramp_width) - out_margin + 1) / (ramp_width - 2 * out_margin + 1),
+                 0.0, 1.0)
   result = []
   for i, nominal in enumerate(starts + [len(starts) * stride]):
     window_start = int(nominal * scale)
@@ -81,7 +89,7 @@ def _axis_tiles(size: int, tile: int, overlap: int,
 
 
 def tiled_apply(fn: Callable, x, *, tile: int, overlap: int, scale: int | fractions.Fraction,
-                min_overlap: int = 0, progress: bool = False) -> np.ndarray:
+                margin: int = 0, progress: bool = False) -> np.ndarray:
   """fn(x) computed tile by tile over H and W and blended (module docstring).
 
   Args:
@@ -93,8 +101,9 @@ def tiled_apply(fn: Callable, x, *, tile: int, overlap: int, scale: int | fracti
       in at most two tiles along each axis.
     scale: output pixels per input pixel (8 for a decoder, Fraction(1, 8) for an encoder);
       tile, overlap, H and W times scale must be whole numbers.
-    min_overlap: the least overlap fn needs, in input pixels (for a decoder of receptive
-      radius r, 2r gives the guarantee in the module docstring).
+    margin: fn's receptive radius r in input pixels: a tile's outputs within r of a cut
+      edge get weight 0, and the cross-fade runs over the rest of the overlap, which must
+      be >= 2 * margin. A local fn is then reproduced exactly (module docstring).
     progress: show a tqdm bar over the tiles.
 
   Returns:
@@ -107,9 +116,10 @@ def tiled_apply(fn: Callable, x, *, tile: int, overlap: int, scale: int | fracti
   if overlap < 0 or tile <= overlap or tile < 2 * overlap:
     raise ConfigError(f"tile={tile}, overlap={overlap}: expected 0 <= overlap, tile > overlap "
                       f"and tile >= 2 * overlap (a pixel in at most two tiles per axis).")
-  if overlap < min_overlap:
+  if overlap < 2 * margin:
     raise ConfigError(f"overlap={overlap} is a tile overlap smaller than the decoder's "
-                      f"receptive overlap: expected overlap >= min_overlap={min_overlap}.")
+                      f"receptive overlap: expected overlap >= 2 * margin = {2 * margin} (the "
+                      f"receptive radius is {margin} input pixels).")
   _scaled(tile, scale, "tile", ConfigError)
   _scaled(overlap, scale, "overlap", ConfigError)
   if np.ndim(x) != 5:
@@ -125,8 +135,8 @@ def tiled_apply(fn: Callable, x, *, tile: int, overlap: int, scale: int | fracti
                      f"[B, T', {expected[0]}, {expected[1]}, C] for scale={scale}.")
   out = np.zeros(piece_shape.shape[:2] + out_hw + piece_shape.shape[4:],
                  np.result_type(piece_shape.dtype, np.float32))
-  rows = _axis_tiles(height, tile, overlap, scale)
-  cols = _axis_tiles(width, tile, overlap, scale)
+  rows = _axis_tiles(height, tile, overlap, scale, margin)
+  cols = _axis_tiles(width, tile, overlap, scale, margin)
   with tqdm.tqdm(total=len(rows) * len(cols), desc="tiles", unit="tile",
                  disable=not progress) as bar:
     for y, y0, y1, wy in rows:
