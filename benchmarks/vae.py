@@ -1,0 +1,104 @@
+"""Video VAE cost: decode memory against video length (whole vs chunked), and encode/decode
+throughput.
+
+  python -m benchmarks.vae                      # the default causal VAE (configs/bouncing_shapes_vae.py)
+  python -m benchmarks.vae --workdir runs/bouncing_shapes_vae   # its trained params
+  python -m benchmarks.vae --variant temporal_decoder
+
+Memory: for each of --lengths (pixel frames, 1 + 4k), XLA's plan for the compiled decoder
+(`memory_analysis()`: temporaries, and arguments + outputs) decoding the whole latent video at
+once and in chunks of --chunk_frames latent frames (`jvdm.models.vae.chunked`). The goal is
+temporaries flat in the length when chunked: only one chunk's activations are live.
+Throughput: median seconds of --repeats calls (compiled beforehand) to encode and to decode
+--batch videos of the config's size, as frames per second.
+
+Prints a table and appends one JSON line to benchmarks/results/vae.json.
+"""
+
+import time
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from benchmarks import common
+from jvdm.models import get_model
+from jvdm.models.vae.chunked import decode_in_chunks, encode_in_chunks
+
+
+def _median_seconds(fn, repeats: int, *args) -> float:
+  jax.block_until_ready(fn(*args))  # compiled and warm
+  times = []
+  for _ in range(repeats):
+    start = time.perf_counter()
+    jax.block_until_ready(fn(*args))
+    times.append(time.perf_counter() - start)
+  return float(np.median(times))
+
+
+def _planned(compiled) -> dict:
+  memory = compiled.memory_analysis()
+  if memory is None:
+    return {"temp_bytes": None, "buffer_bytes": None}
+  return {"temp_bytes": memory.temp_size_in_bytes,
+          "buffer_bytes": (memory.argument_size_in_bytes + memory.output_size_in_bytes +
+                           memory.temp_size_in_bytes)}
+
+
+def main():
+  arguments = common.parser(__doc__.splitlines()[0], default_repeats=3,
+                            default_config="bouncing_shapes_vae")
+  arguments.add_argument("--workdir", default=None, help="a trained VAE's workdir (default: "
+                         "random params; cost does not depend on them)")
+  arguments.add_argument("--lengths", default="17,129", help="pixel frames, comma-separated")
+  arguments.add_argument("--chunk_frames", type=int, default=2, help="latent frames per chunk")
+  arguments.add_argument("--batch", type=int, default=4, help="videos per throughput call")
+  args = arguments.parse_args()
+  if args.workdir:
+    from jvdm.models.vae.latent_space import vae_from_workdir  # pylint: disable=g-import-not-at-top
+    from jvdm.parallel.mesh import make_mesh  # pylint: disable=g-import-not-at-top
+    from jvdm.sampling import restore_ema_params  # pylint: disable=g-import-not-at-top
+    model, config = vae_from_workdir(args.workdir)
+    params, _ = restore_ema_params(args.workdir, config, model, make_mesh(config.mesh.shape))
+  else:
+    config = common.load_config(args)
+    model = get_model(config)
+    frame = (config.data.height, config.data.width, config.data.channels)
+    params = model.init(jax.random.key(0), jnp.zeros((1, 1) + frame))["params"]
+  frame = (config.data.height, config.data.width, config.data.channels)
+  result = common.run_header("vae", args)
+  result.update(architecture=model.architecture, chunk_frames=args.chunk_frames,
+                trained=bool(args.workdir), memory={}, throughput={})
+
+  whole_decode = jax.jit(lambda p, z: model.apply({"params": p}, z, method=model.decode))
+  chunked_decode = jax.jit(lambda p, z: decode_in_chunks(model, p, z, args.chunk_frames))
+  print(f"{'frames':>6s} {'decode':>8s} {'temporaries MiB':>16s} {'buffers MiB':>12s}")
+  for length in (int(n) for n in args.lengths.split(",")):
+    latent = jax.ShapeDtypeStruct((1,) + model.latent_shape((length,) + frame), jnp.float32)
+    result["memory"][length] = {}
+    for name, fn in (("whole", whole_decode), ("chunked", chunked_decode)):
+      planned = _planned(fn.lower(params, latent).compile())
+      result["memory"][length][name] = planned
+      print(f"{length:6d} {name:>8s} {(planned['temp_bytes'] or 0) / 2**20:16.1f} "
+            f"{(planned['buffer_bytes'] or 0) / 2**20:12.1f}", flush=True)
+
+  videos = jax.random.uniform(jax.random.key(1), (args.batch, config.data.num_frames) + frame,
+                              minval=-1, maxval=1)
+  encode = jax.jit(lambda p, x: model.apply({"params": p}, x, method=model.encode)[0])
+  latents = encode(params, videos)
+  chunk = args.chunk_frames * model.temporal_compression
+  encode_chunked = jax.jit(lambda p, x: encode_in_chunks(model, p, x, chunk)[0])
+  frames = args.batch * config.data.num_frames
+  for name, fn, inputs in (("encode", encode, videos), ("encode_chunked", encode_chunked, videos),
+                           ("decode", whole_decode, latents),
+                           ("decode_chunked", chunked_decode, latents)):
+    seconds = _median_seconds(fn, args.repeats, params, inputs)
+    result["throughput"][name] = {"seconds": round(seconds, 4),
+                                  "frames_per_second": round(frames / seconds, 1)}
+    print(f"{name:15s} {args.batch} x {config.data.num_frames} frames: {seconds:.3f} s, "
+          f"{frames / seconds:.0f} frames/s", flush=True)
+  common.report(result, args.out)
+
+
+if __name__ == "__main__":
+  main()
