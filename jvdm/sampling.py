@@ -3,7 +3,6 @@
 This is what `sample.py` runs; the training loop uses `write_samples` for its periodic samples.
 """
 
-import dataclasses
 import json
 import logging
 from typing import Any
@@ -179,8 +178,7 @@ def sample_from_workdir(workdir: str, *, out: str | None = None, num_samples: in
   with jax.set_mesh(mesh), nn.logical_axis_rules(config.mesh.logical_axis_rules):
     latent_space = None
     if is_latent(config):
-      latent_space = dataclasses.replace(load_latent_space(config.latent, mesh),
-                                         **(decode_settings or {}))
+      latent_space = load_latent_space(config.latent, mesh).replace(**(decode_settings or {}))
     params, step = restore_ema_params(workdir, config, model, mesh)
     video_sampler = make_video_sampler(config, model.apply, steps=steps, eta=eta,
                                        frame_stagger=frame_stagger if chunks is None else 0.0,

@@ -19,11 +19,10 @@ from etils import epath
 from jvdm.config_validation import validate_config
 from jvdm.data.captions import null_condition_for
 from jvdm.data.pipeline import make_dataset
-from jvdm.errors import JvdmError
-from jvdm.errors import ShapeError
+from jvdm.errors import JvdmError, ShapeError
 from jvdm.models import get_model
 from jvdm.models.shapes import diffusion_video_shape, is_latent, pixel_video_shape
-from jvdm.models.vae.latent_space import load_latent_space
+from jvdm.models.vae.latent_space import LatentSpace, load_latent_space
 from jvdm.parallel.mesh import batch_sharding, make_mesh, replicated
 from jvdm.training.evaluation import autoencoder_evaluation, diffusion_evaluation
 from jvdm.training.checkpoint import CHECKPOINT_DIR, Checkpointer
@@ -172,7 +171,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str,
         evaluate = diffusion_evaluation(config, model, workdir, metrics_log, video_shape,
                                         latent_space)
       if latent_space is not None:  # pixels -> normalized latents (prepared latents: normalized)
-        to_latents = jax.jit(latent_space.to_latents,
+        to_latents = jax.jit(LatentSpace.to_latents,
                              out_shardings=batch_sharding(mesh, 1 + len(video_shape)))
 
       # Loop.
@@ -192,7 +191,8 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str,
         batch = {key: jax.make_array_from_process_local_data(sharding, local_batch[key])
                  for key, sharding in batch_shardings.items()}
         if latent_space is not None:
-          batch["video"] = to_latents(batch["video"], jax.random.fold_in(latent_rng, step))
+          batch["video"] = to_latents(latent_space, batch["video"],
+                                      jax.random.fold_in(latent_rng, step))
         if step == start_step + 1:  # compile once, ahead of time, to read its FLOP count
           train_step = train_step.lower(state, batch, train_rng).compile()
           rate = _ThroughputRate(config, train_step, video_shape)

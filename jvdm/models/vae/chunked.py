@@ -57,6 +57,15 @@ def _run_causal(apply: Callable, x: jnp.ndarray, chunk: int) -> Any:
   return _concat_time(*parts)
 
 
+def _run_independent(apply: Callable, x: jnp.ndarray, chunk: int) -> Any:
+  """`apply(x_chunk)` over independent chunks of x's frames (a `lax.map`), then the rest."""
+  full, rest = _split_time(x, chunk)
+  parts = [_merge_time(jax.lax.map(apply, full))] if full.shape[0] else []
+  if rest.shape[1]:
+    parts.append(apply(rest))
+  return _concat_time(*parts)
+
+
 def _apply_with_cache(model: VideoAutoencoder, params: Any, method: Callable) -> Callable:
   def apply(x, cache, first_chunk):
     variables = {"params": params} if cache is None else {"params": params, CACHE: cache}
@@ -71,12 +80,8 @@ def decode_in_chunks(model: VideoAutoencoder, params: Any, latents: jnp.ndarray,
   _check_chunk(chunk_frames, 1, "decode")
   if model.causal:
     return _run_causal(_apply_with_cache(model, params, model.decode), latents, chunk_frames)
-  full, rest = _split_time(latents, chunk_frames)
   decode = lambda z: model.apply({"params": params}, z, method=model.decode)
-  parts = [_merge_time(jax.lax.map(decode, full))] if full.shape[0] else []
-  if rest.shape[1]:
-    parts.append(decode(rest))
-  return _concat_time(*parts)
+  return _run_independent(decode, latents, chunk_frames)
 
 
 def encode_in_chunks(model: VideoAutoencoder, params: Any, videos: jnp.ndarray,
@@ -87,9 +92,5 @@ def encode_in_chunks(model: VideoAutoencoder, params: Any, videos: jnp.ndarray,
   model.check_num_frames(videos.shape[1])
   if model.causal:
     return _run_causal(_apply_with_cache(model, params, model.encode), videos, chunk_frames)
-  full, rest = _split_time(videos, chunk_frames)
   encode = lambda x: model.apply({"params": params}, x, method=model.encode)
-  parts = [_merge_time(jax.lax.map(encode, full))] if full.shape[0] else []
-  if rest.shape[1]:
-    parts.append(encode(rest))
-  return _concat_time(*parts)
+  return _run_independent(encode, videos, chunk_frames)

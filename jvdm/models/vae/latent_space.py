@@ -7,11 +7,11 @@ statistics are computed when the VAE is evaluated and written beside its checkpo
 `latent_statistics.json`, so a latent diffusion run needs only the VAE's workdir.
 """
 
-import dataclasses
 import json
 import logging
 from typing import Any, Callable
 
+import flax.struct
 import jax
 import jax.numpy as jnp
 import ml_collections
@@ -68,9 +68,12 @@ def load_latent_statistics(workdir: str | epath.Path) -> dict[str, float]:
   return json.loads(path.read_text())
 
 
-@dataclasses.dataclass
+@flax.struct.dataclass
 class LatentSpace:
   """Encodes pixel videos to normalized latents and decodes them back.
+
+  A pytree whose leaves are the params and the statistics, so `jax.jit(LatentSpace.to_latents)`
+  takes the params as arguments rather than baking them into the program.
 
   Attributes:
     model, params: the VAE and its (EMA) params.
@@ -83,14 +86,14 @@ class LatentSpace:
     sample_posterior: encode to a posterior sample (as the LDM trains) rather than its mean.
   """
 
-  model: VideoAutoencoder
+  model: VideoAutoencoder = flax.struct.field(pytree_node=False)
   params: Any
   shift: float
   scale: float
-  decode_chunk_frames: int = 0
-  decode_tile: int = 0
-  decode_tile_overlap: int = 0
-  sample_posterior: bool = True
+  decode_chunk_frames: int = flax.struct.field(pytree_node=False, default=0)
+  decode_tile: int = flax.struct.field(pytree_node=False, default=0)
+  decode_tile_overlap: int = flax.struct.field(pytree_node=False, default=0)
+  sample_posterior: bool = flax.struct.field(pytree_node=False, default=True)
 
   def latent_shape(self, video_shape: tuple[int, ...]) -> tuple[int, int, int, int]:
     return self.model.latent_shape(tuple(video_shape))
