@@ -71,6 +71,9 @@ _DECODE_TILE = flags.DEFINE_integer(
     "overlap and are blended); 0 = whole frames; default the config's.")
 _DECODE_TILE_OVERLAP = flags.DEFINE_integer("decode_tile_overlap", None,
                                             "Latent pixels shared by neighbouring decode tiles.")
+_DECODE_ROW_SLICES = flags.DEFINE_integer(
+    "decode_row_slices", None, "Latent diffusion: the VAE decoder's convs run in this many bands "
+    "of rows (feature slicing: the same result, less memory); default the config's.")
 _SEED = flags.DEFINE_integer("seed", 0, "The same seed gives the same videos.")
 _BATCH_SIZE = flags.DEFINE_integer("batch_size", 8, "Videos per jitted call.")
 
@@ -78,7 +81,8 @@ _BATCH_SIZE = flags.DEFINE_integer("batch_size", 8, "Videos per jitted call.")
 def _decode_settings():
   """The decode flags given, as `LatentSpace` fields."""
   given = dict(decode_chunk_frames=_DECODE_CHUNK_FRAMES.value, decode_tile=_DECODE_TILE.value,
-               decode_tile_overlap=_DECODE_TILE_OVERLAP.value)
+               decode_tile_overlap=_DECODE_TILE_OVERLAP.value,
+               decode_row_slices=_DECODE_ROW_SLICES.value)
   return {name: value for name, value in given.items() if value is not None}
 
 

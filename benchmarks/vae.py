@@ -7,8 +7,9 @@ throughput.
 
 Memory: for each of --lengths (pixel frames, 1 + 4k), XLA's plan for the compiled decoder
 (`memory_analysis()`: temporaries, and arguments + outputs) decoding the whole latent video at
-once and in chunks of --chunk_frames latent frames (`jvdm.models.vae.chunked`). The goal is
-temporaries flat in the length when chunked: only one chunk's activations are live.
+once, in chunks of --chunk_frames latent frames (`jvdm.models.vae.chunked`), and in chunks with
+the decoder's convs in --row_slices bands of rows (feature slicing). The goal is temporaries
+flat in the length when chunked: only one chunk's activations are live.
 Throughput: median seconds of --repeats calls (compiled beforehand) to encode and to decode
 --batch videos of the config's size, as frames per second.
 
@@ -52,6 +53,8 @@ def main():
                          "random params; cost does not depend on them)")
   arguments.add_argument("--lengths", default="17,129", help="pixel frames, comma-separated")
   arguments.add_argument("--chunk_frames", type=int, default=2, help="latent frames per chunk")
+  arguments.add_argument("--row_slices", type=int, default=4,
+                         help="bands of rows for the feature-sliced decoder")
   arguments.add_argument("--batch", type=int, default=4, help="videos per throughput call")
   args = arguments.parse_args()
   if args.workdir:
@@ -68,18 +71,22 @@ def main():
   frame = (config.data.height, config.data.width, config.data.channels)
   result = common.run_header("vae", args)
   result.update(architecture=model.architecture, chunk_frames=args.chunk_frames,
+                row_slices=args.row_slices,
                 trained=bool(args.workdir), memory={}, throughput={})
 
   whole_decode = jax.jit(lambda p, z: model.apply({"params": p}, z, method=model.decode))
   chunked_decode = jax.jit(lambda p, z: decode_in_chunks(model, p, z, args.chunk_frames))
-  print(f"{'frames':>6s} {'decode':>8s} {'temporaries MiB':>16s} {'buffers MiB':>12s}")
+  sliced = model.clone(decoder_row_slices=args.row_slices)
+  sliced_decode = jax.jit(lambda p, z: decode_in_chunks(sliced, p, z, args.chunk_frames))
+  print(f"{'frames':>6s} {'decode':>14s} {'temporaries MiB':>16s} {'buffers MiB':>12s}")
   for length in (int(n) for n in args.lengths.split(",")):
     latent = jax.ShapeDtypeStruct((1,) + model.latent_shape((length,) + frame), jnp.float32)
     result["memory"][length] = {}
-    for name, fn in (("whole", whole_decode), ("chunked", chunked_decode)):
+    for name, fn in (("whole", whole_decode), ("chunked", chunked_decode),
+                     ("chunked_sliced", sliced_decode)):
       planned = _planned(fn.lower(params, latent).compile())
       result["memory"][length][name] = planned
-      print(f"{length:6d} {name:>8s} {(planned['temp_bytes'] or 0) / 2**20:16.1f} "
+      print(f"{length:6d} {name:>14s} {(planned['temp_bytes'] or 0) / 2**20:16.1f} "
             f"{(planned['buffer_bytes'] or 0) / 2**20:12.1f}", flush=True)
 
   videos = jax.random.uniform(jax.random.key(1), (args.batch, config.data.num_frames) + frame,
@@ -91,7 +98,8 @@ def main():
   frames = args.batch * config.data.num_frames
   for name, fn, inputs in (("encode", encode, videos), ("encode_chunked", encode_chunked, videos),
                            ("decode", whole_decode, latents),
-                           ("decode_chunked", chunked_decode, latents)):
+                           ("decode_chunked", chunked_decode, latents),
+                           ("decode_chunked_sliced", sliced_decode, latents)):
     seconds = _median_seconds(fn, args.repeats, params, inputs)
     result["throughput"][name] = {"seconds": round(seconds, 4),
                                   "frames_per_second": round(frames / seconds, 1)}

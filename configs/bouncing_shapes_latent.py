@@ -32,6 +32,7 @@ def get_config(variant: str = "default") -> ml_collections.ConfigDict:
         decode_chunk_frames=0,  # latent frames decoded at a time (0 = all)
         decode_tile=0,  # latent pixels per spatial tile when decoding (0 = whole frames)
         decode_tile_overlap=0,  # latent pixels; 0 = twice the decoder's receptive radius
+        decode_row_slices=1,  # decoder convs in bands of rows (feature slicing; exact)
     ))
     config.model.patch_size = 1  # latents are already 4x smaller than the frames
     config.model.base_channels = 64

@@ -132,7 +132,8 @@ def sample_from_workdir(workdir: str, *, out: str | None = None, num_samples: in
       the training length; "autoregressive" on a causal DiT runs the KV-cache sampler.
     long_settings: `LongVideoSampler` fields (window defaults to the training length).
     decode_settings: for latent diffusion, `LatentSpace` fields that override the config's
-      `latent` section: decode_chunk_frames, decode_tile, decode_tile_overlap.
+      `latent` section: decode_chunk_frames, decode_tile, decode_tile_overlap,
+      decode_row_slices.
 
   Returns:
     A summary: paths written, the step sampled, and the metric when available.

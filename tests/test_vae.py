@@ -95,6 +95,17 @@ def test_chunked_encode_equals_whole_encode(causal_vae):
     encode_in_chunks(model, params, x, 6)
 
 
+def test_decoder_row_slices_give_the_same_video(causal_vae):
+  """Feature slicing: the decoder's convs in 2 bands of rows, one after another."""
+  model, params = causal_vae
+  z = jax.random.normal(jax.random.key(9), (1, 3, 4, 4, 4))
+  whole = model.apply({"params": params}, z, method=model.decode)
+  sliced = model.clone(decoder_row_slices=2).apply({"params": params}, z, method=model.decode)
+  np.testing.assert_allclose(sliced, whole, atol=2e-6)
+  with pytest.raises(ConfigError, match="row_slices=3 does not divide"):
+    model.clone(decoder_row_slices=3).apply({"params": params}, z, method=model.decode)
+
+
 def test_temporal_decoder_vae():
   """The image-encoder / temporal-decoder VAE: frames encode independently, the decoder mixes
   frames, and chunked decoding runs chunks independently (SVD's decode_chunk_size)."""

@@ -55,6 +55,7 @@ class VAEResBlock(nn.Module):
   temporal_kernel: int = 3
   causal: bool = True
   norm: str = "rms"
+  row_slices: int = 1
   dtype: jnp.dtype = jnp.float32
   param_dtype: jnp.dtype = jnp.float32
 
@@ -62,7 +63,8 @@ class VAEResBlock(nn.Module):
   def __call__(self, x: jnp.ndarray, first_chunk: bool = True) -> jnp.ndarray:
     kwargs = dict(dtype=self.dtype, param_dtype=self.param_dtype)
     conv = lambda name: CausalConv3d(self.features, (self.temporal_kernel, 3, 3),
-                                     causal=self.causal, name=name, **kwargs)
+                                     causal=self.causal, row_slices=self.row_slices, name=name,
+                                     **kwargs)
     h = nn.swish(make_norm(self.norm, self.num_groups, "norm_0", **kwargs)(x))
     h = conv("conv_0")(h, first_chunk)
     h = nn.swish(make_norm(self.norm, self.num_groups, "norm_1", **kwargs)(h))
@@ -111,6 +113,9 @@ class VideoAutoencoder(nn.Module):
       (it sees the whole frame, so spatial tiles are then approximate).
     head_dim: channels per head of that attention.
     out_channels: channels of the decoded video.
+    decoder_row_slices: a sampling-time option (params unchanged): the decoder's 3x3 convs run
+      in this many bands of rows one after another (`CausalConv3d.row_slices`), cutting
+      their temporaries; it must divide the height at every decoder level.
   """
 
   architecture: str = "causal_3d"
@@ -125,6 +130,7 @@ class VideoAutoencoder(nn.Module):
   middle_attention: bool = True
   head_dim: int = 64
   out_channels: int = 3
+  decoder_row_slices: int = 1
   dtype: jnp.dtype = jnp.float32
   param_dtype: jnp.dtype = jnp.float32
 
@@ -203,18 +209,19 @@ class VideoAutoencoder(nn.Module):
   def _kwargs(self):
     return dict(dtype=self.dtype, param_dtype=self.param_dtype)
 
-  def _res_block(self, features: int, name: str, per_frame: bool = False) -> VAEResBlock:
-    temporal_kernel = 3 if self.causal and not per_frame else 1
+  def _res_block(self, features: int, name: str, row_slices: int = 1) -> VAEResBlock:
+    temporal_kernel = 3 if self.causal else 1
     return VAEResBlock(features, self.num_groups, temporal_kernel, causal=True, norm=self.norm,
-                       name=name, **self._kwargs())
+                       row_slices=row_slices, name=name, **self._kwargs())
 
-  def _middle(self, h: jnp.ndarray, first_chunk: bool, prefix: str) -> jnp.ndarray:
+  def _middle(self, h: jnp.ndarray, first_chunk: bool, prefix: str,
+              row_slices: int = 1) -> jnp.ndarray:
     width = h.shape[-1]
-    h = self._res_block(width, f"{prefix}_middle_res_0")(h, first_chunk)
+    h = self._res_block(width, f"{prefix}_middle_res_0", row_slices)(h, first_chunk)
     if self.middle_attention:
       h = VideoSelfAttention("spatial", self.head_dim, self.num_groups,
                              name=f"{prefix}_middle_attention", **self._kwargs())(h)
-    return self._res_block(width, f"{prefix}_middle_res_1")(h, first_chunk)
+    return self._res_block(width, f"{prefix}_middle_res_1", row_slices)(h, first_chunk)
 
   @nn.compact
   def encode(self, x: jnp.ndarray, first_chunk: bool = True) -> tuple[jnp.ndarray, jnp.ndarray]:
@@ -266,12 +273,14 @@ class VideoAutoencoder(nn.Module):
     kwargs = self._kwargs()
     kt = 3 if self.causal else 1
     top = self.base_channels * self.channel_mults[-1]
-    h = CausalConv3d(top, (kt, 3, 3), name="decoder_conv_in", **kwargs)(z, first_chunk)
-    h = self._middle(h, first_chunk, "decoder")
+    slices = self.decoder_row_slices
+    h = CausalConv3d(top, (kt, 3, 3), row_slices=slices, name="decoder_conv_in", **kwargs)(
+        z, first_chunk)
+    h = self._middle(h, first_chunk, "decoder", slices)
     for level in reversed(range(len(self.channel_mults))):
       for i in range(self.num_res_blocks + 1):
         h = self._res_block(self.base_channels * self.channel_mults[level],
-                            f"decoder_{level}_res_{i}")(h, first_chunk)
+                            f"decoder_{level}_res_{i}", slices)(h, first_chunk)
         if not self.causal:
           h = TemporalMix(self.num_groups, self.norm, name=f"decoder_{level}_temporal_{i}",
                           **kwargs)(h)
@@ -282,8 +291,8 @@ class VideoAutoencoder(nn.Module):
           h = jnp.repeat(jnp.repeat(h, 2, axis=2), 2, axis=3)  # nearest
           h = SpatialConv(h.shape[-1], name=f"decoder_{level}_up", **kwargs)(h)
     h = nn.swish(make_norm(self.norm, self.num_groups, "decoder_norm_out", **kwargs)(h))
-    return CausalConv3d(self.out_channels, (kt, 3, 3), name="decoder_conv_out", **kwargs)(
-        h, first_chunk).astype(jnp.float32)
+    return CausalConv3d(self.out_channels, (kt, 3, 3), row_slices=slices, name="decoder_conv_out",
+                        **kwargs)(h, first_chunk).astype(jnp.float32)
 
   def _time_upsample(self, h: jnp.ndarray, first_chunk: bool, name: str) -> jnp.ndarray:
     """Doubles the frame rate (depth to time) and, on frame 0, keeps one frame: `1 + k` -> `1 + 2k`

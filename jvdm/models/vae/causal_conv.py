@@ -34,6 +34,10 @@ class CausalConv3d(nn.Module):
     causal: pad time on the past side (True) or centred, `(kt - 1) / 2` each side (False,
       non-causal; cannot run in chunks).
     zero_init: start the kernel at zero.
+    row_slices: compute the output in this many horizontal bands of rows, one after another
+      (`lax.map`), each from its rows plus a halo of kh // 2: the same result, with the conv's
+      temporaries those of one band (Streamlined Inference's feature slicing, Zhan et al.
+      2024). Needs H divisible by it.
   """
 
   features: int
@@ -41,6 +45,7 @@ class CausalConv3d(nn.Module):
   temporal_stride: int = 1
   causal: bool = True
   zero_init: bool = False
+  row_slices: int = 1
   dtype: jnp.dtype = jnp.float32
   param_dtype: jnp.dtype = jnp.float32
 
@@ -89,12 +94,29 @@ class CausalConv3d(nn.Module):
       x = x_with_past[:, 0 if first_chunk else self.temporal_stride - 1:]
     else:
       time_padding = (0, 0)
-    if self.temporal_stride == 1 and kh == kw:
-      x = jnp.pad(x, ((0, 0), time_padding, (0, 0), (0, 0), (0, 0)))
-      y = lax.platform_dependent(x, kernel, cpu=_conv3d_as_2d_sum, default=_conv3d)
-    else:
-      y = _conv3d(x, kernel, self.temporal_stride, time_padding)
-    return y + bias
+    def conv(x):
+      if self.temporal_stride == 1 and kh == kw:
+        x = jnp.pad(x, ((0, 0), time_padding, (0, 0), (0, 0), (0, 0)))
+        return lax.platform_dependent(x, kernel, cpu=_conv3d_as_2d_sum, default=_conv3d)
+      return _conv3d(x, kernel, self.temporal_stride, time_padding)
+
+    if self.row_slices > 1 and kh > 1:
+      return _in_row_bands(conv, x, self.row_slices, kh // 2) + bias
+    return conv(x) + bias
+
+
+def _in_row_bands(conv, x: jnp.ndarray, bands: int, halo: int) -> jnp.ndarray:
+  """`conv(x)` ("same" in H) computed one band of rows at a time from the band and `halo` rows
+  on each side; the band's rows see exactly what they see in the whole image."""
+  height = x.shape[2]
+  if height % bands:
+    raise ConfigError(f"row_slices={bands} does not divide the feature height {height}.")
+  rows = height // bands
+  padded = jnp.pad(x, ((0, 0), (0, 0), (halo, halo), (0, 0), (0, 0)))
+  pieces = jnp.stack([padded[:, :, i * rows:(i + 1) * rows + 2 * halo] for i in range(bands)])
+  out = lax.map(lambda piece: conv(piece)[:, :, halo:halo + rows], pieces)  # [bands, B, T, r, W, C]
+  out = jnp.moveaxis(out, 0, 2)  # [B, T, bands, rows, W, C]
+  return out.reshape(out.shape[:2] + (height,) + out.shape[4:])
 
 
 def _conv3d(x: jnp.ndarray, kernel: jnp.ndarray, temporal_stride: int = 1,

@@ -83,6 +83,8 @@ class LatentSpace:
       overlap by `decode_tile_overlap` (0 = twice the decoder's receptive radius) and are
       cross-faded past that radius (`tiling.tiled_apply`): exact for a VAE with norm="rms"
       and no middle attention, approximate otherwise.
+    decode_row_slices: the decoder's convs run in this many bands of rows
+      (`VideoAutoencoder.decoder_row_slices`; exact, fewer temporaries).
     sample_posterior: encode to a posterior sample (as the LDM trains) rather than its mean.
   """
 
@@ -93,6 +95,7 @@ class LatentSpace:
   decode_chunk_frames: int = flax.struct.field(pytree_node=False, default=0)
   decode_tile: int = flax.struct.field(pytree_node=False, default=0)
   decode_tile_overlap: int = flax.struct.field(pytree_node=False, default=0)
+  decode_row_slices: int = flax.struct.field(pytree_node=False, default=1)
   sample_posterior: bool = flax.struct.field(pytree_node=False, default=True)
 
   def latent_shape(self, video_shape: tuple[int, ...]) -> tuple[int, int, int, int]:
@@ -124,7 +127,8 @@ class LatentSpace:
       raise ConfigError(f"These latents have shape {latents.shape}, but the VAE decodes "
                         f"[B, t, h, w, {self.model.latent_channels}] latents: was the diffusion "
                         "model trained on another VAE's latents?")
-    decode = _jitted_decode(self.model, self.decode_chunk_frames)
+    decode = _jitted_decode(self.model.clone(decoder_row_slices=self.decode_row_slices),
+                            self.decode_chunk_frames)
     fn = lambda z: decode(self.params, z / self.scale + self.shift)
     if self.decode_tile and self.decode_tile < max(latents.shape[2:4]):
       radius = self.model.decoder_receptive_radius
@@ -188,4 +192,5 @@ def load_latent_space(latent_config: ml_collections.ConfigDict, mesh: jax.shardi
                      decode_chunk_frames=int(latent_config.get("decode_chunk_frames", 0)),
                      decode_tile=int(latent_config.get("decode_tile", 0)),
                      decode_tile_overlap=int(latent_config.get("decode_tile_overlap", 0)),
+                     decode_row_slices=int(latent_config.get("decode_row_slices", 1)),
                      sample_posterior=bool(latent_config.get("sample_posterior", True)))
