@@ -8,21 +8,30 @@ Run, after training the VAE:
   python sample.py --workdir runs/bouncing_shapes_latent   # decodes latents to pixels
 Variants (`--config configs/bouncing_shapes_latent.py:VARIANT`):
   default  17 frames of 32x32 -> 5 x 8 x 8 x 4 latents; the UNet runs at 8x8 and 4x4.
+  dit      the same latents for the video DiT of configs/bouncing_shapes_dit.py, with 1x2x2
+           latent patches (80 tokens); the other DiT variants' sizes go through --config.model.
   tiny     a few-second smoke config used by the tests (with the tiny VAE).
 The VAE's latent statistics (latent_statistics.json in its workdir) normalize the latents.
 """
 
 import ml_collections
 
-from configs import bouncing_shapes_unet, bouncing_shapes_vae
+from configs import bouncing_shapes_dit, bouncing_shapes_unet, bouncing_shapes_vae
+
+VARIANTS = ("default", "dit", "tiny")
 
 
 def get_config(variant: str = "default") -> ml_collections.ConfigDict:
-  """Returns the config for `variant` ('default' or 'tiny')."""
-  if variant not in ("default", "tiny"):
-    raise ValueError(f"Unknown variant {variant!r}; expected 'default' or 'tiny'.")
-  config = bouncing_shapes_unet.get_config(variant)
-  vae = bouncing_shapes_vae.get_config(variant)
+  """Returns the config for `variant` (see the module docstring)."""
+  if variant not in VARIANTS:
+    raise ValueError(f"Unknown variant {variant!r}; expected one of {VARIANTS}.")
+  if variant == "dit":
+    config = bouncing_shapes_dit.get_config("default")
+    with config.unlocked():
+      config.model.patch_size = (1, 2, 2)  # latent frames x rows x columns per token
+  else:
+    config = bouncing_shapes_unet.get_config(variant)
+  vae = bouncing_shapes_vae.get_config("tiny" if variant == "tiny" else "default")
   with config.unlocked():
     config.data.num_frames = vae.data.num_frames  # 1 + 4k: what the VAE encodes
     config.latent = ml_collections.ConfigDict(dict(
@@ -34,9 +43,10 @@ def get_config(variant: str = "default") -> ml_collections.ConfigDict:
         decode_tile_overlap=0,  # latent pixels; 0 = twice the decoder's receptive radius
         decode_row_slices=1,  # decoder convs in bands of rows (feature slicing; exact)
     ))
-    config.model.patch_size = 1  # latents are already 4x smaller than the frames
-    config.model.base_channels = 64
     config.diffusion.prediction = "v"
+    if variant != "dit":
+      config.model.patch_size = 1  # latents are already 4x smaller than the frames
+      config.model.base_channels = 64
     if variant == "tiny":
       config.model.base_channels = 16
       config.latent.vae_workdir = "runs/bouncing_shapes_vae_tiny"

@@ -3,6 +3,8 @@ prepared once as a TFDS dataset), and sample pixel videos from it."""
 
 import json
 
+import jax
+import jax.numpy as jnp
 import numpy as np
 import pytest
 
@@ -11,6 +13,8 @@ from jvdm.config_validation import validate_config
 from jvdm.data.prepare import prepare
 from jvdm.data.synthetic import BouncingShapes
 from jvdm.errors import ConfigError, ShapeError
+from jvdm.models import get_model
+from jvdm.models.shapes import diffusion_video_shape
 from jvdm.models.vae.latent_space import LATENT_STATISTICS_FILE, vae_encoder
 from jvdm.sampling import sample_from_workdir
 from jvdm.training.loop import train_and_evaluate
@@ -72,6 +76,19 @@ def test_latent_diffusion_on_prepared_latents(vae_workdir, tmp_path):
   config.train.num_steps = 2
   state = train_and_evaluate(config, str(tmp_path / "run"), progress=False)
   assert int(state.step) == 2
+
+
+def test_latent_dit_config_builds_on_the_latents(vae_workdir):
+  config = bouncing_shapes_latent.get_config("dit")
+  config.latent.vae_workdir = str(vae_workdir)
+  config.data.update(num_frames=5, height=16, width=16)  # the tiny VAE's videos
+  config.model.update(hidden_size=32, depth=1, num_heads=2)
+  validate_config(config)
+  model = get_model(config)
+  latents = jnp.zeros((1,) + diffusion_video_shape(config))
+  assert latents.shape == (1, 2, 4, 4, 4)
+  params = model.init(jax.random.key(0), latents, jnp.zeros((1,)))["params"]
+  assert model.apply({"params": params}, latents, jnp.zeros((1,))).shape == latents.shape
 
 
 def test_latent_config_errors(vae_workdir, tmp_path):
