@@ -46,7 +46,9 @@ def get_config(variant: str = "default") -> ml_collections.ConfigDict:
         param_dtype="float32",
     ))
     config.vae_loss = ml_collections.ConfigDict(dict(
-        reconstruction="l1",  # l1 | l2, mean over pixels
+        # l2 | l1, mean over pixels. L1 collapsed to an all-black decoder on these mostly black
+        # frames (held-out PSNR 12.3 dB at steps 200 and 400: the median pixel is black).
+        reconstruction="l2",
         kl_weight=1e-6,  # on KL summed over latents / pixels per video (LDM's weight)
     ))
     # Only what writing reconstructions needs of the sampling section.
