@@ -99,8 +99,8 @@ def test_tokens_per_example_rejects_bad_configs():
   with pytest.raises(ConfigError, match=r"\(1, 3, 4\)"):
     throughput.tokens_per_example(config)
   with config.unlocked():
-    config.model.name = "vae"
-  with pytest.raises(ConfigError, match="'vae'"):
+    config.model.name = "gan"
+  with pytest.raises(ConfigError, match="'gan'"):
     throughput.tokens_per_example(config)
 
 
