@@ -47,6 +47,7 @@ def get_config(variant: str = "default") -> ml_collections.ConfigDict:
     if variant != "dit":
       config.model.patch_size = 1  # latents are already 4x smaller than the frames
       config.model.base_channels = 64
+      config.model.head_dim = 32
     if variant == "tiny":
       config.model.base_channels = 16
       config.latent.vae_workdir = "runs/bouncing_shapes_vae_tiny"
