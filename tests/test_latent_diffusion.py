@@ -78,12 +78,12 @@ def test_latent_diffusion_on_prepared_latents(vae_workdir, tmp_path):
   assert int(state.step) == 2
 
 
-@pytest.mark.parametrize("variant", bouncing_shapes_latent.VARIANTS)
-def test_every_latent_and_vae_variant_builds(variant):
+@pytest.mark.parametrize("module, variant",
+                         [(bouncing_shapes_latent, v) for v in bouncing_shapes_latent.VARIANTS] +
+                         [(bouncing_shapes_vae, v) for v in bouncing_shapes_vae.VARIANTS])
+def test_every_latent_and_vae_variant_builds(module, variant):
   """Module construction checks widths, groups and head sizes against each other."""
-  get_model(bouncing_shapes_latent.get_config(variant))
-  if variant in bouncing_shapes_vae.VARIANTS:
-    get_model(bouncing_shapes_vae.get_config(variant))
+  get_model(module.get_config(variant))
 
 
 def test_latent_dit_config_builds_on_the_latents(vae_workdir):
