@@ -3,7 +3,6 @@ encode/decode, the training objective and bad input."""
 
 import jax
 import jax.numpy as jnp
-import ml_collections
 import numpy as np
 import optax
 import pytest

@@ -21,7 +21,7 @@ from etils import epath
 from jvdm.data.transforms import to_network_input
 from jvdm.errors import CheckpointError, ConfigError
 from jvdm.models.vae.autoencoder import VideoAutoencoder, from_config, sample_posterior
-from jvdm.models.vae.chunked import decode_in_chunks, encode_in_chunks
+from jvdm.models.vae.chunked import decode_in_chunks
 from jvdm.models.vae.tiling import tiled_apply
 
 logger = logging.getLogger(__name__)
@@ -156,11 +156,6 @@ def _jitted_decode(model: VideoAutoencoder, chunk_frames: int):
       fn = lambda params, z: model.apply({"params": params}, z, method=model.decode)
     _DECODERS[model, chunk_frames] = jax.jit(fn)
   return _DECODERS[model, chunk_frames]
-
-
-def jitted_encode_in_chunks(model: VideoAutoencoder, chunk_frames: int):
-  """`jit(encode_in_chunks)` for a fixed chunk size: `(params, videos) -> (mean, logvar)`."""
-  return jax.jit(lambda params, x: encode_in_chunks(model, params, x, chunk_frames))
 
 
 def vae_encoder(vae_workdir: str | epath.Path) -> Callable[[np.ndarray], np.ndarray]:
