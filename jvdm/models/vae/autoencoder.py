@@ -114,8 +114,8 @@ class VideoAutoencoder(nn.Module):
     head_dim: channels per head of that attention.
     out_channels: channels of the decoded video.
     decoder_row_slices: a sampling-time option (params unchanged): the decoder's 3x3 convs run
-      in this many bands of rows one after another (`CausalConv3d.row_slices`), cutting
-      their temporaries; it must divide the height at every decoder level.
+      in this many bands of rows one after another (`CausalConv3d.row_slices`), so a conv's
+      temporaries are those of one band; it must divide the height at every decoder level.
   """
 
   architecture: str = "causal_3d"

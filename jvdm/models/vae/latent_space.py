@@ -84,7 +84,8 @@ class LatentSpace:
       cross-faded past that radius (`tiling.tiled_apply`): exact for a VAE with norm="rms"
       and no middle attention, approximate otherwise.
     decode_row_slices: the decoder's convs run in this many bands of rows
-      (`VideoAutoencoder.decoder_row_slices`; exact, fewer temporaries).
+      (`VideoAutoencoder.decoder_row_slices`; exact; at 32x32 it did not lower XLA's planned
+      temporaries, see benchmarks/vae.py).
     sample_posterior: encode to a posterior sample (as the LDM trains) rather than its mean.
   """
 
