@@ -139,6 +139,21 @@ def test_tiled_decode_equals_whole_decode():
   np.testing.assert_allclose(tiled, whole, atol=1e-5)
 
 
+def test_tiled_encode_equals_whole_encode():
+  """Pixel tiles overlapping by twice the encoder's receptive radius (2 x 18 pixels) reproduce
+  the whole encode of the local VAE."""
+  model = VideoAutoencoder(**{**TINY, "channel_mults": (1, 2), "spatial_downsample": (True,),
+                              "temporal_downsample": (True,), "middle_attention": False})
+  assert model.encoder_receptive_radius == 18
+  params = model.init(jax.random.key(0), jnp.zeros((1, 1, 16, 16, 3)))["params"]
+  space = LatentSpace(model, params, shift=0.5, scale=2.0)
+  x = _video(10, frames=3, size=96)
+  tiled = space.encode_tiled(x, tile=72)
+  np.testing.assert_allclose(tiled, space.encode(x), atol=1e-5)
+  with pytest.raises(ConfigError, match="encoder's receptive overlap of 18"):
+    space.encode_tiled(x, tile=60)
+
+
 def test_tile_smaller_than_receptive_overlap_is_an_error(causal_vae):
   model, params = causal_vae
   space = LatentSpace(model, params, shift=0.0, scale=1.0, decode_tile=20)

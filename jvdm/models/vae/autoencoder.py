@@ -192,6 +192,18 @@ class VideoAutoencoder(nn.Module):
     return 1 + (latent_frames - 1) * self.temporal_compression
 
   @property
+  def encoder_receptive_radius(self) -> int:
+    """Input pixels beyond its own block that a latent pixel's 3x3 convs see (as
+    `decoder_receptive_radius`, in pixels)."""
+    radius, downsampled = 1.0, 1  # conv_in
+    for level in range(len(self.channel_mults)):
+      radius += 2 * self.num_res_blocks * downsampled
+      if level < len(self.channel_mults) - 1 and self.spatial_downsample[level]:
+        radius += downsampled  # the stride-2 conv
+        downsampled *= 2
+    return math.ceil(radius + 5 * downsampled)  # the middle's two res blocks and conv_out
+
+  @property
   def decoder_receptive_radius(self) -> int:
     """How many latent pixels beyond its own an output pixel of the decoder's convs sees (each
     3x3 conv adds one pixel at its resolution; GroupNorm and attention, which see the whole

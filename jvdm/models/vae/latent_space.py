@@ -7,6 +7,7 @@ statistics are computed when the VAE is evaluated and written beside its checkpo
 `latent_statistics.json`, so a latent diffusion run needs only the VAE's workdir.
 """
 
+import fractions
 import json
 import logging
 from typing import Any, Callable
@@ -113,6 +114,24 @@ class LatentSpace:
     z = sample_posterior(key, mean, logvar) if key is not None and self.sample_posterior else mean
     return self.normalize(z)
 
+  def encode_tiled(self, videos: jnp.ndarray, tile: int, overlap: int = 0,
+                   progress: bool = False) -> np.ndarray:
+    """`encode` (posterior means) over spatial tiles of `tile` pixels overlapping by `overlap`
+    (0 = twice the encoder's receptive radius), one tile at a time (`tiling.tiled_apply`):
+    for large frames. Exact for a VAE with norm="rms" and no middle attention."""
+    radius = self.model.encoder_receptive_radius
+    overlap = overlap or 2 * radius
+    s = self.model.spatial_compression
+    overlap = -(-overlap // s) * s  # whole latent pixels
+    if tile < 2 * overlap:
+      raise ConfigError(f"An encode tile of {tile} pixels is smaller than twice the tile overlap "
+                        f"{overlap}, which must cover twice the encoder's receptive overlap of "
+                        f"{radius} pixels: use tile >= {2 * overlap}.")
+    encode = _jitted_encode(self.model)
+    fn = lambda x: self.normalize(encode(self.params, x))
+    return tiled_apply(fn, to_network_input(jnp.asarray(videos)), tile=tile, overlap=overlap,
+                       scale=fractions.Fraction(1, s), margin=radius, progress=progress)
+
   def to_latents(self, videos: jnp.ndarray, key: jax.Array) -> jnp.ndarray:
     """Traceable: a training batch -> normalized latents: uint8 pixels are encoded, float
     batches are latents prepared with this VAE (`python -m jvdm.data.prepare --vae_workdir`)
@@ -146,6 +165,17 @@ class LatentSpace:
 
 
 _DECODERS: dict[tuple[VideoAutoencoder, int], Any] = {}
+
+
+def _jitted_encode(model: VideoAutoencoder):
+  """The posterior mean, jitted once per VAE: `(params, pixels in [-1, 1]) -> mean`."""
+  if model not in _ENCODERS:
+    _ENCODERS[model] = jax.jit(
+        lambda params, x: model.apply({"params": params}, x, method=model.encode)[0])
+  return _ENCODERS[model]
+
+
+_ENCODERS: dict[VideoAutoencoder, Any] = {}
 
 
 def _jitted_decode(model: VideoAutoencoder, chunk_frames: int):
