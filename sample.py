@@ -78,19 +78,22 @@ _SEED = flags.DEFINE_integer("seed", 0, "The same seed gives the same videos.")
 _BATCH_SIZE = flags.DEFINE_integer("batch_size", 8, "Videos per jitted call.")
 
 
+def _given(**flag_values):
+  """The flags that were given (not None), by field name."""
+  return {name: value for name, value in flag_values.items() if value is not None}
+
+
 def _decode_settings():
   """The decode flags given, as `LatentSpace` fields."""
-  given = dict(decode_chunk_frames=_DECODE_CHUNK_FRAMES.value, decode_tile=_DECODE_TILE.value,
-               decode_tile_overlap=_DECODE_TILE_OVERLAP.value,
-               decode_row_slices=_DECODE_ROW_SLICES.value)
-  return {name: value for name, value in given.items() if value is not None}
+  return _given(decode_chunk_frames=_DECODE_CHUNK_FRAMES.value, decode_tile=_DECODE_TILE.value,
+                decode_tile_overlap=_DECODE_TILE_OVERLAP.value,
+                decode_row_slices=_DECODE_ROW_SLICES.value)
 
 
 def _long_settings():
   """The --long flags given, as `LongVideoSampler` fields."""
-  given = dict(window=_WINDOW.value, stride=_STRIDE.value, num_partitions=_NUM_PARTITIONS.value,
-               tail=_FIFO_TAIL.value, context_frames=_CONTEXT_FRAMES.value)
-  return {name: value for name, value in given.items() if value is not None}
+  return _given(window=_WINDOW.value, stride=_STRIDE.value, num_partitions=_NUM_PARTITIONS.value,
+                tail=_FIFO_TAIL.value, context_frames=_CONTEXT_FRAMES.value)
 
 
 def main(argv):

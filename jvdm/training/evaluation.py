@@ -63,9 +63,8 @@ def reconstruct(model: VideoAutoencoder, params: Any, pixels: jnp.ndarray,
                 key: jax.Array) -> tuple[jnp.ndarray, jnp.ndarray]:
   """Traceable: `pixels` in [-1, 1] through the posterior mean -> (reconstructions clipped to
   [-1, 1], a posterior sample of the latents, for their statistics)."""
-  mean, logvar = model.apply({"params": params}, pixels, method=model.encode)
-  reconstructions = jnp.clip(model.apply({"params": params}, mean, method=model.decode), -1, 1)
-  return reconstructions, sample_posterior(key, mean, logvar)
+  reconstructions, mean, logvar = model.apply({"params": params}, pixels)
+  return jnp.clip(reconstructions, -1, 1), sample_posterior(key, mean, logvar)
 
 
 def autoencoder_evaluation(config: ml_collections.ConfigDict, model: VideoAutoencoder,

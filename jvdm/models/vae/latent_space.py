@@ -8,6 +8,7 @@ statistics are computed when the VAE is evaluated and written beside its checkpo
 """
 
 import fractions
+import functools
 import json
 import logging
 from typing import Any, Callable
@@ -100,9 +101,6 @@ class LatentSpace:
   decode_row_slices: int = flax.struct.field(pytree_node=False, default=1)
   sample_posterior: bool = flax.struct.field(pytree_node=False, default=True)
 
-  def latent_shape(self, video_shape: tuple[int, ...]) -> tuple[int, int, int, int]:
-    return self.model.latent_shape(tuple(video_shape))
-
   def normalize(self, latents: jnp.ndarray) -> jnp.ndarray:
     return (latents - self.shift) * self.scale
 
@@ -164,29 +162,18 @@ class LatentSpace:
     return np.asarray(fn(latents))
 
 
-_DECODERS: dict[tuple[VideoAutoencoder, int], Any] = {}
-
-
+@functools.cache
 def _jitted_encode(model: VideoAutoencoder):
   """The posterior mean, jitted once per VAE: `(params, pixels in [-1, 1]) -> mean`."""
-  if model not in _ENCODERS:
-    _ENCODERS[model] = jax.jit(
-        lambda params, x: model.apply({"params": params}, x, method=model.encode)[0])
-  return _ENCODERS[model]
+  return jax.jit(lambda params, x: model.apply({"params": params}, x, method=model.encode)[0])
 
 
-_ENCODERS: dict[VideoAutoencoder, Any] = {}
-
-
+@functools.cache
 def _jitted_decode(model: VideoAutoencoder, chunk_frames: int):
   """One jitted decoder per (VAE, chunking), reused across calls."""
-  if (model, chunk_frames) not in _DECODERS:
-    if chunk_frames:
-      fn = lambda params, z: decode_in_chunks(model, params, z, chunk_frames)
-    else:
-      fn = lambda params, z: model.apply({"params": params}, z, method=model.decode)
-    _DECODERS[model, chunk_frames] = jax.jit(fn)
-  return _DECODERS[model, chunk_frames]
+  if chunk_frames:
+    return jax.jit(lambda params, z: decode_in_chunks(model, params, z, chunk_frames))
+  return jax.jit(lambda params, z: model.apply({"params": params}, z, method=model.decode))
 
 
 def vae_encoder(vae_workdir: str | epath.Path) -> Callable[[np.ndarray], np.ndarray]:
@@ -198,9 +185,8 @@ def vae_encoder(vae_workdir: str | epath.Path) -> Callable[[np.ndarray], np.ndar
   model, config = vae_from_workdir(vae_workdir)
   mesh = make_mesh(config.mesh.shape, dcn_shape=config.mesh.get("dcn_shape"))
   params, _ = restore_ema_params(vae_workdir, config, model, mesh)
-  encode = jax.jit(lambda x: model.apply({"params": params}, to_network_input(x),
-                                         method=model.encode)[0])
-  return lambda videos: np.asarray(encode(jnp.asarray(videos)))
+  encode = _jitted_encode(model)
+  return lambda videos: np.asarray(encode(params, to_network_input(jnp.asarray(videos))))
 
 
 def load_latent_space(latent_config: ml_collections.ConfigDict, mesh: jax.sharding.Mesh) -> LatentSpace:
