@@ -112,8 +112,9 @@ class _Limits:
 
 
 @dataclasses.dataclass
-class _Track:
-  """One colour's objects over time. Box bounds are inclusive."""
+class ShapeTrack:
+  """One colour's objects over time (a shape), as `shape_tracks` returns. Box bounds are
+  inclusive."""
   colour: int  # index into PALETTE
   visible: np.ndarray  # bool [T]
   boxes: np.ndarray  # int [T, 4] as (y0, y1, x0, x1); zeros where not visible
@@ -178,7 +179,7 @@ def _classify(video: np.ndarray, brightness: np.ndarray, colour_tolerance: float
   return classes
 
 
-def _find_tracks(classes: np.ndarray, bright: np.ndarray, min_area: int) -> list[_Track]:
+def _find_tracks(classes: np.ndarray, bright: np.ndarray, min_area: int) -> list[ShapeTrack]:
   """One track per colour that forms an object (>= min_area px) in at least one frame."""
   num_frames = classes.shape[0]
   tracks = []
@@ -203,7 +204,7 @@ def _find_tracks(classes: np.ndarray, bright: np.ndarray, min_area: int) -> list
     for t in np.flatnonzero(visible):
       y0, y1, x0, x1 = boxes[t]
       fill[t] = bright[t, y0:y1 + 1, x0:x1 + 1].mean()  # occluders and blur count as filled
-    tracks.append(_Track(int(colour), visible, boxes, fill, np.zeros(num_frames, np.int64)))
+    tracks.append(ShapeTrack(int(colour), visible, boxes, fill, np.zeros(num_frames, np.int64)))
 
   for track in tracks:
     for other in tracks:
@@ -216,7 +217,7 @@ def _find_tracks(classes: np.ndarray, bright: np.ndarray, min_area: int) -> list
   return tracks
 
 
-def _estimate_size(track: _Track) -> int:
+def _estimate_size(track: ShapeTrack) -> int:
   """The rounded median side of the untouched boxes, else of the touched boxes' longer sides."""
   alone = track.visible & (track.touches == 0)
   if alone.any():
@@ -277,7 +278,7 @@ def _box_sums(table: np.ndarray, ys: np.ndarray, xs: np.ndarray, side: int) -> n
           - table[frames, ys + side, xs] + table[frames, ys, xs])
 
 
-def _fit_motion(track: _Track, classes: np.ndarray, limits: _Limits) -> tuple[_Fit | None, str]:
+def _fit_motion(track: ShapeTrack, classes: np.ndarray, limits: _Limits) -> tuple[_Fit | None, str]:
   """The best constant-velocity bounce fit of one shape, or None and why not."""
   num_frames, height, width = classes.shape
   size = track.size
@@ -329,7 +330,7 @@ def _fit_motion(track: _Track, classes: np.ndarray, limits: _Limits) -> tuple[_F
 # ---------------------------------------------------------------------------- occlusion
 
 
-def _covering_colours(track: _Track, fit: _Fit, classes: np.ndarray, limits: _Limits) -> set:
+def _covering_colours(track: ShapeTrack, fit: _Fit, classes: np.ndarray, limits: _Limits) -> set:
   """Colours with >= min_area pixels inside the predicted square shrunk by the tolerance."""
   margin = limits.position_tolerance
   found = set()
@@ -364,7 +365,7 @@ def _check_video(video: np.ndarray) -> None:
     raise ShapeError(f"video must have shape [T, H, W, 3] with T, H, W >= 1, got {video.shape}.")
 
 
-def _size_failure(track: _Track, tolerance: int) -> str:
+def _size_failure(track: ShapeTrack, tolerance: int) -> str:
   size = track.size
   full = track.full(tolerance)
   wrong = full & ((np.abs(track.heights - size) > tolerance)
@@ -377,7 +378,7 @@ def _size_failure(track: _Track, tolerance: int) -> str:
           f"{size}+-{tolerance}")
 
 
-def _shape_failure(track: _Track, limits: _Limits) -> str:
+def _shape_failure(track: ShapeTrack, limits: _Limits) -> str:
   sparse = track.visible & (track.fill < limits.min_fill)
   oblong = track.visible & (track.touches == 0) & (
       np.abs(track.heights - track.widths) > limits.size_tolerance)
@@ -388,7 +389,7 @@ def _shape_failure(track: _Track, limits: _Limits) -> str:
           f"{track.widths[t]} box, {track.fill[t]:.0%} filled)")
 
 
-def _stray_failure(tracks: list[_Track], brightness: np.ndarray, limits: _Limits) -> str:
+def _stray_failure(tracks: list[ShapeTrack], brightness: np.ndarray, limits: _Limits) -> str:
   covered = np.zeros(brightness.shape, bool)  # [T, H, W], boxes grown by 1 px
   for track in tracks:
     for t in np.flatnonzero(track.visible):
@@ -542,16 +543,26 @@ def reference_validity(num_videos: int = 200, seed: int = 0, **generator_kwargs)
                                   min_speed=limits["min_speed"], max_speed=limits["max_speed"])
 
 
-def shape_sizes(video: np.ndarray, *, colour_tolerance: float = 60.0,
-                min_area: int = 4) -> dict[int, int]:
-  """{palette index: side in px} of the shapes in `video` (uint8 [T, H, W, 3]), segmented
-  and sized as `analyze_video` does: the colours that form an object of >= `min_area` px in
-  some frame, each with its median side."""
+def shape_tracks(video: np.ndarray, *, colour_tolerance: float = 60.0,
+                 min_area: int = 4) -> list[ShapeTrack]:
+  """The shapes in `video` (uint8 [T, H, W, 3]), segmented and sized as `analyze_video` does:
+  one ShapeTrack per colour that forms an object of >= `min_area` px in some frame, in palette
+  order, with `size` set to its median side."""
   _check_video(video)
   brightness = _brightness(video)
   classes = _classify(video, brightness, colour_tolerance)
   tracks = _find_tracks(classes, brightness >= _BRIGHT, min_area)
-  return {track.colour: _estimate_size(track) for track in tracks}
+  for track in tracks:
+    track.size = _estimate_size(track)
+  return tracks
+
+
+def shape_sizes(video: np.ndarray, *, colour_tolerance: float = 60.0,
+                min_area: int = 4) -> dict[int, int]:
+  """{palette index: side in px} of the shapes in `video` (uint8 [T, H, W, 3]); see
+  `shape_tracks`."""
+  tracks = shape_tracks(video, colour_tolerance=colour_tolerance, min_area=min_area)
+  return {track.colour: track.size for track in tracks}
 
 
 def video_colours(video: np.ndarray, *, colour_tolerance: float = 60.0,
