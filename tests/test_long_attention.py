@@ -79,6 +79,8 @@ def _long(name, spec):
     (dict(method="freenoise", weighting="gaussian"), "Unknown window weighting"),
     (dict(method="freelong", temporal_cutoff=1.5), r"temporal_cutoff must be in \[0, 1\]"),
     (dict(method="freelong", spatial_cutoff=-0.1), r"spatial_cutoff must be in \[0, 1\]"),
+    (dict(method="freelong", local_mask="centred"), "Unknown FreeLong local mask"),
+    (dict(method="freelong", low_pass="ideal"), "Unknown FreeLong low-pass filter"),
 ])
 def test_bad_fields_raise(fields, message):
   with pytest.raises(ConfigError, match=message):
@@ -184,23 +186,63 @@ def test_long_video_output(name, spec):
 # -- FreeLong SpectralBlend --------------------------------------------------------------------
 
 
-def test_band_mask():
-  mask = band_mask(6, 4)  # |i - j| <= 2
-  np.testing.assert_array_equal(mask[0], [1, 1, 1, 0, 0, 0])
-  np.testing.assert_array_equal(mask[3], [0, 1, 1, 1, 1, 1])
-  np.testing.assert_array_equal(band_mask(6, 5), mask)  # an odd window: 5 frames centred
+def test_band_mask_is_freelong_adjusted_window_by_default():
+  """The authors' LaVie mask (`get_adjusted_local_mask`): |i - j| <= window // 2, and a row cut
+  by the video's ends shifted inwards to `window` frames."""
+  mask = band_mask(6, 4)
+  expected = [[1, 1, 1, 1, 0, 0],  # frames 0-2, grown to the right to 4 frames
+              [1, 1, 1, 1, 0, 0],
+              [1, 1, 1, 1, 1, 0],  # frames 0-4: 5 = window + 1 inside the video
+              [0, 1, 1, 1, 1, 1],
+              [0, 0, 1, 1, 1, 1],  # frames 2-5: already 4
+              [0, 0, 1, 1, 1, 1]]  # frames 3-5, grown to the left to 4 frames
+  np.testing.assert_array_equal(mask, expected)
+  # Every frame sees at least the training window, the ends exactly it; 16 of 128 frames as
+  # in the authors' code.
+  rows = band_mask(128, 16).sum(axis=1)
+  assert rows.min() == 16 and rows[0] == rows[-1] == 16 and rows.max() == 17
+  assert band_mask(3, 8).all()  # a video shorter than the window: every frame sees all
   np.testing.assert_array_equal(band_mask(3, 2, tokens_per_frame=2),
                                 np.kron(band_mask(3, 2), np.ones((2, 2))))
 
 
+def test_band_mask_strict_is_cut_at_the_ends():
+  """The authors' VideoCrafter2 mask (`get_local_mask`), jvdm's earlier default."""
+  mask = band_mask(6, 4, kind="strict")  # |i - j| <= 2
+  np.testing.assert_array_equal(mask[0], [1, 1, 1, 0, 0, 0])
+  np.testing.assert_array_equal(mask[3], [0, 1, 1, 1, 1, 1])
+  np.testing.assert_array_equal(band_mask(6, 5, kind="strict"), mask)  # odd: 5 frames centred
+  with pytest.raises(ConfigError, match="Unknown FreeLong local mask"):
+    band_mask(6, 4, kind="causal")
+
+
 def test_low_pass_filter_limits():
   for shape in [(8, 4, 4), (7, 5, 3)]:
-    assert low_pass_filter(shape, 1.0, 1.0).min() == 1.0  # every frequency passes
-    assert low_pass_filter(shape, 0.0, 0.5).max() == 0.0
-    assert low_pass_filter(shape, 0.5, 0.0).max() == 0.0
-  # cutoff 0.25 of Nyquist on 16 frames: |k| <= 2.
-  np.testing.assert_array_equal(np.nonzero(low_pass_filter((16, 1, 1), 0.25, 1.0)[:, 0, 0])[0],
-                                [0, 1, 2, 14, 15])
+    assert low_pass_filter(shape, 1.0, 1.0, "box").min() == 1.0  # every frequency passes
+    for kind in ("gaussian", "box"):
+      assert low_pass_filter(shape, 0.0, 0.5, kind).max() == 0.0
+      assert low_pass_filter(shape, 0.5, 0.0, kind).max() == 0.0
+  # Box cutoff 0.25 of Nyquist on 16 frames: |k| <= 2.
+  np.testing.assert_array_equal(
+      np.nonzero(low_pass_filter((16, 1, 1), 0.25, 1.0, "box")[:, 0, 0])[0], [0, 1, 2, 14, 15])
+
+
+def test_gaussian_low_pass_is_freelongs_filter():
+  """FreeLong's `gaussian_low_pass_filter` (d_s = d_t = 0.25), built on the fftshifted grid
+  2 i / n - 1 and moved to numpy's FFT order, on a small even and odd grid."""
+  # Along time alone (one row and column, whose coordinate is -1: a constant factor).
+  along_time = low_pass_filter((8, 1, 1), 0.25, 0.5)[:, 0, 0] / np.exp(-0.5 * 2 * 4.0)
+  # Frequencies k = 0, 1, 2, 3, -4, -3, -2, -1 at f = k / 4 of Nyquist: exp(-8 f^2).
+  np.testing.assert_allclose(along_time, np.exp(-8.0 * (np.fft.fftfreq(8, 1 / 8) / 4)**2),
+                             rtol=1e-6)
+  assert low_pass_filter((8, 6, 4), 0.25, 0.25)[0, 0, 0] == 1.0  # DC passes whole
+  for shape, d_t, d_s in [((8, 6, 4), 0.25, 0.25), ((5, 3, 7), 0.4, 0.3)]:
+    t, h, w = np.meshgrid(*(np.arange(n) * 2 / n - 1 for n in shape), indexing="ij")
+    official = np.exp(-0.5 * ((t / d_t)**2 + (h / d_s)**2 + (w / d_s)**2))  # shifted order
+    np.testing.assert_allclose(low_pass_filter(shape, d_t, d_s), np.fft.ifftshift(official),
+                               rtol=1e-6)
+  with pytest.raises(ConfigError, match="Unknown FreeLong low-pass filter"):
+    low_pass_filter((4, 4, 4), 0.25, 0.25, "butterworth")
 
 
 def test_spectral_blend_bands():
@@ -208,11 +250,15 @@ def test_spectral_blend_bands():
   constant = jnp.full(shape, 0.7)
   np.testing.assert_allclose(spectral_blend(constant, jnp.zeros(shape), 0.25, 0.25), constant,
                              atol=1e-6)  # the low pass passes a constant field
-  # The highest frequencies (alternating signs along T, H and W) come from `local` only.
+  # The box: the highest frequencies (alternating signs along T, H and W) come from `local`
+  # only; the Gaussian lets a little of `global` through.
   signs = np.indices(shape[1:4]).sum(axis=0) % 2 * 2 - 1.0
   high = jnp.asarray(np.broadcast_to(signs[None, ..., None], shape))
-  np.testing.assert_allclose(spectral_blend(jnp.zeros(shape), high, 0.5, 0.5), high, atol=1e-6)
-  np.testing.assert_allclose(spectral_blend(high, jnp.zeros(shape), 0.5, 0.5), 0.0, atol=1e-6)
+  np.testing.assert_allclose(spectral_blend(jnp.zeros(shape), high, 0.5, 0.5, "box"), high, atol=1e-6)
+  np.testing.assert_allclose(spectral_blend(high, jnp.zeros(shape), 0.5, 0.5, "box"), 0.0,
+                             atol=1e-6)
+  np.testing.assert_allclose(spectral_blend(high, jnp.zeros(shape), 0.5, 0.5), np.exp(-6) * high,
+                             rtol=1e-3)  # exp(-(1 / 0.5)^2 * 3 / 2) at Nyquist on every axis
   # LP + HP = 1: the blend of a field with itself is the field.
   x = jax.random.normal(jax.random.key(0), shape)
   np.testing.assert_allclose(spectral_blend(x, x, 0.3, 0.6), x, atol=1e-5)
@@ -229,7 +275,7 @@ def test_spectral_blend_is_the_paper_formula():
 
 
 def test_blend_of_global_and_local_attention_limits():
-  """Cutoffs 0: the band-masked (local) attention; cutoffs 1: the plain (global) attention."""
+  """Cutoffs 0: the band-masked (local) attention; box cutoffs 1: the plain (global) one."""
   query, key, value = _qkv((2, 12, 16, 2, 8))  # B, T, (4 x 4 pixels), N, D
   sequence = lambda a: a.reshape(2, 12, 32, 8)  # frames are the sequence, (pixel, head) heads
   attend = lambda mask: jax.nn.dot_product_attention(
@@ -237,24 +283,29 @@ def test_blend_of_global_and_local_attention_limits():
       mask=None if mask is None else mask[None, None]).reshape(2, 12, 4, 4, 16)
   global_x, local_x = attend(None), attend(band_mask(12, 4))
   np.testing.assert_array_equal(spectral_blend(global_x, local_x, 0.0, 0.0), local_x)
-  np.testing.assert_allclose(spectral_blend(global_x, local_x, 1.0, 1.0), global_x, atol=1e-5)
+  np.testing.assert_allclose(spectral_blend(global_x, local_x, 1.0, 1.0, "box"), global_x,
+                             atol=1e-5)
   assert np.abs(global_x - local_x).max() > 1e-2
 
 
 @pytest.mark.parametrize("name", ["unet", "dit"])
 def test_freelong_fully_global_is_the_plain_model(name):
   out = _long(name, LongAttention("freelong", window=WINDOW, temporal_cutoff=1.0,
-                                  spatial_cutoff=1.0))
+                                  spatial_cutoff=1.0, low_pass="box"))
   np.testing.assert_allclose(out, _plain(name), atol=1e-4)
 
 
 def test_freelong_fully_local_is_the_windowed_model():
-  """The full-layout DiT with cutoffs 0 is the windowed-layout DiT whose window is the band
-  (|i - j| <= window // 2, i.e. temporal_window = window // 2 + 1), with the same params."""
+  """The full-layout DiT with cutoffs 0 and the strict band is the windowed-layout DiT whose
+  window is the band (|i - j| <= window // 2, i.e. temporal_window = window // 2 + 1), with the
+  same params; the default (adjusted) band differs from it at the video's ends only."""
   full = _long("dit", LongAttention("freelong", window=WINDOW, temporal_cutoff=0.0,
-                                    spatial_cutoff=0.0))
+                                    spatial_cutoff=0.0, local_mask="strict"))
   windowed = _dit(layout="windowed", temporal_window=WINDOW // 2 + 1)
   rename = lambda tree: {k.replace("attention_full", "attention_windowed"):
                          rename(v) if isinstance(v, dict) else v for k, v in tree.items()}
   np.testing.assert_allclose(full, _run(windowed, rename(_params("dit"))), atol=1e-5)
   assert np.abs(full - _plain("dit")).max() > 1e-3
+  adjusted = _long("dit", LongAttention("freelong", window=WINDOW, temporal_cutoff=0.0,
+                                        spatial_cutoff=0.0))
+  assert np.abs(adjusted - full).max() > 1e-4

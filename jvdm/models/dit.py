@@ -166,11 +166,12 @@ class Attention(nn.Module):
     if long is not None and long.method == "freelong":
       # FreeLong (sec. 3.2): the same attention again, local (frames within the band), and the
       # low temporal/spatial frequencies of the global pass with the high ones of the local.
-      band = band_mask(num_frames, long.window, 1 if self.layout == "temporal" else num_tokens)
+      band = band_mask(num_frames, long.window, 1 if self.layout == "temporal" else num_tokens,
+                       long.local_mask)
       local = attend(band if mask is None else mask & band)
       on_grid = lambda a: a.reshape((batch, num_frames) + self.grid + (-1,))
       out = spectral_blend(on_grid(out), on_grid(local), long.temporal_cutoff,
-                           long.spatial_cutoff).reshape(out.shape)
+                           long.spatial_cutoff, long.low_pass).reshape(out.shape)
 
     out_kernel = self.param(
         "out_kernel",

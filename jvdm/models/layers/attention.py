@@ -165,9 +165,10 @@ class VideoSelfAttention(nn.Module):
     out = attend(mask)
     if long is not None:
       tokens_per_frame = 1 if self.axis == "temporal" else height * width
-      band = band_mask(num_frames, long.window, tokens_per_frame)
+      band = band_mask(num_frames, long.window, tokens_per_frame, long.local_mask)
       local = attend(band if mask is None else mask & band)
       out = spectral_blend(*(a.reshape(batch, num_frames, height, width, num_heads * head_dim)
                              for a in (out, local)),
-                           long.temporal_cutoff, long.spatial_cutoff).reshape(out.shape)
+                           long.temporal_cutoff, long.spatial_cutoff,
+                           long.low_pass).reshape(out.shape)
     return out

@@ -10,8 +10,27 @@ freenoise (Qiu et al. 2023, "FreeNoise: Tuning-Free Longer Video Diffusion via N
   window, and each frame's output is the weighted mean of its windows' outputs.
 freelong (Lu et al. 2024, "FreeLong: Training-Free Long Video Generation with SpectralBlend
   Temporal Attention", sec. 3.2): the layer attends twice, globally (all frames) and locally
-  (frames less than `window / 2` apart, `band_mask`), and the 3D spectrum of the output takes its
-  low frequencies from the global pass and its high ones from the local pass.
+  (frames near each other, `band_mask`), and the 3D spectrum of the output takes its low
+  frequencies from the global pass and its high ones from the local pass (`spectral_blend`).
+
+FreeLong as the authors' code (aniki-ly/FreeLong) runs it, and what jvdm does:
+- Local mask: frame i attends to frames [i - window // 2, i + window // 2], and a window cut by
+  the video's ends is shifted inwards to `window` frames (LaVie example,
+  `BasicTransformerBlock.get_adjusted_local_mask`, window 16): so every frame sees the training
+  length, `window + 1` frames inside the video for an even window, `window` at the ends. jvdm's
+  default, local_mask="adjusted". The VideoCrafter2 example builds the mask without the shift
+  (`CrossAttention.get_local_mask`: fewer frames at the ends); that is local_mask="strict", jvdm's
+  earlier default.
+- Low-pass filter: FreeInit's Gaussian (`freelong_utils.gaussian_low_pass_filter`, d_s = d_t =
+  0.25): exp(-((f_t / d_t)^2 + (f_h / d_s)^2 + (f_w / d_s)^2) / 2) with f the frequency as a
+  fraction of Nyquist on the centred grid `2 i / n - 1` (i after fftshift; for an odd n that grid
+  sits half a bin off centre, and jvdm keeps it so). jvdm's default, low_pass="gaussian", with
+  the cutoffs as d_t and d_s. low_pass="box" (jvdm's earlier default) passes frequencies whose
+  magnitude is at most the cutoff along each axis; it makes the limits exact (cutoff 1: all
+  global; 0: all local), which the Gaussian never is.
+- Not matched: both examples skip the blend at the U-Net's highest resolution (40x64 latents:
+  local attention only) and blend both attention layers of a temporal block; jvdm blends every
+  long-attention layer the same way, as the paper describes.
 
 Set it on a trained model for sampling: `model.clone(long_attention=LongAttention(...))`. A
 video of at most `window` frames gets the plain attention.
@@ -29,6 +48,8 @@ from jvdm.samplers.long.windows import (WEIGHTINGS, extract_windows, merge_windo
                                         window_starts, window_weights)
 
 METHODS = ("freenoise", "freelong")
+LOCAL_MASKS = ("adjusted", "strict")  # FreeLong's local attention masks (module docstring)
+LOW_PASSES = ("gaussian", "box")  # FreeLong's SpectralBlend filters (module docstring)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -41,8 +62,12 @@ class LongAttention:
     stride: freenoise: frames between the starts of consecutive windows.
     weighting: freenoise: `window_weights` kind ("pyramid" or "uniform").
     temporal_cutoff: freelong: the low-pass cutoff along time, as a fraction of the Nyquist
-      frequency (0 = everything from the local pass, 1 = everything from the global pass).
-    spatial_cutoff: freelong: the same along rows and columns.
+      frequency: the Gaussian's standard deviation (FreeLong's d_t), or the box's edge
+      (0 = everything from the local pass; with the box, 1 = everything from the global pass).
+    spatial_cutoff: freelong: the same along rows and columns (FreeLong's d_s).
+    local_mask: freelong: "adjusted" (the authors' LaVie code, every frame sees a full window)
+      or "strict" (their VideoCrafter2 code, cut at the video's ends); see `band_mask`.
+    low_pass: freelong: "gaussian" (the authors' filter) or "box"; see `low_pass_filter`.
   """
 
   method: str
@@ -51,6 +76,8 @@ class LongAttention:
   weighting: str = "pyramid"
   temporal_cutoff: float = 0.25
   spatial_cutoff: float = 0.25
+  local_mask: str = "adjusted"
+  low_pass: str = "gaussian"
 
   def __post_init__(self):
     if self.method not in METHODS:
@@ -64,6 +91,12 @@ class LongAttention:
     if self.weighting not in WEIGHTINGS:
       raise ConfigError(f"Unknown window weighting {self.weighting!r}; expected one of "
                         f"{WEIGHTINGS}.")
+    if self.local_mask not in LOCAL_MASKS:
+      raise ConfigError(f"Unknown FreeLong local mask {self.local_mask!r}; expected one of "
+                        f"{LOCAL_MASKS}.")
+    if self.low_pass not in LOW_PASSES:
+      raise ConfigError(f"Unknown FreeLong low-pass filter {self.low_pass!r}; expected one of "
+                        f"{LOW_PASSES}.")
     for name in ("temporal_cutoff", "spatial_cutoff"):
       if not 0.0 <= getattr(self, name) <= 1.0:
         raise ConfigError(f"The long-attention {name} must be in [0, 1], got "
@@ -74,40 +107,66 @@ class LongAttention:
     return num_frames > self.window
 
 
-def band_mask(num_frames: int, window: int, tokens_per_frame: int = 1) -> np.ndarray:
+def band_mask(num_frames: int, window: int, tokens_per_frame: int = 1,
+              kind: str = "adjusted") -> np.ndarray:
   """FreeLong's local attention mask: `[T * S, T * S]`, True where a token of frame i may attend
-  to a token of frame j, i.e. `|i - j| <= window // 2` (FreeLong's `get_local_mask`): `window`
-  frames centred on i for an odd window, `window + 1` for an even one, fewer at the ends.
-  Tokens are frame-major (S tokens of frame 0 first)."""
-  frames = np.repeat(np.arange(num_frames), tokens_per_frame)
-  return np.abs(frames[:, None] - frames[None, :]) <= window // 2
+  to a token of frame j. Tokens are frame-major (S tokens of frame 0 first).
+
+  Frame i sees frames [i - window // 2, i + window // 2] cut to the video; with kind="adjusted"
+  (the authors' `get_adjusted_local_mask`) a row left with fewer than `window` frames is shifted
+  inwards to `window` frames (or the whole video, if shorter), with kind="strict" (their
+  `get_local_mask`) it stays cut.
+  """
+  if kind not in LOCAL_MASKS:
+    raise ConfigError(f"Unknown FreeLong local mask {kind!r}; expected one of {LOCAL_MASKS}.")
+  frame = np.arange(num_frames)
+  start = np.maximum(0, frame - window // 2)
+  end = np.minimum(num_frames, frame + window // 2 + 1)  # exclusive
+  if kind == "adjusted":
+    short = end - start < window
+    # A row cut at the start grows to the right; one cut at the end grows to the left.
+    end = np.where(short & (start == 0), np.minimum(num_frames, window), end)
+    start = np.where(short & (start > 0), np.maximum(0, end - window), start)
+  frames = np.repeat(frame, tokens_per_frame)
+  return (frames[None, :] >= start[frames][:, None]) & (frames[None, :] < end[frames][:, None])
 
 
 def low_pass_filter(shape: tuple[int, int, int], temporal_cutoff: float,
-                    spatial_cutoff: float) -> np.ndarray:
-  """`[T, H, W]` box low-pass filter in numpy's (unshifted) FFT order.
+                    spatial_cutoff: float, kind: str = "gaussian") -> np.ndarray:
+  """`[T, H, W]` low-pass filter in numpy's (unshifted) FFT order; a cutoff of 0 along any axis
+  gives the zero filter (FreeInit's and FreeLong's convention).
 
-  A frequency passes (1) where its magnitude along time is at most `temporal_cutoff` of the
-  Nyquist frequency and along rows and columns at most `spatial_cutoff` of it; so a cutoff of
-  1 passes every frequency. A cutoff of 0 passes nothing (FreeInit's `get_freq_filter`
-  convention, whose d_s = 0 or d_t = 0 gives a zero filter). FreeLong's code uses FreeInit's
-  Gaussian filter instead, which never passes all frequencies; the box keeps the two limits
-  exact (all global, all local).
+  "gaussian": FreeLong's (FreeInit's `gaussian_low_pass_filter`):
+    exp(-((f_t / temporal_cutoff)^2 + (f_h / spatial_cutoff)^2 + (f_w / spatial_cutoff)^2) / 2),
+  with f = 2 i / n - 1 at position i of the fftshifted n-point spectrum: the frequency as a
+  fraction of Nyquist for an even n (half a bin lower for an odd n, as in their code).
+  "box": 1 where the frequency's magnitude is at most `temporal_cutoff` of Nyquist along time
+  and `spatial_cutoff` along rows and columns, so a cutoff of 1 passes every frequency.
   """
+  if kind not in LOW_PASSES:
+    raise ConfigError(f"Unknown FreeLong low-pass filter {kind!r}; expected one of "
+                      f"{LOW_PASSES}.")
   if temporal_cutoff == 0 or spatial_cutoff == 0:
     return np.zeros(shape, np.float32)
+  cutoffs = (temporal_cutoff, spatial_cutoff, spatial_cutoff)
+  if kind == "gaussian":
+    # The integer frequency k sits at position k + n // 2 of the fftshifted spectrum.
+    grids = [(2.0 * (np.fft.fftfreq(n, 1 / n) + n // 2) / n - 1.0) / cutoff
+             for n, cutoff in zip(shape, cutoffs)]
+    square = (grids[0][:, None, None]**2 + grids[1][None, :, None]**2
+              + grids[2][None, None, :]**2)
+    return np.exp(-0.5 * square).astype(np.float32)
 
   def passes(n, cutoff):
     # |k| / (n / 2) <= cutoff, for the integer frequencies k of an n-point DFT.
     return 2 * np.abs(np.fft.fftfreq(n, 1 / n)) <= cutoff * n
 
-  time, rows, cols = (passes(n, c) for n, c in zip(
-      shape, (temporal_cutoff, spatial_cutoff, spatial_cutoff)))
+  time, rows, cols = (passes(n, c) for n, c in zip(shape, cutoffs))
   return (time[:, None, None] & rows[None, :, None] & cols[None, None, :]).astype(np.float32)
 
 
 def spectral_blend(global_x: jnp.ndarray, local_x: jnp.ndarray, temporal_cutoff: float,
-                   spatial_cutoff: float) -> jnp.ndarray:
+                   spatial_cutoff: float, low_pass: str = "gaussian") -> jnp.ndarray:
   """FreeLong's SpectralBlend (sec. 3.2) of `[B, T, H, W, C]` features, over (T, H, W):
   `Re IFFT3D(FFT3D(global) * LP + FFT3D(local) * (1 - LP))` with LP = `low_pass_filter`.
 
@@ -118,10 +177,10 @@ def spectral_blend(global_x: jnp.ndarray, local_x: jnp.ndarray, temporal_cutoff:
     raise ConfigError(f"spectral_blend takes two [B, T, H, W, C] arrays of one shape, got "
                       f"{global_x.shape} and {local_x.shape}.")
   axes = (1, 2, 3)
-  low_pass = low_pass_filter(global_x.shape[1:4], temporal_cutoff, spatial_cutoff)
+  pass_band = low_pass_filter(global_x.shape[1:4], temporal_cutoff, spatial_cutoff, low_pass)
   local_x32 = local_x.astype(jnp.float32)
   spectrum = jnp.fft.fftn(global_x.astype(jnp.float32) - local_x32, axes=axes)
-  low = jnp.fft.ifftn(spectrum * low_pass[None, ..., None], axes=axes).real
+  low = jnp.fft.ifftn(spectrum * pass_band[None, ..., None], axes=axes).real
   return (local_x32 + low).astype(global_x.dtype)
 
 

@@ -53,7 +53,8 @@ def tail_noise(keys: jax.Array, iteration, shape) -> jnp.ndarray:
 def coherent_tail(previous: jnp.ndarray, noise: jnp.ndarray, cutoff: float) -> jnp.ndarray:
   """Ouroboros-Diffusion's tail latent: the low spatial frequencies (`cutoff` of Nyquist) of
   `previous` `[B, k, H, W, C]` with the high frequencies of `noise` (same shape)."""
-  low_pass = low_pass_filter((1,) + previous.shape[2:4], 1.0, cutoff)[None, :, :, :, None]
+  low_pass = low_pass_filter((1,) + previous.shape[2:4], 1.0, cutoff,
+                             "box")[None, :, :, :, None]
   spectrum = lambda a: jnp.fft.fft2(a, axes=(2, 3))
   mixed = spectrum(previous) * low_pass + spectrum(noise) * (1.0 - low_pass)
   return jnp.fft.ifft2(mixed, axes=(2, 3)).real.astype(noise.dtype)
