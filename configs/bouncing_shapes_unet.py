@@ -88,6 +88,9 @@ def get_config(variant: str = "default") -> ml_collections.ConfigDict:
   # motion: at 400 steps, 1.0 gave 7 of 16 samples whose shapes never jumped, 0.5 gave 3 and
   # 0.0 gave none (README).
   config.diffusion.per_frame_noise = 1.0
+  # The probability that a training video's per-frame levels are those of a staggered sampling
+  # grid at a random progress and stagger (frame-by-frame generation; `staggered_times`).
+  config.diffusion.staggered_noise = 0.0
   # uniform (MSE of the prediction) | snr | min_snr (Hang et al. 2023) | edm (Karras et al.)
   config.diffusion.loss_weighting = "uniform"
   config.diffusion.min_snr_gamma = 5.0

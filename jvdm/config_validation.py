@@ -92,9 +92,10 @@ def _validate_diffusion(config: ml_collections.ConfigDict) -> None:
   _one_of(config.diffusion.prediction, PREDICTIONS, "diffusion.prediction")
   _one_of(config.diffusion.loss_weighting, LOSS_WEIGHTINGS, "diffusion.loss_weighting")
   _one_of(config.diffusion.time_sampling, TIME_SAMPLINGS, "diffusion.time_sampling")
-  if not 0.0 <= config.diffusion.per_frame_noise <= 1.0:
-    raise ConfigError(f"config.diffusion.per_frame_noise is a probability in [0, 1], got "
-                      f"{config.diffusion.per_frame_noise}.")
+  for name in ("per_frame_noise", "staggered_noise"):
+    if not 0.0 <= config.diffusion[name] <= 1.0:
+      raise ConfigError(f"config.diffusion.{name} is a probability in [0, 1], got "
+                        f"{config.diffusion[name]}.")
   if null_condition_for(config) is not None:  # also checks model.condition and the data
     if config.model.name != "dit":
       raise ConfigError(f"config.model.condition='caption' needs a model that cross-attends "

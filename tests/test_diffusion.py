@@ -113,3 +113,23 @@ def test_per_frame_noise_probability_mixes_synchronized_and_independent_videos()
   assert 0.45 < t.mean() < 0.55  # still uniform levels
   with pytest.raises(ConfigError, match="probability"):
     sample_timesteps(jax.random.key(0), 2, 4, per_frame_noise=1.5)
+
+
+def test_staggered_noise_gives_the_pyramid_pattern_of_staggered_sampling():
+  keys = jax.random.key(1)
+  t = np.asarray(sample_timesteps(keys, 4000, 8, per_frame_noise=1.0, staggered_noise=0.25))
+  # A staggered video never has an earlier frame noisier than a later one; independent per-frame
+  # levels almost always do.
+  lagging = np.all(np.diff(t, axis=1) >= 0, axis=1)
+  assert abs(lagging.mean() - 0.25) < 0.03  # 0.25 staggered + 1/8! ordered by chance
+  staggered = t[lagging]
+  assert staggered.min() == 0.0 and staggered.max() == 1.0  # clean past, pure-noise future
+  # Frame-by-frame situations: a clean first frame beside a pure-noise last frame, which needs
+  # 1 - s <= u <= s: probability E_s[max(0, 2s - 1)] = 1/4 for s, u ~ U(0, 1).
+  assert abs(np.mean((staggered[:, 0] == 0.0) & (staggered[:, -1] == 1.0)) - 0.25) < 0.04
+  # Off (the default), the random stream of per-frame training is unchanged.
+  np.testing.assert_array_equal(
+      sample_timesteps(keys, 8, 8, per_frame_noise=1.0),
+      sample_timesteps(keys, 8, 8, per_frame_noise=1.0, staggered_noise=0.0))
+  with pytest.raises(ConfigError, match="staggered_noise"):
+    sample_timesteps(keys, 2, 4, staggered_noise=-0.1)

@@ -46,4 +46,5 @@ def make_loss(diffusion_config) -> Callable:
       time_sampling=diffusion_config.get("time_sampling", "uniform"),
       logit_mean=diffusion_config.get("logit_mean", 0.0),
       logit_std=diffusion_config.get("logit_std", 1.0),
-      context_frames=diffusion_config.get("context_frames", 0))
+      context_frames=diffusion_config.get("context_frames", 0),
+      staggered_noise=diffusion_config.staggered_noise)

@@ -11,9 +11,25 @@ from jvdm.diffusion.weighting import draw_times, output_loss_weight
 from jvdm.errors import ConfigError, ShapeError
 
 
+def staggered_times(rng: jax.Array, batch: int, frames: int) -> jnp.ndarray:
+  """Per-frame times of a staggered sampling grid at a random point: `[B, T]`.
+
+  The pattern `staggered_time_grid` (Diffusion Forcing's pyramid, Chen et al. 2024, sec. 3.4)
+  visits while sampling: t_k = clip(1 - (u - s k / (T - 1)) / (1 - s), 0, 1), with the
+  progress u ~ U(0, 1) and the stagger s ~ U(0, 1) drawn per video. Near s = 1 the earlier
+  frames are clean, the later ones pure noise and one frame lies between: frame-by-frame
+  generation, which uniform per-frame levels (FVDM) almost never show in training.
+  """
+  progress_rng, stagger_rng = jax.random.split(rng)
+  progress = jax.random.uniform(progress_rng, (batch, 1))
+  stagger = jax.random.uniform(stagger_rng, (batch, 1))
+  start = stagger * jnp.arange(frames) / max(frames - 1, 1)  # [B, T]
+  return jnp.clip(1.0 - (progress - start) / (1.0 - stagger), 0.0, 1.0)
+
+
 def sample_timesteps(rng: jax.Array, batch: int, frames: int, per_frame_noise: float = 0.0,
                      distribution: str = "uniform", logit_mean: float = 0.0,
-                     logit_std: float = 1.0) -> jnp.ndarray:
+                     logit_std: float = 1.0, staggered_noise: float = 0.0) -> jnp.ndarray:
   """Noise levels t (see `draw_times`): one level per video, or per frame for some videos.
 
   FVDM's probabilistic timestep sampling (PTSS; Liu et al. 2024, sec. 3.3): each video draws
@@ -22,21 +38,31 @@ def sample_timesteps(rng: jax.Array, batch: int, frames: int, per_frame_noise: f
   it learn temporal structure far sooner; the synchronized videos keep it good at the equal
   levels a plain sampler uses.
 
+  With probability `staggered_noise` a video instead takes the times of a staggered sampling
+  grid (`staggered_times`), so the network also learns the frame-by-frame situations that
+  staggered sampling puts it in.
+
   Returns:
-    `[B]` when `per_frame_noise` is 0, else `[B, T]`.
+    `[B]` when `per_frame_noise` and `staggered_noise` are 0, else `[B, T]`.
   """
-  if not 0.0 <= per_frame_noise <= 1.0:
-    raise ConfigError(f"per_frame_noise is a probability in [0, 1], got {per_frame_noise}.")
+  for name, value in (("per_frame_noise", per_frame_noise), ("staggered_noise", staggered_noise)):
+    if not 0.0 <= value <= 1.0:
+      raise ConfigError(f"{name} is a probability in [0, 1], got {value}.")
   draw = lambda key, shape: draw_times(key, shape, distribution, logit_mean, logit_std)
-  if per_frame_noise == 0.0:
+  if per_frame_noise == 0.0 and staggered_noise == 0.0:
     return draw(rng, (batch,))
   frame_rng, video_rng, choice_rng = jax.random.split(rng, 3)
   per_frame = draw(frame_rng, (batch, frames))
-  if per_frame_noise == 1.0:
+  if per_frame_noise < 1.0:
+    per_video = draw(video_rng, (batch, 1))
+    independent = jax.random.bernoulli(choice_rng, per_frame_noise, (batch, 1))
+    per_frame = jnp.where(independent, per_frame, per_video)
+  if staggered_noise == 0.0:
     return per_frame
-  per_video = draw(video_rng, (batch, 1))
-  independent = jax.random.bernoulli(choice_rng, per_frame_noise, (batch, 1))
-  return jnp.where(independent, per_frame, per_video)
+  # Keys of their own, so the runs with staggered_noise = 0 keep their random stream.
+  stagger_rng, stagger_choice_rng = jax.random.split(jax.random.fold_in(rng, 1))
+  staggered = jax.random.bernoulli(stagger_choice_rng, staggered_noise, (batch, 1))
+  return jnp.where(staggered, staggered_times(stagger_rng, batch, frames), per_frame)
 
 
 def diffusion_loss(network: Callable[[jnp.ndarray, jnp.ndarray], jnp.ndarray], process,
@@ -44,7 +70,7 @@ def diffusion_loss(network: Callable[[jnp.ndarray, jnp.ndarray], jnp.ndarray], p
                    per_frame_noise: float = 0.0, weighting: str = "uniform",
                    min_snr_gamma: float = 5.0, time_sampling: str = "uniform",
                    logit_mean: float = 0.0, logit_std: float = 1.0,
-                   context_frames: int = 0) -> jnp.ndarray:
+                   context_frames: int = 0, staggered_noise: float = 0.0) -> jnp.ndarray:
   """Weighted mean squared error of the network's prediction at a random noise level.
 
   Args:
@@ -63,6 +89,8 @@ def diffusion_loss(network: Callable[[jnp.ndarray, jnp.ndarray], jnp.ndarray], p
     context_frames: frame-as-prompt training for causal models (ViD-GPT, Gao et al. 2024,
       sec. 3.2; Ca2-VDM): each video keeps its first k frames clean (t = 0), k uniform in
       [0, context_frames], and is scored on the other frames only.
+    staggered_noise: the probability that a video's times follow a staggered sampling grid
+      (see `sample_timesteps`).
 
   Returns:
     The scalar loss.
@@ -79,7 +107,7 @@ def diffusion_loss(network: Callable[[jnp.ndarray, jnp.ndarray], jnp.ndarray], p
   def draw(key):  # one video's randomness, so a micro-batch draws what the whole batch would
     time_key, noise_key, context_key = jax.random.split(key, 3)
     t = sample_timesteps(time_key, 1, frames, per_frame_noise, time_sampling, logit_mean,
-                         logit_std)[0]  # [] or [T]
+                         logit_std, staggered_noise)[0]  # [] or [T]
     noise = jax.random.normal(noise_key, x.shape[1:], x.dtype)
     return t, noise, jax.random.randint(context_key, (), 0, context_frames + 1)
 
