@@ -97,7 +97,8 @@ def _check_latent_batch(videos: np.ndarray, latent_shape: tuple[int, ...],
 
 
 def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str,
-                       stop_after_step: int | None = None, progress: bool = True) -> TrainState:
+                       stop_after_step: int | None = None, progress: bool = True,
+                       stop_after_seconds: float | None = None) -> TrainState:
   """Trains `config` in `workdir`, resuming from its latest checkpoint if there is one.
 
   Args:
@@ -106,6 +107,9 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str,
     stop_after_step: stop (after checkpointing) once this step is reached, as a preemption
       would; the run continues from there next time. None runs to `train.num_steps`.
     progress: show a progress bar.
+    stop_after_seconds: stop (after checkpointing) at the first step that ends this many
+      seconds after the loop started (compilation included), as `stop_after_step` does; for
+      fixed wall-time budgets (benchmarks/quality.py). None: no limit.
 
   Returns:
     The final train state.
@@ -184,6 +188,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str,
       max_skipped = config.train.get("max_consecutive_skipped", 10)
       previous_metrics = None
       notice = stack.enter_context(PreemptionNotice())
+      loop_start = time.perf_counter()
       for step in range(start_step + 1, end_step + 1):
         local_batch = next(data_iterator)
         if latent_space is not None:
@@ -207,7 +212,9 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str,
           window_steps += 1
         bar.update(1)
         preempted = notice.received or checkpointer.reached_preemption(step)
-        is_last = step == end_step or preempted
+        out_of_time = (stop_after_seconds is not None
+                       and time.perf_counter() - loop_start >= stop_after_seconds)
+        is_last = step == end_step or preempted or out_of_time
         should_log = step % config.train.log_every == 0 or is_last
         should_save = step % config.train.checkpoint_every == 0 or is_last
         if should_log or should_save:
@@ -230,6 +237,10 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str,
           window_start, window_steps = time.perf_counter(), 0
         if preempted:
           logger.warning("Preempted: saved step %d; run the same command again to resume.", step)
+          break
+        if out_of_time:
+          logger.info("Stopped after %.0f s at step %d (stop_after_seconds).", stop_after_seconds,
+                      step)
           break
     finally:
       stack.close()
