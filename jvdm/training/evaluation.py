@@ -51,7 +51,8 @@ def diffusion_evaluation(config: ml_collections.ConfigDict, model: Any, workdir:
     if metric is not None:
       generated = metric["generated"]
       values = {"sample_valid_fraction": generated["valid_fraction"],
-                "sample_continuous_motion_fraction": generated["continuous_motion_fraction"]}
+                "sample_continuous_motion_fraction": generated["continuous_motion_fraction"],
+                "sample_factor_distance": metric["factor_distance"]["factor_distance"]}
       if "caption_match_fraction" in generated:
         values["sample_caption_match_fraction"] = generated["caption_match_fraction"]
       metrics_log.write(step, values)
