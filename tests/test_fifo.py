@@ -6,12 +6,14 @@ import numpy as np
 import pytest
 
 from jvdm.diffusion import FlowProcess, VPProcess, get_schedule
+from jvdm.diffusion.discrete import discrete_schedule
 from jvdm.errors import ConfigError, ShapeError
 from jvdm.samplers import ddim_step, run_solver, uniform_time_grid
 from jvdm.samplers.denoiser import alpha_sigma_like
 from jvdm.samplers.long.fifo import FIFODiffusion, coherent_tail, tail_noise
 
 VP = VPProcess(get_schedule("cosine"))
+DISCRETE = VPProcess(discrete_schedule("linear"))  # DDPM's betas, 1000 training indices
 FRAME = (4, 4, 1)
 
 
@@ -25,6 +27,27 @@ def window_denoiser(process):
     return x0 + 0.1 * jnp.tanh(z.mean(axis=1, keepdims=True))
 
   return denoise
+
+
+def gaussian_denoiser(process, variance=0.25):
+  """The exact posterior mean E[x0 | z_t] for x0 ~ N(0, variance), frame by frame."""
+
+  def denoise(z, t, cond):
+    del cond
+    alpha, sigma = alpha_sigma_like(process, t, z)
+    return alpha * variance * z / (alpha**2 * variance + sigma**2)
+
+  return denoise
+
+
+def recording(denoise, seen):
+  """`denoise`, appending every call's (z, t) as numpy to `seen` (under scan too)."""
+
+  def wrapped(z, t, cond):
+    jax.debug.callback(lambda z, t: seen.append((np.asarray(z), np.asarray(t))), z, t)
+    return denoise(z, t, cond)
+
+  return wrapped
 
 
 def keys_for(batch, seed=0):
@@ -41,7 +64,7 @@ def test_one_level_per_window_is_ordinary_sampling(process):
   window that enters the tail as fresh noise leaves the head as a plain sampling run."""
   window, levels = 3, 4
   fifo = FIFODiffusion(window=window, num_partitions=levels, frames_per_level=window,
-                       lookahead=False, clip_x0=False)
+                       lookahead=False, eta=0.0, clip_x0=False)
   assert fifo.num_levels == levels
   denoise, keys = window_denoiser(process), keys_for(2)
   video = jax.jit(lambda k, b: fifo.sample(denoise, process, k, b, 4 * levels * window))(
@@ -54,6 +77,61 @@ def test_one_level_per_window_is_ordinary_sampling(process):
     plain = run_solver(ddim_step(denoise, process, clip_x0=False), noise,
                        uniform_time_grid(levels), keys)
     np.testing.assert_allclose(video[:, (i + 1) * window:(i + 2) * window], plain, atol=1e-5)
+
+
+@pytest.mark.parametrize("process,spacing", [(VP, "uniform"), (DISCRETE, "linspace"),
+                                             (DISCRETE, "trailing")])
+def test_every_popped_frame_is_plain_ddim_on_its_noise(process, spacing):
+  """Diagonal denoising with lookahead and a per-frame (exact Gaussian) denoiser: each frame
+  walks the S levels from its tail noise to the head, so it leaves the queue as plain DDIM on
+  its own noise over the same S-step grid."""
+  window = 4
+  fifo = FIFODiffusion(window=window, num_partitions=2, eta=0.0, clip_x0=False, spacing=spacing)
+  denoise, keys = gaussian_denoiser(process), keys_for(2)
+  video = jax.jit(lambda k, b: fifo.sample(denoise, process, k, b, 12))(keys, base_clip(2, window))
+  levels = fifo.levels(process)
+  solver = ddim_step(denoise, process, clip_x0=False)
+  for i in range(3):  # the noise entering after iteration i is output frame window + i
+    noise = tail_noise(keys, i, (1,) + FRAME)
+    plain = run_solver(solver, noise, levels[::-1], keys)
+    np.testing.assert_allclose(video[:, window + i:window + i + 1], plain, atol=1e-5)
+
+
+def test_head_slots_are_clean_output_frames():
+  """The lookahead head holds output frames: the model sees them at the grid's cleanest level
+  (t = 0), as the authors' first timestep, not at the first noisy level; the initial head is
+  base frame 0 itself."""
+  window = 4
+  fifo = FIFODiffusion(window=window, num_partitions=2, eta=0.0)
+  seen = []
+  base = base_clip(1, window)
+  fifo.sample(recording(gaussian_denoiser(VP), seen), VP, keys_for(1), base, 8)
+  z, t = seen[0]  # the first iteration: [windows, window, ...] and [windows, window]
+  head = window // 2
+  levels = fifo.levels(VP)
+  np.testing.assert_array_equal(t[0, :head], 0.0)
+  np.testing.assert_allclose(t[0, head:], levels[1:head + 1], rtol=1e-6)  # queue levels 1, 2
+  # Base frame 0 at t = 0 (the cosine schedule's clipped log-SNR leaves sigma ~ 1e-3).
+  np.testing.assert_allclose(z[0, :head], np.broadcast_to(base[:, 0], (head,) + FRAME),
+                             atol=5e-3)
+
+
+def test_levels_follow_the_base_samplers_spacing():
+  """S = 4 levels: "uniform" in t; "linspace" on a DDPM schedule is the authors' DDIM
+  timesteps, linspace(0, 999, 4).round() = 0, 333, 666, 999, i.e. t = (k + 1) / 1000."""
+  fifo = FIFODiffusion(window=4, num_partitions=1, lookahead=False)
+  np.testing.assert_allclose(fifo.levels(VP), [0.0, 0.25, 0.5, 0.75, 1.0])
+  authors = FIFODiffusion(window=4, num_partitions=1, lookahead=False, spacing="linspace")
+  np.testing.assert_allclose(authors.levels(DISCRETE), [0.0, 0.001, 0.334, 0.667, 1.0])
+
+
+def test_eta_defaults_to_the_authors():
+  assert FIFODiffusion(window=4).eta == 1.0  # their --eta default
+  assert FIFODiffusion(window=4, sampler="euler").eta == 0.0  # no eta to set
+  stochastic = FIFODiffusion(window=4, num_partitions=2)
+  deterministic = FIFODiffusion(window=4, num_partitions=2, eta=0.0)
+  run = lambda fifo: fifo.sample(gaussian_denoiser(VP), VP, keys_for(1), base_clip(1, 4), 8)
+  assert not np.allclose(run(stochastic), run(deterministic), atol=1e-3)
 
 
 @pytest.mark.parametrize("lookahead,tail,sampler,frames_per_level", [

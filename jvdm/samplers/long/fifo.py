@@ -2,13 +2,27 @@
 Ouroboros-Diffusion's coherent tail latents (Chen et al. 2025).
 
 A model trained on `window` frames with per-frame times denoises a queue of frames whose noise
-levels rise from head to tail: queue position p (after the lookahead head) sits at level
-`p // frames_per_level + 1` of an ascending grid of S levels, S = queue length /
-frames_per_level. Every iteration steps each frame down one level, so the `frames_per_level`
-frames at the head become clean; they leave the queue, the rest shifts forward, and new frames
-at the top level (pure noise) enter at the tail. Memory is that of the queue, whatever the
-video's length.
+levels rise from head to tail. Every iteration steps each frame down one level, so the
+`frames_per_level` frames at the head become clean; they leave the queue, the rest shifts
+forward, and new frames at the top level (pure noise) enter at the tail. Memory is that of the
+queue, whatever the video's length.
 
+The authors' code (jjihwan/FIFO-Diffusion_public, `scripts/evaluation/funcs.py`, VideoCrafter2)
+and jvdm, step by step:
+- Levels: the authors' queue position p sits at `ddim_timesteps[p]`, the S = n * f timesteps
+  of their base DDIM sampler (`videocrafter_main.py:138`; LDM's "uniform" discretization,
+  `np.linspace(0, 999, S).round()`, `lvdm/models/utils_diffusion.py:60`), and steps to the next
+  lower one (`ddim_alphas_prev`). jvdm's level grid is the S-step grid of the base sampler's
+  spacing (`queue_levels`): queue position p sits at level `p // frames_per_level + 1` of S + 1
+  ascending levels, level 0 being t = 0. "uniform" is uniform in t, which is uniform in the
+  training index (t = (k + 1) / N); "linspace" on a discrete (DDPM) schedule is the authors'
+  timesteps exactly. How noisy a level is follows the model's own noise schedule. One
+  difference remains: the authors' lowest timestep is index 0, whose step (to
+  alphas_cumprod[0], the same level) changes nothing; jvdm's grids end at t = 0, so a frame's
+  last step lands on clean data.
+- Head: the lookahead head holds frames already output (the first window's context only, never
+  updated). The authors label it with their first timestep (index 0, effectively clean: the
+  level the frames were output at); jvdm labels it level 0, t = 0, where its frames are.
 - Latent partitioning (sec. 4.1): the queue is `num_partitions` windows of `window` frames
   (S = num_partitions * window / frames_per_level steps), all denoised in one batched call.
 - Lookahead denoising (sec. 4.2): `window // 2` already-output frames stay at the head of the
@@ -16,13 +30,19 @@ video's length.
   updated, so every frame is denoised next to cleaner frames before it.
 - frames_per_level = 1 is the paper's diagonal denoising; frames_per_level = window gives each
   window a single level, which is ordinary sampling of that window (a test checks it).
-- Start (the authors' `prepare_fifo_latents`): a base clip of `window` frames sampled as usual;
-  queue position p holds base frame max(0, p - (Q - window)) noised to its level, and the
+- Solver: DDIM with eta = 1 (the authors' `--eta` default, `videocrafter_main.py:131`; their
+  Open-Sora port defaults to the DDPM scheduler); `eta` = 0 is deterministic DDIM.
+- Start (the authors' `prepare_latents`, funcs.py:14; no inversion): a base clip of `window`
+  frames sampled by the base sampler with the same S steps and eta; queue position p holds base
+  frame max(0, p - (Q - window)) noised to its level, the head base frame 0 at its level; the
   first (Q - window) / frames_per_level outputs are discarded, so the video starts at the base
-  clip's first frame.
-- tail "gaussian": fresh noise; "ouroboros" (Ouroboros-Diffusion, coherent tail latent
-  sampling): the spatial low frequencies of the frame before the tail, at its level, with the
-  high frequencies of fresh noise, so new frames start close to their neighbour in layout.
+  clip's first frame. With more than one partition the positions before the kept frames are
+  all noised copies of base frame 0, a still context for the first kept frames: that is the
+  authors' start too.
+- tail "gaussian": fresh noise (the authors' `shift_latents`); "ouroboros" (Ouroboros-Diffusion,
+  coherent tail latent sampling): the spatial low frequencies of the frame before the tail, at
+  its level, with the high frequencies of fresh noise, so new frames start close to their
+  neighbour in layout.
 """
 
 import dataclasses
@@ -30,6 +50,7 @@ from typing import Any, Optional
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 
 from jvdm.errors import ConfigError, ShapeError
 from jvdm.models.layers.long_attention import low_pass_filter
@@ -42,6 +63,19 @@ from jvdm.samplers.video_sampler import SOLVERS
 TAILS = ("gaussian", "ouroboros")
 # Solvers that carry no history between steps: each frame may be at its own point of the grid.
 SINGLE_STEP_SAMPLERS = ("ddim", "ddpm", "euler", "euler_ancestral", "heun", "flow_euler")
+
+
+def queue_levels(process, sampler: str, num_levels: int, spacing: str = "uniform",
+                 steps_offset: int = 0) -> np.ndarray:
+  """float64 `[S + 1]` ascending levels of the queue, level 0 = t 0 (clean): the S-step grid of
+  `sampler`'s family with `spacing` (`jvdm.samplers.grids`), as the authors take their base
+  sampler's timesteps. diffusers' DDIM steps do not land on the next listed index (999 -> 899,
+  then 888 -> 788), so for those spacings the listed times are the levels, each stepping to the
+  next listed one."""
+  grid = sampling_time_grid(process, SOLVERS[sampler][1], num_levels, spacing, steps_offset)
+  if isinstance(grid, tuple):  # (t_cur, t_next) pairs: keep the listed times, end at t = 0
+    grid = np.concatenate([np.asarray(grid[0], np.float64), [0.0]])
+  return np.asarray(grid, np.float64)[::-1]
 
 
 def tail_noise(keys: jax.Array, iteration, shape) -> jnp.ndarray:
@@ -72,7 +106,10 @@ class FIFODiffusion:
     lookahead: lookahead denoising (needs an even window).
     tail: "gaussian" or "ouroboros".
     tail_cutoff: ouroboros: the spatial low-pass cutoff, a fraction of Nyquist in [0, 1].
-    sampler, eta, clip_x0: a single-step solver (`SINGLE_STEP_SAMPLERS`) and its settings.
+    sampler, eta, clip_x0: a single-step solver (`SINGLE_STEP_SAMPLERS`) and its settings;
+      eta None = the authors' 1 with "ddim" (0 with the others, which have no eta); 0 =
+      deterministic DDIM.
+    spacing, steps_offset: the level grid (`queue_levels`); the base sampler's.
   """
 
   window: int
@@ -82,10 +119,14 @@ class FIFODiffusion:
   tail: str = "gaussian"
   tail_cutoff: float = 0.25
   sampler: str = "ddim"
-  eta: float = 0.0
+  eta: float | None = None
   clip_x0: bool = True
+  spacing: str = "uniform"
+  steps_offset: int = 0
 
   def __post_init__(self):
+    if self.eta is None:  # the authors' eta (`videocrafter_main.py:131`)
+      object.__setattr__(self, "eta", 1.0 if self.sampler == "ddim" else 0.0)
     if self.window < 1 or self.num_partitions < 1:
       raise ConfigError(f"FIFO needs window >= 1 and num_partitions >= 1, got window="
                         f"{self.window}, num_partitions={self.num_partitions}.")
@@ -105,7 +146,7 @@ class FIFODiffusion:
                         f"{self.sampler!r}.")
     if self.eta < 0 or (self.eta and self.sampler != "ddim"):
       raise ConfigError(f"eta must be >= 0 and applies to the 'ddim' sampler only; got eta="
-                        f"{self.eta} with {self.sampler!r}.")
+                        f"{self.eta} with {self.sampler!r} (use eta=0 with it).")
 
   @property
   def queue_length(self) -> int:
@@ -121,6 +162,11 @@ class FIFODiffusion:
   def head(self) -> int:
     """Output frames kept at the head of the queue for lookahead denoising."""
     return self.window // 2 if self.lookahead else 0
+
+  def levels(self, process) -> np.ndarray:
+    """float64 `[S + 1]` ascending levels (`queue_levels`); a frame at queue position p (after
+    the head) sits at level p // frames_per_level + 1."""
+    return queue_levels(process, self.sampler, self.num_levels, self.spacing, self.steps_offset)
 
   def check_length(self, num_frames: int) -> None:
     if num_frames < self.queue_length:
@@ -144,16 +190,15 @@ class FIFODiffusion:
       raise ShapeError(f"The base clip must be [B, window={self.window}, H, W, C], got "
                        f"{base.shape}.")
     batch, frame_shape = base.shape[0], base.shape[2:]
-    k, head, queue_length, levels_count = (self.frames_per_level, self.head, self.queue_length,
-                                           self.num_levels)
-    levels = jnp.asarray(
-        sampling_time_grid(process, SOLVERS[self.sampler][1], levels_count)[::-1], jnp.float32)
-    # Level index of every queue position; the head holds output frames, at level 1 as in the
-    # authors' code (they are never updated).
-    level_index = jnp.concatenate([jnp.ones(head, jnp.int32),
+    k, head, queue_length = self.frames_per_level, self.head, self.queue_length
+    levels = jnp.asarray(self.levels(process), jnp.float32)
+    # Level index of every queue position. The head holds output frames, clean: level 0, as
+    # the authors' head sits at their first (effectively clean) timestep. It is only context:
+    # its step is computed with the window's and dropped.
+    level_index = jnp.concatenate([jnp.zeros(head, jnp.int32),
                                    jnp.arange(queue_length) // k + 1])
     t_cur = levels[level_index]
-    t_next = jnp.where(jnp.arange(head + queue_length) < head, t_cur, levels[level_index - 1])
+    t_next = levels[jnp.maximum(level_index - 1, 0)]
     stride = self.window // 2 if self.lookahead else self.window
     starts = window_starts(head + queue_length, self.window, stride)
     first_updated = self.window - stride  # frames of a window that only provide context
@@ -194,7 +239,7 @@ class FIFODiffusion:
 
   def _initial_queue(self, process, base, levels, level_index, keys):
     """The authors' start: position p holds base frame max(0, p - (Q - window)) at its level;
-    the lookahead head holds base frame 0."""
+    the lookahead head holds base frame 0 at level 0 (clean)."""
     positions = jnp.arange(self.queue_length)
     source = jnp.maximum(0, positions - (self.queue_length - self.window))
     source = jnp.concatenate([jnp.zeros(self.head, jnp.int32), source])
