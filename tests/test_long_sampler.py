@@ -1,5 +1,6 @@
 """LongVideoSampler: every long-video method on tiny trained-shape networks."""
 
+import dataclasses
 import functools
 
 import jax
@@ -13,7 +14,8 @@ from jvdm.diffusion import make_process
 from jvdm.errors import ConfigError, ShapeError
 from jvdm.models import get_model
 from jvdm.samplers import VideoSampler
-from jvdm.samplers.long.motion_injection import frame_conditions
+from jvdm.samplers.grids import sampling_time_grid
+from jvdm.samplers.long.motion_injection import frame_conditions, injection_times
 from jvdm.samplers.long.sampler import METHODS, LongVideoSampler
 
 WINDOW, FRAMES = 4, 8
@@ -137,33 +139,90 @@ def test_a_caption_per_frame_equals_one_caption_when_all_are_alike():
     model.apply({"params": params}, x, t, cond=per_frame[:, None])
 
 
-def test_frame_conditions_take_the_nearest_window():
-  windows = jnp.arange(3)[None]  # 8 frames, windows [0, 4), [2, 6), [4, 8)
-  np.testing.assert_array_equal(frame_conditions(windows, 8, 4, 2)[0], [0, 0, 0, 1, 1, 2, 2, 2])
+def test_frame_conditions_are_freenoises_layout():
+  """Two prompts over 16 frames: 3T/8 = 6 frames of each at the ends, the 4 between
+  interpolated from the first exactly to the second (the authors' `cond1`); caption tokens,
+  which cannot be interpolated, switch half-way."""
+  two = jnp.array([[0.0, 1.0]])
+  np.testing.assert_allclose(frame_conditions(two, 16)[0],
+                             [0] * 6 + [0, 1 / 3, 2 / 3, 1] + [1] * 6, atol=1e-6)
+  tokens = jnp.array([[[7], [9]]])
+  np.testing.assert_array_equal(frame_conditions(tokens, 16)[0, :, 0], [7] * 8 + [9] * 8)
+  # Three prompts over 24 frames: thirds, with a ramp of half a third around each boundary.
+  third = [1 / 3, 2 / 3]
+  np.testing.assert_allclose(frame_conditions(jnp.array([[0.0, 1.0, 2.0]]), 24)[0],
+                             [0] * 7 + third + [1] * 6 + [1 + x for x in third] + [2] * 7,
+                             atol=1e-6)
+  np.testing.assert_array_equal(frame_conditions(jnp.array([[5]]), 4)[0], [5] * 4)
+
+
+def test_injection_is_freenoises_steps_5_to_15_of_50():
+  """The default injection steps, on the 50-step DDIM grid (uniform or diffusers' leading),
+  select exactly the steps 5..15 the authors inject in (`ddim_mp.py:227`)."""
+  model, _, base = _setup("unet")
+  for spacing in ("uniform", "leading"):
+    grid = sampling_time_grid(base.process, "ddim", 50, spacing)
+    t_cur = np.asarray(grid[0] if isinstance(grid, tuple) else grid[:-1], np.float32)
+    low, high = injection_times(grid)
+    np.testing.assert_array_equal(np.nonzero((t_cur >= low) & (t_cur <= high))[0],
+                                  np.arange(5, 16), err_msg=spacing)
+  sampler = LongVideoSampler(dataclasses.replace(base, num_steps=50), model, "freenoise",
+                             WINDOW)
+  assert sampler.injection_times == injection_times(sampling_time_grid(base.process, "ddim", 50))
+  assert injection_times(sampling_time_grid(base.process, "ddim", 2)) is None  # no step 5-15
 
 
 def test_freenoise_motion_injection():
-  """FreeNoise with a prompt per window: outside the injection range every frame sees the
-  first prompt, so an empty range equals single-prompt FreeNoise; inside it, a later window's
-  prompt reaches the video."""
+  """FreeNoise with several prompts on a caption DiT: at steps outside the injection every
+  frame sees the LAST prompt, so no injected step equals single-prompt FreeNoise with the last
+  prompt; injecting lets the other prompts reach the video."""
   model, params, base, null = _caption_dit()
-  prompts = np.zeros((1, 3, len(null)), np.int32)  # 3 windows at stride 2
+  prompts = np.zeros((1, 3, len(null)), np.int32)  # any number of prompts
   prompts[0, :, 0] = (1, 2, 3)
-  run = lambda injection_range, condition, per_window=True: LongVideoSampler(
+  run = lambda condition, per_window=True, **fields: LongVideoSampler(
       base, model, "freenoise", WINDOW, stride=2, per_window_condition=per_window,
-      injection_range=injection_range).sample(params, 0, 1, SHAPE, progress=False,
-                                              condition=condition)
-  single = run((0.0, 1.0), prompts[:, 0], per_window=False)
-  # The 2-step grid calls the denoiser at t = 1 and t = 0.5.
-  np.testing.assert_allclose(run((0.9, 0.95), prompts), single, atol=1e-5)
-  injected = run((0.0, 1.0), prompts)
-  assert not np.allclose(injected, single, atol=1e-3)
+      **fields).sample(params, 0, 1, SHAPE, progress=False, condition=condition)
+  single_last = run(prompts[:, -1], per_window=False)
+  # The 2-step grid calls the denoiser at t = 1 and t = 0.5: neither is a step 5-15 of 50,
+  # nor inside t in [0.9, 0.95].
+  np.testing.assert_allclose(run(prompts), single_last, atol=1e-5)
+  np.testing.assert_allclose(run(prompts, injection_range=(0.9, 0.95)), single_last, atol=1e-5)
+  injected = run(prompts, injection_range=(0.0, 1.0))
+  assert not np.allclose(injected, single_last, atol=1e-3)
   changed = prompts.copy()
-  changed[0, 2, 0] = 4
-  assert not np.allclose(run((0.0, 1.0), changed), injected, atol=1e-3)
+  changed[0, 0, 0] = 4
+  assert not np.allclose(run(changed, injection_range=(0.0, 1.0)), injected, atol=1e-3)
   with pytest.raises(ConfigError, match="injection_range"):
     LongVideoSampler(base, model, "freenoise", WINDOW, per_window_condition=True,
                      injection_range=(0.8, 0.2))
+  with pytest.raises(ConfigError, match="injection_steps"):
+    LongVideoSampler(base, model, "freenoise", WINDOW, per_window_condition=True,
+                     injection_steps=(0.5, 0.1))
+
+
+def test_window_weightings_default_to_each_paper():
+  """Gen-L-Video averages its windows uniformly; FreeNoise weighs them as a pyramid."""
+  model, params, base = _setup("unet")
+  make = lambda method, **fields: LongVideoSampler(base, model, method, WINDOW, stride=2,
+                                                   **fields)
+  assert make("gen_l_video").window_weighting == "uniform"
+  assert make("freenoise").long_attention.weighting == "pyramid"
+  run = lambda sampler: sampler.sample(params, 0, 1, SHAPE, progress=False)
+  default = run(make("gen_l_video"))
+  np.testing.assert_allclose(default, run(make("gen_l_video", weighting="uniform")), atol=1e-6)
+  assert not np.allclose(default, run(make("gen_l_video", weighting="pyramid")), atol=1e-4)
+
+
+def test_fifo_runs_the_authors_settings():
+  """FIFO on a deterministic base sampler: eta 1, the base clip sampled with the queue's S
+  steps on one shared time per step, the levels on the base sampler's spacing."""
+  model, _, base = _setup("unet")
+  staggered = dataclasses.replace(base, frame_stagger=0.5)
+  sampler = LongVideoSampler(staggered, model, "fifo", WINDOW, num_partitions=2)
+  assert sampler.fifo.eta == 1.0 and sampler.fifo.spacing == base.spacing
+  clip = sampler.fifo_base_sampler
+  assert (clip.num_steps, clip.eta, clip.frame_stagger) == (2 * WINDOW, 1.0, 0.0)
+  assert LongVideoSampler(base, model, "fifo", WINDOW, fifo_eta=0.0).fifo.eta == 0.0
 
 
 @pytest.mark.parametrize("fields,message", [

@@ -6,14 +6,26 @@
 
   one_pass       the whole length in one pass (baseline).
   chunks         independent clips of `window` frames, concatenated (baseline).
-  freenoise      FreeNoise: rescheduled noise and window-fused attention; optionally one
-                 condition (prompt) per window, with motion injection.
+  freenoise      FreeNoise: rescheduled noise and window-fused attention; optionally several
+                 prompts spread over the video, with motion injection.
   freelong       FreeLong: SpectralBlend of global and local attention.
   gen_l_video    Gen-L-Video: co-denoising of overlapping windows, optionally one condition
                  (prompt) per window.
   fifo           FIFO-Diffusion: diagonal denoising of a queue (from a base clip).
   autoregressive clip-by-clip extension, each clip continuing the last `context_frames`
                  frames (for a causal DiT with a KV cache, see `CausalVideoSampler`).
+
+Each method runs with its authors' settings unless told otherwise:
+- weighting (how overlapping windows merge): FreeNoise's pyramid (`generate_weight_sequence`),
+  Gen-L-Video's uniform average (`pipeline_tuning_free.py:595-597`).
+- FIFO: its own S-step level grid of the base sampler's spacing, DDIM eta 1 (`fifo_eta`), and
+  a base clip sampled with those S steps and eta on one shared time per step
+  (`jvdm.samplers.long.fifo`).
+- FreeNoise with several prompts: motion injection during the steps `injection_steps`
+  (`jvdm.samplers.long.motion_injection`).
+FreeNoise, FreeLong and Gen-L-Video were designed for one shared time per step: the base
+sampler's `frame_stagger` (per-frame times, for models trained with per-frame noise) changes
+them, and is the caller's choice.
 
 Every method runs as one jitted function per batch shape, with the params as arguments.
 """
@@ -34,8 +46,8 @@ from jvdm.samplers.driver import split_per_sample
 from jvdm.samplers.long.co_denoising import co_denoising
 from jvdm.samplers.long.extension import MODES, extend
 from jvdm.samplers.long.fifo import FIFODiffusion
-from jvdm.samplers.long.motion_injection import (DEFAULT_INJECTION_RANGE, frame_conditions,
-                                                motion_injection)
+from jvdm.samplers.long.motion_injection import (INJECTION_STEPS, frame_conditions,
+                                                injection_times, motion_injection)
 from jvdm.samplers.long.noise_rescheduling import rescheduled_noise_per_sample
 from jvdm.samplers.long.windows import window_starts, window_weights
 from jvdm.samplers.video_sampler import VideoSampler, sample_in_batches
@@ -54,15 +66,25 @@ class LongVideoSampler:
     method: one of `METHODS`.
     window: the model's training length, in frames.
     stride: frames between window starts (freenoise, gen_l_video); default window // 2.
-    weighting: how overlapping windows merge: "pyramid" or "uniform".
-    temporal_cutoff, spatial_cutoff: freelong's low-pass cutoffs.
+    weighting: how overlapping windows merge: "pyramid" or "uniform"; None = the method's
+      authors' (freenoise "pyramid", gen_l_video "uniform").
+    temporal_cutoff, spatial_cutoff, local_mask, low_pass: freelong's SpectralBlend settings
+      (`jvdm.models.layers.long_attention.LongAttention`).
     num_partitions, frames_per_level, lookahead, tail: fifo's settings (`FIFODiffusion`);
-      fifo runs num_partitions * window / frames_per_level steps per frame, not base.num_steps.
+      fifo runs num_partitions * window / frames_per_level steps per frame, not base.num_steps,
+      on the base sampler's spacing.
+    fifo_eta: fifo's DDIM eta; None = the authors' 1 with the "ddim" sampler (0 with the other
+      single-step samplers, which have no eta).
     context_frames: autoregressive: given frames per later clip; default window // 2.
     extension_mode: autoregressive: "clean" or "replace" (`jvdm.samplers.long.extension`).
-    per_window_condition: gen_l_video, freenoise: the condition holds one entry per window,
-      `[N, W, ...]` (freenoise: each frame takes its nearest window's, `motion_injection`).
-    injection_range: freenoise with per_window_condition: the t range of motion injection.
+    per_window_condition: gen_l_video: the condition holds one entry per window, `[N, W, ...]`;
+      freenoise: it holds P >= 1 prompts `[N, P, ...]` spread over the video (FreeNoise's
+      multi-prompt layout, `motion_injection.frame_conditions`), with motion injection.
+    injection_steps: freenoise with per_window_condition: the solver steps, as fractions of
+      the base sampler's (step 0 at pure noise), during which every frame sees its own prompt;
+      (0.1, 0.3) = FreeNoise's steps 5 to 15 of 50. The last prompt at every other step.
+    injection_range: freenoise with per_window_condition: a t range to inject in instead of
+      `injection_steps` (jvdm's earlier (0.2, 0.8)); None = use `injection_steps`.
   """
 
   base: VideoSampler
@@ -70,23 +92,27 @@ class LongVideoSampler:
   method: str
   window: int
   stride: int | None = None
-  weighting: str = "pyramid"
+  weighting: str | None = None
   temporal_cutoff: float = 0.25
   spatial_cutoff: float = 0.25
+  local_mask: str = "adjusted"
+  low_pass: str = "gaussian"
   num_partitions: int = 4
   frames_per_level: int = 1
   lookahead: bool = True
   tail: str = "gaussian"
+  fifo_eta: float | None = None
   context_frames: int | None = None
   extension_mode: str = "clean"
   per_window_condition: bool = False
-  injection_range: tuple[float, float] = DEFAULT_INJECTION_RANGE
+  injection_steps: tuple[float, float] = INJECTION_STEPS
+  injection_range: tuple[float, float] | None = None
 
   def __post_init__(self):
     if self.method not in METHODS:
       raise ConfigError(f"Unknown long-video method {self.method!r}; expected one of {METHODS}.")
     window_starts(self.window, self.window, self.stride_frames)  # window >= 1, stride in range
-    window_weights(self.window, self.weighting)  # a known weighting
+    window_weights(self.window, self.window_weighting)  # a known weighting
     if self.window % self.temporal_patch:
       raise ConfigError(f"The window of {self.window} frames must be a multiple of the model's "
                         f"temporal patch {self.temporal_patch}.")
@@ -102,7 +128,26 @@ class LongVideoSampler:
                         f"FreeNoise's multi-prompt generation; method {self.method!r} takes one "
                         "per video.")
     if self.per_window_condition and self.method == "freenoise":
-      motion_injection(self.injection_range)  # validates the range
+      motion_injection(self.injection_times)  # validates the steps or range
+
+  @property
+  def window_weighting(self) -> str:
+    """How overlapping windows merge: `weighting`, or the method's authors' choice."""
+    if self.weighting is not None:
+      return self.weighting
+    return "pyramid" if self.method == "freenoise" else "uniform"
+
+  @property
+  def injection_times(self) -> tuple[float, float] | None:
+    """freenoise: the t range of motion injection (`injection_range`, or the times of the
+    `injection_steps` on the base sampler's grid); None = no step injects."""
+    if self.injection_range is not None:
+      low, high = self.injection_range
+      if not 0.0 <= low <= high <= 1.0:
+        raise ConfigError(f"injection_range must be (low, high) with 0 <= low <= high <= 1; got "
+                          f"{self.injection_range}.")
+      return tuple(self.injection_range)
+    return injection_times(self.base.time_grid, self.injection_steps)
 
   @property
   def stride_frames(self) -> int:
@@ -120,14 +165,23 @@ class LongVideoSampler:
       raise ConfigError(f"The stride of {self.stride_frames} frames must be a multiple of the "
                         f"model's temporal patch {self.temporal_patch}.")
     return LongAttention(self.method, self.window // self.temporal_patch,
-                         self.stride_frames // self.temporal_patch, self.weighting,
-                         self.temporal_cutoff, self.spatial_cutoff)
+                         self.stride_frames // self.temporal_patch, self.window_weighting,
+                         self.temporal_cutoff, self.spatial_cutoff, self.local_mask,
+                         self.low_pass)
 
   @functools.cached_property
   def fifo(self) -> FIFODiffusion:
     return FIFODiffusion(self.window, self.num_partitions, self.frames_per_level, self.lookahead,
-                         self.tail, sampler=self.base.sampler, eta=self.base.eta,
-                         clip_x0=self.base.clip_x0)
+                         self.tail, sampler=self.base.sampler, eta=self.fifo_eta,
+                         clip_x0=self.base.clip_x0, spacing=self.base.spacing,
+                         steps_offset=self.base.steps_offset)
+
+  @functools.cached_property
+  def fifo_base_sampler(self) -> VideoSampler:
+    """The sampler of FIFO's base clip: the authors sample it with the queue's S steps and eta,
+    one shared time per step."""
+    return dataclasses.replace(self.base, num_steps=self.fifo.num_levels, eta=self.fifo.eta,
+                               frame_stagger=0.0)
 
   @functools.cached_property
   def _video_sampler(self) -> VideoSampler:
@@ -138,20 +192,21 @@ class LongVideoSampler:
           keys, shape[0], shape[1:], self.window, self.stride_frames)
       return replace(apply_fn=self.model.clone(long_attention=self.long_attention).apply,
                      initial_noise=initial_noise,
-                     denoiser_transform=(motion_injection(self.injection_range)
+                     denoiser_transform=(motion_injection(self.injection_times)
                                          if self.per_window_condition else None))
     if self.method == "freelong":
       return replace(apply_fn=self.model.clone(long_attention=self.long_attention).apply)
     if self.method == "gen_l_video":
       return replace(denoiser_transform=lambda denoise: co_denoising(
-          denoise, self.window, self.stride_frames, self.weighting,
+          denoise, self.window, self.stride_frames, self.window_weighting,
           per_window_cond=self.per_window_condition))
     return self.base
 
   def sample_batch(self, params: Any, keys: jax.Array, cond: Any,
                    video_shape: tuple[int, ...]) -> jnp.ndarray:
     """Traceable: `[B, *video_shape]` videos from `[B]` keys (and a `[B, ...]` condition, or
-    `[B, W, ...]` with `per_window_condition`); `sample` jits it with the params as arguments."""
+    `[B, W, ...]` / `[B, P, ...]` with `per_window_condition`); `sample` jits it with the params
+    as arguments."""
     num_frames, frame_shape = video_shape[0], tuple(video_shape[1:])
     if self.method == "chunks":  # clip c of a video from fold_in(its key, c)
       clips = -(-num_frames // self.window)
@@ -162,13 +217,14 @@ class LongVideoSampler:
       videos = self.base.sample_batch(params, clip_keys, clip_cond, (self.window,) + frame_shape)
       return videos.reshape((keys.shape[0], clips * self.window) + frame_shape)[:, :num_frames]
     if self.method == "freenoise" and self.per_window_condition:
-      cond = frame_conditions(cond, num_frames, self.window, self.stride_frames)
+      cond = frame_conditions(cond, num_frames)
     if self.method not in ("fifo", "autoregressive"):
       return self._video_sampler.sample_batch(params, keys, cond, tuple(video_shape))
     denoise = self.base.denoiser(params, cond is not None)
     if self.method == "fifo":
       base_keys, keys = split_per_sample(keys)
-      base_clip = self.base.sample_batch(params, base_keys, cond, (self.window,) + frame_shape)
+      base_clip = self.fifo_base_sampler.sample_batch(params, base_keys, cond,
+                                                      (self.window,) + frame_shape)
       return self.fifo.sample(denoise, self.base.process, keys, base_clip, num_frames, cond)
     return extend(denoise, self.base.process, keys, num_frames, self.window,
                   self.context_frames or self.window // 2, frame_shape,
@@ -198,7 +254,11 @@ class LongVideoSampler:
     if num_frames % self.temporal_patch:
       raise ConfigError(f"num_frames={num_frames} must be a multiple of the model's temporal "
                         f"patch {self.temporal_patch}.")
-    if self.per_window_condition:
+    if self.per_window_condition and self.method == "freenoise":
+      if condition.ndim < 2 or not 1 <= condition.shape[1] <= num_frames:
+        raise ShapeError(f"FreeNoise spreads prompts over the video: give condition [N, P, ...] "
+                         f"with 1 <= P <= {num_frames}; got {condition.shape}.")
+    elif self.per_window_condition:
       windows = self.num_windows(num_frames)
       if condition.ndim < 2 or condition.shape[1] != windows:
         raise ShapeError(
