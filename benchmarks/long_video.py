@@ -3,6 +3,12 @@
   python train.py                                  # the default UNet, 16-frame clips
   python -m benchmarks.long_video --workdir runs/bouncing_shapes_unet
 
+Each method runs as its paper runs it: FreeNoise, FreeLong and Gen-L-Video with one shared time
+per step (frame_stagger 0, whatever the config's sampler staggers), FIFO on its own per-frame
+queue grid; the baselines (one_pass, chunks) and autoregressive extension with the configured
+sampler (--frame_stagger, default the config's). The staggered runs of the shared-time methods
+are named variant rows, '<method>_staggered' (--staggered_variants adds them to --methods).
+
 Part 1 (quality): each method generates --num_videos videos of --frames frames (default 128,
 8x the training length); the synthetic-video measures of `jvdm.metrics.long_video` per video:
 valid and moving 16-frame windows, continuity across window boundaries, colours and sizes
@@ -15,6 +21,7 @@ Prints a table and appends one JSON line to benchmarks/results/long_video.json.
 """
 
 import argparse
+import dataclasses
 import os
 import platform
 import time
@@ -33,11 +40,30 @@ from jvdm.samplers.video_sampler import make_video_sampler, video_keys
 from jvdm.sampling import restore_ema_params
 from jvdm.training.run_config import load_run_config
 
+# Designed for one shared time per step; per-frame times (frame_stagger) only as a variant row.
+SHARED_TIME_METHODS = ("freenoise", "freelong", "gen_l_video")
+STAGGERED = "_staggered"
+VARIANTS = tuple(method + STAGGERED for method in SHARED_TIME_METHODS)
+
+
+def method_and_stagger(name: str, configured_stagger: float) -> tuple[str, float]:
+  """The `LongVideoSampler` method of a benchmark row and the frame_stagger it runs with."""
+  method = name[:-len(STAGGERED)] if name in VARIANTS else name
+  if method not in METHODS:
+    raise SystemExit(f"Unknown method {name!r}; expected one of {METHODS + VARIANTS}.")
+  if method in SHARED_TIME_METHODS:
+    return method, configured_stagger if name in VARIANTS else 0.0
+  return method, configured_stagger  # baselines and autoregressive; fifo has its own grid
+
 
 def main():
   parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
   parser.add_argument("--workdir", default="runs/bouncing_shapes_unet")
-  parser.add_argument("--methods", default=",".join(METHODS))
+  parser.add_argument("--methods", default=",".join(METHODS),
+                      help=f"rows, of {', '.join(METHODS + VARIANTS)}")
+  parser.add_argument("--staggered_variants", action="store_true",
+                      help="add the rows " + ", ".join(VARIANTS) + " (the configured "
+                      "frame_stagger on methods designed for one shared time per step)")
   parser.add_argument("--num_videos", type=int, default=4)
   parser.add_argument("--frames", type=int, default=128)
   parser.add_argument("--lengths", default="64,128,256",
@@ -48,7 +74,9 @@ def main():
   parser.add_argument("--steps", type=int, default=25, help="DDIM steps (fifo: its own)")
   parser.add_argument("--stride", type=int, default=None, help="default window / 2")
   parser.add_argument("--num_partitions", type=int, default=2, help="fifo")
-  parser.add_argument("--frame_stagger", type=float, default=None)
+  parser.add_argument("--frame_stagger", type=float, default=None,
+                      help="the baselines', autoregressive's and the _staggered rows' frame "
+                      "stagger; default the config's")
   parser.add_argument("--seed", type=int, default=0)
   parser.add_argument("--out", default=None, help="default benchmarks/results/long_video.json")
   args = parser.parse_args()
@@ -60,7 +88,9 @@ def main():
   frame_shape = (config.data.height, config.data.width, config.data.channels)
   shapes = config.data.bouncing_shapes
   methods = args.methods.split(",")
-  cost_methods = (args.cost_methods or args.methods).split(",")
+  if args.staggered_variants:
+    methods += [v for v in VARIANTS if v.removesuffix(STAGGERED) in methods and v not in methods]
+  cost_methods = args.cost_methods.split(",") if args.cost_methods else methods
   result = {"benchmark": "long_video",
             "devices": f"{jax.device_count()}x {jax.devices()[0].device_kind}",
             "cpu_count": os.cpu_count(), "machine": platform.machine(), "workdir": args.workdir, "window": window,
@@ -71,10 +101,13 @@ def main():
     result["checkpoint_step"] = int(step)
     base = make_video_sampler(config, model.apply, steps=args.steps,
                               frame_stagger=args.frame_stagger)
-    result["frame_stagger"] = base.frame_stagger
-    samplers = {m: LongVideoSampler(base, model, m, window, stride=args.stride,
-                                    num_partitions=args.num_partitions)
-                for m in set(methods) | set(cost_methods)}
+    result["frame_stagger"] = base.frame_stagger  # the configured one
+    samplers, staggers = {}, {}
+    for name in dict.fromkeys(methods + cost_methods):
+      method, staggers[name] = method_and_stagger(name, base.frame_stagger)
+      samplers[name] = LongVideoSampler(
+          dataclasses.replace(base, frame_stagger=staggers[name]), model, method, window,
+          stride=args.stride, num_partitions=args.num_partitions)
 
     for method in methods:
       start = time.perf_counter()
@@ -84,8 +117,9 @@ def main():
       seconds = time.perf_counter() - start
       metrics = long_video_metrics(to_uint8(videos), window, max_shapes=shapes.max_shapes,
                                    min_speed=shapes.min_speed, max_speed=shapes.max_speed)
-      result["quality"][method] = {**metrics, "seconds_with_compile": round(seconds, 1)}
-      print(f"{method:15s} windows valid {metrics['window_valid_fraction']:.2f} moving "
+      result["quality"][method] = {**metrics, "frame_stagger": staggers[method],
+                                   "seconds_with_compile": round(seconds, 1)}
+      print(f"{method:22s} windows valid {metrics['window_valid_fraction']:.2f} moving "
             f"{metrics['window_motion_fraction']:.2f}  boundary continuity "
             f"{metrics['boundary_continuity']:.2f}  colours kept {metrics['colours_kept']:.2f}  "
             f"identity kept {metrics['identity_kept']:.2f}  colour overlap "
@@ -116,7 +150,7 @@ def main():
             "seconds": round(seconds, 2),
             "planned_bytes": planned,
             "temp_bytes": None if memory is None else memory.temp_size_in_bytes}
-        print(f"{method:15s} {length:4d} frames: {seconds:7.2f} s, XLA buffers "
+        print(f"{method:22s} {length:4d} frames: {seconds:7.2f} s, XLA buffers "
               f"{(planned or 0) / 2**20:8.1f} MiB (temporaries "
               f"{(memory.temp_size_in_bytes if memory else 0) / 2**20:.1f})", flush=True)
 
