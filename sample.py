@@ -40,6 +40,9 @@ _SAMPLER = flags.DEFINE_string(
 _SPACING = flags.DEFINE_string(
     "spacing", None, "uniform | linspace | leading | trailing | karras (diffusers' timestep "
     "spacings; lcm and flow_euler have their own); default: the config's.")
+_TIME_POWER = flags.DEFINE_float(
+    "time_power", None, "spacing uniform: each frame's time is level**time_power; > 1 crowds "
+    "the steps near clean data; default: the config's.")
 _GUIDANCE_SCALE = flags.DEFINE_float(
     "guidance_scale", None, "Classifier-free guidance scale (needs a conditional model); "
     "default: the config's.")
@@ -104,6 +107,7 @@ def main(argv):
         _WORKDIR.value, out=_OUT.value, num_samples=_NUM_SAMPLES.value, num_frames=_NUM_FRAMES.value,
         steps=_STEPS.value, seed=_SEED.value, eta=_ETA.value,
         frame_stagger=_FRAME_STAGGER.value, sampler=_SAMPLER.value, spacing=_SPACING.value,
+        time_power=_TIME_POWER.value,
         guidance_scale=_GUIDANCE_SCALE.value, chunks=_CHUNKS.value, prompt=_PROMPT.value,
         batch_size=_BATCH_SIZE.value, long=_LONG.value, long_settings=_long_settings(),
         decode_settings=_decode_settings())

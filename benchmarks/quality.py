@@ -35,7 +35,7 @@ from jvdm.training.loop import train_and_evaluate
 
 # sample.py flags a --sample setting may give, with their types.
 _SAMPLE_KEYS = {"sampler": str, "spacing": str, "steps": int, "eta": float,
-                "frame_stagger": float, "guidance_scale": float}
+                "frame_stagger": float, "time_power": float, "guidance_scale": float}
 
 
 class BenchmarkInputError(ValueError):

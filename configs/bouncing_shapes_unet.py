@@ -133,6 +133,9 @@ def get_config(variant: str = "default") -> ml_collections.ConfigDict:
   # uniform (in t) | linspace | leading | trailing | karras: diffusers' grids, same numbers.
   config.sample.spacing = "uniform"
   config.sample.steps_offset = 0  # diffusers' steps_offset, for "leading"
+  # spacing="uniform": each frame's time is t = level^time_power; > 1 crowds the steps near
+  # clean data, where an x0-predicting model draws edges (samplers/driver.py).
+  config.sample.time_power = 1.0
   config.sample.guidance_scale = 1.0  # classifier-free guidance; needs a conditional model
   config.sample.steps = 100
   config.sample.eta = 0.0

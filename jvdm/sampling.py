@@ -111,6 +111,7 @@ def sample_from_workdir(workdir: str, *, out: str | None = None, num_samples: in
                         num_frames: int | None = None, steps: int | None = None, seed: int = 0,
                         eta: float | None = None, frame_stagger: float | None = None,
                         sampler: str | None = None, spacing: str | None = None,
+                        time_power: float | None = None,
                         guidance_scale: float | None = None, chunks: int | None = None,
                         prompt: str | None = None, batch_size: int = 8,
                         progress: bool = True, long: str | None = None,
@@ -128,7 +129,7 @@ def sample_from_workdir(workdir: str, *, out: str | None = None, num_samples: in
     eta: DDIM eta; default the config's.
     frame_stagger: lag of later frames' time grids (see `staggered_time_grid`); default the
       config's.
-    sampler, spacing, guidance_scale: as `config.sample`; default the config's.
+    sampler, spacing, time_power, guidance_scale: as `config.sample`; default the config's.
     chunks: generate autoregressively, this many chunks of `config.sample.chunk_frames`
       frames, with the KV cache (a causal DiT only; `CausalVideoSampler`).
     prompt: for a caption-conditioned model, the caption of every video, as colour names
@@ -191,7 +192,7 @@ def sample_from_workdir(workdir: str, *, out: str | None = None, num_samples: in
     params, step = restore_ema_params(workdir, config, model, mesh)
     video_sampler = make_video_sampler(config, model.apply, steps=steps, eta=eta,
                                        frame_stagger=frame_stagger if chunks is None else 0.0,
-                                       sampler=sampler, spacing=spacing,
+                                       sampler=sampler, spacing=spacing, time_power=time_power,
                                        guidance_scale=guidance_scale)
     if long is not None and chunks is None:
       settings = {"window": video_shape[0], **(long_settings or {})}
@@ -228,6 +229,7 @@ def sample_from_workdir(workdir: str, *, out: str | None = None, num_samples: in
              "num_samples": num_samples, "num_frames": num_frames,
              "sampler": video_sampler.sampler, "spacing": video_sampler.spacing,
              "steps": video_sampler.num_steps, "frame_stagger": video_sampler.frame_stagger,
+             "time_power": video_sampler.time_power,
              "guidance_scale": video_sampler.guidance_scale, "files": [str(p) for p in paths]}
   if long is not None:
     summary["long"] = {"method": long, **(long_settings or {})}

@@ -93,6 +93,23 @@ def test_staggered_grid_lags_later_frames_and_spans_the_whole_range():
     staggered_time_grid(10, 4, 1.0)
 
 
+def test_time_power_crowds_each_frames_steps_near_clean_data():
+  linear = np.asarray(staggered_time_grid(40, 5, 0.5))
+  warped = np.asarray(staggered_time_grid(40, 5, 0.5, time_power=3.0))
+  np.testing.assert_allclose(warped, linear**3, rtol=1e-6)
+  # Frame 0 gets 20 steps: linear in t its last step starts at 1/20, warped at 1/20^3.
+  last_start = lambda grid: grid[:, 0][grid[:, 0] > 0].min()
+  assert last_start(linear) == pytest.approx(1 / 20) and last_start(warped) == pytest.approx(
+      1 / 8000)
+  shared = VideoSampler(lambda p, x, t: x, PROCESS, "x0", num_steps=4, time_power=2.0)
+  np.testing.assert_allclose(shared.time_grid, [1.0, 0.5625, 0.25, 0.0625, 0.0])
+  with pytest.raises(ConfigError, match="time power must be in \\[1, 10\\].*got 0.5"):
+    staggered_time_grid(10, 4, 0.5, time_power=0.5)
+  with pytest.raises(ConfigError, match="time_power=2.0 warps the 'uniform' spacing"):
+    VideoSampler(lambda p, x, t: x, PROCESS, "x0", sampler="dpmpp_2m", spacing="karras",
+                 time_power=2.0)
+
+
 def test_staggered_sampling_converges_to_the_exact_flow_map():
   # The Gaussian denoiser treats frames independently, so each frame follows its own DDIM
   # grid from t = 1 to 0 and must land on the same exact flow map as with a shared grid.

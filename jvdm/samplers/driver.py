@@ -54,7 +54,8 @@ def check_num_steps(num_steps) -> None:
         f"The number of sampling steps must be a positive integer, got {num_steps!r}.")
 
 
-def staggered_time_grid(num_steps: int, num_frames: int, stagger: float) -> jnp.ndarray:
+def staggered_time_grid(num_steps: int, num_frames: int, stagger: float,
+                        time_power: float = 1.0) -> jnp.ndarray:
   """`[num_steps + 1, num_frames]` per-frame times in which later frames lag behind earlier ones.
 
   The pyramid scheduling of Diffusion Forcing (Chen et al. 2024, sec. 3.4) with a continuous
@@ -64,13 +65,27 @@ def staggered_time_grid(num_steps: int, num_frames: int, stagger: float) -> jnp.
   uses to keep objects and motion consistent. A frame waiting at t = 1 or done at t = 0 takes
   steps from t to the same t, which the driver turns into no-ops. stagger = 0 is the uniform
   grid for every frame.
+
+  `time_power` rho warps each frame's descent to t = l^rho for its linear level l in [0, 1].
+  rho > 1 crowds the steps near t = 0 (a frame given n steps starts its last one at n^-rho
+  instead of 1 / n), as Karras et al. 2022 (eq. 5) do in sigma with rho = 7. On a schedule
+  shifted to high noise, a grid linear in t starts the last step high (t = 0.1 is sigma 0.58 on
+  the default shifted cosine), and an x0-predicting model's last estimate, the sample, is then
+  the blurred mean of what that noise leaves open. The default 1 keeps it linear in t.
   """
   check_num_steps(num_steps)
   if not 0.0 <= stagger < 1.0:
     raise ConfigError(f"The frame stagger must be in [0, 1), got {stagger}.")
+  check_time_power(time_power)
   progress = jnp.linspace(0.0, 1.0, num_steps + 1)[:, None]  # [S + 1, 1]
   start = stagger * jnp.arange(num_frames) / max(num_frames - 1, 1)  # [T]
-  return jnp.clip(1.0 - (progress - start) / (1.0 - stagger), 0.0, 1.0)
+  return jnp.clip(1.0 - (progress - start) / (1.0 - stagger), 0.0, 1.0) ** time_power
+
+
+def check_time_power(time_power: float) -> None:
+  """The exponent of `staggered_time_grid` and of the uniform `sampling_time_grid`."""
+  if not 1.0 <= time_power <= 10.0:
+    raise ConfigError(f"The time power must be in [1, 10] (1 = uniform in t), got {time_power}.")
 
 
 def _hold(moved: jnp.ndarray, new, old):

@@ -21,7 +21,7 @@ import numpy as np
 from jvdm.diffusion.discrete import (DiscreteSchedule, ddim_time_pairs, discrete_timesteps,
                                      index_to_time)
 from jvdm.errors import ConfigError
-from jvdm.samplers.driver import check_num_steps
+from jvdm.samplers.driver import check_num_steps, check_time_power
 
 SPACINGS = ("uniform", "linspace", "leading", "trailing", "karras")
 GRID_RULES = ("ddim", "euler", "multistep", "lcm", "flow")
@@ -78,7 +78,8 @@ def _multistep_indices(num_steps, n, spacing, steps_offset):
 
 
 def sampling_time_grid(process, rule: str, num_steps: int, spacing: str = "uniform",
-                       steps_offset: int = 0, lcm_original_steps: int = 50):
+                       steps_offset: int = 0, lcm_original_steps: int = 50,
+                       time_power: float = 1.0):
   """The grid of a sampler family: float64 `[S + 1]` times, or (t_cur, t_next) `[S]` pairs.
 
   Numpy, built once outside jit (samplers keep it as a constant).
@@ -91,6 +92,8 @@ def sampling_time_grid(process, rule: str, num_steps: int, spacing: str = "unifo
       "trailing" (diffusers' `timestep_spacing`), "karras", "lcm" or "flow".
     steps_offset: diffusers' `steps_offset`, added to "leading" indices.
     lcm_original_steps: LCM's `original_inference_steps`.
+    time_power: rho of the "uniform" spacing, t_i = (1 - i / S)^rho (see
+      `staggered_time_grid`); 1 is uniform in t, and other spacings take only 1.
   """
   check_num_steps(num_steps)
   if rule not in GRID_RULES:
@@ -98,8 +101,12 @@ def sampling_time_grid(process, rule: str, num_steps: int, spacing: str = "unifo
   if spacing not in _RULE_SPACINGS[rule]:
     raise ConfigError(f"Spacing {spacing!r} does not apply to the {rule!r} grid; valid: "
                       f"{list(_RULE_SPACINGS[rule])}.")
+  check_time_power(time_power)
+  if time_power != 1.0 and spacing != "uniform":
+    raise ConfigError(f"time_power={time_power} warps the 'uniform' spacing; spacing "
+                      f"{spacing!r} has its own (use time_power=1).")
   if spacing == "uniform":
-    return np.linspace(1.0, 0.0, num_steps + 1)
+    return np.linspace(1.0, 0.0, num_steps + 1) ** time_power
   n = num_train_timesteps(process)
   if num_steps > n:
     raise ConfigError(f"{num_steps} steps exceed the {n} training timesteps of the schedule.")

@@ -62,6 +62,8 @@ class VideoSampler:
   clip_x0: bool = True
   frame_stagger: float = 0.0
   spacing: str = "uniform"
+  # rho of the "uniform" grid, t = level^rho per frame: > 1 crowds steps near clean data.
+  time_power: float = 1.0
   steps_offset: int = 0
   guidance_scale: float = 1.0
   null_condition: tuple | None = None  # a conditional model's null condition (e.g. caption)
@@ -74,7 +76,7 @@ class VideoSampler:
   def __post_init__(self):
     if self.sampler not in SAMPLERS:
       raise ConfigError(f"Unknown sampler {self.sampler!r}; valid samplers: {list(SAMPLERS)}.")
-    staggered_time_grid(self.num_steps, 2, self.frame_stagger)  # validates both
+    staggered_time_grid(self.num_steps, 2, self.frame_stagger, self.time_power)  # validates
     self.time_grid  # pylint: disable=pointless-statement  # validates spacing and process
     if self.frame_stagger and self.spacing != "uniform":
       raise ConfigError(f"frame_stagger={self.frame_stagger} staggers the uniform grid; it does "
@@ -97,7 +99,7 @@ class VideoSampler:
   def time_grid(self):
     """float64 numpy `[S + 1]` times or (t_cur, t_next) pairs, computed once outside jit."""
     return sampling_time_grid(self.process, SOLVERS[self.sampler][1], self.num_steps, self.spacing,
-                              self.steps_offset)
+                              self.steps_offset, time_power=self.time_power)
 
   def denoiser(self, params: Any, conditional: bool):
     """The x0 denoiser `(z, t, cond)` of the network at `params`, with classifier-free
@@ -129,7 +131,8 @@ class VideoSampler:
     x_init = (normal_per_sample(init_keys, video_shape) if self.initial_noise is None else
               self.initial_noise(init_keys, video_shape))
     if self.frame_stagger:
-      grid = staggered_time_grid(self.num_steps, video_shape[0], self.frame_stagger)
+      grid = staggered_time_grid(self.num_steps, video_shape[0], self.frame_stagger,
+                                 self.time_power)
       grid = jnp.broadcast_to(grid[:, None], (grid.shape[0], keys.shape[0], video_shape[0]))
     else:
       grid = self.time_grid
@@ -209,7 +212,7 @@ def sample_in_batches(sample_batch: Callable[[jax.Array, Any], jnp.ndarray], see
 # config.sample fields a caller may override, and their defaults for configs saved before
 # the field existed.
 SAMPLE_DEFAULTS = dict(sampler="ddim", steps=50, eta=0.0, clip_x0=True, frame_stagger=0.0,
-                       spacing="uniform", steps_offset=0, guidance_scale=1.0)
+                       spacing="uniform", time_power=1.0, steps_offset=0, guidance_scale=1.0)
 
 
 def make_video_sampler(config: ml_collections.ConfigDict, apply_fn, **overrides) -> VideoSampler:
