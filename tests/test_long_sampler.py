@@ -222,6 +222,12 @@ def test_fifo_runs_the_authors_settings():
   assert sampler.fifo.eta == 1.0 and sampler.fifo.spacing == base.spacing
   clip = sampler.fifo_base_sampler
   assert (clip.num_steps, clip.eta, clip.frame_stagger) == (2 * WINDOW, 1.0, 0.0)
+  # The queue's levels are the base sampler's grid with the queue's S = 8 steps.
+  np.testing.assert_allclose(sampler.fifo_levels, np.linspace(0.0, 1.0, 2 * WINDOW + 1))
+  leading = LongVideoSampler(dataclasses.replace(base, spacing="leading"), model, "fifo",
+                             WINDOW, num_partitions=2)
+  np.testing.assert_allclose(leading.fifo_levels,
+                             [0.0] + [(125 * k + 1) / 1000 for k in range(8)])
   assert LongVideoSampler(base, model, "fifo", WINDOW, fifo_eta=0.0).fifo.eta == 0.0
 
 

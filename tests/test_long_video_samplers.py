@@ -78,6 +78,15 @@ def test_co_denoising_weightings_and_window_batches():
   np.testing.assert_allclose(grouped, co_denoising(denoise, 3, 2)(z, t, None), atol=1e-6)
 
 
+def test_co_denoising_averages_windows_uniformly_by_default():
+  """Gen-L-Video's merge (`pipeline_tuning_free.py:595-597`: value / count): a frame is the
+  plain mean of its windows, whatever its place in them."""
+  prompts = jnp.array([[1.0, 2.0, 4.0]])  # windows [0, 3), [2, 5), [4, 7)
+  x0 = co_denoising(cond_denoiser, 3, 2, per_window_cond=True)(
+      videos(1, 7), jnp.array([0.5]), prompts)
+  np.testing.assert_allclose(x0[0, :, 0, 0, 0], [1, 1, 1.5, 2, 3, 4, 4], rtol=1e-6)
+
+
 @pytest.mark.parametrize("weighting", ["uniform", "pyramid"])
 def test_co_denoising_gives_each_window_its_condition(weighting):
   frames, window, stride = 7, 3, 2

@@ -12,9 +12,10 @@ and jvdm, step by step:
 - Levels: the authors' queue position p sits at `ddim_timesteps[p]`, the S = n * f timesteps
   of their base DDIM sampler (`videocrafter_main.py:138`; LDM's "uniform" discretization,
   `np.linspace(0, 999, S).round()`, `lvdm/models/utils_diffusion.py:60`), and steps to the next
-  lower one (`ddim_alphas_prev`). jvdm's level grid is the S-step grid of the base sampler's
-  spacing (`queue_levels`): queue position p sits at level `p // frames_per_level + 1` of S + 1
-  ascending levels, level 0 being t = 0. "uniform" is uniform in t, which is uniform in the
+  lower one (`ddim_alphas_prev`). jvdm's levels are likewise the S-step grid of the base
+  sampler (`LongVideoSampler.fifo_levels`; `queue_levels` from `spacing` when FIFO runs alone):
+  queue position p sits at level `p // frames_per_level + 1` of S + 1 ascending levels, level 0
+  being t = 0. "uniform" is uniform in t, which is uniform in the
   training index (t = (k + 1) / N); "linspace" on a discrete (DDPM) schedule is the authors'
   timesteps exactly. How noisy a level is follows the model's own noise schedule. One
   difference remains: the authors' lowest timestep is index 0, whose step (to
@@ -65,17 +66,22 @@ TAILS = ("gaussian", "ouroboros")
 SINGLE_STEP_SAMPLERS = ("ddim", "ddpm", "euler", "euler_ancestral", "heun", "flow_euler")
 
 
-def queue_levels(process, sampler: str, num_levels: int, spacing: str = "uniform",
-                 steps_offset: int = 0) -> np.ndarray:
-  """float64 `[S + 1]` ascending levels of the queue, level 0 = t 0 (clean): the S-step grid of
-  `sampler`'s family with `spacing` (`jvdm.samplers.grids`), as the authors take their base
-  sampler's timesteps. diffusers' DDIM steps do not land on the next listed index (999 -> 899,
-  then 888 -> 788), so for those spacings the listed times are the levels, each stepping to the
-  next listed one."""
-  grid = sampling_time_grid(process, SOLVERS[sampler][1], num_levels, spacing, steps_offset)
+def grid_levels(grid) -> np.ndarray:
+  """float64 `[S + 1]` ascending queue levels, level 0 = t 0 (clean), from a sampler's S-step
+  grid (`VideoSampler.time_grid`: `[S + 1]` times, or diffusers' DDIM (t_cur, t_next) pairs).
+  diffusers' DDIM steps do not land on the next listed index (999 -> 899, then 888 -> 788), so
+  for those the listed times are the levels, each stepping to the next listed one."""
   if isinstance(grid, tuple):  # (t_cur, t_next) pairs: keep the listed times, end at t = 0
     grid = np.concatenate([np.asarray(grid[0], np.float64), [0.0]])
   return np.asarray(grid, np.float64)[::-1]
+
+
+def queue_levels(process, sampler: str, num_levels: int, spacing: str = "uniform",
+                 steps_offset: int = 0) -> np.ndarray:
+  """`grid_levels` of the S-step grid of `sampler`'s family with `spacing`
+  (`jvdm.samplers.grids`), as the authors take their base sampler's timesteps."""
+  return grid_levels(sampling_time_grid(process, SOLVERS[sampler][1], num_levels, spacing,
+                                        steps_offset))
 
 
 def tail_noise(keys: jax.Array, iteration, shape) -> jnp.ndarray:
@@ -179,11 +185,13 @@ class FIFODiffusion:
                         f"{self.frames_per_level}.")
 
   def sample(self, denoise: Denoiser, process, keys: jax.Array, base: jnp.ndarray,
-             num_frames: int, cond: Optional[Any] = None) -> jnp.ndarray:
+             num_frames: int, cond: Optional[Any] = None,
+             levels: Optional[np.ndarray] = None) -> jnp.ndarray:
     """Generates `[B, num_frames, H, W, C]` from a base clip `[B, window, H, W, C]` (clean).
 
     Traceable (call it under `jax.jit`, with the params as arguments); one `lax.scan` over
-    the iterations. `keys` `[B]`: video i depends only on keys[i] and base[i].
+    the iterations. `keys` `[B]`: video i depends only on keys[i] and base[i]. `levels`: the
+    `[S + 1]` ascending levels (`grid_levels` of a sampler's grid); None = `self.levels`.
     """
     self.check_length(num_frames)
     if base.ndim != 5 or base.shape[1] != self.window:
@@ -191,7 +199,11 @@ class FIFODiffusion:
                        f"{base.shape}.")
     batch, frame_shape = base.shape[0], base.shape[2:]
     k, head, queue_length = self.frames_per_level, self.head, self.queue_length
-    levels = jnp.asarray(self.levels(process), jnp.float32)
+    levels = self.levels(process) if levels is None else np.asarray(levels, np.float64)
+    if levels.shape != (self.num_levels + 1,) or levels[0] != 0.0:
+      raise ShapeError(f"FIFO's {self.num_levels} steps need {self.num_levels + 1} ascending "
+                       f"levels from t = 0; got {levels.shape} from {levels[0]}.")
+    levels = jnp.asarray(levels, jnp.float32)
     # Level index of every queue position. The head holds output frames, clean: level 0, as
     # the authors' head sits at their first (effectively clean) timestep. It is only context:
     # its step is computed with the window's and dropped.

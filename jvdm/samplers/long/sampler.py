@@ -45,7 +45,7 @@ from jvdm.models.layers.long_attention import LongAttention
 from jvdm.samplers.driver import split_per_sample
 from jvdm.samplers.long.co_denoising import co_denoising
 from jvdm.samplers.long.extension import MODES, extend
-from jvdm.samplers.long.fifo import FIFODiffusion
+from jvdm.samplers.long.fifo import FIFODiffusion, grid_levels
 from jvdm.samplers.long.motion_injection import (INJECTION_STEPS, frame_conditions,
                                                 injection_times, motion_injection)
 from jvdm.samplers.long.noise_rescheduling import rescheduled_noise_per_sample
@@ -183,6 +183,12 @@ class LongVideoSampler:
     return dataclasses.replace(self.base, num_steps=self.fifo.num_levels, eta=self.fifo.eta,
                                frame_stagger=0.0)
 
+  @property
+  def fifo_levels(self) -> np.ndarray:
+    """FIFO's `[S + 1]` ascending levels: the S-step grid of the base clip's sampler, so the
+    queue steps on the grid the base sampler would use with S steps (module docstring)."""
+    return grid_levels(self.fifo_base_sampler.time_grid)
+
   @functools.cached_property
   def _video_sampler(self) -> VideoSampler:
     """The `VideoSampler` of the methods that sample the whole video in one solver run."""
@@ -225,7 +231,8 @@ class LongVideoSampler:
       base_keys, keys = split_per_sample(keys)
       base_clip = self.fifo_base_sampler.sample_batch(params, base_keys, cond,
                                                       (self.window,) + frame_shape)
-      return self.fifo.sample(denoise, self.base.process, keys, base_clip, num_frames, cond)
+      return self.fifo.sample(denoise, self.base.process, keys, base_clip, num_frames, cond,
+                              levels=self.fifo_levels)
     return extend(denoise, self.base.process, keys, num_frames, self.window,
                   self.context_frames or self.window // 2, frame_shape,
                   sampler=self.base.sampler, num_steps=self.base.num_steps, eta=self.base.eta,
