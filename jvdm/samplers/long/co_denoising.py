@@ -11,6 +11,14 @@ Here the windows' clean estimates x0 are merged, so the result is again a denois
 solver runs unchanged. For DDIM and Euler this is exactly eq. 5 on the steps: at a fixed
 (z, t), x_next = alpha_s x0 + sigma_s (z - alpha_t x0) / sigma_t is affine in x0, and the
 weights of a frame sum to one, so the mean of the windows' steps is the step of the mean x0.
+
+The authors' code (G-U-N/Gen-L-Video, `glv/pipelines/pipeline_tuning_free.py:562-597`) runs
+the scheduler's step on each window and averages the windows' steps with equal weights
+(value / count): weighting="uniform", the default here and in `LongVideoSampler`.
+"pyramid" (diffusers' FreeNoise weights) is jvdm's named alternative. One difference is left:
+with a stochastic step (DDIM eta > 0, DDPM), the authors average steps that drew their noise
+per window, which shrinks the noise of frames in several windows; jvdm merges x0 and draws one
+noise per frame, so every frame gets the step's full noise.
 """
 
 from typing import Any, Optional

@@ -5,8 +5,10 @@ noise. FreeNoise draws the first window's noise only and builds every later fram
 frames [i, i + stride) are a random permutation of frames [i - window, i - window + stride),
 for i = window, window + stride, ... (the last block cut at the video's end). Each window then
 holds a shuffle of the same noise frames, which keeps the content consistent while the
-shuffling keeps neighbouring windows from repeating. As diffusers' `_prepare_latents_free_noise`
-with `noise_type="shuffle_context"`; its random numbers differ (torch's generator).
+shuffling keeps neighbouring windows from repeating. As the authors' code (AILab-CVC/FreeNoise,
+`scripts/evaluation/inference_freenoise_mp.py:98-102`) and diffusers' `_prepare_latents_free_noise`
+with `noise_type="shuffle_context"`; the random numbers differ (torch's generator). The authors'
+loop needs (T - window) to be a multiple of the stride; jvdm cuts the last block at the end.
 """
 
 from typing import Sequence

@@ -4,7 +4,10 @@ Shared by the long-video methods that run a short-clip model on windows of a lon
 (Gen-L-Video's co-denoising, FreeNoise's window fusion, FreeLong's local attention). Windows of
 `window` frames start every `stride` frames; if that leaves frames uncovered at the end, one
 more window is aligned with the video's end (as diffusers' FreeNoise does), so every frame is
-in at least one window.
+in at least one window. The authors' `get_views` (FreeNoise, FreeLong, Gen-L-Video) stop at
+(T - window) // stride + 1 windows, which leaves the last frames in no window (zero attention
+output in FreeNoise's fusion) unless the stride divides T - window; where it does, the windows
+are the same.
 """
 
 import jax.numpy as jnp
