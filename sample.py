@@ -51,8 +51,9 @@ _CHUNKS = flags.DEFINE_integer(
     "frames, with the KV cache (a causal DiT: configs/bouncing_shapes_dit.py:causal).")
 _PROMPT = flags.DEFINE_string(
     "prompt", None, "Caption of every video, for a caption-conditioned model: colour names, e.g. "
-    "'red blue' ('' = unconditional); with --long gen_l_video or freenoise, 'red | blue' gives one "
-    "per window; default: captions of held-out synthetic videos.")
+    "'red blue' ('' = unconditional); with --long gen_l_video, 'red | blue' gives one per "
+    "window; with --long freenoise, any number spread over the video (motion injection); "
+    "default: captions of held-out synthetic videos.")
 _LONG = flags.DEFINE_enum(
     "long", None, list(LONG_METHODS), "Generate --num_frames beyond the training length with "
     "this long-video method (README: Long videos).")

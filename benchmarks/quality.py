@@ -10,6 +10,8 @@ score, append one JSON row per sampling setting to benchmarks/results/quality.js
   python -m benchmarks.quality --label default --sample "" --sample sampler=ddpm,steps=200
   # score an existing workdir again without training
   python -m benchmarks.quality --label resample --workdir runs/x --sample_only --sample steps=50
+  # the results as README's table
+  python -m benchmarks.quality --table
 
 Each row holds the label, the config diff, steps and wall time of training, the sampling
 settings, validity and each of its criteria (`jvdm.metrics.synthetic_video_validity`), the
@@ -120,9 +122,36 @@ def score_row(summary: dict) -> dict:
   return row
 
 
+_TABLE_COLUMNS = (("valid", "valid_fraction"), ("count", "count_ok_fraction"),
+                  ("colour kept", "colour_ok_fraction"), ("size", "size_ok_fraction"),
+                  ("square", "shape_ok_fraction"), ("motion law", "motion_ok_fraction"),
+                  ("background", "background_ok_fraction"),
+                  ("continuous motion", "continuous_motion_fraction"),
+                  ("factor distance", "factor_distance"))
+
+
+def markdown_table(rows: list[dict]) -> str:
+  """The README's table of `rows` (results lines), in their order."""
+  header = ["run", "change", "train steps", "train min", "sampling"] + [
+      name for name, _ in _TABLE_COLUMNS]
+  lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+  for row in rows:
+    sampling = row["sampling"]
+    text = f"{sampling['sampler']} {sampling['steps']}, stagger {sampling['frame_stagger']:g}"
+    if sampling.get("time_power", 1.0) != 1.0:
+      text += f", power {sampling['time_power']:g}"
+    minutes = "" if row["train_seconds"] is None else f"{row['train_seconds'] / 60:.1f}"
+    cells = [row["label"], " ".join(row["overrides"]) or "(none)", str(row["train_steps"]),
+             minutes, text]
+    cells += [f"{row[key]:.2f}" if key == "factor_distance" else f"{row[key]:.0%}"
+              for _, key in _TABLE_COLUMNS]
+    lines.append("| " + " | ".join(cells) + " |")
+  return "\n".join(lines)
+
+
 def main(argv=None) -> None:
   parser = common.parser("Quality: train, sample 32 videos, score against ground truth.", 1)
-  parser.add_argument("--label", required=True, help="name of this row in the results table")
+  parser.add_argument("--label", help="name of this row in the results table (required)")
   parser.add_argument("--steps", type=int, default=None,
                       help="training steps (sets train.num_steps); default the config's")
   parser.add_argument("--minutes", type=float, default=None,
@@ -135,8 +164,17 @@ def main(argv=None) -> None:
   parser.add_argument("--workdir", default=None, help="default /tmp/jvdm_quality/<label>")
   parser.add_argument("--sample_only", action="store_true",
                       help="score an already trained --workdir without training")
+  parser.add_argument("--table", action="store_true",
+                      help="print the results file as README's markdown table and exit")
   args = parser.parse_args(argv)
+  if args.table:
+    path = args.out or os.path.join(common.RESULTS_DIR, "quality.json")
+    with open(path) as f:
+      print(markdown_table([json.loads(line) for line in f if line.strip()]))
+    return
   try:
+    if not args.label:
+      raise BenchmarkInputError("--label is required: it names the row in the results table.")
     check_budget(args.steps, args.minutes)
     samplings = [parse_sample_setting(text) for text in (args.sample or [""])]
     workdir = args.workdir or os.path.join("/tmp", "jvdm_quality", args.label)

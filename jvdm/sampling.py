@@ -134,7 +134,8 @@ def sample_from_workdir(workdir: str, *, out: str | None = None, num_samples: in
       frames, with the KV cache (a causal DiT only; `CausalVideoSampler`).
     prompt: for a caption-conditioned model, the caption of every video, as colour names
       ("red blue"; "" = unconditional); default the captions of held-out synthetic videos.
-      With long="gen_l_video" or "freenoise", prompts separated by "|" give one per window.
+      With long="gen_l_video", prompts separated by "|" give one per window; with
+      long="freenoise", any number spread over the video (FreeNoise's motion injection).
     batch_size: videos per jitted call.
     progress: show progress bars.
     long: a long-video method (`jvdm.samplers.long.sampler.METHODS`) for num_frames beyond
