@@ -58,6 +58,8 @@ def get_config(variant: str = "default") -> ml_collections.ConfigDict:
   config.model.remat = False
   config.model.attention_implementation = None  # None (XLA) | "cudnn" (GPU)
   config.model.causal_temporal_attention = False  # frames attend only to earlier frames
+  # With patch_size > 1: width of a full-resolution head that sees the input pixels (0 = none).
+  config.model.pixel_head_channels = 0
 
   config.diffusion = ml_collections.ConfigDict()
   config.diffusion.process = "vp"  # vp | edm (Karras, in sigma) | flow (rectified flow)
