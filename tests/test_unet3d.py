@@ -379,3 +379,20 @@ def test_causal_attention_ignores_later_frames(axis):
   changed = apply({"params": params}, x.at[:, 3:].add(1.0))
   np.testing.assert_allclose(out[:, :3], changed[:, :3], atol=1e-5)
   assert np.abs(out[:, 3:] - changed[:, 3:]).max() > 1e-2
+
+
+def test_pixel_head_runs_at_full_resolution_on_the_input_pixels():
+  kwargs = dict(patch_size=4, base_channels=16, channel_mults=(1,), attention_levels=(),
+                head_dim=16, num_groups=4)
+  x = jax.random.normal(jax.random.key(0), (1, 2, 8, 8, 3))
+  t = jnp.full((1,), 0.3)
+  head = UNet3D(pixel_head_channels=8, **kwargs)
+  params = nn.unbox(head.init(jax.random.key(1), x, t))["params"]
+  # The head's first conv takes 8 unpatchified feature channels plus the 3 input channels.
+  assert params["pixel_head_in"]["kernel"].shape == (3, 3, 8 + 3, 8)
+  assert params["conv_to_pixels"]["kernel"].shape[-1] == 8 * 4 * 4
+  assert params["conv_out"]["kernel"].shape[-1] == 3  # per pixel, not per 4x4 patch
+  out = head.apply({"params": params}, x, t)
+  assert out.shape == x.shape and not np.any(out)  # zero-initialized output, as without it
+  with pytest.raises(ConfigError, match="pixel_head_channels must be 0 .* num_groups=4, got 6"):
+    UNet3D(pixel_head_channels=6, **kwargs)
