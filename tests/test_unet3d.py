@@ -394,5 +394,5 @@ def test_pixel_head_runs_at_full_resolution_on_the_input_pixels():
   assert params["conv_out"]["kernel"].shape[-1] == 3  # per pixel, not per 4x4 patch
   out = head.apply({"params": params}, x, t)
   assert out.shape == x.shape and not np.any(out)  # zero-initialized output, as without it
-  with pytest.raises(ConfigError, match="pixel_head_channels must be 0 .* num_groups=4, got 6"):
+  with pytest.raises(ConfigError, match="pixel_head_channels must be 0 .*num_groups=4, got 6"):
     UNet3D(pixel_head_channels=6, **kwargs)
