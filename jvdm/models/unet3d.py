@@ -284,7 +284,8 @@ def from_config(config: ml_collections.ConfigDict) -> UNet3D:
         remat=bool(model_config.remat),
         attention_implementation=model_config.attention_implementation,
         causal_temporal_attention=bool(model_config.get("causal_temporal_attention", False)),
-        pixel_head_channels=int(model_config.pixel_head_channels),
+        # Workdirs written before the field existed have no head.
+        pixel_head_channels=int(model_config.get("pixel_head_channels", 0)),
         dtype=config_dtype(model_config.dtype, "dtype"),
         param_dtype=config_dtype(model_config.param_dtype, "param_dtype"),
     )
