@@ -396,3 +396,5 @@ def test_pixel_head_runs_at_full_resolution_on_the_input_pixels():
   assert out.shape == x.shape and not np.any(out)  # zero-initialized output, as without it
   with pytest.raises(ConfigError, match="pixel_head_channels must be 0 .*num_groups=4, got 6"):
     UNet3D(pixel_head_channels=6, **kwargs)
+  with pytest.raises(ConfigError, match="with patch_size=1 the UNet already runs at full"):
+    UNet3D(pixel_head_channels=8, **{**kwargs, "patch_size": 1})

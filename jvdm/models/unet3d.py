@@ -106,6 +106,10 @@ class UNet3D(nn.Module):
     if self.pixel_head_channels < 0 or self.pixel_head_channels % self.num_groups:
       raise ConfigError(f"model.pixel_head_channels must be 0 (none) or a positive multiple of "
                         f"model.num_groups={self.num_groups}, got {self.pixel_head_channels}")
+    if self.pixel_head_channels and self.patch_size == 1:
+      raise ConfigError(f"model.pixel_head_channels={self.pixel_head_channels} adds a "
+                        "full-resolution head behind a patch stem; with patch_size=1 the UNet "
+                        "already runs at full resolution (set pixel_head_channels=0)")
     if not 0.0 <= self.dropout < 1.0:
       raise ConfigError(f"model.dropout must be in [0, 1), got {self.dropout}")
     if self.long_attention is not None and not isinstance(self.long_attention, LongAttention):
