@@ -46,6 +46,9 @@ def get_config(variant: str = "default") -> ml_collections.ConfigDict:
     config.diffusion.prediction = "v"
     if variant != "dit":
       config.model.patch_size = 1  # latents are already 4x smaller than the frames
+      config.model.pixel_head_channels = 0  # no patch stem, so nothing to undo
+      config.train.num_steps = 1000  # as measured (README, Video VAEs)
+      config.train.sample_every = 500
       config.model.base_channels = 64
       config.model.head_dim = 32
     if variant == "tiny":
