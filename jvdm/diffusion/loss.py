@@ -7,24 +7,22 @@ import jax.numpy as jnp
 
 from jvdm.diffusion.parameterization import target_for_prediction
 from jvdm.diffusion.vp import broadcast_to_video
-from jvdm.diffusion.weighting import draw_times, output_loss_weight
+from jvdm.diffusion.weighting import draw_times, output_loss_weight, staggered_levels
 from jvdm.errors import ConfigError, ShapeError
 
 
 def staggered_times(rng: jax.Array, batch: int, frames: int) -> jnp.ndarray:
   """Per-frame times of a staggered sampling grid at a random point: `[B, T]`.
 
-  The pattern `staggered_time_grid` (Diffusion Forcing's pyramid, Chen et al. 2024, sec. 3.4)
-  visits while sampling: t_k = clip(1 - (u - s k / (T - 1)) / (1 - s), 0, 1), with the
-  progress u ~ U(0, 1) and the stagger s ~ U(0, 1) drawn per video. Near s = 1 the earlier
+  The pattern a staggered sampling grid visits (`staggered_levels`), with the progress
+  u ~ U(0, 1) and the stagger s ~ U(0, 1) drawn per video. Near s = 1 the earlier
   frames are clean, the later ones pure noise and one frame lies between: frame-by-frame
   generation, which uniform per-frame levels (FVDM) almost never show in training.
   """
   progress_rng, stagger_rng = jax.random.split(rng)
   progress = jax.random.uniform(progress_rng, (batch, 1))
   stagger = jax.random.uniform(stagger_rng, (batch, 1))
-  start = stagger * jnp.arange(frames) / max(frames - 1, 1)  # [B, T]
-  return jnp.clip(1.0 - (progress - start) / (1.0 - stagger), 0.0, 1.0)
+  return staggered_levels(progress, stagger, frames)  # [B, T]
 
 
 def sample_timesteps(rng: jax.Array, batch: int, frames: int, per_frame_noise: float = 0.0,

@@ -50,3 +50,14 @@ def draw_times(rng: jax.Array, shape: tuple[int, ...], distribution: str = "unif
   if not logit_std > 0:
     raise ConfigError(f"The logit-normal standard deviation must be > 0, got {logit_std}.")
   return jax.nn.sigmoid(logit_mean + logit_std * jax.random.normal(rng, shape))
+
+
+def staggered_levels(progress: jnp.ndarray, stagger, num_frames: int) -> jnp.ndarray:
+  """Per-frame times at sampling progress u of Diffusion Forcing's pyramid (Chen et al. 2024,
+  sec. 3.4) with a continuous lag: t_k = clip(1 - (u - s k / (T - 1)) / (1 - s), 0, 1).
+
+  `progress` and `stagger` broadcast against each other (e.g. `[S + 1, 1]` and a scalar, or
+  `[B, 1]` each); the frames are the last axis: `[..., num_frames]`.
+  """
+  start = stagger * jnp.arange(num_frames) / max(num_frames - 1, 1)  # [..., T]
+  return jnp.clip(1.0 - (progress - start) / (1.0 - stagger), 0.0, 1.0)

@@ -13,6 +13,7 @@ import flax.struct
 import jax
 import jax.numpy as jnp
 
+from jvdm.diffusion.weighting import staggered_levels
 from jvdm.errors import ConfigError, ShapeError
 
 
@@ -78,8 +79,7 @@ def staggered_time_grid(num_steps: int, num_frames: int, stagger: float,
     raise ConfigError(f"The frame stagger must be in [0, 1), got {stagger}.")
   check_time_power(time_power)
   progress = jnp.linspace(0.0, 1.0, num_steps + 1)[:, None]  # [S + 1, 1]
-  start = stagger * jnp.arange(num_frames) / max(num_frames - 1, 1)  # [T]
-  return jnp.clip(1.0 - (progress - start) / (1.0 - stagger), 0.0, 1.0) ** time_power
+  return staggered_levels(progress, stagger, num_frames) ** time_power
 
 
 def check_time_power(time_power: float) -> None:
