@@ -209,6 +209,7 @@ def main(argv=None) -> None:
                                   progress=False, **settings)
     row = dict(header, sampling={"sampler": summary["sampler"], "steps": summary["steps"],
                                  "frame_stagger": summary["frame_stagger"],
+                                 "time_power": summary["time_power"],
                                  "spacing": summary["spacing"], **settings},
                sample_seconds=time.perf_counter() - start, **score_row(summary))
     common.report(row, args.out)
