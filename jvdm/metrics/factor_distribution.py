@@ -55,7 +55,7 @@ import numpy as np
 
 from jvdm.data.synthetic import PALETTE, BouncingShapes, validate_generator_args
 from jvdm.errors import ConfigError, ShapeError
-from jvdm.metrics.synthetic_video import ShapeTrack, shape_tracks
+from jvdm.metrics.synthetic_video import ShapeTrack, check_video_batch, shape_tracks
 
 FACTORS = ("num_shapes", "colour", "size", "speed", "direction")
 # Sign patterns (sign dy, sign dx) of the 8 sectors, y pointing down the image.
@@ -123,15 +123,6 @@ def video_factors(video: np.ndarray) -> dict:
           "directions": [direction for _, direction in motions]}
 
 
-def _check_videos(videos: np.ndarray, name: str) -> None:
-  if not isinstance(videos, np.ndarray) or videos.dtype != np.uint8:
-    raise ShapeError(f"{name} must be a uint8 numpy array [N, T, H, W, 3], got "
-                     f"{type(videos).__name__} of dtype {getattr(videos, 'dtype', None)}.")
-  if videos.ndim != 5 or videos.shape[-1] != 3 or min(videos.shape) == 0:
-    raise ShapeError(
-        f"{name} must have shape [N, T, H, W, 3] with N, T, H, W >= 1, got {videos.shape}.")
-
-
 def _check_limits(max_shapes: int, min_size: int, max_size: int, max_speed: int) -> None:
   for name, value, minimum in (("max_shapes", max_shapes, 1), ("min_size", min_size, 1),
                                ("max_size", max_size, 1), ("max_speed", max_speed, 0)):
@@ -164,7 +155,7 @@ def factor_histograms(videos: np.ndarray, *, max_shapes: int = 2, min_size: int 
     ShapeError: `videos` is not a uint8 numpy array [N, T, H, W, 3].
     ConfigError: the settings are not integers in range.
   """
-  _check_videos(videos, "videos")
+  check_video_batch(videos, "videos")
   _check_limits(max_shapes, min_size, max_size, max_speed)
   factors = [video_factors(video) for video in videos]
   per_shape = {name: np.array([value for f in factors for value in f[name]], np.int64)
@@ -222,7 +213,7 @@ def factor_distance(generated: np.ndarray, reference: np.ndarray, *, max_shapes:
     See `histogram_distance`. Real vs real, 32 vs 256 videos, gives about 0.11 (module
     docstring).
   """
-  _check_videos(reference, "reference")
+  check_video_batch(reference, "reference")
   limits = dict(max_shapes=max_shapes, min_size=min_size, max_size=max_size,
                 max_speed=max_speed)
   return histogram_distance(factor_histograms(generated, **limits),
@@ -267,7 +258,7 @@ def reference_factor_distance(videos: np.ndarray, *, num_reference_videos: int =
       num_frames, height or width.
     ConfigError: the settings are not ones the generator accepts.
   """
-  _check_videos(videos, "videos")
+  check_video_batch(videos, "videos")
   if "num_videos" in generator_kwargs:
     raise ConfigError("reference_factor_distance takes num_reference_videos, not num_videos; "
                       f"got num_videos={generator_kwargs['num_videos']!r}.")

@@ -498,6 +498,16 @@ def continuous_motion(video: np.ndarray, *, max_speed: int = 3, min_area: int = 
   return bool(steps.max(initial=0.0) <= max_speed * np.sqrt(2) + 1 and changed.mean() >= 0.5)
 
 
+def check_video_batch(videos: np.ndarray, name: str = "videos") -> None:
+  """Raises ShapeError unless `videos` is a uint8 numpy array [N, T, H, W, 3], N, T, H, W >= 1."""
+  if not isinstance(videos, np.ndarray) or videos.dtype != np.uint8:
+    raise ShapeError(f"{name} must be a uint8 numpy array [N, T, H, W, 3], got "
+                     f"{type(videos).__name__} of dtype {getattr(videos, 'dtype', None)}.")
+  if videos.ndim != 5 or videos.shape[-1] != 3 or min(videos.shape) == 0:
+    raise ShapeError(
+        f"{name} must have shape [N, T, H, W, 3] with N, T, H, W >= 1, got {videos.shape}.")
+
+
 def synthetic_video_validity(videos: np.ndarray, **kwargs) -> dict[str, float]:
   """Fractions of `videos` that are valid and that pass each criterion.
 
@@ -510,12 +520,7 @@ def synthetic_video_validity(videos: np.ndarray, **kwargs) -> dict[str, float]:
      "continuous_motion_fraction" (see `continuous_motion`; not part of validity),
      "num_videos"}.
   """
-  if not isinstance(videos, np.ndarray) or videos.dtype != np.uint8:
-    raise ShapeError(f"videos must be a uint8 numpy array [N, T, H, W, 3], got "
-                     f"{type(videos).__name__} of dtype {getattr(videos, 'dtype', None)}.")
-  if videos.ndim != 5 or videos.shape[-1] != 3 or min(videos.shape) == 0:
-    raise ShapeError(
-        f"videos must have shape [N, T, H, W, 3] with N, T, H, W >= 1, got {videos.shape}.")
+  check_video_batch(videos)
   reports = [analyze_video(video, **kwargs) for video in videos]
   result = {"valid_fraction": float(np.mean([report.valid for report in reports]))}
   for name in CRITERIA:
