@@ -62,10 +62,10 @@ class UNet3D(nn.Module):
     pixel_head_channels: with `patch_size` > 1, a full-resolution head of this width (0 = none):
       the last conv unpatchifies to this many channels per pixel, which are joined with the
       network's input pixels and refined by a residual block at full resolution. Behind a
-      patch stem every output pixel otherwise comes from a linear map of a coarse token, and
-      on 2 CPU cores the default UNet's x0 estimates of nearly clean inputs stayed blurred
-      (MSE 0.034 at sigma 0.04 after 1000 steps); the head gives a per-pixel path from input
-      to output for a few % more FLOPs.
+      patch stem every output pixel otherwise comes from a linear map of a coarse token: the
+      old default's x0 estimates of nearly clean inputs were blurred (MSE 0.031 at sigma 0.04,
+      as at sigma 0.33; benchmarks/one_step_denoising.py). With an 8-wide head, steps on 2 CPU
+      cores are 36% slower and far more samples have the right sizes (README).
     long_attention: a sampling-time option for videos longer than the training clips:
       FreeNoise window fusion or FreeLong SpectralBlend in the temporal and joint attention
       (`jvdm.models.layers.long_attention`); set with `model.clone(long_attention=...)`, the
