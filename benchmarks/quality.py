@@ -20,7 +20,6 @@ distribution from real videos (`jvdm.metrics.factor_distribution`). The README's
 ablations is made from these rows.
 """
 
-import argparse
 import importlib
 import json
 import os
