@@ -15,14 +15,19 @@ RESULTS_DIR = os.path.join(os.path.dirname(__file__), "results")
 
 
 def apply_overrides(config: ml_collections.ConfigDict, overrides: list[str]):
-  """Applies `a.b=value` strings (values parsed as Python literals when they are)."""
+  """Applies `a.b=value` strings (values parsed as Python literals when they are); ValueError
+  for an item that is not FIELD=VALUE with FIELD a field of the config."""
   config.unlock()
   for item in overrides:
-    dotted, value = item.split("=", 1)
+    dotted, sep, value = item.partition("=")
     node = config
     *parents, leaf = dotted.split(".")
-    for key in parents:
-      node = node[key]
+    for key in parents + [leaf]:
+      if not sep or not hasattr(node, "keys") or key not in node:
+        raise ValueError(f"--set {item!r}: expected FIELD=VALUE with FIELD a field of the "
+                         "config (e.g. optim.learning_rate=1e-3).")
+      if key != leaf:
+        node = node[key]
     try:
       value = ast.literal_eval(value)
     except (ValueError, SyntaxError):

@@ -72,18 +72,10 @@ def load_benchmark_config(name: str, variant: str, overrides: list[str]):
     config = module.get_config(variant)
   except ValueError as error:
     raise BenchmarkInputError(f"configs/{name}.py: {error}") from error
-  for item in overrides:
-    dotted, sep, _ = item.partition("=")
-    node = config
-    for key in dotted.split("."):
-      if not sep or not hasattr(node, "keys") or key not in node:
-        raise BenchmarkInputError(f"--set {item!r}: expected FIELD=VALUE with FIELD a field of "
-                                  f"configs/{name}.py (e.g. optim.learning_rate=1e-3).")
-      node = node[key]
   try:
     return common.apply_overrides(config, overrides)
   except (ValueError, TypeError) as error:
-    raise BenchmarkInputError(f"--set {overrides}: {error}") from error
+    raise BenchmarkInputError(f"configs/{name}.py: {error}") from error
 
 
 def check_budget(steps: int | None, minutes: float | None) -> None:

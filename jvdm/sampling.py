@@ -18,6 +18,8 @@ from jvdm.data.synthetic import BouncingShapes
 from jvdm.data.transforms import to_uint8
 from jvdm.errors import CheckpointError, ConfigError
 from jvdm.io.video import save_npz, write_video_grid
+from jvdm.metrics import (caption_match_fraction, reference_factor_distance, reference_validity,
+                          synthetic_video_validity)
 from jvdm.models import get_model
 from jvdm.models.shapes import diffusion_video_shape, is_latent, pixel_video_shape
 from jvdm.models.vae.latent_space import load_latent_space, vae_from_workdir
@@ -53,9 +55,6 @@ def evaluate_samples(config: ml_collections.ConfigDict, videos: np.ndarray,
   model was not trained on the synthetic data."""
   if config.data.name != "bouncing_shapes":
     return None
-  from jvdm.metrics import (caption_match_fraction, reference_validity,  # pylint: disable=g-import-not-at-top
-                            synthetic_video_validity)
-  from jvdm.metrics.factor_distribution import reference_factor_distance  # pylint: disable=g-import-not-at-top
   shapes = config.data.bouncing_shapes
   generated = synthetic_video_validity(videos, max_shapes=shapes.max_shapes,
                                        min_speed=shapes.min_speed, max_speed=shapes.max_speed)
