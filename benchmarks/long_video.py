@@ -123,7 +123,8 @@ def main():
             f"{metrics['window_motion_fraction']:.2f}  boundary continuity "
             f"{metrics['boundary_continuity']:.2f}  colours kept {metrics['colours_kept']:.2f}  "
             f"identity kept {metrics['identity_kept']:.2f}  colour overlap "
-            f"{metrics['colour_overlap']:.2f}  ({seconds:.0f} s)", flush=True)
+            f"{metrics['colour_overlap']:.2f}  bright mass kept "
+            f"{metrics['bright_mass_kept']:.2f}  ({seconds:.0f} s)", flush=True)
       if args.save_videos:
         os.makedirs(args.save_videos, exist_ok=True)
         np.savez_compressed(os.path.join(args.save_videos, f"{method}.npz"),

@@ -106,7 +106,7 @@ def _trained_steps(workdir: str) -> int:
 def score_row(summary: dict) -> dict:
   """The figures of one sampling run (`sample_from_workdir`'s summary) for the results row."""
   metric = summary["synthetic_video_validity"]["generated"]
-  row = {key: metric[key] for key in metric if key.endswith("_fraction")}
+  row = {key: metric[key] for key in metric if key.endswith(("_fraction", "_px"))}
   row["colour_change_rate"] = 1.0 - metric["colour_ok_fraction"]
   for key, value in summary["synthetic_video_validity"].get("factor_distance", {}).items():
     row[key] = value
@@ -118,7 +118,17 @@ _TABLE_COLUMNS = (("valid", "valid_fraction"), ("count", "count_ok_fraction"),
                   ("square", "shape_ok_fraction"), ("motion law", "motion_ok_fraction"),
                   ("background", "background_ok_fraction"),
                   ("continuous motion", "continuous_motion_fraction"),
+                  ("motion error px (median)", "motion_error_median_px"),
                   ("factor distance", "factor_distance"))
+
+
+def _cell(row: dict, key: str) -> str:
+  """One figure of the table; rows written before a column existed leave it empty."""
+  if key not in row:
+    return ""
+  if key.endswith("_fraction"):
+    return f"{row[key]:.0%}"
+  return f"{row[key]:.{1 if key.endswith('_px') else 2}f}"
 
 
 def markdown_table(rows: list[dict]) -> str:
@@ -134,8 +144,7 @@ def markdown_table(rows: list[dict]) -> str:
     minutes = "" if row["train_seconds"] is None else f"{row['train_seconds'] / 60:.1f}"
     cells = [row["label"], " ".join(row["overrides"]) or "(none)", str(row["train_steps"]),
              minutes, text]
-    cells += [f"{row[key]:.2f}" if key == "factor_distance" else f"{row[key]:.0%}"
-              for _, key in _TABLE_COLUMNS]
+    cells += [_cell(row, key) for _, key in _TABLE_COLUMNS]
     lines.append("| " + " | ".join(cells) + " |")
   return "\n".join(lines)
 

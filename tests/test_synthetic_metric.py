@@ -44,6 +44,7 @@ def test_real_videos_are_valid(real):
   assert result["valid_fraction"] >= 0.99
   for name in CRITERIA:
     assert result[f"{name}_fraction"] >= 0.99
+  assert result["motion_error_median_px"] == 0.0
 
 
 def test_real_videos_with_overlapping_squares_are_valid(real):
@@ -149,6 +150,26 @@ def test_teleporting_shape_is_invalid(real):
   assert not report.valid
   assert not report.motion_ok
   assert report.size_ok and report.colour_ok
+
+
+def test_motion_error_grows_with_a_displaced_frame(real):
+  video, truth = _one_shape_truth(real)
+  size, colour = truth["sizes"][0], truth["colours"][0]
+  num_frames, height, _, _ = video.shape
+  errors = []
+  for shift in (0, 2, 4, 6):
+    positions = truth["positions"][0].copy()
+    # Frame 8 alone moves `shift` px vertically, away from the nearer wall.
+    direction = 1 if positions[8, 0] < (height - size) / 2 else -1
+    positions[8, 0] += direction * shift
+    moved = _redraw(video.shape, [np.full(num_frames, size)], [positions],
+                    [np.tile(colour, (num_frames, 1))])
+    errors.append(analyze_video(moved).motion_error_px)
+  # The best path may split the difference, so the error lies in [shift / 2, shift].
+  assert errors[0] == 0.0
+  assert all(shift / 2 <= error <= shift for shift, error in zip((2, 4, 6), errors[1:]))
+  assert errors[1] < errors[2] < errors[3]
+  assert analyze_video(np.zeros_like(video)).motion_error_px == float("inf")
 
 
 def test_growing_shape_is_invalid(real):

@@ -20,6 +20,10 @@ length); the last partial window is dropped.
                           windows of the histogram intersection sum_k min(p_k, q_k) of the
                           shares p, q of bright pixels of each palette colour in the first
                           window and in that window (1 = the same colour mix).
+  bright_mass_kept:       the mean over later windows of their bright pixels (max channel >=
+                          128) over the first window's: < 1 when shapes fade or shrink along the
+                          video, > 1 when they grow or multiply (real videos: occlusion alone
+                          moves it by a few hundredths).
 """
 
 import numpy as np
@@ -64,7 +68,7 @@ def colour_shares(video: np.ndarray, colour_tolerance: float = 60.0) -> np.ndarr
 
 def long_video_report(video: np.ndarray, window: int, *, max_shapes: int = 2, min_speed: int = 1,
                       max_speed: int = 3, size_tolerance: int = 1) -> dict[str, float | bool]:
-  """The module's three measures for one video (module docstring)."""
+  """The module's measures for one video (module docstring)."""
   windows = _windows(video, window)
   valid = [analyze_video(w, max_shapes=max_shapes, min_speed=min_speed,
                          max_speed=max_speed).valid for w in windows]
@@ -77,12 +81,15 @@ def long_video_report(video: np.ndarray, window: int, *, max_shapes: int = 2, mi
                  for colours, s in zip(same_colours, later)]
   shares = [colour_shares(w) for w in windows]
   overlaps = [np.minimum(shares[0], q).sum() for q in shares[1:] or shares[:1]]
+  masses = [(_brightness(w) >= _BRIGHT).sum() for w in windows]
+  mass_ratios = [m / max(masses[0], 1) for m in masses[1:] or masses[:1]]
   return {"window_valid_fraction": float(np.mean(valid)),
           "window_motion_fraction": float(np.mean(moving)),
           "boundary_continuity": float(np.mean(steps)) if steps else 1.0,
           "colours_kept": float(np.mean(same_colours)),
           "identity_kept": float(np.mean(same_shapes)),
-          "colour_overlap": float(np.mean(overlaps))}
+          "colour_overlap": float(np.mean(overlaps)),
+          "bright_mass_kept": float(np.mean(mass_ratios))}
 
 
 def long_video_metrics(videos: np.ndarray, window: int, **kwargs) -> dict[str, float]:
@@ -95,4 +102,5 @@ def long_video_metrics(videos: np.ndarray, window: int, **kwargs) -> dict[str, f
           "colours_kept": mean("colours_kept"),
           "identity_kept": mean("identity_kept"),
           "colour_overlap": mean("colour_overlap"),
+          "bright_mass_kept": mean("bright_mass_kept"),
           "num_videos": len(reports)}

@@ -85,6 +85,9 @@ class VideoReport:
   background_ok: bool
   num_shapes: int
   reason: str
+  # The worst shape's distance (px) to its nearest constant-velocity bounce path, hiding and
+  # min_speed aside; inf without shapes. A graded view of motion_ok (which needs <= 1 px).
+  motion_error_px: float = float("inf")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -278,15 +281,17 @@ def _box_sums(table: np.ndarray, ys: np.ndarray, xs: np.ndarray, side: int) -> n
           - table[frames, ys + side, xs] + table[frames, ys, xs])
 
 
-def _fit_motion(track: ShapeTrack, classes: np.ndarray, limits: _Limits) -> tuple[_Fit | None, str]:
-  """The best constant-velocity bounce fit of one shape, or None and why not."""
+def _fit_motion(track: ShapeTrack, classes: np.ndarray,
+                limits: _Limits) -> tuple[_Fit | None, str, float]:
+  """The best constant-velocity bounce fit of one shape, or None and why not, and the distance
+  (px) to the nearest bounce path of any speed in [0, max_speed], hiding aside."""
   num_frames, height, width = classes.shape
   size = track.size
   full = track.full(limits.size_tolerance)
   partial = track.visible & ~full
   sides = np.arange(max(size - _SIZE_SEARCH, 1), min(size + _SIZE_SEARCH, height, width) + 1)
   if sides.size == 0:
-    return None, f"{track.name} of size {size} does not fit the {height}x{width} frame"
+    return None, f"{track.name} of size {size} does not fit the {height}x{width} frame", np.inf
   boxes = track.boxes
   errors_y, predicted_y, velocities = _axis_fits(boxes[:, 0], boxes[:, 1], full, partial,
                                                  height, sides, limits.max_speed)
@@ -295,6 +300,7 @@ def _fit_motion(track: ShapeTrack, classes: np.ndarray, limits: _Limits) -> tupl
   absent = np.flatnonzero(~track.visible)
   hiders = _summed_area((classes[absent] >= 0) & (classes[absent] != track.colour))
   tolerance = limits.position_tolerance
+  closest = float(np.maximum(errors_y.min((1, 2)), errors_x.min((1, 2))).min())
 
   best = None
   for index, side in enumerate(sides):
@@ -316,15 +322,13 @@ def _fit_motion(track: ShapeTrack, classes: np.ndarray, limits: _Limits) -> tupl
     if np.isfinite(error[i, j]) and (best is None or error[i, j] < best.error):
       best = _Fit(int(side), np.stack([ys[i], xs[j]], -1), float(error[i, j]))
   if best is not None:
-    return best, ""
-
-  closest = np.maximum(errors_y.min((1, 2)), errors_x.min((1, 2))).min()
+    return best, "", closest
   if closest > tolerance:
     return None, (f"{track.name} is {closest:.0f} px off the nearest constant-velocity bounce "
-                  f"path (tolerance {tolerance})")
+                  f"path (tolerance {tolerance})"), closest
   return None, (f"no bounce path of {track.name} with speed in [{limits.min_speed}, "
                 f"{limits.max_speed}] that is hidden where it is missing (frames "
-                f"{absent.tolist()})")
+                f"{absent.tolist()})"), closest
 
 
 # ---------------------------------------------------------------------------- occlusion
@@ -443,6 +447,7 @@ def analyze_video(video: np.ndarray, *, max_shapes: int = 2, min_speed: int = 1,
     failures["motion_ok"].append("no shape to track")
 
   over = {}  # colour -> colours drawn over it
+  motion_error = 0.0 if tracks else np.inf
   for track in tracks:
     track.size = size = _estimate_size(track)
     # A necessary condition for being hidden: other colours cover half a square somewhere.
@@ -456,7 +461,8 @@ def analyze_video(video: np.ndarray, *, max_shapes: int = 2, min_speed: int = 1,
                           ("shape_ok", _shape_failure(track, limits))):
       if message:
         failures[name].append(message)
-    fit, message = _fit_motion(track, classes, limits)
+    fit, message, path_error = _fit_motion(track, classes, limits)
+    motion_error = max(motion_error, path_error)
     if fit is None:
       failures["motion_ok"].append(message)
     else:
@@ -472,7 +478,8 @@ def analyze_video(video: np.ndarray, *, max_shapes: int = 2, min_speed: int = 1,
   verdicts = {name: not failures[name] for name in CRITERIA}
   messages = [f"{name[:-3]}: {text}" for name in CRITERIA for text in failures[name]]
   return VideoReport(valid=all(verdicts.values()), num_shapes=num_shapes,
-                     reason="; ".join(messages[:3]) if messages else "ok", **verdicts)
+                     reason="; ".join(messages[:3]) if messages else "ok",
+                     motion_error_px=float(motion_error), **verdicts)
 
 
 def continuous_motion(video: np.ndarray, *, max_speed: int = 3, min_area: int = 4) -> bool:
@@ -518,7 +525,8 @@ def synthetic_video_validity(videos: np.ndarray, **kwargs) -> dict[str, float]:
   Returns:
     {"valid_fraction", "<criterion>_fraction" for each of CRITERIA,
      "continuous_motion_fraction" (see `continuous_motion`; not part of validity),
-     "num_videos"}.
+     "motion_error_median_px" (median of `VideoReport.motion_error_px`; inf when over half
+     the videos have no shape), "num_videos"}.
   """
   check_video_batch(videos)
   reports = [analyze_video(video, **kwargs) for video in videos]
@@ -528,6 +536,7 @@ def synthetic_video_validity(videos: np.ndarray, **kwargs) -> dict[str, float]:
   motion_kwargs = {k: kwargs[k] for k in ("max_speed", "min_area") if k in kwargs}
   result["continuous_motion_fraction"] = float(np.mean(
       [continuous_motion(video, **motion_kwargs) for video in videos]))
+  result["motion_error_median_px"] = float(np.median([r.motion_error_px for r in reports]))
   result["num_videos"] = len(reports)
   return result
 

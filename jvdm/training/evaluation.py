@@ -52,6 +52,7 @@ def diffusion_evaluation(config: ml_collections.ConfigDict, model: Any, workdir:
       generated = metric["generated"]
       values = {"sample_valid_fraction": generated["valid_fraction"],
                 "sample_continuous_motion_fraction": generated["continuous_motion_fraction"],
+                "sample_motion_error_median_px": generated["motion_error_median_px"],
                 "sample_factor_distance": metric["factor_distance"]["factor_distance"]}
       if "caption_match_fraction" in generated:
         values["sample_caption_match_fraction"] = generated["caption_match_fraction"]
