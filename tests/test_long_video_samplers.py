@@ -177,18 +177,20 @@ def _gaussian_x0_network(process):
   return lambda variables, model_input, t: denoise(model_input, t, None)
 
 
-@pytest.mark.parametrize("mode,sampler,stagger", [("clean", "ddpm", 0.0),
-                                                  ("replace", "dpmpp_2m", 0.5)])
-def test_extension_starts_with_plain_sampling(mode, sampler, stagger):
+@pytest.mark.parametrize("mode,sampler,stagger,power", [("clean", "ddpm", 0.0, 1.0),
+                                                        ("replace", "dpmpp_2m", 0.5, 1.0),
+                                                        ("clean", "ddpm", 0.5, 2.0)])
+def test_extension_starts_with_plain_sampling(mode, sampler, stagger, power):
   window = 4
   plain = VideoSampler(_gaussian_x0_network(VP), VP, "x0", sampler=sampler, num_steps=6,
-                       frame_stagger=stagger, clip_x0=False)
+                       frame_stagger=stagger, time_power=power, clip_x0=False)
   expected = plain.sample({}, seed=3, num_videos=2, video_shape=(window,) + FRAME,
                           progress=False)
   base = jax.random.key(3)
   keys = jax.vmap(lambda i: jax.random.fold_in(base, i))(jnp.arange(2))
   video = extend(gaussian_denoiser(VP), VP, keys, 7, window, 2, FRAME, sampler=sampler,
-                 num_steps=6, clip_x0=False, mode=mode, frame_stagger=stagger)
+                 num_steps=6, clip_x0=False, mode=mode, frame_stagger=stagger,
+                 time_power=power)
   assert video.shape == (2, 7) + FRAME and np.all(np.isfinite(video))
   np.testing.assert_allclose(video[:, :window], expected, atol=1e-6)
 

@@ -49,14 +49,15 @@ def _replacing(solver: Solver, process, context: jnp.ndarray, known: jnp.ndarray
 
 
 def _extend(keys, cond, *, denoise, process, num_frames, window, context_frames, frame_shape,
-            sampler, num_steps, eta, clip_x0, mode, frame_stagger, return_clips):
+            sampler, num_steps, eta, clip_x0, mode, frame_stagger, time_power, return_clips):
   batch, k = keys.shape[0], context_frames
   num_clips = 1 + -(-(num_frames - window) // (window - k))
-  uniform = jnp.asarray(sampling_time_grid(process, SOLVERS[sampler][1], num_steps), jnp.float32)
+  uniform = jnp.asarray(sampling_time_grid(process, SOLVERS[sampler][1], num_steps,
+                                           time_power=time_power), jnp.float32)
 
   def frame_grid(frames):  # [S + 1, frames], as VideoSampler samples `frames` frames
     if frame_stagger:
-      return staggered_time_grid(num_steps, frames, frame_stagger)
+      return staggered_time_grid(num_steps, frames, frame_stagger, time_power)
     return jnp.broadcast_to(uniform[:, None], (num_steps + 1, frames))
 
   first_grid = frame_grid(window)
@@ -101,14 +102,14 @@ def _extend(keys, cond, *, denoise, process, num_frames, window, context_frames,
 
 _STATIC = (
     "denoise", "process", "num_frames", "window", "context_frames", "frame_shape", "sampler",
-    "num_steps", "eta", "clip_x0", "mode", "frame_stagger", "return_clips")
+    "num_steps", "eta", "clip_x0", "mode", "frame_stagger", "time_power", "return_clips")
 _extend_jitted = jax.jit(_extend, static_argnames=_STATIC)
 
 
 def extend(denoise: Denoiser, process, keys: jax.Array, num_frames: int, window: int,
            context_frames: int, frame_shape: Sequence[int], sampler: str = "ddim",
            num_steps: int = 50, eta: float = 0.0, clip_x0: bool = True, mode: str = "clean",
-           frame_stagger: float = 0.0, cond: Optional[Any] = None,
+           frame_stagger: float = 0.0, time_power: float = 1.0, cond: Optional[Any] = None,
            return_clips: bool = False, jit: bool = True) -> jnp.ndarray:
   """Generates `num_frames` frames clip by clip with a model trained on `window` frames.
 
@@ -126,8 +127,9 @@ def extend(denoise: Denoiser, process, keys: jax.Array, num_frames: int, window:
     window: frames per clip (the model's training length).
     context_frames: given frames per later clip, in [1, window - 1].
     frame_shape: (H, W, C).
-    sampler, num_steps, eta, clip_x0, frame_stagger: as `VideoSampler` (uniform time grid, or
-      the staggered one; in "clean" mode a later clip staggers its new frames only).
+    sampler, num_steps, eta, clip_x0, frame_stagger, time_power: as `VideoSampler` (uniform
+      time grid, or the staggered one; in "clean" mode a later clip staggers its new frames
+      only).
     mode: "clean" or "replace" (module docstring).
     cond: the denoiser's condition, batched like the videos (the same for every clip).
     return_clips: return the clips `[B, num_clips, window, H, W, C]`, each with its context
@@ -146,7 +148,7 @@ def extend(denoise: Denoiser, process, keys: jax.Array, num_frames: int, window:
   if eta < 0 or (eta and sampler != "ddim"):
     raise ConfigError(f"eta must be >= 0 and applies to the 'ddim' sampler only; got eta={eta} "
                       f"with {sampler!r}.")
-  staggered_time_grid(num_steps, 2, frame_stagger)  # validates both
+  staggered_time_grid(num_steps, 2, frame_stagger, time_power)  # validates all three
   if not 1 <= context_frames < window:
     raise ConfigError(f"context_frames must be in [1, window - 1] = [1, {window - 1}] so that "
                       f"each clip adds new frames; got {context_frames}.")
@@ -162,4 +164,5 @@ def extend(denoise: Denoiser, process, keys: jax.Array, num_frames: int, window:
   return run(keys, cond, denoise=denoise, process=process, num_frames=num_frames, window=window,
              context_frames=context_frames, frame_shape=frame_shape, sampler=sampler,
              num_steps=num_steps, eta=float(eta), clip_x0=clip_x0, mode=mode,
-             frame_stagger=float(frame_stagger), return_clips=return_clips)
+             frame_stagger=float(frame_stagger), time_power=float(time_power),
+             return_clips=return_clips)

@@ -237,7 +237,8 @@ class LongVideoSampler:
                   self.context_frames or self.window // 2, frame_shape,
                   sampler=self.base.sampler, num_steps=self.base.num_steps, eta=self.base.eta,
                   clip_x0=self.base.clip_x0, mode=self.extension_mode,
-                  frame_stagger=self.base.frame_stagger, cond=cond, jit=False)
+                  frame_stagger=self.base.frame_stagger, time_power=self.base.time_power,
+                  cond=cond, jit=False)
 
   @functools.cached_property
   def jitted_sample_batch(self):
