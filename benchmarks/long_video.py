@@ -77,6 +77,9 @@ def main():
   parser.add_argument("--frame_stagger", type=float, default=None,
                       help="the baselines', autoregressive's and the _staggered rows' frame "
                       "stagger; default the config's")
+  parser.add_argument("--time_power", type=float, default=None,
+                      help="every method's time grid t = level^power (FIFO's queue levels "
+                      "too); default the config's")
   parser.add_argument("--seed", type=int, default=0)
   parser.add_argument("--out", default=None, help="default benchmarks/results/long_video.json")
   args = parser.parse_args()
@@ -100,8 +103,9 @@ def main():
     params, step = restore_ema_params(args.workdir, config, model, mesh)
     result["checkpoint_step"] = int(step)
     base = make_video_sampler(config, model.apply, steps=args.steps,
-                              frame_stagger=args.frame_stagger)
+                              frame_stagger=args.frame_stagger, time_power=args.time_power)
     result["frame_stagger"] = base.frame_stagger  # the configured one
+    result["time_power"] = base.time_power
     samplers, staggers = {}, {}
     for name in dict.fromkeys(methods + cost_methods):
       method, staggers[name] = method_and_stagger(name, base.frame_stagger)

@@ -77,13 +77,15 @@ def evaluate_samples(config: ml_collections.ConfigDict, videos: np.ndarray,
 
 def write_samples(out_dir: str | epath.Path, name: str, videos: np.ndarray, fps: int,
                   scale: int) -> list[epath.Path]:
-  """Writes `videos` (uint8 [N, T, H, W, C]) as one grid mp4 and gif; returns the paths."""
+  """Writes `videos` (uint8 [N, T, H, W, C]) as one grid mp4 and gif, and as `{name}.npz`
+  (key `videos`, exact, for rescoring); returns the paths."""
   out_dir = epath.Path(out_dir)
   out_dir.mkdir(parents=True, exist_ok=True)
   paths = [out_dir / f"{name}.mp4", out_dir / f"{name}.gif"]
   for path in paths:
     write_video_grid(path, videos, fps=fps, scale=scale)
-  return paths
+  save_npz(out_dir / f"{name}.npz", videos)
+  return paths + [out_dir / f"{name}.npz"]
 
 
 def restore_ema_params(workdir: str | epath.Path, config: ml_collections.ConfigDict,
@@ -223,8 +225,6 @@ def sample_from_workdir(workdir: str, *, out: str | None = None, num_samples: in
 
   out_dir = epath.Path(out) if out else epath.Path(workdir) / "samples" / f"sample_seed{seed}"
   paths = write_samples(out_dir, "samples", videos, config.sample.fps, config.sample.video_scale)
-  save_npz(out_dir / "samples.npz", videos)
-  paths.append(out_dir / "samples.npz")
   summary = {"workdir": str(workdir), "checkpoint_step": int(step), "seed": seed,
              "num_samples": num_samples, "num_frames": num_frames,
              "sampler": video_sampler.sampler, "spacing": video_sampler.spacing,

@@ -118,7 +118,10 @@ def test_workdir_outputs_and_sampling(tmp_path):
   assert {"loss", "grad_norm", "learning_rate"} <= set(records[0])
   assert "steps_per_second" in records[1]  # step 1 compiled; its time is not a rate
   assert (workdir / "samples" / "step_0000004.gif").exists()
+  periodic = np.load(workdir / "samples" / "step_0000004.npz")["videos"]  # exact, for rescoring
+  assert periodic.dtype == np.uint8 and periodic.shape[:2] == (config.train.num_sample_videos, 4)
   assert any(r.get("sample_valid_fraction") is not None for r in records)
+  assert any(r.get("sample_motion_error_median_px") is not None for r in records)
   summary = sample_from_workdir(str(workdir), out=str(tmp_path / "out"), num_samples=3, seed=5,
                                 progress=False)
   videos = np.load(tmp_path / "out" / "samples.npz")["videos"]
