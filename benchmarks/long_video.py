@@ -98,6 +98,7 @@ def main():
             "devices": f"{jax.device_count()}x {jax.devices()[0].device_kind}",
             "cpu_count": os.cpu_count(), "machine": platform.machine(), "workdir": args.workdir, "window": window,
             "frames": args.frames, "steps": args.steps, "num_videos": args.num_videos,
+            "num_partitions": args.num_partitions,
             "quality": {}, "cost": {}}
   with jax.set_mesh(mesh), nn.logical_axis_rules(config.mesh.logical_axis_rules):
     params, step = restore_ema_params(args.workdir, config, model, mesh)
