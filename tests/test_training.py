@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 
 from configs import bouncing_shapes_dit, bouncing_shapes_unet
+from jvdm.config_validation import validate_config
 from jvdm.data.captions import caption_tokens, null_condition_for
 from jvdm.diffusion import make_loss
 from jvdm.errors import CheckpointError, ConfigError, ShapeError
@@ -185,3 +186,14 @@ def test_dit_heads_must_split_over_the_tensor_axis(tmp_path):
 def test_bad_configs_stop_with_a_clear_error(tmp_path, overrides, error, match):
   with pytest.raises(error, match=match):
     train_and_evaluate(tiny_config(**overrides), str(tmp_path), progress=False)
+
+
+def test_long_variant_is_the_default_recipe_trained_longer():
+  default = bouncing_shapes_unet.get_config().to_dict()
+  long = bouncing_shapes_unet.get_config("long").to_dict()
+  validate_config(bouncing_shapes_unet.get_config("long"))
+  assert {k: v for k, v in long.items() if k != "train"} == {
+      k: v for k, v in default.items() if k != "train"}
+  assert long["train"]["num_steps"] > default["train"]["num_steps"]
+  assert long["train"]["num_sample_videos"] == 32  # scored as the quality benchmark scores
+  assert long["train"]["num_steps"] % long["train"]["sample_every"] == 0
