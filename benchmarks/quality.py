@@ -142,7 +142,9 @@ def markdown_table(rows: list[dict]) -> str:
     if sampling.get("time_power", 1.0) != 1.0:
       text += f", power {sampling['time_power']:g}"
     minutes = "" if row["train_seconds"] is None else f"{row['train_seconds'] / 60:.1f}"
-    cells = [row["label"], " ".join(row["overrides"]) or "(none)", str(row["train_steps"]),
+    variant = [] if row.get("variant", "default") == "default" else [f":{row['variant']}"]
+    change = " ".join(variant + row["overrides"]) or "(none)"
+    cells = [row["label"], change, str(row["train_steps"]),
              minutes, text]
     cells += [_cell(row, key) for _, key in _TABLE_COLUMNS]
     lines.append("| " + " | ".join(cells) + " |")

@@ -4,8 +4,8 @@ Run (2 CPU cores, under 15 minutes):
   python train.py --config configs/bouncing_shapes_unet.py --workdir /tmp/jvdm_run
 Variants (`--config configs/bouncing_shapes_unet.py:VARIANT`):
   default  the measured default run (README).
-  long     the default recipe trained 9000 steps (about 90 minutes on 2 cores), scored on 32
-           samples every 3000 steps: the learning curve (README).
+  long     the default recipe trained 9000 steps (about 80 minutes on 2 idle cores), scored on
+           32 samples every 3000 steps: the learning curve (README; 3 of 32 valid).
   tiny     a few-second smoke config used by the tests.
 Any field can be overridden, e.g. `--config.train.num_steps=500 --config.model.dtype=bfloat16`.
 """
