@@ -7,7 +7,8 @@ The default run's samples rarely follow the motion law (README). This separates 
 that can happen: a model that cannot extrapolate a known velocity fails here for every k; a
 model that extrapolates well but picks a bad velocity from frame 0 alone fails at k = 1 only.
 The given frames are held as extension's "clean" mode holds them (`samplers/long/extension`):
-at t = 0 for the whole run, which a model trained with per-frame noise levels conditions on.
+at t = 0 for the whole run, which a model trained with per-frame noise levels conditions on;
+the new frames follow extension's `frame_time_grid` (uniform spacing, staggered as configured).
 
 Per k it reports, over --num_videos held-out generator videos: the validity of the whole video
 (given + sampled frames), its motion-law criterion and median motion error
@@ -25,10 +26,11 @@ import numpy as np
 from benchmarks import common
 from jvdm.data.synthetic import BouncingShapes
 from jvdm.data.transforms import to_model_range, to_uint8
-from jvdm.metrics.synthetic_video import _BRIGHT, _brightness, synthetic_video_validity
+from jvdm.metrics.synthetic_video import bright_pixels, synthetic_video_validity
 from jvdm.models import get_model
 from jvdm.parallel.mesh import make_mesh
-from jvdm.samplers.driver import normal_per_sample, run_solver, staggered_time_grid
+from jvdm.samplers.driver import normal_per_sample, run_solver
+from jvdm.samplers.long.extension import frame_time_grid
 from jvdm.samplers.video_sampler import SOLVERS, make_video_sampler, video_keys
 from jvdm.sampling import restore_ema_params
 from jvdm.training.run_config import load_run_config
@@ -37,7 +39,7 @@ from jvdm.training.run_config import load_run_config
 def bright_iou(generated: np.ndarray, real: np.ndarray) -> np.ndarray:
   """IoU of the bright pixels (max channel >= 128) of uint8 [N, T, H, W, 3] pairs: [N, T]
   (1 where both frames are empty)."""
-  a, b = _brightness(generated) >= _BRIGHT, _brightness(real) >= _BRIGHT
+  a, b = bright_pixels(generated), bright_pixels(real)
   union = (a | b).sum((-2, -1))
   return np.where(union > 0, (a & b).sum((-2, -1)) / np.maximum(union, 1), 1.0)
 
@@ -46,12 +48,8 @@ def continue_videos(sampler, params, real: jnp.ndarray, context: int, seed: int)
   """`real` [B, T, H, W, C] in [-1, 1] with frames >= `context` resampled by `sampler`'s solver
   on its grid (staggered over the new frames when it staggers), the first frames held at t = 0."""
   batch, num_frames = real.shape[:2]
-  new = num_frames - context
-  if sampler.frame_stagger:
-    grid = staggered_time_grid(sampler.num_steps, new, sampler.frame_stagger, sampler.time_power)
-  else:
-    grid = jnp.broadcast_to(jnp.asarray(sampler.time_grid, jnp.float32)[:, None],
-                            (sampler.num_steps + 1, new))
+  grid = frame_time_grid(sampler.process, sampler.sampler, sampler.num_steps,
+                         num_frames - context, sampler.frame_stagger, sampler.time_power)
   grid = jnp.concatenate([jnp.zeros((sampler.num_steps + 1, context)), grid], axis=1)
   grid = jnp.broadcast_to(grid[:, None], (sampler.num_steps + 1, batch, num_frames))
   known = (jnp.arange(num_frames) < context)[None, :, None, None, None]

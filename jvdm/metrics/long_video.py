@@ -30,7 +30,7 @@ import numpy as np
 
 from jvdm.errors import ShapeError
 from jvdm.data.synthetic import PALETTE
-from jvdm.metrics.synthetic_video import (_BRIGHT, _brightness, _classify, analyze_video,
+from jvdm.metrics.synthetic_video import (_brightness, _classify, analyze_video, bright_pixels,
                                          continuous_motion, shape_sizes)
 
 
@@ -43,7 +43,7 @@ def _windows(video: np.ndarray, window: int) -> list[np.ndarray]:
 
 def boundary_steps_ok(video: np.ndarray, window: int, max_speed: int = 3) -> list[bool]:
   """For each window boundary, whether the video moves on across it without a jump."""
-  bright = _brightness(video) >= _BRIGHT
+  bright = bright_pixels(video)
   ys, xs = np.mgrid[:bright.shape[1], :bright.shape[2]]
   result = []
   for frame in range(window, video.shape[0] - video.shape[0] % window, window):
@@ -81,7 +81,7 @@ def long_video_report(video: np.ndarray, window: int, *, max_shapes: int = 2, mi
                  for colours, s in zip(same_colours, later)]
   shares = [colour_shares(w) for w in windows]
   overlaps = [np.minimum(shares[0], q).sum() for q in shares[1:] or shares[:1]]
-  masses = [(_brightness(w) >= _BRIGHT).sum() for w in windows]
+  masses = [bright_pixels(w).sum() for w in windows]
   mass_ratios = [m / max(masses[0], 1) for m in masses[1:] or masses[:1]]
   return {"window_valid_fraction": float(np.mean(valid)),
           "window_motion_fraction": float(np.mean(moving)),

@@ -160,6 +160,12 @@ def _brightness(video: np.ndarray) -> np.ndarray:
   return np.maximum(np.maximum(video[..., 0], video[..., 1]), video[..., 2])
 
 
+def bright_pixels(video: np.ndarray) -> np.ndarray:
+  """The foreground of uint8 `video` [..., H, W, 3]: bool [..., H, W], max channel >= 128 (the
+  segmentation's "bright" pixels, module docstring)."""
+  return _brightness(video) >= _BRIGHT
+
+
 def _classify(video: np.ndarray, brightness: np.ndarray, colour_tolerance: float) -> np.ndarray:
   """Palette index of each pixel, or -1 for none: int [T, H, W]."""
   classes = np.full(video.shape[:-1], -1, np.int64)

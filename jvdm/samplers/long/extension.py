@@ -48,17 +48,23 @@ def _replacing(solver: Solver, process, context: jnp.ndarray, known: jnp.ndarray
   return Solver(step=step, init_history=solver.init_history, stochastic=True)
 
 
+def frame_time_grid(process, sampler: str, num_steps: int, num_frames: int,
+                    frame_stagger: float = 0.0, time_power: float = 1.0) -> jnp.ndarray:
+  """`[S + 1, num_frames]` per-frame times, as `VideoSampler` samples `num_frames` frames on
+  the uniform grid (staggered when frame_stagger > 0)."""
+  if frame_stagger:
+    return staggered_time_grid(num_steps, num_frames, frame_stagger, time_power)
+  uniform = jnp.asarray(sampling_time_grid(process, SOLVERS[sampler][1], num_steps,
+                                           time_power=time_power), jnp.float32)
+  return jnp.broadcast_to(uniform[:, None], (num_steps + 1, num_frames))
+
+
 def _extend(keys, cond, *, denoise, process, num_frames, window, context_frames, frame_shape,
             sampler, num_steps, eta, clip_x0, mode, frame_stagger, time_power, return_clips):
   batch, k = keys.shape[0], context_frames
   num_clips = 1 + -(-(num_frames - window) // (window - k))
-  uniform = jnp.asarray(sampling_time_grid(process, SOLVERS[sampler][1], num_steps,
-                                           time_power=time_power), jnp.float32)
-
-  def frame_grid(frames):  # [S + 1, frames], as VideoSampler samples `frames` frames
-    if frame_stagger:
-      return staggered_time_grid(num_steps, frames, frame_stagger, time_power)
-    return jnp.broadcast_to(uniform[:, None], (num_steps + 1, frames))
+  frame_grid = lambda frames: frame_time_grid(process, sampler, num_steps, frames,
+                                              frame_stagger, time_power)
 
   first_grid = frame_grid(window)
   later_grid = first_grid if mode == "replace" else jnp.concatenate(
