@@ -50,6 +50,9 @@ def get_config(variant: str = "default") -> ml_collections.ConfigDict:
   config.model.num_res_blocks = 1
   config.model.attention_levels = (0, 1)  # 0 = the first level (after the patch stem)
   config.model.middle_attention = "factorized"  # factorized | joint (all frames and pixels)
+  config.model.level_attention = "factorized"  # the same, at attention_levels
+  # Spatial and joint attention also rotate by row and column (3D RoPE), not only by frame.
+  config.model.space_time_rope = False
   config.model.head_dim = 24
   config.model.num_groups = 8
   config.model.dropout = 0.0

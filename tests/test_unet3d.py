@@ -11,6 +11,7 @@ import pytest
 from jvdm.errors import ConfigError, ShapeError
 from jvdm.models import UNet3D, get_model
 from jvdm.models.layers import apply_rope, conv2d
+from jvdm.models.layers.rope import rope_3d
 from jvdm.models.layers.attention import VideoSelfAttention
 from jvdm.parallel import axes
 
@@ -208,6 +209,58 @@ def test_rope_logits_depend_only_on_offsets():
   np.testing.assert_allclose(logits, shifted, rtol=1e-4, atol=1e-4)
 
 
+def test_rope_3d_logits_depend_only_on_space_time_offsets():
+  q = jax.random.normal(jax.random.key(11), (1, 10, 2, 12))
+  k = jax.random.normal(jax.random.key(12), (1, 10, 2, 12))
+  frame, row, col = (jax.random.randint(jax.random.key(13 + i), (10,), 0, 8) for i in range(3))
+
+  def logits(frame, row, col):
+    return jnp.einsum("blnd,bmnd->bnlm", rope_3d(q, frame, row, col), rope_3d(k, frame, row, col))
+
+  np.testing.assert_allclose(logits(frame, row, col), logits(frame + 3, row + 5, col + 7),
+                             rtol=1e-4, atol=1e-4)
+  # Each coordinate matters: moving one token along any one axis changes its logits.
+  for moved in ((frame.at[0].add(2), row, col), (frame, row.at[0].add(2), col),
+                (frame, row, col.at[0].add(2))):
+    assert float(jnp.max(jnp.abs(logits(*moved) - logits(frame, row, col)))) > 1e-2
+
+
+def _live_attention(axis, space_time_rope, x):
+  layer = VideoSelfAttention(axis, head_dim=8, num_groups=2, space_time_rope=space_time_rope)
+  params = nn.unbox(layer.init(jax.random.key(1), x)["params"])
+  # The output projection starts at zero (identity block); give it weights.
+  params = jax.tree.map(lambda a: a + 0.1 * jax.random.normal(jax.random.key(2), a.shape), params)
+  return lambda video: layer.apply({"params": params}, video)
+
+
+@pytest.mark.parametrize("axis", ["spatial", "joint"])
+def test_space_time_rope_gives_attention_positions_in_space(axis):
+  x = jax.random.normal(jax.random.key(0), (1, 3, 4, 4, 16))
+  flip = lambda video: video[:, :, ::-1, ::-1]
+  # Without positions in space, attention is equivariant to permuting the pixels of every
+  # frame alike; with them, the offsets between pixels change under a flip.
+  plain = _live_attention(axis, False, x)
+  np.testing.assert_allclose(flip(plain(flip(x))), plain(x), atol=1e-5)
+  positioned = _live_attention(axis, True, x)
+  assert float(jnp.max(jnp.abs(flip(positioned(flip(x))) - positioned(x)))) > 1e-3
+
+
+def test_space_time_rope_leaves_temporal_attention_as_it_was():
+  x = jax.random.normal(jax.random.key(0), (1, 5, 4, 4, 16))
+  np.testing.assert_array_equal(_live_attention("temporal", True, x)(x),
+                                _live_attention("temporal", False, x)(x))
+
+
+def test_level_attention_joint_replaces_factorized_blocks():
+  model = get_model(make_config(level_attention="joint", space_time_rope=True))
+  params = jax.eval_shape(model.init, jax.random.key(0), make_video(jax.random.key(1)),
+                          jnp.zeros((BATCH,)))["params"]
+  assert "down_1_0_joint_attention" in params and "up_1_0_joint_attention" in params
+  factorized = [name for name in params if "spatial" in name or "temporal_attention" in name]
+  # The middle block keeps its own setting (middle_attention="factorized").
+  assert factorized == ["middle_spatial_attention", "middle_temporal_attention"], factorized
+
+
 @pytest.mark.parametrize("strides", [1, 2])
 def test_conv2d_derivatives_match_xla_conv(strides):
   # conv2d swaps in its own kernel tangent on CPU; every derivative must stay exact.
@@ -357,6 +410,7 @@ def test_patch_size_keeps_the_video_shape_and_checks_divisibility():
         (dict(num_groups=5), "num_groups=5"),
         (dict(attention_levels=(2,)), "attention_levels"),
         (dict(middle_attention="global"), "middle_attention"),
+        (dict(level_attention="axial"), "level_attention"),
         (dict(name="unet4d"), "unknown model.name 'unet4d'"),
         (dict(dtype="int8"), "model.dtype"),
         (dict(param_dtype="float33"), "model.param_dtype"),

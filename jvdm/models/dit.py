@@ -37,7 +37,7 @@ from jvdm.models.layers.embeddings import TimestepEmbedding, sinusoidal_embeddin
 from jvdm.models.layers.kv_cache import KVCache
 from jvdm.models.layers.long_attention import (LongAttention, band_mask, spectral_blend,
                                                window_fused_attention)
-from jvdm.models.layers.rope import apply_rope
+from jvdm.models.layers.rope import video_rope
 from jvdm.models.text_encoder import TextEncoder
 from jvdm.models.shapes import model_channels
 from jvdm.models.unet3d import config_dtype
@@ -47,16 +47,6 @@ from jvdm.parallel.axes import ACT_EMBED, BATCH, EMBED, FRAMES, HEAD_DIM, LAYERS
 LAYOUTS = ("full", "factorized", "windowed")
 POSITIONS = ("rope", "sincos")
 TOKEN_AXES = (BATCH, FRAMES, LENGTH, ACT_EMBED)
-
-
-def _rope_3d(x: jnp.ndarray, frame: jnp.ndarray, row: jnp.ndarray, col: jnp.ndarray) -> jnp.ndarray:
-  """3D RoPE: the head dimension split into (frame, row, column) parts, each rotated by its
-  own coordinate. x `[B, L, N, D]`; coordinates `[L]`."""
-  spatial = 2 * (x.shape[-1] // 6)
-  temporal = x.shape[-1] - 2 * spatial
-  parts = jnp.split(x, [temporal, temporal + spatial], axis=-1)
-  return jnp.concatenate([apply_rope(parts[0], frame), apply_rope(parts[1], row),
-                          apply_rope(parts[2], col)], axis=-1)
 
 
 def _frame_mask(query_frames, key_frames, causal: bool, window: int | None, key_valid=None):
@@ -107,11 +97,7 @@ class Attention(nn.Module):
     rotate = None
     if self.rope:
       def rotate(a, a_frames):  # a [B, F', P, N, D], a_frames [F']
-        length = a_frames.shape[0]
-        return einops.rearrange(
-            _rope_3d(einops.rearrange(a, "b f p n d -> b (f p) n d"),
-                     jnp.repeat(a_frames, num_tokens), jnp.tile(rows, length),
-                     jnp.tile(cols, length)), "b (f p) n d -> b f p n d", f=length)
+        return video_rope(a, a_frames, rows, cols)
     unrotated_query, unrotated_key = query, key
     if rotate is not None:
       query, key = rotate(query, frames), rotate(key, frames)

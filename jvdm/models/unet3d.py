@@ -25,8 +25,7 @@ from jvdm.parallel.axes import ACT_EMBED, BATCH, FRAMES, HEIGHT, WIDTH
 
 VIDEO_AXES = (BATCH, FRAMES, HEIGHT, WIDTH, ACT_EMBED)
 # The attention axes (see VideoSelfAttention) applied in turn, by kind of attention block.
-_FACTORIZED = ("spatial", "temporal")
-_MIDDLE_ATTENTION = {"factorized": _FACTORIZED, "joint": ("joint",)}
+ATTENTION_KINDS = {"factorized": ("spatial", "temporal"), "joint": ("joint",)}
 
 
 def _constrain(x: jnp.ndarray) -> jnp.ndarray:
@@ -50,6 +49,10 @@ class UNet3D(nn.Module):
     middle_attention: the middle block's attention: "factorized" (spatial then temporal) or
       "joint" (one attention over all frames and pixels: objects are matched across frames
       wherever they moved; cheap at the coarsest level).
+    level_attention: the same choice for the blocks of `attention_levels`.
+    space_time_rope: spatial and joint attention also know the offset in rows and columns
+      between two tokens (3D RoPE, `VideoSelfAttention.space_time_rope`); False: positions in
+      space come only from the convs.
     head_dim: channels per attention head; must divide every attended level's width.
     num_groups: GroupNorm groups; must divide every level's width.
     dropout: dropout rate in residual blocks (train=True only).
@@ -81,6 +84,8 @@ class UNet3D(nn.Module):
   num_res_blocks: int = 1
   attention_levels: tuple[int, ...] = (1, 2)
   middle_attention: str = "factorized"
+  level_attention: str = "factorized"
+  space_time_rope: bool = False
   head_dim: int = 32
   num_groups: int = 8
   dropout: float = 0.0
@@ -115,9 +120,10 @@ class UNet3D(nn.Module):
     if self.long_attention is not None and not isinstance(self.long_attention, LongAttention):
       raise ConfigError(f"model.long_attention must be a LongAttention or None, got "
                         f"{self.long_attention!r}")
-    if self.middle_attention not in _MIDDLE_ATTENTION:
-      raise ConfigError(f"model.middle_attention must be one of {tuple(_MIDDLE_ATTENTION)}, got "
-                        f"{self.middle_attention!r}")
+    for field in ("middle_attention", "level_attention"):
+      if getattr(self, field) not in ATTENTION_KINDS:
+        raise ConfigError(f"model.{field} must be one of {tuple(ATTENTION_KINDS)}, got "
+                          f"{getattr(self, field)!r}")
     num_levels = len(self.channel_mults)
     bad_levels = [level for level in self.attention_levels if not 0 <= level < num_levels]
     if bad_levels:
@@ -189,8 +195,8 @@ class UNet3D(nn.Module):
                             self.identity_init_temporal, name=name, **kwargs)
       return _constrain(block(h, time_embedding, train))
 
-    def attention(h, name, axes=_FACTORIZED):
-      for axis in axes:
+    def attention(h, name, kind=self.level_attention):
+      for axis in ATTENTION_KINDS[kind]:
         h = attention_cls(
             axis,
             self.head_dim,
@@ -198,6 +204,7 @@ class UNet3D(nn.Module):
             self.attention_implementation,
             self.causal_temporal_attention,
             self.long_attention,
+            self.space_time_rope,
             name=f"{name}_{axis}_attention",
             **kwargs,
         )(h)
@@ -223,7 +230,7 @@ class UNet3D(nn.Module):
 
     middle_channels = h.shape[-1]
     h = res_block(h, middle_channels, "middle_res_0")
-    h = attention(h, "middle", _MIDDLE_ATTENTION[self.middle_attention])
+    h = attention(h, "middle", self.middle_attention)
     h = res_block(h, middle_channels, "middle_res_1")
 
     for level in reversed(range(len(self.channel_mults))):
@@ -271,7 +278,7 @@ def config_dtype(name: str, field: str) -> jnp.dtype:
 
 def from_config(config: ml_collections.ConfigDict) -> UNet3D:
   """Builds a UNet3D from `config.model` and `config.data` (see `jvdm.models.get_model`)."""
-  model_config, data_config = config.model, config.data
+  model_config = config.model
   try:
     return UNet3D(
         out_channels=model_channels(config),
@@ -281,6 +288,8 @@ def from_config(config: ml_collections.ConfigDict) -> UNet3D:
         num_res_blocks=int(model_config.num_res_blocks),
         attention_levels=tuple(int(level) for level in model_config.attention_levels),
         middle_attention=str(model_config.middle_attention),
+        level_attention=str(model_config.get("level_attention", "factorized")),
+        space_time_rope=bool(model_config.get("space_time_rope", False)),
         head_dim=int(model_config.head_dim),
         num_groups=int(model_config.num_groups),
         dropout=float(model_config.dropout),

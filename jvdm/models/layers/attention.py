@@ -21,7 +21,7 @@ from jvdm.errors import ConfigError
 from jvdm.models.layers.long_attention import (LongAttention, band_mask, spectral_blend,
                                                window_fused_attention)
 from jvdm.models.layers.norms import frame_group_norm
-from jvdm.models.layers.rope import apply_rope
+from jvdm.models.layers.rope import apply_rope, video_rope
 from jvdm.parallel.axes import EMBED, HEAD_DIM, QKV_HEADS
 
 AXES = ("spatial", "temporal", "joint")
@@ -46,6 +46,10 @@ class VideoSelfAttention(nn.Module):
       earlier frames only (ViD-GPT, Gao et al. 2024). Spatial attention is within a frame.
     long_attention: temporal and joint attention over more than `long_attention.window`
       frames use FreeNoise's window fusion or FreeLong's SpectralBlend (`long_attention.py`).
+    space_time_rope: spatial and joint attention also rotate queries and keys by row and
+      column (`rope.video_rope`: the head dimension split into frame, row and column parts), so
+      their logits depend on the offset in space (and time) between two tokens; False: spatial
+      attention has no positions and joint attention knows only frame offsets.
   """
 
   axis: Literal["spatial", "temporal", "joint"]
@@ -54,8 +58,24 @@ class VideoSelfAttention(nn.Module):
   attention_implementation: str | None = None
   causal: bool = False
   long_attention: LongAttention | None = None
+  space_time_rope: bool = False
   dtype: jnp.dtype = jnp.float32
   param_dtype: jnp.dtype = jnp.float32
+
+  def _rotation(self, height: int, width: int):
+    """The position embedding of this axis: `rotate(a [B, F, H * W, N, D], frames [F])`, or
+    None for spatial attention without `space_time_rope`."""
+    if self.space_time_rope and self.axis != "temporal":
+      rows = jnp.repeat(jnp.arange(height), width)
+      cols = jnp.tile(jnp.arange(width), height)
+      # Spatial attention mixes one frame only: every token at frame 0.
+      return lambda a, frames: video_rope(
+          a, frames if self.axis == "joint" else jnp.zeros_like(frames), rows, cols)
+    if self.axis == "spatial":
+      return None
+    # By frame index only, over the whole head dimension.
+    return lambda a, frames: apply_rope(a.reshape(a.shape[:2] + (-1, a.shape[-1])),
+                                        frames).reshape(a.shape)
 
   @nn.compact
   def __call__(self, x: jnp.ndarray) -> jnp.ndarray:
@@ -104,8 +124,7 @@ class VideoSelfAttention(nn.Module):
             for a in (query, key, value)),
           long.window, long.stride, long.weighting, per_position=self.axis == "temporal",
           frame_mask=np.tril(np.ones((long.window,) * 2, bool)) if self.causal else None,
-          rotate=lambda a, frames: apply_rope(a.reshape(a.shape[:2] + (-1, a.shape[-1])),
-                                              frames).reshape(a.shape),
+          rotate=self._rotation(height, width),
           implementation=self.attention_implementation)
       out = out.reshape(query.shape)
     else:
@@ -132,8 +151,13 @@ class VideoSelfAttention(nn.Module):
     """q/k/v `[B, T, H, W, N, D]` -> `[B, T, H, W, N, D]` along `self.axis`; with FreeLong
     (`long`), the SpectralBlend of global and local (`band_mask`) attention (sec. 3.2)."""
     batch, num_frames, height, width, num_heads, head_dim = query.shape
+    rotate = self._rotation(height, width)
+    if rotate is not None:
+      tokens = (batch, num_frames, height * width, num_heads, head_dim)
+      query, key = (rotate(a.reshape(tokens), jnp.arange(num_frames)).reshape(query.shape)
+                    for a in (query, key))
     # Each axis is a rearrange of [B, T, H, W, N, D] into attention's [batch, tokens, heads, D]
-    # (a reshape, never a transpose), and the frame index of every token for RoPE.
+    # (a reshape, never a transpose), and the frame index of every token for the causal mask.
     if self.axis == "spatial":
       # Frames become the batch, pixels the sequence.
       pattern = "b t h w n d -> (b t) (h w) n d"
@@ -143,13 +167,11 @@ class VideoSelfAttention(nn.Module):
       pattern = "b t h w n d -> b t (h w n) d"
       frame_index = jnp.arange(num_frames)
     else:
-      # Every (frame, pixel) is a token; positions in space come from the convs' features.
+      # Every (frame, pixel) is a token; positions in space come from the convs' features
+      # (and from space_time_rope).
       pattern = "b t h w n d -> b (t h w) n d"
       frame_index = jnp.repeat(jnp.arange(num_frames), height * width)
     query, key, value = (einops.rearrange(a, pattern) for a in (query, key, value))
-    if frame_index is not None:
-      query = apply_rope(query, frame_index)
-      key = apply_rope(key, frame_index)
 
     mask = None
     if self.causal and frame_index is not None:

@@ -29,3 +29,24 @@ def apply_rope(
   first, second = jnp.split(x.astype(jnp.float32), 2, axis=-1)
   rotated = jnp.concatenate([first * cos - second * sin, second * cos + first * sin], axis=-1)
   return rotated.astype(x.dtype)
+
+
+def rope_3d(x: jnp.ndarray, frame: jnp.ndarray, row: jnp.ndarray, col: jnp.ndarray) -> jnp.ndarray:
+  """3D RoPE: the head dimension split into (frame, row, column) parts, each rotated by its
+  own coordinate (as video DiTs do, e.g. Wan 2.1). x `[B, L, N, D]`; coordinates `[L]`."""
+  spatial = 2 * (x.shape[-1] // 6)
+  temporal = x.shape[-1] - 2 * spatial
+  parts = jnp.split(x, [temporal, temporal + spatial], axis=-1)
+  return jnp.concatenate([apply_rope(parts[0], frame), apply_rope(parts[1], row),
+                          apply_rope(parts[2], col)], axis=-1)
+
+
+def video_rope(x: jnp.ndarray, frames: jnp.ndarray, rows: jnp.ndarray,
+               cols: jnp.ndarray) -> jnp.ndarray:
+  """`rope_3d` of a frame-major token grid: x `[B, F, P, N, D]`, `frames [F]`, the P tokens of
+  every frame at `rows [P]`, `cols [P]`."""
+  num_frames = frames.shape[0]
+  flat = x.reshape((x.shape[0], -1) + x.shape[3:])
+  rotated = rope_3d(flat, jnp.repeat(frames, rows.shape[0]), jnp.tile(rows, num_frames),
+                    jnp.tile(cols, num_frames))
+  return rotated.reshape(x.shape)
