@@ -23,7 +23,7 @@ from absl import app, flags
 from jvdm.cli import configure_console_logging
 from jvdm.errors import JvdmError
 from jvdm.sampling import sample_from_workdir
-from jvdm.samplers.long.sampler import METHODS as LONG_METHODS
+from jvdm.pipelines.long.long_video import METHODS as LONG_METHODS
 
 _WORKDIR = flags.DEFINE_string("workdir", None, "The --workdir given to train.py.", required=True)
 _OUT = flags.DEFINE_string("out", None, "Output folder; default WORKDIR/samples/sample_seed<SEED>.")

@@ -23,10 +23,10 @@ from benchmarks import common
 from jvdm.diffusion import make_process
 from jvdm.diffusion.parameterization import x0_from_prediction
 from jvdm.models import get_model
-from jvdm.samplers.autoregressive import CausalVideoSampler
+from jvdm.pipelines.kv_cache_generation import CausalVideoSampler
 from jvdm.samplers.denoiser import alpha_sigma_like
 from jvdm.samplers.driver import normal_per_sample, run_solver, split_per_sample
-from jvdm.samplers.video_sampler import SOLVERS
+from jvdm.samplers.solvers import SOLVERS
 
 
 def _timed(compiled, *args):

@@ -33,12 +33,9 @@ import numpy as np
 from benchmarks import common
 from jvdm.data.transforms import to_uint8
 from jvdm.metrics.long_video import long_video_metrics
-from jvdm.models import get_model
-from jvdm.parallel.mesh import make_mesh
-from jvdm.samplers.long.sampler import METHODS, LongVideoSampler
-from jvdm.samplers.video_sampler import make_video_sampler, video_keys
-from jvdm.sampling import restore_ema_params
-from jvdm.training.run_config import load_run_config
+from jvdm.pipelines.long.long_video import METHODS, LongVideoSampler
+from jvdm.pipelines.video_sampler import make_video_sampler, video_keys
+from jvdm.workdir import load_trained_run
 
 # Designed for one shared time per step; per-frame times (frame_stagger) only as a variant row.
 SHARED_TIME_METHODS = ("freenoise", "freelong", "gen_l_video")
@@ -84,9 +81,8 @@ def main():
   parser.add_argument("--out", default=None, help="default benchmarks/results/long_video.json")
   args = parser.parse_args()
 
-  config = load_run_config(args.workdir)
-  model = get_model(config)
-  mesh = make_mesh(config.mesh.shape, dcn_shape=config.mesh.get("dcn_shape"))
+  run = load_trained_run(args.workdir)
+  config, model, params, step, mesh = run.config, run.model, run.params, run.step, run.mesh
   window = config.data.num_frames
   frame_shape = (config.data.height, config.data.width, config.data.channels)
   shapes = config.data.bouncing_shapes
@@ -101,7 +97,6 @@ def main():
             "num_partitions": args.num_partitions,
             "quality": {}, "cost": {}}
   with jax.set_mesh(mesh), nn.logical_axis_rules(config.mesh.logical_axis_rules):
-    params, step = restore_ema_params(args.workdir, config, model, mesh)
     result["checkpoint_step"] = int(step)
     base = make_video_sampler(config, model.apply, steps=args.steps,
                               frame_stagger=args.frame_stagger, time_power=args.time_power)

@@ -6,7 +6,7 @@
 The default run's samples rarely follow the motion law (README). This separates the two ways
 that can happen: a model that cannot extrapolate a known velocity fails here for every k; a
 model that extrapolates well but picks a bad velocity from frame 0 alone fails at k = 1 only.
-The given frames are held as extension's "clean" mode holds them (`samplers/long/extension`):
+The given frames are held as extension's "clean" mode holds them (`pipelines/long/extension`):
 at t = 0 for the whole run, which a model trained with per-frame noise levels conditions on;
 the new frames follow extension's `frame_time_grid` (uniform spacing, staggered as configured).
 
@@ -18,7 +18,6 @@ real frame's (1 = the true continuation), per frame and on average.
 
 import argparse
 
-import flax.linen as nn
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -26,14 +25,13 @@ import numpy as np
 from benchmarks import common
 from jvdm.data.synthetic import BouncingShapes
 from jvdm.data.transforms import to_model_range, to_uint8
-from jvdm.metrics.synthetic_video import bright_pixels, synthetic_video_validity
-from jvdm.models import get_model
-from jvdm.parallel.mesh import make_mesh
+from jvdm.metrics.shape_segmentation import bright_pixels
+from jvdm.metrics.synthetic_video import synthetic_video_validity
 from jvdm.samplers.driver import normal_per_sample, run_solver
-from jvdm.samplers.long.extension import frame_time_grid
-from jvdm.samplers.video_sampler import SOLVERS, make_video_sampler, video_keys
-from jvdm.sampling import restore_ema_params
-from jvdm.training.run_config import load_run_config
+from jvdm.pipelines.long.extension import frame_time_grid
+from jvdm.pipelines.video_sampler import make_video_sampler, video_keys
+from jvdm.samplers.solvers import SOLVERS
+from jvdm.workdir import load_trained_run
 
 
 def bright_iou(generated: np.ndarray, real: np.ndarray) -> np.ndarray:
@@ -71,7 +69,8 @@ def main(argv=None) -> None:
   parser.add_argument("--seed", type=int, default=5, help="generator seed of the real videos")
   parser.add_argument("--out", default=None)
   args = parser.parse_args(argv)
-  config = load_run_config(args.workdir)
+  run = load_trained_run(args.workdir)
+  config, model, params, step = run.config, run.model, run.params, run.step
   if config.data.name != "bouncing_shapes":
     raise SystemExit(f"{args.workdir} was trained on {config.data.name!r}; this benchmark needs "
                      "the synthetic bouncing shapes, whose ground truth it scores against.")
@@ -79,10 +78,6 @@ def main(argv=None) -> None:
   contexts = [int(k) for k in args.context.split(",")]
   if not all(1 <= k < num_frames for k in contexts):
     raise SystemExit(f"--context values must be in [1, {num_frames - 1}], got {contexts}.")
-  mesh = make_mesh(config.mesh.shape)
-  model = get_model(config)
-  with jax.set_mesh(mesh), nn.logical_axis_rules(config.mesh.logical_axis_rules):
-    params, step = restore_ema_params(args.workdir, config, model, mesh)
   sampler = make_video_sampler(config, model.apply, steps=args.steps)
   shapes = {k: v for k, v in config.data.bouncing_shapes.to_dict().items() if k != "seed"}
   source = BouncingShapes(**{**shapes, "seed": args.seed, "num_frames": num_frames,

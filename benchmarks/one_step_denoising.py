@@ -10,7 +10,6 @@ found: the old default's estimates had the same error at sigma 0.04 as at sigma 
 
 import argparse
 
-import flax.linen as nn
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -20,11 +19,8 @@ from jvdm.data.synthetic import BouncingShapes
 from jvdm.data.transforms import to_model_range, to_uint8
 from jvdm.diffusion import make_process
 from jvdm.metrics import synthetic_video_validity
-from jvdm.models import get_model
-from jvdm.parallel.mesh import make_mesh
 from jvdm.samplers.denoiser import make_denoiser
-from jvdm.sampling import restore_ema_params
-from jvdm.training.run_config import load_run_config
+from jvdm.workdir import load_trained_run
 
 
 def main(argv=None) -> None:
@@ -35,11 +31,8 @@ def main(argv=None) -> None:
   parser.add_argument("--seed", type=int, default=5, help="generator seed of the real videos")
   parser.add_argument("--out", default=None)
   args = parser.parse_args(argv)
-  config = load_run_config(args.workdir)
-  mesh = make_mesh(config.mesh.shape)
-  model = get_model(config)
-  with jax.set_mesh(mesh), nn.logical_axis_rules(config.mesh.logical_axis_rules):
-    params, step = restore_ema_params(args.workdir, config, model, mesh)
+  run = load_trained_run(args.workdir)
+  config, model, params, step = run.config, run.model, run.params, run.step
   process = make_process(config.diffusion)
   denoise = jax.jit(make_denoiser(model.apply, params, process, config.diffusion.prediction))
   shapes = {k: v for k, v in config.data.bouncing_shapes.to_dict().items() if k != "seed"}

@@ -24,6 +24,7 @@ import numpy as np
 
 from benchmarks import common
 from jvdm.models import get_model
+from jvdm.workdir import load_trained_run
 from jvdm.models.vae.chunked import decode_in_chunks, encode_in_chunks
 
 
@@ -58,11 +59,8 @@ def main():
   arguments.add_argument("--batch", type=int, default=4, help="videos per throughput call")
   args = arguments.parse_args()
   if args.workdir:
-    from jvdm.models.vae.latent_space import vae_from_workdir  # pylint: disable=g-import-not-at-top
-    from jvdm.parallel.mesh import make_mesh  # pylint: disable=g-import-not-at-top
-    from jvdm.sampling import restore_ema_params  # pylint: disable=g-import-not-at-top
-    model, config = vae_from_workdir(args.workdir)
-    params, _ = restore_ema_params(args.workdir, config, model, make_mesh(config.mesh.shape))
+    run = load_trained_run(args.workdir)
+    model, config, params = run.model, run.config, run.params
   else:
     config = common.load_config(args)
     model = get_model(config)

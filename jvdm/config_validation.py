@@ -8,11 +8,12 @@ from jvdm.data.pipeline import DATASETS
 from jvdm.diffusion import (LOSS_WEIGHTINGS, PREDICTIONS, PROCESSES, SCHEDULES, TIME_SAMPLINGS,
                             make_process)
 from jvdm.errors import ConfigError
-from jvdm.models.shapes import diffusion_video_shape, is_latent
+from jvdm.models.shapes import is_latent
 from jvdm.parallel.axes import DATA, FSDP, TENSOR
 from jvdm.parallel.mesh import split_mesh_shape
 from jvdm.samplers import SAMPLERS
-from jvdm.samplers.video_sampler import make_video_sampler
+from jvdm.pipelines.video_sampler import make_video_sampler
+from jvdm.workdir import diffusion_video_shape
 
 DTYPES = ("float32", "bfloat16", "float16")
 

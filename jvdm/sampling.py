@@ -17,20 +17,17 @@ from jvdm.data.captions import decode_caption, encode_caption, null_condition_fo
 from jvdm.data.synthetic import BouncingShapes
 from jvdm.data.transforms import to_uint8
 from jvdm.errors import CheckpointError, ConfigError
-from jvdm.io.video import save_npz, write_video_grid
+from jvdm.io.video_batch import save_npz, write_video_grid
 from jvdm.metrics import (caption_match_fraction, reference_factor_distance, reference_validity,
                           synthetic_video_validity)
 from jvdm.models import get_model
-from jvdm.models.shapes import diffusion_video_shape, is_latent, pixel_video_shape
-from jvdm.models.vae.latent_space import load_latent_space, vae_from_workdir
-from jvdm.parallel.mesh import make_mesh
-from jvdm.samplers.autoregressive import CausalVideoSampler
-from jvdm.samplers.long.sampler import LongVideoSampler
-from jvdm.samplers.video_sampler import make_video_sampler
-from jvdm.training.checkpoint import CHECKPOINT_DIR, Checkpointer
-from jvdm.training.optimizer import make_optimizer
+from jvdm.models.shapes import is_latent, pixel_video_shape
+from jvdm.pipelines.kv_cache_generation import CausalVideoSampler
+from jvdm.pipelines.long.long_video import LongVideoSampler
+from jvdm.pipelines.video_sampler import make_video_sampler
 from jvdm.training.run_config import load_run_config
-from jvdm.training.state import abstract_train_state
+from jvdm.workdir import (config_mesh, diffusion_video_shape, load_latent_space,
+                          restore_ema_params, vae_from_workdir)
 
 logger = logging.getLogger(__name__)
 
@@ -88,26 +85,6 @@ def write_samples(out_dir: str | epath.Path, name: str, videos: np.ndarray, fps:
   return paths + [out_dir / f"{name}.npz"]
 
 
-def restore_ema_params(workdir: str | epath.Path, config: ml_collections.ConfigDict,
-                       model: nn.Module, mesh: jax.sharding.Mesh) -> tuple[Any, int]:
-  """(the EMA params of the latest complete checkpoint of `workdir`, its step), sharded on
-  `mesh` by the config's logical axis rules."""
-  checkpointer = Checkpointer(epath.Path(workdir) / CHECKPOINT_DIR, read_only=True)
-  try:
-    step = checkpointer.latest_step()
-    if step is None:
-      raise CheckpointError(f"The workdir {workdir} has no complete checkpoint yet; train first.")
-    tx, _ = make_optimizer(config.optim, config.train.num_steps)
-    video_shape = (pixel_video_shape(config) if config.model.name == "vae" else
-                   diffusion_video_shape(config))
-    _, _, abstract = abstract_train_state(model, tx, video_shape, mesh,
-                                          config.mesh.logical_axis_rules,
-                                          null_condition_for(config))
-    return checkpointer.restore_params(abstract.ema_params, step), step
-  finally:
-    checkpointer.close()
-
-
 def sample_from_workdir(workdir: str, *, out: str | None = None, num_samples: int = 8,
                         num_frames: int | None = None, steps: int | None = None, seed: int = 0,
                         eta: float | None = None, frame_stagger: float | None = None,
@@ -139,7 +116,7 @@ def sample_from_workdir(workdir: str, *, out: str | None = None, num_samples: in
       long="freenoise", any number spread over the video (FreeNoise's motion injection).
     batch_size: videos per jitted call.
     progress: show progress bars.
-    long: a long-video method (`jvdm.samplers.long.sampler.METHODS`) for num_frames beyond
+    long: a long-video method (`jvdm.pipelines.long.long_video.METHODS`) for num_frames beyond
       the training length; "autoregressive" on a causal DiT runs the KV-cache sampler.
     long_settings: `LongVideoSampler` fields (window defaults to the training length).
     decode_settings: for latent diffusion, `LatentSpace` fields that override the config's
@@ -178,7 +155,7 @@ def sample_from_workdir(workdir: str, *, out: str | None = None, num_samples: in
   if long is not None and chunks is not None:
     raise ConfigError("Pass either --long or --chunks: --long autoregressive on a causal DiT "
                       "already generates chunk by chunk with the KV cache.")
-  mesh = make_mesh(config.mesh.shape, dcn_shape=config.mesh.get("dcn_shape"))
+  mesh = config_mesh(config)
   model = get_model(config)
   pixel_frames = num_frames
   if is_latent(config):  # the sampler runs on latent frames

@@ -1,7 +1,6 @@
 """Caption conditioning: synthetic captions, the text encoder, caption dropout, guided sampling
 of a caption-conditioned DiT, and the caption-match metric."""
 
-import flax
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -10,13 +9,14 @@ import pytest
 from configs import bouncing_shapes_dit
 from jvdm.data.captions import (BOS, PAD, VOCAB_SIZE, caption_colours, caption_tokens,
                                 decode_caption, encode_caption, null_caption)
-from jvdm.data.synthetic import PALETTE_NAMES, BouncingShapes
+from jvdm.data.palette import PALETTE_NAMES
+from jvdm.data.synthetic import BouncingShapes
 from jvdm.errors import ConfigError, ShapeError
 from jvdm.metrics import caption_match_fraction, video_colours
 from jvdm.models import get_model
 from jvdm.models.text_encoder import TextEncoder
 from jvdm.sampling import sample_from_workdir
-from jvdm.samplers.video_sampler import make_video_sampler
+from jvdm.pipelines.video_sampler import make_video_sampler
 from jvdm.training.loop import train_and_evaluate
 from jvdm.training.step import drop_condition
 

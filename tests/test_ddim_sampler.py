@@ -8,7 +8,8 @@ import pytest
 from jvdm.diffusion import VPProcess, get_schedule
 from jvdm.samplers.denoiser import gaussian_denoiser
 from jvdm.errors import ConfigError
-from jvdm.samplers import VideoSampler, ddim_step, uniform_time_grid
+from jvdm.pipelines import VideoSampler
+from jvdm.samplers import ddim_step, uniform_time_grid
 from jvdm.samplers import run_solver as _run_solver
 from jvdm.samplers.driver import staggered_time_grid
 

@@ -13,7 +13,7 @@ from jvdm.diffusion import VPProcess, get_schedule
 from jvdm.errors import ConfigError, ShapeError
 from jvdm.models import VideoDiT, get_model
 from jvdm.models.layers.kv_cache import KVCache
-from jvdm.samplers.autoregressive import CausalVideoSampler
+from jvdm.pipelines.kv_cache_generation import CausalVideoSampler
 
 SHAPE = (2, 8, 8, 8, 3)  # B, T, H, W, C: 8 frames of 4 x 4 tokens
 

@@ -4,7 +4,8 @@ import numpy as np
 import pytest
 import scipy.ndimage
 
-from jvdm.data.synthetic import PALETTE, BouncingShapes, paint_square
+from jvdm.data.palette import PALETTE
+from jvdm.data.synthetic import BouncingShapes, paint_square
 from jvdm.errors import ConfigError, ShapeError
 from jvdm.metrics import (DIRECTIONS, FACTORS, factor_distance, factor_histograms,
                           histogram_distance, reference_factor_distance, video_factors)

@@ -1,4 +1,4 @@
-"""FIFO-Diffusion's queue (jvdm.samplers.long.fifo) with analytic denoisers."""
+"""FIFO-Diffusion's queue (jvdm.pipelines.long.fifo) with analytic denoisers."""
 
 import jax
 import jax.numpy as jnp
@@ -10,7 +10,7 @@ from jvdm.diffusion.discrete import discrete_schedule
 from jvdm.errors import ConfigError, ShapeError
 from jvdm.samplers import ddim_step, run_solver, uniform_time_grid
 from jvdm.samplers.denoiser import alpha_sigma_like
-from jvdm.samplers.long.fifo import FIFODiffusion, coherent_tail, tail_noise
+from jvdm.pipelines.long.fifo import FIFODiffusion, coherent_tail, tail_noise
 
 VP = VPProcess(get_schedule("cosine"))
 DISCRETE = VPProcess(discrete_schedule("linear"))  # DDPM's betas, 1000 training indices

@@ -14,9 +14,9 @@ from jvdm.data.prepare import prepare
 from jvdm.data.synthetic import BouncingShapes
 from jvdm.errors import ConfigError, ShapeError
 from jvdm.models import get_model
-from jvdm.models.shapes import diffusion_video_shape
-from jvdm.models.vae.latent_space import LATENT_STATISTICS_FILE, vae_encoder
+from jvdm.models.vae.latent_space import LATENT_STATISTICS_FILE
 from jvdm.sampling import sample_from_workdir
+from jvdm.workdir import diffusion_video_shape, vae_encoder
 from jvdm.training.loop import train_and_evaluate
 
 

@@ -12,10 +12,10 @@ from configs import bouncing_shapes_dit, bouncing_shapes_unet
 from jvdm.errors import ConfigError
 from jvdm.models import get_model
 from jvdm.models.layers.kv_cache import KVCache
-from jvdm.models.layers.long_attention import (LongAttention, band_mask, low_pass_filter,
-                                               spectral_blend, window_fused_attention)
+from jvdm.models.layers.long_attention import LongAttention, window_fused_attention
+from jvdm.ops.freelong import band_mask, low_pass_filter, spectral_blend
 from jvdm.models.layers.rope import apply_rope
-from jvdm.samplers.long.windows import window_weights
+from jvdm.ops.windows import window_weights
 
 FRAMES = 8  # twice the long-attention window below
 WINDOW = 4

@@ -13,10 +13,10 @@ from jvdm.data.captions import null_condition_for
 from jvdm.diffusion import make_process
 from jvdm.errors import ConfigError, ShapeError
 from jvdm.models import get_model
-from jvdm.samplers import VideoSampler
+from jvdm.pipelines import VideoSampler
 from jvdm.samplers.grids import sampling_time_grid
-from jvdm.samplers.long.motion_injection import frame_conditions, injection_times
-from jvdm.samplers.long.sampler import METHODS, LongVideoSampler
+from jvdm.pipelines.long.freenoise import frame_conditions, injection_times
+from jvdm.pipelines.long.long_video import METHODS, LongVideoSampler
 
 WINDOW, FRAMES = 4, 8
 SHAPE = (FRAMES, 16, 16, 3)

@@ -8,13 +8,13 @@ import pytest
 
 from jvdm.diffusion import EDMProcess, FlowProcess, VPProcess, get_schedule
 from jvdm.errors import ConfigError, ShapeError
-from jvdm.samplers import VideoSampler, ddim_step, run_solver, uniform_time_grid
+from jvdm.pipelines import VideoSampler
+from jvdm.samplers import ddim_step, run_solver, uniform_time_grid
 from jvdm.samplers.denoiser import gaussian_denoiser as exact_gaussian_denoiser
-from jvdm.samplers.long.co_denoising import co_denoising
-from jvdm.samplers.long.extension import extend
-from jvdm.samplers.long.noise_rescheduling import (rescheduled_noise,
-                                                   rescheduled_noise_per_sample)
-from jvdm.samplers.long.windows import window_starts, window_weights
+from jvdm.pipelines.long.gen_l_video import co_denoising
+from jvdm.pipelines.long.extension import extend
+from jvdm.pipelines.long.freenoise import rescheduled_noise, rescheduled_noise_per_sample
+from jvdm.ops.windows import window_starts, window_weights
 
 MEAN, STD = 0.3, 0.5
 VP = VPProcess(get_schedule("cosine"))

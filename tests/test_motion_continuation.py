@@ -6,7 +6,7 @@ import pytest
 
 from benchmarks.motion_continuation import bright_iou, continue_videos
 from jvdm.diffusion import VPProcess, get_schedule
-from jvdm.samplers import VideoSampler
+from jvdm.pipelines import VideoSampler
 
 
 def test_bright_iou():

@@ -6,7 +6,7 @@ import pytest
 from configs import bouncing_shapes_unet
 from jvdm.data.pipeline import make_dataset
 from jvdm.errors import ConfigError, DataError
-from jvdm.io import video as video_io
+import jvdm.io as video_io
 
 
 def data_config(**overrides):

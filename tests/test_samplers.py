@@ -8,7 +8,8 @@ import pytest
 from jvdm.diffusion import EDMProcess, FlowProcess, VPProcess, get_schedule
 from jvdm.diffusion.discrete import discrete_schedule
 from jvdm.errors import ConfigError, ShapeError
-from jvdm.samplers import SAMPLERS, SOLVERS, VideoSampler, ddim_step, run_solver
+from jvdm.pipelines import VideoSampler
+from jvdm.samplers import SAMPLERS, SOLVERS, ddim_step, run_solver
 from jvdm.samplers.denoiser import gaussian_denoiser
 from jvdm.samplers.grids import sampling_time_grid
 

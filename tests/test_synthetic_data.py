@@ -7,7 +7,8 @@ import grain
 import numpy as np
 import pytest
 
-from jvdm.data.synthetic import PALETTE, BouncingShapes, paint_square, render_bouncing_shapes
+from jvdm.data.palette import PALETTE
+from jvdm.data.synthetic import BouncingShapes, paint_square, render_bouncing_shapes
 from jvdm.errors import ConfigError
 
 _NUM_CHECKED = 300  # videos whose ground truth is checked

@@ -6,7 +6,8 @@ import numpy as np
 import pytest
 import scipy.ndimage
 
-from jvdm.data.synthetic import PALETTE, BouncingShapes, paint_square
+from jvdm.data.palette import PALETTE
+from jvdm.data.synthetic import BouncingShapes, paint_square
 from jvdm.errors import ConfigError, ShapeError
 from jvdm.metrics import (analyze_video, continuous_motion, reference_validity,
                           synthetic_video_validity)

@@ -18,7 +18,7 @@ from jvdm.data.synthetic import BouncingShapes
 from jvdm.data.tfds_source import TfdsSource
 from jvdm.data.video_folder import VideoFolderSource
 from jvdm.errors import ConfigError, DataError
-from jvdm.io import video as video_io
+import jvdm.io as video_io
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 NUM_FRAMES, SIZE = 4, 16

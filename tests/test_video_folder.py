@@ -10,7 +10,7 @@ import pytest
 from jvdm.data import transforms
 from jvdm.data.video_folder import VideoFolderSource
 from jvdm.errors import ConfigError, DataError, ShapeError
-from jvdm.io import video as video_io
+import jvdm.io as video_io
 
 NUM_FRAMES = 4
 SIZE = 16

@@ -5,7 +5,7 @@ from PIL import Image
 import pytest
 
 from jvdm.errors import ConfigError, DataError, JvdmError, ShapeError
-from jvdm.io import video as video_io
+import jvdm.io as video_io
 
 
 def blocky_video(num_frames=8, height=32, width=32):

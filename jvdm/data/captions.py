@@ -8,7 +8,7 @@ shows the model when it drops the caption, and the unconditional branch at sampl
 
 import numpy as np
 
-from jvdm.data.synthetic import PALETTE_NAMES
+from jvdm.data.palette import PALETTE_NAMES
 from jvdm.errors import ConfigError, ShapeError
 
 PAD, BOS = 0, 1

@@ -278,7 +278,7 @@ def main(argv: Sequence[str]) -> None:
     source = _make_source(args)
     encode = None
     if args.vae_workdir:
-      from jvdm.models.vae.latent_space import vae_encoder  # pylint: disable=g-import-not-at-top
+      from jvdm.workdir import vae_encoder  # pylint: disable=g-import-not-at-top
       encode = vae_encoder(args.vae_workdir)
     prepared = prepare(
         source, output_dir=args.output_dir, name=args.name,

@@ -28,14 +28,9 @@ import numbers
 
 import numpy as np
 
+from jvdm.data.captions import caption_tokens
+from jvdm.data.palette import PALETTE, PALETTE_NAMES
 from jvdm.errors import ConfigError
-
-# Saturated, mutually distant colours, so a metric can tell shapes apart by colour alone.
-PALETTE_NAMES = ("red", "green", "blue", "yellow", "cyan", "magenta", "white", "orange")
-PALETTE = np.array(
-    [[255, 0, 0], [0, 255, 0], [0, 0, 255], [255, 255, 0],
-     [0, 255, 255], [255, 0, 255], [255, 255, 255], [255, 128, 0]],
-    dtype=np.uint8)  # [num_colours, 3]
 
 
 def _check_int(name: str, value, minimum: int) -> None:
@@ -199,7 +194,6 @@ class BouncingShapes:
     return render_bouncing_shapes(rng, **self.generator_kwargs)
 
   def __getitem__(self, index: int) -> dict[str, np.ndarray]:
-    from jvdm.data.captions import caption_tokens  # pylint: disable=g-import-not-at-top
     video, truth = self.render(index)
     caption = caption_tokens(truth["colour_indices"], self.generator_kwargs["max_shapes"])
     return {"video": video, "caption": caption}

@@ -1,4 +1,4 @@
-"""Video files: read and write mp4/gif, and npz archives of sample videos.
+"""Video files: read and write mp4/gif (batches of videos, grids and npz: `video_batch`).
 
 Arrays at this edge are uint8: one video is `[T, H, W, 3]`, a batch of videos
 `[N, T, H, W, C]` (see `jvdm.data.transforms` for the [-1, 1] model range).
@@ -14,7 +14,6 @@ keyframe-inexact).
 import collections
 import contextlib
 import itertools
-import math
 import os
 import pathlib
 from typing import Iterator
@@ -38,7 +37,6 @@ _PILLOW_SUFFIXES = (".gif",)
 # libx264 constant rate factor via imageio's 1..10 scale: 7 -> crf 15, close to
 # visually lossless, so compression artifacts do not pass for model artifacts.
 _MP4_QUALITY = 7
-_NPZ_KEY = "videos"
 
 
 def write_video(
@@ -77,135 +75,13 @@ def write_video(
   frames = _check_video(frames, "write_video frames")
   if not fps > 0:
     raise ConfigError(f"write_video fps must be > 0, got {fps}.")
-  frames = _upscale(frames, scale)
+  frames = upscale(frames, scale)
   path.parent.mkdir(parents=True, exist_ok=True)
   if suffix == ".mp4":
     _write_mp4(path, frames, fps)
   else:
     _write_gif(path, frames, fps)
   return path
-
-
-def write_video_grid(
-    path: PathLike,
-    videos: np.ndarray,
-    *,
-    fps: float = 8,
-    scale: int = 1,
-    columns: int | None = None,
-) -> pathlib.Path:
-  """Tiles N videos into one grid video and writes it as mp4 or GIF.
-
-  Each video is upscaled before tiling, so the separator stays thin.
-
-  Args:
-    path: output file, ending in `.mp4` or `.gif`.
-    videos: uint8 `[N, T, H, W, 3]` (or `[N, T, H, W, 1]`).
-    fps: frames per second, > 0.
-    scale: integer nearest-neighbour upscale factor for each video.
-    columns: videos per row; defaults to ceil(sqrt(N)).
-
-  Returns:
-    The path written.
-  """
-  videos = _check_batch(videos, "write_video_grid videos")
-  videos = _upscale(videos, scale)
-  grid = tile_videos(videos, columns=columns)
-  return write_video(path, grid, fps=fps, scale=1)
-
-
-def tile_videos(
-    videos: np.ndarray,
-    *,
-    columns: int | None = None,
-    separator: int = 2,
-    separator_value: int = 255,
-) -> np.ndarray:
-  """Tiles N videos row by row into one video, with separator lines between.
-
-  Cells of the last row left empty are filled with `separator_value`.
-
-  Args:
-    videos: uint8 `[N, T, H, W, C]`.
-    columns: videos per row; defaults to ceil(sqrt(N)).
-    separator: width in pixels of the lines between videos, >= 0.
-    separator_value: uint8 value of the separator lines.
-
-  Returns:
-    uint8 `[T, rows * (H + separator) - separator,
-    columns * (W + separator) - separator, C]`.
-  """
-  videos = _check_batch(videos, "tile_videos videos", channels=None)
-  num_videos, num_frames, height, width, channels = videos.shape
-  if columns is None:
-    columns = math.ceil(math.sqrt(num_videos))
-  if not isinstance(columns, (int, np.integer)) or columns < 1:
-    raise ConfigError(
-        f"tile_videos columns must be an int >= 1, got {columns!r}."
-    )
-  if not isinstance(separator, (int, np.integer)) or separator < 0:
-    raise ConfigError(
-        f"tile_videos separator must be an int >= 0, got {separator!r}."
-    )
-  columns = min(columns, num_videos)
-  rows = math.ceil(num_videos / columns)
-  grid = np.full(
-      (
-          num_frames,
-          rows * (height + separator) - separator,
-          columns * (width + separator) - separator,
-          channels,
-      ),
-      separator_value,
-      np.uint8,
-  )
-  for n in range(num_videos):
-    top = (n // columns) * (height + separator)
-    left = (n % columns) * (width + separator)
-    grid[:, top : top + height, left : left + width] = videos[n]
-  return grid
-
-
-def save_npz(path: PathLike, videos: np.ndarray) -> pathlib.Path:
-  """Saves uint8 videos `[N, T, H, W, C]` under key `videos` (compressed).
-
-  Args:
-    path: output file; must end in `.npz` (numpy would silently append it).
-    videos: uint8 `[N, T, H, W, C]`.
-
-  Returns:
-    The path written.
-  """
-  path = pathlib.Path(path)
-  if path.suffix.lower() != ".npz":
-    raise JvdmError(f"save_npz path must end in '.npz', got {str(path)!r}.")
-  videos = _check_batch(videos, "save_npz videos", channels=None)
-  path.parent.mkdir(parents=True, exist_ok=True)
-  np.savez_compressed(path, **{_NPZ_KEY: videos})
-  return path
-
-
-def load_npz(path: PathLike) -> np.ndarray:
-  """Loads the uint8 `[N, T, H, W, C]` videos written by `save_npz`."""
-  path = pathlib.Path(path)
-  try:
-    with np.load(path, allow_pickle=False) as archive:
-      if _NPZ_KEY not in archive:
-        raise DataError(
-            f"{path} has keys {sorted(archive.keys())}; expected key "
-            f"{_NPZ_KEY!r}."
-        )
-      videos = archive[_NPZ_KEY]
-  except DataError:
-    raise
-  except Exception as e:
-    raise DataError(f"Cannot read npz file {path}: {e}") from e
-  if videos.dtype != np.uint8 or videos.ndim != 5:
-    raise DataError(
-        f"{path}[{_NPZ_KEY!r}] has dtype {videos.dtype} and shape "
-        f"{videos.shape}; expected uint8 [N, T, H, W, C]."
-    )
-  return videos
 
 
 def iter_video(path: PathLike) -> Iterator[np.ndarray]:
@@ -377,28 +253,7 @@ def _check_video(frames, name: str) -> np.ndarray:
   return frames
 
 
-def _check_batch(videos, name: str, channels=(1, 3)) -> np.ndarray:
-  """Checks uint8 `[N, T, H, W, C]` (C in `channels` unless None)."""
-  videos = np.asarray(videos)
-  if videos.dtype != np.uint8:
-    raise ShapeError(
-        f"{name} has dtype {videos.dtype}; expected uint8 (convert [-1, 1] "
-        "floats with jvdm.data.transforms.to_uint8)."
-    )
-  if (
-      videos.ndim != 5
-      or 0 in videos.shape
-      or (channels is not None and videos.shape[-1] not in channels)
-  ):
-    expected = "C" if channels is None else " or ".join(map(str, channels))
-    raise ShapeError(
-        f"{name} has shape {videos.shape}; expected non-empty "
-        f"[N, T, H, W, {expected}]."
-    )
-  return videos
-
-
-def _upscale(frames: np.ndarray, scale: int) -> np.ndarray:
+def upscale(frames: np.ndarray, scale: int) -> np.ndarray:
   """Nearest-neighbour upscale of the two axes before channels."""
   if not isinstance(scale, (int, np.integer)) or scale < 1:
     raise ConfigError(f"scale must be an int >= 1, got {scale!r}.")

@@ -53,9 +53,11 @@ import functools
 
 import numpy as np
 
-from jvdm.data.synthetic import PALETTE, BouncingShapes, validate_generator_args
+from jvdm.data.palette import PALETTE
+from jvdm.data.synthetic import BouncingShapes, validate_generator_args
 from jvdm.errors import ConfigError, ShapeError
-from jvdm.metrics.synthetic_video import ShapeTrack, check_video_batch, shape_tracks
+from jvdm.metrics.shape_segmentation import ShapeTrack, shape_tracks
+from jvdm.metrics.synthetic_video import check_video_batch
 
 FACTORS = ("num_shapes", "colour", "size", "speed", "direction")
 # Sign patterns (sign dy, sign dx) of the 8 sectors, y pointing down the image.

@@ -29,9 +29,10 @@ length); the last partial window is dropped.
 import numpy as np
 
 from jvdm.errors import ShapeError
-from jvdm.data.synthetic import PALETTE
-from jvdm.metrics.synthetic_video import (_brightness, _classify, analyze_video, bright_pixels,
-                                         continuous_motion, shape_sizes)
+from jvdm.data.palette import PALETTE
+from jvdm.metrics.shape_segmentation import (bright_pixels, classify_pixels, max_channel,
+                                             shape_sizes)
+from jvdm.metrics.synthetic_video import analyze_video, continuous_motion
 
 
 def _windows(video: np.ndarray, window: int) -> list[np.ndarray]:
@@ -61,7 +62,7 @@ def boundary_steps_ok(video: np.ndarray, window: int, max_speed: int = 3) -> lis
 
 def colour_shares(video: np.ndarray, colour_tolerance: float = 60.0) -> np.ndarray:
   """The share of the bright pixels of `video` that take each palette colour: float [P]."""
-  classes = _classify(video, _brightness(video), colour_tolerance)
+  classes = classify_pixels(video, max_channel(video), colour_tolerance)
   counts = np.bincount(classes[classes >= 0], minlength=len(PALETTE)).astype(np.float64)
   return counts / max(counts.sum(), 1.0)
 

@@ -2,26 +2,9 @@
 
 A video uint8 [T, H, W, 3] is judged against the laws of `jvdm.data.synthetic`. Generated
 videos are blurred and noisy, so every measurement is robust and every check has a tolerance.
-Defaults are in brackets.
-
-Segmentation, per frame:
-  * A pixel is "bright" when its largest channel is >= 128 (black plus noise never is). A bright
-    pixel, scaled so its largest channel is 255, takes palette colour k when k is the nearest
-    palette colour and their RGB distance is <= `colour_tolerance` [60] (the closest palette
-    pair, orange/yellow, is 127 apart). Scaling makes a half-intensity edge take its square's
-    colour, so segmenting at the 50% contour keeps a blurred square's size and position.
-  * Blur mixes two meeting colours into a thin line of a third (red + green reads as orange or
-    yellow). A colour whose pixels nowhere survive a 2x2 opening is such a line and is dropped;
-    any real square of side >= 2 survives it.
-  * Each colour's pixels split into 4-connected components; components under `min_area` [4 px]
-    are specks and dropped. The bounding box of the rest is that colour's "object" in the frame;
-    with nothing left the colour is "absent" from the frame. A shape is a colour with an object
-    in at least one frame.
-  * Objects "touch" when their boxes are at most 3 px apart (blur leaves a 1-2 px band of no
-    colour between meeting squares): they may occlude each other. A shape's size s is the rounded
-    median side of its untouched boxes (of its touched boxes' longer sides if it never is alone).
-    An object is "full" (its box is the whole square) when nothing touches it or both its sides
-    are within s +- `size_tolerance` [1 px]; otherwise it is "partial" (perhaps occluded).
+Defaults are in brackets. The shapes come from `jvdm.metrics.shape_segmentation` (how pixels
+become coloured objects, with its tolerances) and their motion fit from
+`jvdm.metrics.bounce_fit`.
 
 Criteria (VideoReport fields; `valid` is their conjunction):
   count_ok:      1 <= num_shapes <= max_shapes, num_shapes being the most objects in one frame,
@@ -55,22 +38,17 @@ tolerance by design.
 import dataclasses
 
 import numpy as np
-import scipy.ndimage
 
 from jvdm.data.captions import caption_colours
-from jvdm.data.synthetic import PALETTE, PALETTE_NAMES, BouncingShapes
+from jvdm.data.palette import PALETTE
+from jvdm.data.synthetic import BouncingShapes
 from jvdm.errors import ConfigError, ShapeError
+from jvdm.metrics.bounce_fit import BounceFit, fit_bounce_motion
+from jvdm.metrics.shape_segmentation import (BRIGHT, ShapeTrack, check_video, classify_pixels,
+                                             estimate_size, find_tracks, max_channel,
+                                             video_colours)
 
 CRITERIA = ("count_ok", "colour_ok", "size_ok", "shape_ok", "motion_ok", "background_ok")
-_BRIGHT = 128  # max channel at or above this is foreground, far above black + noise
-_SIZE_SEARCH = 2  # the motion fit tries sides s - 2 ... s + 2
-# 4-connectivity within a frame and none across frames: one label call covers all frames.
-_FRAME_CROSS = np.zeros((3, 3, 3), bool)
-_FRAME_CROSS[1] = scipy.ndimage.generate_binary_structure(2, 1)
-_OPENING = np.ones((1, 2, 2), bool)  # 2x2 within a frame
-# Boxes at most this far apart may occlude each other: blur mixes the colours where two squares
-# meet into a 1 or 2 px band that takes neither colour.
-_TOUCH_MARGIN = 3
 
 
 @dataclasses.dataclass(frozen=True)
@@ -114,233 +92,10 @@ class _Limits:
                         f"[0, 1], got {self}.")
 
 
-@dataclasses.dataclass
-class ShapeTrack:
-  """One colour's objects over time (a shape), as `shape_tracks` returns. Box bounds are
-  inclusive."""
-  colour: int  # index into PALETTE
-  visible: np.ndarray  # bool [T]
-  boxes: np.ndarray  # int [T, 4] as (y0, y1, x0, x1); zeros where not visible
-  fill: np.ndarray  # float [T], fraction of the box that is bright
-  touches: np.ndarray  # int [T], how many other objects touch this one
-  size: int = 0  # estimated side, set by _estimate_size
-
-  @property
-  def name(self) -> str:
-    return PALETTE_NAMES[self.colour]
-
-  @property
-  def heights(self) -> np.ndarray:
-    return self.boxes[:, 1] - self.boxes[:, 0] + 1
-
-  @property
-  def widths(self) -> np.ndarray:
-    return self.boxes[:, 3] - self.boxes[:, 2] + 1
-
-  def full(self, size_tolerance: int) -> np.ndarray:
-    """bool [T]: the box is the whole square: nothing touches it, or it has the right size."""
-    right_size = ((np.abs(self.heights - self.size) <= size_tolerance)
-                  & (np.abs(self.widths - self.size) <= size_tolerance))
-    return self.visible & ((self.touches == 0) | right_size)
-
-
-@dataclasses.dataclass(frozen=True)
-class _Fit:
-  """A shape's fitted motion."""
-  side: int
-  positions: np.ndarray  # int [T, 2], predicted top-left (y, x)
-  error: float  # px, worst box error
-
-
-# ---------------------------------------------------------------------------- segmentation
-
-
-def _brightness(video: np.ndarray) -> np.ndarray:
-  """Max over channels [T, H, W]; written out because numpy reduces a size-3 axis slowly."""
-  return np.maximum(np.maximum(video[..., 0], video[..., 1]), video[..., 2])
-
-
-def bright_pixels(video: np.ndarray) -> np.ndarray:
-  """The foreground of uint8 `video` [..., H, W, 3]: bool [..., H, W], max channel >= 128 (the
-  segmentation's "bright" pixels, module docstring)."""
-  return _brightness(video) >= _BRIGHT
-
-
-def _classify(video: np.ndarray, brightness: np.ndarray, colour_tolerance: float) -> np.ndarray:
-  """Palette index of each pixel, or -1 for none: int [T, H, W]."""
-  classes = np.full(video.shape[:-1], -1, np.int64)
-  candidates = brightness >= _BRIGHT  # [T, H, W]
-  # Scaled to full brightness, a blurred edge (half red) is red again, so a blurred square is
-  # cut at its 50% contour, which blur does not move.
-  scale = 255.0 / brightness[candidates].astype(np.float32)
-  pixels = video[candidates].astype(np.float32) * scale[:, None]  # [N, 3]
-  difference = pixels[:, None, :] - PALETTE.astype(np.float32)  # [N, P, 3]
-  distances = (difference[..., 0] ** 2 + difference[..., 1] ** 2
-               + difference[..., 2] ** 2)  # [N, P], squared
-  nearest = distances.argmin(-1)
-  close = distances[np.arange(len(nearest)), nearest] <= colour_tolerance ** 2
-  classes[candidates] = np.where(close, nearest, -1)
-  # A colour that never survives a 2x2 opening is a blur line between two others (red + green
-  # reads as orange or yellow); a real square survives it, and its own thin slivers are kept.
-  for colour in np.unique(classes[classes >= 0]):
-    if not scipy.ndimage.binary_opening(classes == colour, structure=_OPENING).any():
-      classes[classes == colour] = -1
-  return classes
-
-
-def _find_tracks(classes: np.ndarray, bright: np.ndarray, min_area: int) -> list[ShapeTrack]:
-  """One track per colour that forms an object (>= min_area px) in at least one frame."""
-  num_frames = classes.shape[0]
-  tracks = []
-  for colour in np.unique(classes[classes >= 0]):
-    components, _ = scipy.ndimage.label(classes == colour, structure=_FRAME_CROSS)
-    areas = np.bincount(components.ravel())
-    visible = np.zeros(num_frames, bool)
-    boxes = np.zeros((num_frames, 4), np.int64)
-    for label, slices in enumerate(scipy.ndimage.find_objects(components), start=1):
-      if slices is None or areas[label] < min_area:
-        continue
-      t = slices[0].start
-      box = (slices[1].start, slices[1].stop - 1, slices[2].start, slices[2].stop - 1)
-      if visible[t]:  # several pieces of one colour: the box around all of them
-        box = (min(box[0], boxes[t, 0]), max(box[1], boxes[t, 1]),
-               min(box[2], boxes[t, 2]), max(box[3], boxes[t, 3]))
-      visible[t] = True
-      boxes[t] = box
-    if not visible.any():
-      continue
-    fill = np.zeros(num_frames)
-    for t in np.flatnonzero(visible):
-      y0, y1, x0, x1 = boxes[t]
-      fill[t] = bright[t, y0:y1 + 1, x0:x1 + 1].mean()  # occluders and blur count as filled
-    tracks.append(ShapeTrack(int(colour), visible, boxes, fill, np.zeros(num_frames, np.int64)))
-
-  for track in tracks:
-    for other in tracks:
-      if other is not track:
-        a, b = track.boxes, other.boxes
-        m = _TOUCH_MARGIN
-        near = ((a[:, 0] - m <= b[:, 1]) & (b[:, 0] <= a[:, 1] + m)
-                & (a[:, 2] - m <= b[:, 3]) & (b[:, 2] <= a[:, 3] + m))
-        track.touches += track.visible & other.visible & near
-  return tracks
-
-
-def _estimate_size(track: ShapeTrack) -> int:
-  """The rounded median side of the untouched boxes, else of the touched boxes' longer sides."""
-  alone = track.visible & (track.touches == 0)
-  if alone.any():
-    sides = np.concatenate([track.heights[alone], track.widths[alone]])
-  else:
-    sides = np.maximum(track.heights, track.widths)[track.visible]
-  return int(np.round(np.median(sides)))
-
-
-# ---------------------------------------------------------------------------- motion
-
-
-def _reflect(unfolded: np.ndarray, span: np.ndarray) -> np.ndarray:
-  """Triangle wave of period 2 * span: elastic bounces between 0 and span (broadcasts)."""
-  period = np.maximum(2 * span, 1)  # span 0: the square fills the axis and cannot move
-  folded = unfolded % period
-  return np.where(folded <= span, folded, period - folded) * (span > 0)
-
-
-def _axis_fits(low, high, full, partial, side, sides, max_speed):
-  """Worst box error of every candidate (side, v, p0) on one axis.
-
-  Args:
-    low, high: int [T], observed inclusive box bounds on this axis.
-    full, partial: bool [T], frames that constrain both ends / containment only.
-    side: frame side on this axis.
-    sides: int [S], candidate square sides (each <= side).
-    max_speed: bound on |v|.
-
-  Returns:
-    errors: float [S, V, P], inf where p0 or |v| exceeds the room to move (side - square side).
-    predicted: int [S, V, P, T], predicted low bounds.
-    velocities: int [V].
-  """
-  spans = (side - sides)[:, None, None, None]  # [S, 1, 1, 1]
-  velocities = np.arange(-max_speed, max_speed + 1)
-  starts = np.arange(side - sides.min() + 1)
-  times = np.arange(low.shape[0])
-  predicted = _reflect(starts[:, None] + velocities[:, None, None] * times, spans)  # [S, V, P, T]
-  low_error = low - predicted
-  high_error = high - (predicted + sides[:, None, None, None] - 1)
-  full_error = np.maximum(np.abs(low_error), np.abs(high_error))
-  outside = np.maximum(np.maximum(-low_error, high_error), 0)
-  errors = np.where(full, full_error, np.where(partial, outside, 0)).max(-1).astype(np.float64)
-  errors[(starts > spans[..., 0]) | (np.abs(velocities)[:, None] > spans[..., 0])] = np.inf
-  return errors, predicted, velocities
-
-
-def _summed_area(mask: np.ndarray) -> np.ndarray:
-  """[A, H + 1, W + 1] table whose [a, y, x] counts mask [A, H, W] pixels above-left of (y, x)."""
-  return np.pad(mask.cumsum(1).cumsum(2), ((0, 0), (1, 0), (1, 0)))
-
-
-def _box_sums(table: np.ndarray, ys: np.ndarray, xs: np.ndarray, side: int) -> np.ndarray:
-  """Mask pixels in the squares with top-left ys [..., A], xs [..., A]: [..., A]."""
-  frames = np.arange(table.shape[0])
-  return (table[frames, ys + side, xs + side] - table[frames, ys, xs + side]
-          - table[frames, ys + side, xs] + table[frames, ys, xs])
-
-
-def _fit_motion(track: ShapeTrack, classes: np.ndarray,
-                limits: _Limits) -> tuple[_Fit | None, str, float]:
-  """The best constant-velocity bounce fit of one shape, or None and why not, and the distance
-  (px) to the nearest bounce path of any speed in [0, max_speed], hiding aside."""
-  num_frames, height, width = classes.shape
-  size = track.size
-  full = track.full(limits.size_tolerance)
-  partial = track.visible & ~full
-  sides = np.arange(max(size - _SIZE_SEARCH, 1), min(size + _SIZE_SEARCH, height, width) + 1)
-  if sides.size == 0:
-    return None, f"{track.name} of size {size} does not fit the {height}x{width} frame", np.inf
-  boxes = track.boxes
-  errors_y, predicted_y, velocities = _axis_fits(boxes[:, 0], boxes[:, 1], full, partial,
-                                                 height, sides, limits.max_speed)
-  errors_x, predicted_x, _ = _axis_fits(boxes[:, 2], boxes[:, 3], full, partial, width, sides,
-                                        limits.max_speed)
-  absent = np.flatnonzero(~track.visible)
-  hiders = _summed_area((classes[absent] >= 0) & (classes[absent] != track.colour))
-  tolerance = limits.position_tolerance
-  closest = float(np.maximum(errors_y.min((1, 2)), errors_x.min((1, 2))).min())
-
-  best = None
-  for index, side in enumerate(sides):
-    candidates_y = np.argwhere(errors_y[index] <= tolerance)  # [Ny, 2] as (v, p0)
-    candidates_x = np.argwhere(errors_x[index] <= tolerance)  # [Nx, 2]
-    if not (len(candidates_y) and len(candidates_x)):
-      continue
-    error = np.maximum(errors_y[index][tuple(candidates_y.T)][:, None],
-                       errors_x[index][tuple(candidates_x.T)][None, :])  # [Ny, Nx]
-    speed = np.maximum(np.abs(velocities[candidates_y[:, 0]])[:, None],
-                       np.abs(velocities[candidates_x[:, 0]])[None, :])
-    error[speed < limits.min_speed] = np.inf
-    ys = predicted_y[index][tuple(candidates_y.T)]  # [Ny, T]
-    xs = predicted_x[index][tuple(candidates_x.T)]  # [Nx, T]
-    if absent.size:  # the shape must be hidden wherever it is missing
-      covered = _box_sums(hiders, ys[:, None, absent], xs[None, :, absent], side)  # [Ny, Nx, A]
-      error[(covered < 0.5 * side ** 2).any(-1)] = np.inf
-    i, j = np.unravel_index(error.argmin(), error.shape)
-    if np.isfinite(error[i, j]) and (best is None or error[i, j] < best.error):
-      best = _Fit(int(side), np.stack([ys[i], xs[j]], -1), float(error[i, j]))
-  if best is not None:
-    return best, "", closest
-  if closest > tolerance:
-    return None, (f"{track.name} is {closest:.0f} px off the nearest constant-velocity bounce "
-                  f"path (tolerance {tolerance})"), closest
-  return None, (f"no bounce path of {track.name} with speed in [{limits.min_speed}, "
-                f"{limits.max_speed}] that is hidden where it is missing (frames "
-                f"{absent.tolist()})"), closest
-
-
 # ---------------------------------------------------------------------------- occlusion
 
 
-def _covering_colours(track: ShapeTrack, fit: _Fit, classes: np.ndarray, limits: _Limits) -> set:
+def _covering_colours(track: ShapeTrack, fit: BounceFit, classes: np.ndarray, limits: _Limits) -> set:
   """Colours with >= min_area pixels inside the predicted square shrunk by the tolerance."""
   margin = limits.position_tolerance
   found = set()
@@ -365,14 +120,6 @@ def _has_cycle(over: dict[int, set]) -> bool:
 
 
 # ---------------------------------------------------------------------------- verdict
-
-
-def _check_video(video: np.ndarray) -> None:
-  if not isinstance(video, np.ndarray) or video.dtype != np.uint8:
-    raise ShapeError(f"video must be a uint8 numpy array [T, H, W, 3], got "
-                     f"{type(video).__name__} of dtype {getattr(video, 'dtype', None)}.")
-  if video.ndim != 4 or video.shape[-1] != 3 or min(video.shape) == 0:
-    raise ShapeError(f"video must have shape [T, H, W, 3] with T, H, W >= 1, got {video.shape}.")
 
 
 def _size_failure(track: ShapeTrack, tolerance: int) -> str:
@@ -405,7 +152,7 @@ def _stray_failure(tracks: list[ShapeTrack], brightness: np.ndarray, limits: _Li
     for t in np.flatnonzero(track.visible):
       y0, y1, x0, x1 = track.boxes[t]
       covered[t, max(y0 - 1, 0):y1 + 2, max(x0 - 1, 0):x1 + 2] = True
-  strays = ((brightness >= _BRIGHT) & ~covered).sum((1, 2))  # [T]
+  strays = ((brightness >= BRIGHT) & ~covered).sum((1, 2))  # [T]
   if (strays <= limits.max_stray_pixels).all():
     return ""
   t = int(strays.argmax())
@@ -433,12 +180,12 @@ def analyze_video(video: np.ndarray, *, max_shapes: int = 2, min_speed: int = 1,
   Returns:
     The VideoReport.
   """
-  _check_video(video)
+  check_video(video)
   limits = _Limits(max_shapes, min_speed, max_speed, colour_tolerance, min_area, min_fill,
                    size_tolerance, position_tolerance, max_stray_pixels)
-  brightness = _brightness(video)  # [T, H, W]
-  classes = _classify(video, brightness, colour_tolerance)  # [T, H, W]
-  tracks = _find_tracks(classes, brightness >= _BRIGHT, min_area)
+  brightness = max_channel(video)  # [T, H, W]
+  classes = classify_pixels(video, brightness, colour_tolerance)  # [T, H, W]
+  tracks = find_tracks(classes, brightness >= BRIGHT, min_area)
   failures = {name: [] for name in CRITERIA}
 
   visible_counts = sum((track.visible.astype(np.int64) for track in tracks),
@@ -455,7 +202,7 @@ def analyze_video(video: np.ndarray, *, max_shapes: int = 2, min_speed: int = 1,
   over = {}  # colour -> colours drawn over it
   motion_error = 0.0 if tracks else np.inf
   for track in tracks:
-    track.size = size = _estimate_size(track)
+    track.size = size = estimate_size(track)
     # A necessary condition for being hidden: other colours cover half a square somewhere.
     others = ((classes >= 0) & (classes != track.colour)).sum((1, 2))  # [T]
     vanished = ~track.visible & (others < 0.5 * size ** 2)
@@ -467,7 +214,7 @@ def analyze_video(video: np.ndarray, *, max_shapes: int = 2, min_speed: int = 1,
                           ("shape_ok", _shape_failure(track, limits))):
       if message:
         failures[name].append(message)
-    fit, message, path_error = _fit_motion(track, classes, limits)
+    fit, message, path_error = fit_bounce_motion(track, classes, limits)
     motion_error = max(motion_error, path_error)
     if fit is None:
       failures["motion_ok"].append(message)
@@ -498,8 +245,8 @@ def continuous_motion(video: np.ndarray, *, max_speed: int = 3, min_area: int = 
   Shapes that teleport, vanish or freeze fail it; shapes whose size or colour wobbles pass.
   It is reported next to validity because a model learns this long before ±1 px precision.
   """
-  _check_video(video)
-  bright = _brightness(video) >= _BRIGHT  # [T, H, W]
+  check_video(video)
+  bright = max_channel(video) >= BRIGHT  # [T, H, W]
   mass = bright.sum((1, 2))
   if mass.min() < min_area:
     return False
@@ -561,35 +308,6 @@ def reference_validity(num_videos: int = 200, seed: int = 0, **generator_kwargs)
   limits = source.generator_kwargs
   return synthetic_video_validity(videos, max_shapes=limits["max_shapes"],
                                   min_speed=limits["min_speed"], max_speed=limits["max_speed"])
-
-
-def shape_tracks(video: np.ndarray, *, colour_tolerance: float = 60.0,
-                 min_area: int = 4) -> list[ShapeTrack]:
-  """The shapes in `video` (uint8 [T, H, W, 3]), segmented and sized as `analyze_video` does:
-  one ShapeTrack per colour that forms an object of >= `min_area` px in some frame, in palette
-  order, with `size` set to its median side."""
-  _check_video(video)
-  brightness = _brightness(video)
-  classes = _classify(video, brightness, colour_tolerance)
-  tracks = _find_tracks(classes, brightness >= _BRIGHT, min_area)
-  for track in tracks:
-    track.size = _estimate_size(track)
-  return tracks
-
-
-def shape_sizes(video: np.ndarray, *, colour_tolerance: float = 60.0,
-                min_area: int = 4) -> dict[int, int]:
-  """{palette index: side in px} of the shapes in `video` (uint8 [T, H, W, 3]); see
-  `shape_tracks`."""
-  tracks = shape_tracks(video, colour_tolerance=colour_tolerance, min_area=min_area)
-  return {track.colour: track.size for track in tracks}
-
-
-def video_colours(video: np.ndarray, *, colour_tolerance: float = 60.0,
-                  min_area: int = 4) -> frozenset[int]:
-  """Palette indices of the shapes in `video` (uint8 [T, H, W, 3]), segmented as
-  `analyze_video` does: the colours that form an object of >= `min_area` px in some frame."""
-  return frozenset(shape_sizes(video, colour_tolerance=colour_tolerance, min_area=min_area))
 
 
 def caption_match_fraction(videos: np.ndarray, captions: np.ndarray) -> float:

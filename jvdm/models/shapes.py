@@ -22,16 +22,3 @@ def model_channels(config: ml_collections.ConfigDict) -> int:
 def pixel_video_shape(config: ml_collections.ConfigDict) -> tuple[int, int, int, int]:
   data = config.data
   return (int(data.num_frames), int(data.height), int(data.width), int(data.channels))
-
-
-def diffusion_video_shape(config: ml_collections.ConfigDict) -> tuple[int, int, int, int]:
-  """`(T, H, W, C)` of the network's input: the pixel video, or its latent under the VAE of
-  `config.latent.vae_workdir` (read from that workdir's config; checked against
-  `config.latent.channels`)."""
-  if not is_latent(config):
-    return pixel_video_shape(config)
-  from jvdm.models.vae.latent_space import (check_latent_channels,  # pylint: disable=g-import-not-at-top
-                                            vae_from_workdir)
-  vae, _ = vae_from_workdir(config.latent.vae_workdir)
-  check_latent_channels(vae, config.latent)
-  return vae.latent_shape(pixel_video_shape(config))

@@ -1,4 +1,5 @@
-"""Samplers: one-step solvers driven by a single `lax.scan` over a timestep grid."""
+"""Model-agnostic samplers: one-step solvers, time grids, guidance and denoiser wrappers, driven
+by a single `lax.scan` over a timestep grid. Model-aware generation is in `jvdm.pipelines`."""
 
 from jvdm.samplers.ddim import ddim_step
 from jvdm.samplers.denoiser import make_denoiser
@@ -10,4 +11,4 @@ from jvdm.samplers.guidance import (classifier_free_guidance, dual_guidance, fra
 from jvdm.samplers.heun import heun_step
 from jvdm.samplers.lcm import lcm_step
 from jvdm.samplers.unipc import unipc_step
-from jvdm.samplers.video_sampler import SAMPLERS, SOLVERS, VideoSampler
+from jvdm.samplers.solvers import SAMPLERS, SOLVERS

@@ -21,8 +21,8 @@ from jvdm.data.captions import null_condition_for
 from jvdm.data.pipeline import make_dataset
 from jvdm.errors import JvdmError, ShapeError
 from jvdm.models import get_model
-from jvdm.models.shapes import diffusion_video_shape, is_latent, pixel_video_shape
-from jvdm.models.vae.latent_space import LatentSpace, load_latent_space
+from jvdm.models.shapes import is_latent, pixel_video_shape
+from jvdm.models.vae.latent_space import LatentSpace
 from jvdm.parallel.mesh import batch_sharding, make_mesh, replicated
 from jvdm.training.evaluation import autoencoder_evaluation, diffusion_evaluation
 from jvdm.training.checkpoint import CHECKPOINT_DIR, Checkpointer
@@ -35,6 +35,7 @@ from jvdm.training.throughput import (device_peak_flops, matmul_dtype, step_flop
                                       tokens_per_example)
 from jvdm.training.step import train_step_from_config
 from jvdm.training.vae_objective import vae_train_step_from_config
+from jvdm.workdir import diffusion_video_shape, load_latent_space
 
 logger = logging.getLogger(__name__)
 

@@ -18,8 +18,8 @@ import jax.numpy as jnp
 import numpy as np
 
 from jvdm.errors import ConfigError
-from jvdm.models.layers.long_attention import (LongAttention, band_mask, spectral_blend,
-                                               window_fused_attention)
+from jvdm.models.layers.long_attention import LongAttention, window_fused_attention
+from jvdm.ops.freelong import band_mask, spectral_blend
 from jvdm.models.layers.norms import frame_group_norm
 from jvdm.models.layers.rope import apply_rope, video_rope
 from jvdm.parallel.axes import EMBED, HEAD_DIM, QKV_HEADS

@@ -10,8 +10,7 @@ statistics are computed when the VAE is evaluated and written beside its checkpo
 import fractions
 import functools
 import json
-import logging
-from typing import Any, Callable
+from typing import Any
 
 import flax.struct
 import jax
@@ -22,23 +21,11 @@ from etils import epath
 
 from jvdm.data.transforms import to_network_input
 from jvdm.errors import CheckpointError, ConfigError
-from jvdm.models.vae.autoencoder import VideoAutoencoder, from_config, sample_posterior
+from jvdm.models.vae.autoencoder import VideoAutoencoder, sample_posterior
 from jvdm.models.vae.chunked import decode_in_chunks
 from jvdm.models.vae.tiling import tiled_apply
 
-logger = logging.getLogger(__name__)
-
 LATENT_STATISTICS_FILE = "latent_statistics.json"
-
-
-def vae_from_workdir(workdir: str | epath.Path) -> tuple[VideoAutoencoder, ml_collections.ConfigDict]:
-  """The VAE module (no params) and the config it was trained with in `workdir`."""
-  from jvdm.training.run_config import load_run_config  # pylint: disable=g-import-not-at-top
-  config = load_run_config(workdir)
-  if config.model.name != "vae":
-    raise CheckpointError(f"{workdir} holds a {config.model.name!r} model; latent diffusion needs "
-                          "the workdir of a trained VAE (model.name 'vae').")
-  return from_config(config), config
 
 
 def check_latent_channels(model: VideoAutoencoder, latent_config: ml_collections.ConfigDict) -> None:
@@ -125,7 +112,7 @@ class LatentSpace:
       raise ConfigError(f"An encode tile of {tile} pixels is smaller than twice the tile overlap "
                         f"{overlap}, which must cover twice the encoder's receptive overlap of "
                         f"{radius} pixels: use tile >= {2 * overlap}.")
-    encode = _jitted_encode(self.model)
+    encode = jitted_encode(self.model)
     fn = lambda x: self.normalize(encode(self.params, x))
     return tiled_apply(fn, to_network_input(jnp.asarray(videos)), tile=tile, overlap=overlap,
                        scale=fractions.Fraction(1, s), margin=radius, progress=progress)
@@ -163,7 +150,7 @@ class LatentSpace:
 
 
 @functools.cache
-def _jitted_encode(model: VideoAutoencoder):
+def jitted_encode(model: VideoAutoencoder):
   """The posterior mean, jitted once per VAE: `(params, pixels in [-1, 1]) -> mean`."""
   return jax.jit(lambda params, x: model.apply({"params": params}, x, method=model.encode)[0])
 
@@ -174,35 +161,3 @@ def _jitted_decode(model: VideoAutoencoder, chunk_frames: int):
   if chunk_frames:
     return jax.jit(lambda params, z: decode_in_chunks(model, params, z, chunk_frames))
   return jax.jit(lambda params, z: model.apply({"params": params}, z, method=model.decode))
-
-
-def vae_encoder(vae_workdir: str | epath.Path) -> Callable[[np.ndarray], np.ndarray]:
-  """`uint8 [N, T, H, W, C] -> float32 [N, t, h, w, c]`: the posterior means (not normalized)
-  under the EMA params of the VAE in `vae_workdir`, for `jvdm.data.prepare`. Training
-  normalizes them with the VAE's latent statistics (`LatentSpace.to_latents`)."""
-  from jvdm.parallel.mesh import make_mesh  # pylint: disable=g-import-not-at-top
-  from jvdm.sampling import restore_ema_params  # pylint: disable=g-import-not-at-top
-  model, config = vae_from_workdir(vae_workdir)
-  mesh = make_mesh(config.mesh.shape, dcn_shape=config.mesh.get("dcn_shape"))
-  params, _ = restore_ema_params(vae_workdir, config, model, mesh)
-  encode = _jitted_encode(model)
-  return lambda videos: np.asarray(encode(params, to_network_input(jnp.asarray(videos))))
-
-
-def load_latent_space(latent_config: ml_collections.ConfigDict, mesh: jax.sharding.Mesh) -> LatentSpace:
-  """The VAE of `latent_config.vae_workdir` with its EMA params and latent statistics."""
-  from jvdm.sampling import restore_ema_params  # pylint: disable=g-import-not-at-top
-  workdir = latent_config.vae_workdir
-  model, vae_config = vae_from_workdir(workdir)
-  check_latent_channels(model, latent_config)
-  params, step = restore_ema_params(workdir, vae_config, model, mesh)
-  statistics = load_latent_statistics(workdir)
-  if statistics.get("step") != step:
-    logger.warning("The latent statistics of %s were computed at step %s, its checkpoint is step "
-                   "%d.", workdir, statistics.get("step"), step)
-  return LatentSpace(model, params, shift=statistics["shift"], scale=statistics["scale"],
-                     decode_chunk_frames=int(latent_config.get("decode_chunk_frames", 0)),
-                     decode_tile=int(latent_config.get("decode_tile", 0)),
-                     decode_tile_overlap=int(latent_config.get("decode_tile_overlap", 0)),
-                     decode_row_slices=int(latent_config.get("decode_row_slices", 1)),
-                     sample_posterior=bool(latent_config.get("sample_posterior", True)))

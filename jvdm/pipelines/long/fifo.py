@@ -63,12 +63,12 @@ import jax.numpy as jnp
 import numpy as np
 
 from jvdm.errors import ConfigError, ShapeError
-from jvdm.models.layers.long_attention import low_pass_filter
+from jvdm.ops.freelong import low_pass_filter
 from jvdm.samplers.denoiser import Denoiser, alpha_sigma_like
 from jvdm.samplers.driver import normal_per_sample, split_per_sample
 from jvdm.samplers.grids import sampling_time_grid
-from jvdm.samplers.long.windows import extract_windows, window_starts
-from jvdm.samplers.video_sampler import SOLVERS
+from jvdm.ops.windows import extract_windows, window_starts
+from jvdm.samplers.solvers import SOLVERS
 
 TAILS = ("gaussian", "ouroboros")
 # Solvers that carry no history between steps: each frame may be at its own point of the grid.

@@ -30,7 +30,7 @@ from jvdm.samplers.denoiser import Denoiser, alpha_sigma_like
 from jvdm.samplers.driver import (Solver, normal_per_sample, run_solver, split_per_sample,
                                   staggered_time_grid)
 from jvdm.samplers.grids import sampling_time_grid
-from jvdm.samplers.video_sampler import SOLVERS
+from jvdm.samplers.solvers import SOLVERS
 
 MODES = ("clean", "replace")
 

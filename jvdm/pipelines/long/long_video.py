@@ -20,9 +20,9 @@ Each method runs with its authors' settings unless told otherwise:
   Gen-L-Video's uniform average (`pipeline_tuning_free.py:595-597`).
 - FIFO: its own S-step level grid of the base sampler's spacing, DDIM eta 1 (`fifo_eta`), and
   a base clip sampled with those S steps and eta on one shared time per step
-  (`jvdm.samplers.long.fifo`).
+  (`jvdm.pipelines.long.fifo`).
 - FreeNoise with several prompts: motion injection during the steps `injection_steps`
-  (`jvdm.samplers.long.motion_injection`).
+  (`jvdm.pipelines.long.freenoise`).
 FreeNoise, FreeLong and Gen-L-Video were designed for one shared time per step: the base
 sampler's `frame_stagger` (per-frame times, for models trained with per-frame noise) changes
 them, and is the caller's choice.
@@ -43,14 +43,13 @@ from jvdm.errors import ConfigError, ShapeError
 from jvdm.models.dit import VideoDiT
 from jvdm.models.layers.long_attention import LongAttention
 from jvdm.samplers.driver import split_per_sample
-from jvdm.samplers.long.co_denoising import co_denoising
-from jvdm.samplers.long.extension import MODES, extend
-from jvdm.samplers.long.fifo import FIFODiffusion, grid_levels
-from jvdm.samplers.long.motion_injection import (INJECTION_STEPS, frame_conditions,
-                                                injection_times, motion_injection)
-from jvdm.samplers.long.noise_rescheduling import rescheduled_noise_per_sample
-from jvdm.samplers.long.windows import window_starts, window_weights
-from jvdm.samplers.video_sampler import VideoSampler, sample_in_batches
+from jvdm.pipelines.long.gen_l_video import co_denoising
+from jvdm.pipelines.long.extension import MODES, extend
+from jvdm.pipelines.long.fifo import FIFODiffusion, grid_levels
+from jvdm.pipelines.long.freenoise import (INJECTION_STEPS, frame_conditions, injection_times,
+                                           motion_injection, rescheduled_noise_per_sample)
+from jvdm.ops.windows import window_starts, window_weights
+from jvdm.pipelines.video_sampler import VideoSampler, sample_in_batches
 
 METHODS = ("one_pass", "chunks", "freenoise", "freelong", "gen_l_video", "fifo",
            "autoregressive")
@@ -76,10 +75,10 @@ class LongVideoSampler:
     fifo_eta: fifo's DDIM eta; None = the authors' 1 with the "ddim" sampler (0 with the other
       single-step samplers, which have no eta).
     context_frames: autoregressive: given frames per later clip; default window // 2.
-    extension_mode: autoregressive: "clean" or "replace" (`jvdm.samplers.long.extension`).
+    extension_mode: autoregressive: "clean" or "replace" (`jvdm.pipelines.long.extension`).
     per_window_condition: gen_l_video: the condition holds one entry per window, `[N, W, ...]`;
       freenoise: it holds P >= 1 prompts `[N, P, ...]` spread over the video (FreeNoise's
-      multi-prompt layout, `motion_injection.frame_conditions`), with motion injection.
+      multi-prompt layout, `freenoise.frame_conditions`), with motion injection.
     injection_steps: freenoise with per_window_condition: the solver steps, as fractions of
       the base sampler's (step 0 at pure noise), during which every frame sees its own prompt;
       (0.1, 0.3) = FreeNoise's steps 5 to 15 of 50. The last prompt at every other step.

@@ -13,32 +13,13 @@ import tqdm
 from jvdm.data.captions import null_condition_for
 from jvdm.diffusion import FlowProcess, Process, make_process
 from jvdm.errors import ConfigError, ShapeError
-from jvdm.samplers.ddim import ddim_step
 from jvdm.samplers.denoiser import make_denoiser
-from jvdm.samplers.dpm_solver import dpm_solver_2m_step
 from jvdm.samplers.driver import (normal_per_sample, run_solver, split_per_sample,
                                   staggered_time_grid)
 from jvdm.samplers.grids import sampling_time_grid
 from jvdm.samplers.guidance import classifier_free_guidance
-from jvdm.samplers.heun import heun_step
-from jvdm.samplers.lcm import lcm_step
-from jvdm.samplers.unipc import unipc_step
+from jvdm.samplers.solvers import SAMPLERS, SOLVERS
 
-# name -> (solver factory `(denoise, process, eta, clip_x0) -> Solver`, the diffusers grid rule
-# of its `spacing`, see jvdm.samplers.grids).
-SOLVERS = {
-    "ddim": (lambda d, p, eta, clip: ddim_step(d, p, eta, clip), "ddim"),
-    "ddpm": (lambda d, p, eta, clip: ddim_step(d, p, 1.0, clip), "ddim"),
-    "euler": (lambda d, p, eta, clip: ddim_step(d, p, 0.0, clip), "euler"),
-    "euler_ancestral": (lambda d, p, eta, clip: ddim_step(d, p, 1.0, clip), "euler"),
-    "heun": (lambda d, p, eta, clip: heun_step(d, p, clip), "euler"),
-    "dpmpp_2m": (lambda d, p, eta, clip: dpm_solver_2m_step(d, p, False, clip), "multistep"),
-    "dpmpp_2m_sde": (lambda d, p, eta, clip: dpm_solver_2m_step(d, p, True, clip), "multistep"),
-    "unipc": (lambda d, p, eta, clip: unipc_step(d, p, "bh2", clip), "multistep"),
-    "lcm": (lambda d, p, eta, clip: lcm_step(d, p, clip_x0=clip), "lcm"),
-    "flow_euler": (lambda d, p, eta, clip: ddim_step(d, p, 0.0, clip), "flow"),
-}
-SAMPLERS = tuple(SOLVERS)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -67,7 +48,7 @@ class VideoSampler:
   steps_offset: int = 0
   guidance_scale: float = 1.0
   null_condition: tuple | None = None  # a conditional model's null condition (e.g. caption)
-  # Long-video hooks (`jvdm.samplers.long`): the starting noise `(keys [B], video_shape) ->
+  # Long-video hooks (`jvdm.pipelines.long`): the starting noise `(keys [B], video_shape) ->
   # [B, *video_shape]` (default iid normal per video), and a wrapper of the (guided,
   # still condition-taking) denoiser, e.g. co-denoising over windows.
   initial_noise: Callable[[jax.Array, tuple[int, ...]], jnp.ndarray] | None = None

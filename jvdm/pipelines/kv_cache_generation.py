@@ -26,7 +26,7 @@ from jvdm.models.layers.kv_cache import KVCache
 from jvdm.samplers.denoiser import alpha_sigma_like
 from jvdm.samplers.driver import normal_per_sample, run_solver, split_per_sample
 from jvdm.samplers.grids import sampling_time_grid
-from jvdm.samplers.video_sampler import SOLVERS
+from jvdm.samplers.solvers import SOLVERS
 
 
 @dataclasses.dataclass(frozen=True)

@@ -28,7 +28,7 @@ import jax.numpy as jnp
 
 from jvdm.errors import ConfigError, ShapeError
 from jvdm.samplers.denoiser import Denoiser
-from jvdm.samplers.long.windows import (extract_windows, merge_windows, window_starts,
+from jvdm.ops.windows import (extract_windows, merge_windows, window_starts,
                                         window_weights)
 
 

@@ -1,0 +1,1 @@
+"""Array helpers shared by models and pipelines: frame windows and FreeLong's spectral ops."""
