@@ -60,12 +60,7 @@ def get_config(variant: str = "default") -> ml_collections.ConfigDict:
     if variant != "tiny":  # the UNet's budget fits its cheaper steps; a DiT step costs 11x
       config.train.num_steps = 1000
       config.train.sample_every = 500
-    # Autoregressive generation (sample.py --chunks N), for causal models.
-    config.sample.chunk_frames = 4
-    config.sample.cache_frames = 16  # sinks included
-    config.sample.sink_frames = 0
-    # Caption-conditioned models: the fraction of training videos shown the empty caption, so
-    # the model also learns the unconditional path that classifier-free guidance needs.
+    # Caption-conditioned models: 10% of training videos are shown the empty caption.
     config.train.condition_dropout = 0.1
   if variant == "causal":
     config.model.causal = True

@@ -135,6 +135,9 @@ def get_config(variant: str = "default") -> ml_collections.ConfigDict:
   # Steps with a NaN/inf loss or gradient are skipped (nothing applied); this many in a row
   # stop the run.
   config.train.max_consecutive_skipped = 10
+  # Caption-conditioned models: the fraction of training videos shown the empty caption, so
+  # the model also learns the unconditional path that classifier-free guidance needs.
+  config.train.condition_dropout = 0.0
 
   config.sample = ml_collections.ConfigDict()
   # ddim | ddpm | euler | euler_ancestral | heun | dpmpp_2m | dpmpp_2m_sde | unipc | lcm |
@@ -157,6 +160,11 @@ def get_config(variant: str = "default") -> ml_collections.ConfigDict:
   # earlier ones while neighbours still settle their motion together; it kept colours in 97%
   # of the default run's samples (README).
   config.sample.frame_stagger = 0.9
+  # Autoregressive generation with a KV cache (sample.py --chunks N; causal DiTs only): frames
+  # per chunk, cached frames (sinks included) and sink frames kept for good.
+  config.sample.chunk_frames = 4
+  config.sample.cache_frames = 16
+  config.sample.sink_frames = 0
   config.sample.fps = 8
   config.sample.video_scale = 4  # nearest-neighbour upscale of written mp4/gif
 

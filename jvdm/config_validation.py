@@ -101,7 +101,7 @@ def _validate_diffusion(config: ml_collections.ConfigDict) -> None:
     if config.model.name != "dit":
       raise ConfigError(f"config.model.condition='caption' needs a model that cross-attends "
                         f"('dit'), not {config.model.name!r}.")
-    if not 0.0 <= config.train.get("condition_dropout", 0.0) < 1.0:
+    if not 0.0 <= config.train.condition_dropout < 1.0:
       raise ConfigError(f"config.train.condition_dropout is a probability in [0, 1), got "
                         f"{config.train.condition_dropout}.")
   _one_of(config.sample.sampler, SAMPLERS, "sample.sampler")
@@ -111,16 +111,16 @@ def _validate_diffusion(config: ml_collections.ConfigDict) -> None:
 
 
 def _validate_mesh(config: ml_collections.ConfigDict) -> None:
-  mesh, dcn = split_mesh_shape(config.mesh.shape, config.mesh.get("dcn_shape"),
+  mesh, dcn = split_mesh_shape(config.mesh.shape, config.mesh.dcn_shape,
                                jax.device_count())
   mesh = {name: size * dcn[name] for name, size in mesh.items()}  # whole-job axis sizes
   if config.model.name == "dit" and config.model.num_heads % mesh[TENSOR]:
     raise ConfigError(f"config.model.num_heads={config.model.num_heads} is not divisible by the "
                       f"tensor axis of size {mesh[TENSOR]} (mesh {mesh}): tensor parallelism "
                       "splits whole heads.")
-  microbatch = config.data.batch_size // config.train.get("microbatches", 1)
+  microbatch = config.data.batch_size // config.train.microbatches
   if microbatch % (mesh[DATA] * mesh[FSDP]):
     raise ConfigError(f"A micro-batch of {microbatch} videos (data.batch_size="
                       f"{config.data.batch_size} / train.microbatches="
-                      f"{config.train.get('microbatches', 1)}) does not split over the "
+                      f"{config.train.microbatches}) does not split over the "
                       f"data-parallel size {mesh[DATA] * mesh[FSDP]} (data x fsdp of {mesh}).")

@@ -162,7 +162,7 @@ def sample_from_workdir(workdir: str, *, out: str | None = None, num_samples: in
     vae, _ = vae_from_workdir(config.latent.vae_workdir)
     num_frames = vae.latent_shape((num_frames,) + pixel_video_shape(config)[1:])[0]  # 1 + 4k
   if long == "autoregressive" and getattr(model, "causal", False):  # the KV-cache sampler
-    chunks = -(-num_frames // config.sample.get("chunk_frames", 4))
+    chunks = -(-num_frames // config.sample.chunk_frames)
   video_shape = diffusion_video_shape(config)  # the training clip, as the network sees it
   with jax.set_mesh(mesh), nn.logical_axis_rules(config.mesh.logical_axis_rules):
     latent_space = None
@@ -185,9 +185,8 @@ def sample_from_workdir(workdir: str, *, out: str | None = None, num_samples: in
       causal = CausalVideoSampler(
           model, video_sampler.process, video_sampler.prediction, sampler=video_sampler.sampler,
           num_steps=video_sampler.num_steps, spacing=video_sampler.spacing,
-          chunk_frames=config.sample.get("chunk_frames", 4),
-          cache_frames=config.sample.get("cache_frames", 16),
-          sink_frames=config.sample.get("sink_frames", 0), clip_x0=video_sampler.clip_x0)
+          chunk_frames=config.sample.chunk_frames, cache_frames=config.sample.cache_frames,
+          sink_frames=config.sample.sink_frames, clip_x0=video_sampler.clip_x0)
       if video_sampler.guidance_scale != 1.0:
         raise ConfigError("Autoregressive generation (--chunks) does not support guidance yet "
                           f"(guidance_scale={video_sampler.guidance_scale}); use 1.")

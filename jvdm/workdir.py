@@ -48,7 +48,7 @@ class TrainedRun:
 
 def config_mesh(config: ml_collections.ConfigDict) -> jax.sharding.Mesh:
   """The device mesh `config.mesh` describes."""
-  return make_mesh(config.mesh.shape, dcn_shape=config.mesh.get("dcn_shape"))
+  return make_mesh(config.mesh.shape, dcn_shape=config.mesh.dcn_shape)
 
 
 def diffusion_video_shape(config: ml_collections.ConfigDict) -> tuple[int, int, int, int]:
@@ -127,8 +127,8 @@ def load_latent_space(latent_config: ml_collections.ConfigDict, mesh: jax.shardi
     logger.warning("The latent statistics of %s were computed at step %s, its checkpoint is step "
                    "%d.", workdir, statistics.get("step"), step)
   return LatentSpace(model, params, shift=statistics["shift"], scale=statistics["scale"],
-                     decode_chunk_frames=int(latent_config.get("decode_chunk_frames", 0)),
-                     decode_tile=int(latent_config.get("decode_tile", 0)),
-                     decode_tile_overlap=int(latent_config.get("decode_tile_overlap", 0)),
-                     decode_row_slices=int(latent_config.get("decode_row_slices", 1)),
-                     sample_posterior=bool(latent_config.get("sample_posterior", True)))
+                     decode_chunk_frames=int(latent_config.decode_chunk_frames),
+                     decode_tile=int(latent_config.decode_tile),
+                     decode_tile_overlap=int(latent_config.decode_tile_overlap),
+                     decode_row_slices=int(latent_config.decode_row_slices),
+                     sample_posterior=bool(latent_config.sample_posterior))

@@ -69,7 +69,8 @@ CONDITIONS = ("none", "caption")
 def null_condition_for(config) -> np.ndarray | None:
   """The null caption of a caption-conditioned config (`config.model.condition == "caption"`),
   or None for an unconditional one. Conditional models read `batch["caption"]`."""
-  condition = config.model.get("condition", "none")
+  # Only the DiT takes a condition; the UNet and the VAE are unconditional.
+  condition = config.model.condition if "condition" in config.model else "none"
   if condition not in CONDITIONS:
     raise ConfigError(f"config.model.condition={condition!r} is not valid; expected one of "
                       f"{list(CONDITIONS)}.")

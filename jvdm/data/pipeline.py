@@ -38,16 +38,16 @@ def make_source(data_config: ml_collections.ConfigDict) -> Any:
                              seed=data_config.shuffle_seed)
   if data_config.name == "tfds":
     from jvdm.data.tfds_source import TfdsSource  # pylint: disable=g-import-not-at-top
-    tfds_config = data_config.get("tfds") or {}
-    if not tfds_config.get("name"):
+    tfds_config = data_config.tfds
+    if not tfds_config.name:
       raise ConfigError("config.data.name='tfds' needs config.data.tfds.name, a dataset prepared "
-                        f"with `python -m jvdm.data.prepare`; got {tfds_config.get('name')!r}.")
-    feature = tfds_config.get("feature", "video")
+                        f"with `python -m jvdm.data.prepare`; got {tfds_config.name!r}.")
+    feature = tfds_config.feature
     # Pixel clips have the config's shape; latents that of the VAE (checked by the loop).
     pixel_shape = (data_config.num_frames, data_config.height, data_config.width,
                    data_config.channels)
-    return TfdsSource(tfds_config["name"], data_dir=tfds_config.get("data_dir") or None,
-                      split=tfds_config.get("split", "train"), feature=feature,
+    return TfdsSource(tfds_config.name, data_dir=tfds_config.data_dir or None,
+                      split=tfds_config.split, feature=feature,
                       expected_shape=pixel_shape if feature == "video" else None)
   raise ConfigError(f"Unknown dataset {data_config.name!r}; valid datasets: {list(DATASETS)}.")
 
@@ -64,7 +64,7 @@ def evaluation_videos(data_config: ml_collections.ConfigDict, num_videos: int) -
     with held_out.unlocked():
       held_out.bouncing_shapes.seed += 1
     source = make_source(held_out)
-  elif data_config.name == "tfds" and data_config.tfds.get("eval_split"):
+  elif data_config.name == "tfds" and data_config.tfds.eval_split:
     held_out = data_config.copy_and_resolve_references()
     with held_out.unlocked():
       held_out.tfds.split = data_config.tfds.eval_split

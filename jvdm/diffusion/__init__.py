@@ -18,7 +18,7 @@ Process = VPProcess | EDMProcess | FlowProcess
 
 def make_process(diffusion_config) -> Process:
   """The process described by `config.diffusion` (`process`, and its own sub-config)."""
-  name = diffusion_config.get("process", "vp")
+  name = diffusion_config.process
   if name not in PROCESSES:
     raise ConfigError(f"Unknown process {name!r}; valid processes: {list(PROCESSES)}.")
   if name == "edm":
@@ -41,10 +41,10 @@ def make_loss(diffusion_config) -> Callable:
   return functools.partial(
       diffusion_loss, process=make_process(diffusion_config),
       prediction=diffusion_config.prediction, per_frame_noise=diffusion_config.per_frame_noise,
-      weighting=diffusion_config.get("loss_weighting", "uniform"),
-      min_snr_gamma=diffusion_config.get("min_snr_gamma", 5.0),
-      time_sampling=diffusion_config.get("time_sampling", "uniform"),
-      logit_mean=diffusion_config.get("logit_mean", 0.0),
-      logit_std=diffusion_config.get("logit_std", 1.0),
-      context_frames=diffusion_config.get("context_frames", 0),
+      weighting=diffusion_config.loss_weighting,
+      min_snr_gamma=diffusion_config.min_snr_gamma,
+      time_sampling=diffusion_config.time_sampling,
+      logit_mean=diffusion_config.logit_mean,
+      logit_std=diffusion_config.logit_std,
+      context_frames=diffusion_config.context_frames,
       staggered_noise=diffusion_config.staggered_noise)

@@ -286,8 +286,8 @@ def from_config(config: ml_collections.ConfigDict) -> VideoDiT:
   """Builds a VideoDiT from `config.model` and `config.data` (see `jvdm.models.get_model`)."""
   model = config.model
   try:
-    text_encoder, cond_dim = None, int(model.get("cond_dim", 0))
-    if model.get("condition", "none") == "caption":
+    text_encoder, cond_dim = None, int(model.cond_dim)
+    if model.condition == "caption":
       from jvdm.data.captions import VOCAB_SIZE  # pylint: disable=g-import-not-at-top
       encoder = model.text_encoder
       text_encoder = TextEncoder(
@@ -302,7 +302,7 @@ def from_config(config: ml_collections.ConfigDict) -> VideoDiT:
         temporal_window=int(model.temporal_window), position=str(model.position),
         scan_layers=bool(model.scan_layers), remat=str(model.remat),
         attention_implementation=model.attention_implementation,
-        context_parallel=context_parallel_method(model.get("context_parallel")),
+        context_parallel=context_parallel_method(model.context_parallel),
         cond_dim=cond_dim, text_encoder=text_encoder,
         dtype=config_dtype(model.dtype, "dtype"),
         param_dtype=config_dtype(model.param_dtype, "param_dtype"))

@@ -10,8 +10,7 @@ import ml_collections
 
 def is_latent(config: ml_collections.ConfigDict) -> bool:
   """Whether `config` diffuses in a VAE's latent space."""
-  latent = config.get("latent")
-  return bool(latent is not None and latent.get("vae_workdir"))
+  return "latent" in config and bool(config.latent.vae_workdir)
 
 
 def model_channels(config: ml_collections.ConfigDict) -> int:

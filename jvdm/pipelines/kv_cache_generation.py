@@ -46,7 +46,7 @@ class CausalVideoSampler:
   process: Any
   prediction: str
   sampler: str = "ddim"
-  num_steps: int = 20
+  num_steps: int = 50  # as VideoSampler
   spacing: str = "uniform"
   chunk_frames: int = 4
   cache_frames: int = 16

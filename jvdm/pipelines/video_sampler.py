@@ -190,20 +190,19 @@ def sample_in_batches(sample_batch: Callable[[jax.Array, Any], jnp.ndarray], see
   return np.concatenate(outputs)
 
 
-# config.sample fields a caller may override, and their defaults for configs saved before
-# the field existed.
-SAMPLE_DEFAULTS = dict(sampler="ddim", steps=50, eta=0.0, clip_x0=True, frame_stagger=0.0,
-                       spacing="uniform", time_power=1.0, steps_offset=0, guidance_scale=1.0)
+# The config.sample fields a caller may override.
+SAMPLE_FIELDS = ("sampler", "steps", "eta", "clip_x0", "frame_stagger", "spacing", "time_power",
+                 "steps_offset", "guidance_scale")
 
 
 def make_video_sampler(config: ml_collections.ConfigDict, apply_fn, **overrides) -> VideoSampler:
-  """The sampler `config.sample` describes; a non-None override (a `SAMPLE_DEFAULTS` name)
+  """The sampler `config.sample` describes; a non-None override (a `SAMPLE_FIELDS` name)
   replaces the config's value. A caption-conditioned config's sampler takes captions."""
-  unknown = set(overrides) - set(SAMPLE_DEFAULTS)
+  unknown = set(overrides) - set(SAMPLE_FIELDS)
   if unknown:
     raise ConfigError(
-        f"Unknown sampler settings {sorted(unknown)}; valid: {sorted(SAMPLE_DEFAULTS)}.")
-  settings = {name: config.sample.get(name, default) for name, default in SAMPLE_DEFAULTS.items()}
+        f"Unknown sampler settings {sorted(unknown)}; valid: {sorted(SAMPLE_FIELDS)}.")
+  settings = {name: config.sample[name] for name in SAMPLE_FIELDS}
   settings.update({name: value for name, value in overrides.items() if value is not None})
   settings["num_steps"] = settings.pop("steps")
   null = null_condition_for(config)

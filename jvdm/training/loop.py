@@ -122,7 +122,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str,
   logger.info("Workdir: %s", workdir)
 
   # Mesh.
-  mesh = make_mesh(config.mesh.shape, dcn_shape=config.mesh.get("dcn_shape"))
+  mesh = make_mesh(config.mesh.shape, dcn_shape=config.mesh.dcn_shape)
   rules = config.mesh.logical_axis_rules
   is_autoencoder = config.model.name == "vae"
   # What the network sees: pixels, or for latent diffusion the latents of a trained VAE.
@@ -142,7 +142,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str,
     init, state_shardings, abstract_state = abstract_train_state(model, tx, video_shape, mesh, rules,
                                                                  null_condition)
     checkpointer = Checkpointer(workdir / CHECKPOINT_DIR, keep=config.train.keep_checkpoints,
-                                keep_every=config.train.get("keep_checkpoint_every", 0))
+                                keep_every=config.train.keep_checkpoint_every)
     bar = None
     stack = contextlib.ExitStack()
     try:
@@ -186,7 +186,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str,
       bar = tqdm.tqdm(total=config.train.num_steps, initial=start_step, desc="training", unit="step",
                       disable=not (progress and is_main_process), dynamic_ncols=True)
       window_start, window_steps = time.perf_counter(), 0
-      max_skipped = config.train.get("max_consecutive_skipped", 10)
+      max_skipped = config.train.max_consecutive_skipped
       previous_metrics = None
       notice = stack.enter_context(PreemptionNotice())
       loop_start = time.perf_counter()

@@ -153,5 +153,4 @@ def train_step_from_config(config, model: nn.Module, tx: optax.GradientTransform
   """`make_train_step` with the loss, EMA, caption conditioning and micro-batches of `config`."""
   return make_train_step(model, make_loss(config.diffusion), tx, schedule,
                          config.optim.ema_decay, null_condition_for(config),
-                         config.train.get("condition_dropout", 0.0),
-                         config.train.get("microbatches", 1))
+                         config.train.condition_dropout, config.train.microbatches)

@@ -56,4 +56,4 @@ def vae_train_step_from_config(config: ml_collections.ConfigDict, model: VideoAu
   return make_vae_train_step(model, tx, schedule, config.optim.ema_decay,
                              kl_weight=config.vae_loss.kl_weight,
                              reconstruction_loss=config.vae_loss.reconstruction,
-                             microbatches=config.train.get("microbatches", 1))
+                             microbatches=config.train.microbatches)
