@@ -11,13 +11,13 @@ every caption starts with a non-padding token (BOS), so no row is all padding.
 from typing import Any
 
 import flax.linen as nn
-import jax
 import jax.numpy as jnp
 
 from jvdm.errors import ShapeError
 from jvdm.models.layers.dense import dense
 from jvdm.models.layers.embeddings import sinusoidal_embedding
 from jvdm.parallel.axes import EMBED, VOCAB
+from jvdm.parallel.context_attention import attention
 
 PAD = 0
 
@@ -49,13 +49,12 @@ class TextEncoder(nn.Module):
     h = jnp.take(table, tokens, axis=0).astype(self.dtype)
     h = h + sinusoidal_embedding(jnp.arange(tokens.shape[1]), self.width).astype(self.dtype)
     head_dim = self.width // self.num_heads
-    mask = valid[:, None, None, :]  # [B, 1, 1, L]: every query ignores padding keys
     for i in range(self.depth):
       x = nn.LayerNorm(dtype=self.dtype, name=f"attention_norm_{i}")(h)
       qkv = dense(3 * self.width, name=f"qkv_{i}", **kwargs)(x)
       q, k, v = (a.reshape(a.shape[:2] + (self.num_heads, head_dim))
                  for a in jnp.split(qkv, 3, axis=-1))
-      out = jax.nn.dot_product_attention(q, k, v, mask=mask).reshape(h.shape)
+      out = attention(q, k, v, key_valid=valid).reshape(h.shape)  # padding keys ignored
       h = h + dense(self.width, name=f"attention_out_{i}", **kwargs)(out)
       x = nn.LayerNorm(dtype=self.dtype, name=f"mlp_norm_{i}")(h)
       x = dense(int(self.width * self.mlp_ratio), name=f"mlp_in_{i}", **kwargs)(x)

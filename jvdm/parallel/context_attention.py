@@ -29,10 +29,13 @@ from jvdm.errors import ConfigError
 from jvdm.parallel.axes import BATCH, CONTEXT, HEADS, LENGTH
 
 
-def _plain_attention(query, key, value, mask, implementation):
-  return jax.nn.dot_product_attention(
-      query, key, value, mask=None if mask is None else mask[None, None],
-      implementation=implementation)
+def _plain_attention(query, key, value, mask, implementation, key_valid=None):
+  if mask is not None:
+    mask = mask[None, None]  # [1, 1, Lq, Lk]
+  if key_valid is not None:  # [B, Lk] -> [B, 1, 1, Lk]
+    padding = key_valid[:, None, None, :]
+    mask = padding if mask is None else mask & padding
+  return jax.nn.dot_product_attention(query, key, value, mask=mask, implementation=implementation)
 
 
 METHODS = ("all_to_all", "ring")
@@ -144,9 +147,14 @@ def context_parallel_attention(query: jnp.ndarray, key: jnp.ndarray, value: jnp.
 
 
 def attention(query, key, value, mask=None, implementation: str | None = None,
-              context_parallel: str | None = None) -> Any:
-  """Plain attention, or context-parallel (`context_parallel` = "all_to_all" | "ring") when
-  asked and the mesh has a `context` axis > 1."""
+              context_parallel: str | None = None, key_valid=None) -> Any:
+  """The attention kernel every layer calls: q `[B, Lq, N, D]`, k/v `[B, Lk, N, D]`; `mask`
+  `[Lq, Lk]` (True = may attend) and `key_valid` `[B, Lk]` (False = padding), both optional.
+  Plain attention (`jax.nn.dot_product_attention`, `implementation` None/"xla"/"cudnn"), or
+  context-parallel (`context_parallel` = "all_to_all" | "ring") when asked and the mesh has a
+  `context` axis > 1."""
   if context_parallel and context_axis_size() > 1:
+    if key_valid is not None:
+      raise ConfigError("Context-parallel attention takes no padding mask (key_valid).")
     return context_parallel_attention(query, key, value, mask, implementation, context_parallel)
-  return _plain_attention(query, key, value, mask, implementation)
+  return _plain_attention(query, key, value, mask, implementation, key_valid)

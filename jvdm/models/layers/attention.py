@@ -1,28 +1,136 @@
-"""Multi-head self-attention over the axes of a `[B, T, H, W, C]` video.
+"""Attention over video tokens: the one op every backbone calls (`video_attention`), and the
+UNet's self-attention block (`VideoSelfAttention`).
 
-Factorized space-time attention (Video Diffusion Models, Ho et al. 2022; TimeSformer,
-Bertasius et al. 2021): spatial attention mixes the H * W pixels of each frame, temporal
-attention mixes the T frames of each pixel. Joint attention mixes all T * H * W tokens of a
-video (TimeSformer's "joint space-time"; CogVideoX, Yang et al. 2024), which lets a moving
-object's features meet across frames wherever it is; it is affordable at coarse resolutions.
-All call `jax.nn.dot_product_attention`, which dispatches to cuDNN on GPU when asked and to
-XLA otherwise.
+`video_attention` takes queries, keys and values `[B, F, P, N, D]` (F frames of P tokens, N
+heads) and owns everything around the kernel:
+  layouts   "spatial" (the P tokens of each frame; factorized space-time attention, Video
+            Diffusion Models, Ho et al. 2022; TimeSformer, Bertasius et al. 2021), "temporal"
+            (the F frames of each token position), "full" (all F * P tokens; TimeSformer's
+            joint space-time, CogVideoX, Wan), "windowed" (full within a temporal window);
+  masks     frame-causal (a token sees its own and earlier frames; ViD-GPT, Gao et al. 2024)
+            and the temporal window;
+  positions a `rotate(a [B, F', P, N, D], frames [F'])` callback (RoPE by frame, or 3D RoPE);
+  KV cache  keys and values of earlier frames read before the chunk's own (Ca2-VDM);
+  long      FreeNoise's window fusion or FreeLong's SpectralBlend for videos longer than the
+            training clips (`jvdm.models.layers.long_attention`);
+  kernels   `jvdm.parallel.context_attention.attention`: XLA or cuDNN, and context parallelism
+            (all-to-all or ring) over the mesh's `context` axis.
 """
 
-from typing import Literal
+from typing import Callable, Literal
 
 import einops
 import flax.linen as nn
-import jax
 import jax.numpy as jnp
-import numpy as np
 
 from jvdm.errors import ConfigError
 from jvdm.models.layers.long_attention import LongAttention, window_fused_attention
-from jvdm.ops.freelong import band_mask, spectral_blend
 from jvdm.models.layers.norms import frame_group_norm
 from jvdm.models.layers.rope import apply_rope, video_rope
+from jvdm.ops.freelong import band_mask, spectral_blend
 from jvdm.parallel.axes import EMBED, HEAD_DIM, QKV_HEADS
+from jvdm.parallel.context_attention import attention
+
+LAYOUTS = ("spatial", "temporal", "full", "windowed")
+
+
+def frame_mask(query_frames, key_frames, causal: bool, window: int | None, key_valid=None):
+  """`[Lq, Lk]` boolean: may a token of frame q attend to one of frame k."""
+  delta = query_frames[:, None] - key_frames[None, :]
+  allowed = jnp.ones(delta.shape, bool)
+  if causal:
+    allowed &= delta >= 0
+  if window is not None:
+    allowed &= jnp.abs(delta) < window
+  if key_valid is not None:
+    allowed &= key_valid[None, :]
+  return allowed
+
+
+def video_attention(query, key, value, *, layout: str, frames, grid: tuple[int, int],
+                    rotate: Callable | None = None, causal: bool = False,
+                    window: int | None = None, long: LongAttention | None = None, cache=None,
+                    implementation: str | None = None, context_parallel: str | None = None):
+  """Attention over video tokens (module docstring).
+
+  Args:
+    query, key, value: `[B, F, P, N, D]`, before positions.
+    layout: one of LAYOUTS.
+    frames: `[F]`, the absolute frame index of each frame (for positions, masks, the cache).
+    grid: (rows, columns) of a frame's P tokens (FreeLong's 3D FFT).
+    rotate: positions, `rotate(a [B, F', P, N, D], frames [F']) -> a`; None = none.
+    causal, window: the frame mask ("windowed" and "temporal" layouts take `window`).
+    long: FreeNoise/FreeLong for videos longer than `long.window` frames (not "spatial").
+    cache: None, or (keys, values `[B, S, P, N, D]` rotated, slot_frames `[S]`, -1 = empty) of
+      earlier frames, read by the "full" and "windowed" layouts.
+    implementation, context_parallel: passed to `jvdm.parallel.context_attention.attention`.
+
+  Returns:
+    (out `[B, F, P, N, D]`, the rotated keys of this call, for a KV cache).
+  """
+  if layout not in LAYOUTS:
+    raise ConfigError(f"attention layout must be one of {LAYOUTS}, got {layout!r}")
+  batch, num_frames, num_tokens = query.shape[:3]
+  window = window if layout in ("windowed", "temporal") else None
+  unrotated_query, unrotated_key = query, key
+  if rotate is not None:
+    query, key = rotate(query, frames), rotate(key, frames)
+  if layout == "spatial" or long is None or not long.applies(num_frames):
+    long = None
+
+  if long is not None and long.method == "freenoise":
+    # FreeNoise (sec. 3.3): attention within overlapping windows of frames, fused per frame;
+    # the layer's own causal/window mask applies within each window.
+    window_frames = jnp.arange(long.window)
+    mask = None
+    if causal or window is not None:
+      mask = frame_mask(window_frames, window_frames, causal, window)
+    out = window_fused_attention(
+        unrotated_query, unrotated_key, value, long.window, long.stride, long.weighting,
+        per_position=layout == "temporal", frame_mask=mask, rotate=rotate,
+        implementation=implementation,
+        context_parallel=None if layout == "temporal" else context_parallel)
+    return out, key
+  if layout == "spatial":
+    out = attention(*(einops.rearrange(a, "b f p n d -> (b f) p n d") for a in (query, key, value)),
+                    implementation=implementation)
+    return einops.rearrange(out, "(b f) p n d -> b f p n d", b=batch), key
+  if layout == "temporal":
+    mask = frame_mask(frames, frames, causal, window) if causal or window is not None else None
+    sequence = lambda a: einops.rearrange(a, "b f p n d -> (b p) f n d")
+    attend = lambda mask: einops.rearrange(
+        attention(sequence(query), sequence(key), sequence(value), mask, implementation),
+        "(b p) f n d -> b f p n d", b=batch)
+  else:  # full or windowed, over all tokens of the chunk and the cache
+    query_frames = jnp.repeat(frames, num_tokens)
+    flat = lambda a: einops.rearrange(a, "b f p n d -> b (f p) n d")
+    keys, values, key_frames, key_valid = flat(key), flat(value), query_frames, None
+    if cache is not None:
+      cache_keys, cache_values, slot_frames = cache
+      keys = jnp.concatenate([flat(cache_keys.astype(key.dtype)), keys], axis=1)
+      values = jnp.concatenate([flat(cache_values.astype(value.dtype)), values], axis=1)
+      cached_frames = jnp.repeat(slot_frames, num_tokens)
+      key_valid = jnp.concatenate([cached_frames >= 0, jnp.ones(query_frames.shape, bool)])
+      key_frames = jnp.concatenate([cached_frames, query_frames])
+    mask = None
+    if causal or window is not None or key_valid is not None:
+      mask = frame_mask(query_frames, key_frames, causal, window, key_valid)
+    attend = lambda mask: einops.rearrange(
+        attention(flat(query), keys, values, mask, implementation,
+                  context_parallel if cache is None else None),
+        "b (f p) n d -> b f p n d", f=num_frames)
+  out = attend(mask)
+  if long is not None:  # freelong
+    # FreeLong (sec. 3.2): the same attention again, local (frames within the band), and the
+    # low temporal/spatial frequencies of the global pass with the high ones of the local.
+    band = band_mask(num_frames, long.window, 1 if layout == "temporal" else num_tokens,
+                     long.local_mask)
+    local = attend(band if mask is None else mask & band)
+    on_grid = lambda a: a.reshape((batch, num_frames) + tuple(grid) + (-1,))
+    out = spectral_blend(on_grid(out), on_grid(local), long.temporal_cutoff,
+                         long.spatial_cutoff, long.low_pass).reshape(out.shape)
+  return out, key
+
 
 AXES = ("spatial", "temporal", "joint")
 
@@ -114,21 +222,13 @@ class VideoSelfAttention(nn.Module):
     qkv = jnp.einsum("bthwc,cknd->bthwknd", h, qkv_kernel) + qkv_bias  # [B, T, H, W, 3, N, D]
     query, key, value = (qkv[..., i, :, :] for i in range(3))  # each [B, T, H, W, N, D]
 
-    long = self.long_attention
-    if self.axis == "spatial" or long is None or not long.applies(num_frames):
-      long = None
-    if long is not None and long.method == "freenoise":
-      # FreeNoise (sec. 3.3): attention within overlapping windows of frames, fused per frame.
-      out = window_fused_attention(
-          *(a.reshape(batch, num_frames, height * width, num_heads, self.head_dim)
-            for a in (query, key, value)),
-          long.window, long.stride, long.weighting, per_position=self.axis == "temporal",
-          frame_mask=np.tril(np.ones((long.window,) * 2, bool)) if self.causal else None,
-          rotate=self._rotation(height, width),
-          implementation=self.attention_implementation)
-      out = out.reshape(query.shape)
-    else:
-      out = self._attention(query, key, value, long)
+    tokens = lambda a: a.reshape(batch, num_frames, height * width, num_heads, self.head_dim)
+    out, _ = video_attention(
+        tokens(query), tokens(key), tokens(value),
+        layout="full" if self.axis == "joint" else self.axis, frames=jnp.arange(num_frames),
+        grid=(height, width), rotate=self._rotation(height, width), causal=self.causal,
+        long=self.long_attention, implementation=self.attention_implementation)
+    out = out.reshape(query.shape)
 
     out_kernel = self.param(
         "out_kernel",
@@ -146,51 +246,3 @@ class VideoSelfAttention(nn.Module):
     out, out_kernel, out_bias = nn.dtypes.promote_dtype(out, out_kernel, out_bias, dtype=self.dtype)
     out = jnp.einsum("bthwnd,ndc->bthwc", out, out_kernel) + out_bias  # [B, T, H, W, C]
     return x + out
-
-  def _attention(self, query, key, value, long):
-    """q/k/v `[B, T, H, W, N, D]` -> `[B, T, H, W, N, D]` along `self.axis`; with FreeLong
-    (`long`), the SpectralBlend of global and local (`band_mask`) attention (sec. 3.2)."""
-    batch, num_frames, height, width, num_heads, head_dim = query.shape
-    rotate = self._rotation(height, width)
-    if rotate is not None:
-      tokens = (batch, num_frames, height * width, num_heads, head_dim)
-      query, key = (rotate(a.reshape(tokens), jnp.arange(num_frames)).reshape(query.shape)
-                    for a in (query, key))
-    # Each axis is a rearrange of [B, T, H, W, N, D] into attention's [batch, tokens, heads, D]
-    # (a reshape, never a transpose), and the frame index of every token for the causal mask.
-    if self.axis == "spatial":
-      # Frames become the batch, pixels the sequence.
-      pattern = "b t h w n d -> (b t) (h w) n d"
-      frame_index = None
-    elif self.axis == "temporal":
-      # Frames are the sequence; each (pixel, head) pair is its own attention head.
-      pattern = "b t h w n d -> b t (h w n) d"
-      frame_index = jnp.arange(num_frames)
-    else:
-      # Every (frame, pixel) is a token; positions in space come from the convs' features
-      # (and from space_time_rope).
-      pattern = "b t h w n d -> b (t h w) n d"
-      frame_index = jnp.repeat(jnp.arange(num_frames), height * width)
-    query, key, value = (einops.rearrange(a, pattern) for a in (query, key, value))
-
-    mask = None
-    if self.causal and frame_index is not None:
-      mask = frame_index[:, None] >= frame_index[None, :]  # [Lq, Lk]
-    source, target = pattern.split(" -> ")
-
-    def attend(mask):
-      out = jax.nn.dot_product_attention(
-          query, key, value, mask=None if mask is None else mask[None, None],
-          implementation=self.attention_implementation)
-      return einops.rearrange(out, f"{target} -> {source}", b=batch, h=height, w=width)
-
-    out = attend(mask)
-    if long is not None:
-      tokens_per_frame = 1 if self.axis == "temporal" else height * width
-      band = band_mask(num_frames, long.window, tokens_per_frame, long.local_mask)
-      local = attend(band if mask is None else mask & band)
-      out = spectral_blend(*(a.reshape(batch, num_frames, height, width, num_heads * head_dim)
-                             for a in (out, local)),
-                           long.temporal_cutoff, long.spatial_cutoff,
-                           long.low_pass).reshape(out.shape)
-    return out
