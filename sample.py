@@ -56,7 +56,7 @@ _PROMPT = flags.DEFINE_string(
     "default: captions of held-out synthetic videos.")
 _LONG = flags.DEFINE_enum(
     "long", None, list(LONG_METHODS), "Generate --num_frames beyond the training length with "
-    "this long-video method (README: Long videos).")
+    "this long-video method (docs/long_videos.md).")
 _WINDOW = flags.DEFINE_integer("window", None, "--long: frames per window; default: the "
                                "training length.")
 _STRIDE = flags.DEFINE_integer("stride", None, "--long freenoise | gen_l_video: frames between "

@@ -47,7 +47,7 @@ def get_config(variant: str = "default") -> ml_collections.ConfigDict:
     if variant != "dit":
       config.model.patch_size = 1  # latents are already 4x smaller than the frames
       config.model.pixel_head_channels = 0  # no patch stem, so nothing to undo
-    if variant == "default":  # the budget measured in README (Video VAEs)
+    if variant == "default":  # the budget measured in docs/vaes.md
       config.train.num_steps = 1000
       config.train.sample_every = 500
       config.model.base_channels = 64

@@ -43,7 +43,7 @@ def get_config(variant: str = "default") -> ml_collections.ConfigDict:
   config.model = ml_collections.ConfigDict()
   config.model.name = "unet3d"
   # 4x4 space-to-depth stem: the UNet runs at 8x8 and 4x4 (on 2 CPU cores the full-resolution
-  # convs of a patch-1 UNet cost 6 s a step; see README, Benchmarks).
+  # convs of a patch-1 UNet cost 6 s a step; see docs/benchmarks.md).
   config.model.patch_size = 4
   config.model.base_channels = 48
   config.model.channel_mults = (1, 2)
@@ -66,7 +66,7 @@ def get_config(variant: str = "default") -> ml_collections.ConfigDict:
   # With patch_size > 1: width of a full-resolution head that sees the input pixels (0 = none).
   # Behind the 4x4 stem every output pixel is a linear map of a coarse token; with an 8-wide
   # head (36% slower steps), at 1000 steps and the same sampling, right sizes rose from 3% to
-  # 56% of samples and squares from 19% to 53% (README, "What the default run gives").
+  # 56% of samples and squares from 19% to 53% (docs/quality.md).
   config.model.pixel_head_channels = 8
 
   config.diffusion = ml_collections.ConfigDict()

@@ -68,7 +68,7 @@ class UNet3D(nn.Module):
       patch stem every output pixel otherwise comes from a linear map of a coarse token: the
       old default's x0 estimates of nearly clean inputs were blurred (MSE 0.031 at sigma 0.04,
       as at sigma 0.33; benchmarks/one_step_denoising.py). With an 8-wide head, steps on 2 CPU
-      cores are 36% slower and far more samples have the right sizes (README).
+      cores are 36% slower and far more samples have the right sizes (docs/quality.md).
     long_attention: a sampling-time option for videos longer than the training clips:
       FreeNoise window fusion or FreeLong SpectralBlend in the temporal and joint attention
       (`jvdm.models.layers.long_attention`); set with `model.clone(long_attention=...)`, the
