@@ -32,52 +32,97 @@ _NUM_FRAMES = flags.DEFINE_integer("num_frames", None, "Frames per video; defaul
 _STEPS = flags.DEFINE_integer("steps", None, "Sampler steps; default: the config's.")
 _ETA = flags.DEFINE_float("eta", None, "DDIM eta (0 = deterministic); default: the config's.")
 _FRAME_STAGGER = flags.DEFINE_float(
-    "frame_stagger", None, "In [0, 1): later frames lag on the time grid (Diffusion Forcing's "
-    "pyramid schedule); default: the config's.")
+  "frame_stagger",
+  None,
+  "In [0, 1): later frames lag on the time grid (Diffusion Forcing's "
+  "pyramid schedule); default: the config's.",
+)
 _SAMPLER = flags.DEFINE_string(
-    "sampler", None, "ddim | ddpm | euler | euler_ancestral | heun | dpmpp_2m | dpmpp_2m_sde | "
-    "unipc | lcm | flow_euler; default: the config's.")
+  "sampler",
+  None,
+  "ddim | ddpm | euler | euler_ancestral | heun | dpmpp_2m | dpmpp_2m_sde | "
+  "unipc | lcm | flow_euler; default: the config's.",
+)
 _SPACING = flags.DEFINE_string(
-    "spacing", None, "uniform | linspace | leading | trailing | karras (diffusers' timestep "
-    "spacings; lcm and flow_euler have their own); default: the config's.")
+  "spacing",
+  None,
+  "uniform | linspace | leading | trailing | karras (diffusers' timestep "
+  "spacings; lcm and flow_euler have their own); default: the config's.",
+)
 _TIME_POWER = flags.DEFINE_float(
-    "time_power", None, "spacing uniform: each frame's time is level**time_power; > 1 crowds "
-    "the steps near clean data; default: the config's.")
+  "time_power",
+  None,
+  "spacing uniform: each frame's time is level**time_power; > 1 crowds "
+  "the steps near clean data; default: the config's.",
+)
 _GUIDANCE_SCALE = flags.DEFINE_float(
-    "guidance_scale", None, "Classifier-free guidance scale (needs a conditional model); "
-    "default: the config's.")
+  "guidance_scale",
+  None,
+  "Classifier-free guidance scale (needs a conditional model); default: the config's.",
+)
 _CHUNKS = flags.DEFINE_integer(
-    "chunks", None, "Generate autoregressively, this many chunks of config.sample.chunk_frames "
-    "frames, with the KV cache (a causal DiT: configs/bouncing_shapes_dit.py:causal).")
+  "chunks",
+  None,
+  "Generate autoregressively, this many chunks of config.sample.chunk_frames "
+  "frames, with the KV cache (a causal DiT: configs/bouncing_shapes_dit.py:causal).",
+)
 _PROMPT = flags.DEFINE_string(
-    "prompt", None, "Caption of every video, for a caption-conditioned model: colour names, e.g. "
-    "'red blue' ('' = unconditional); with --long gen_l_video, 'red | blue' gives one per "
-    "window; with --long freenoise, any number spread over the video (motion injection); "
-    "default: captions of held-out synthetic videos.")
+  "prompt",
+  None,
+  "Caption of every video, for a caption-conditioned model: colour names, e.g. "
+  "'red blue' ('' = unconditional); with --long gen_l_video, 'red | blue' gives one per "
+  "window; with --long freenoise, any number spread over the video (motion injection); "
+  "default: captions of held-out synthetic videos.",
+)
 _LONG = flags.DEFINE_enum(
-    "long", None, list(LONG_METHODS), "Generate --num_frames beyond the training length with "
-    "this long-video method (docs/long_videos.md).")
-_WINDOW = flags.DEFINE_integer("window", None, "--long: frames per window; default: the "
-                               "training length.")
-_STRIDE = flags.DEFINE_integer("stride", None, "--long freenoise | gen_l_video: frames between "
-                               "window starts; default: window / 2.")
-_NUM_PARTITIONS = flags.DEFINE_integer("num_partitions", None, "--long fifo: windows in the "
-                                       "queue (steps per frame = partitions x window); default 4.")
-_FIFO_TAIL = flags.DEFINE_enum("fifo_tail", None, ["gaussian", "ouroboros"],
-                               "--long fifo: new tail frames; default gaussian.")
-_CONTEXT_FRAMES = flags.DEFINE_integer("context_frames", None, "--long autoregressive: frames "
-                                       "each clip continues from; default: window / 2.")
+  "long",
+  None,
+  list(LONG_METHODS),
+  "Generate --num_frames beyond the training length with "
+  "this long-video method (docs/long_videos.md).",
+)
+_WINDOW = flags.DEFINE_integer(
+  "window", None, "--long: frames per window; default: the training length."
+)
+_STRIDE = flags.DEFINE_integer(
+  "stride",
+  None,
+  "--long freenoise | gen_l_video: frames between window starts; default: window / 2.",
+)
+_NUM_PARTITIONS = flags.DEFINE_integer(
+  "num_partitions",
+  None,
+  "--long fifo: windows in the queue (steps per frame = partitions x window); default 4.",
+)
+_FIFO_TAIL = flags.DEFINE_enum(
+  "fifo_tail", None, ["gaussian", "ouroboros"], "--long fifo: new tail frames; default gaussian."
+)
+_CONTEXT_FRAMES = flags.DEFINE_integer(
+  "context_frames",
+  None,
+  "--long autoregressive: frames each clip continues from; default: window / 2.",
+)
 _DECODE_CHUNK_FRAMES = flags.DEFINE_integer(
-    "decode_chunk_frames", None, "Latent diffusion: latent frames the VAE decodes at a time "
-    "(memory stays flat in the video's length); 0 = all at once; default the config's.")
+  "decode_chunk_frames",
+  None,
+  "Latent diffusion: latent frames the VAE decodes at a time "
+  "(memory stays flat in the video's length); 0 = all at once; default the config's.",
+)
 _DECODE_TILE = flags.DEFINE_integer(
-    "decode_tile", None, "Latent diffusion: latent pixels per spatial tile when decoding (tiles "
-    "overlap and are blended); 0 = whole frames; default the config's.")
-_DECODE_TILE_OVERLAP = flags.DEFINE_integer("decode_tile_overlap", None,
-                                            "Latent pixels shared by neighbouring decode tiles.")
+  "decode_tile",
+  None,
+  "Latent diffusion: latent pixels per spatial tile when decoding (tiles "
+  "overlap and are blended); 0 = whole frames; default the config's.",
+)
+_DECODE_TILE_OVERLAP = flags.DEFINE_integer(
+  "decode_tile_overlap", None, "Latent pixels shared by neighbouring decode tiles."
+)
 _DECODE_ROW_SLICES = flags.DEFINE_integer(
-    "decode_row_slices", None, "Latent diffusion: the VAE decoder's convs run in this many bands "
-    "of rows (feature slicing: the same result, less memory); default the config's.")
+  "decode_row_slices",
+  None,
+  "Latent diffusion: the VAE decoder's convs run in this many bands "
+  "of rows (feature slicing: the same result, less memory); default the config's.",
+)
 _SEED = flags.DEFINE_integer("seed", 0, "The same seed gives the same videos.")
 _BATCH_SIZE = flags.DEFINE_integer("batch_size", 8, "Videos per jitted call.")
 
@@ -89,15 +134,23 @@ def _given(**flag_values):
 
 def _decode_settings():
   """The decode flags given, as `LatentSpace` fields."""
-  return _given(decode_chunk_frames=_DECODE_CHUNK_FRAMES.value, decode_tile=_DECODE_TILE.value,
-                decode_tile_overlap=_DECODE_TILE_OVERLAP.value,
-                decode_row_slices=_DECODE_ROW_SLICES.value)
+  return _given(
+    decode_chunk_frames=_DECODE_CHUNK_FRAMES.value,
+    decode_tile=_DECODE_TILE.value,
+    decode_tile_overlap=_DECODE_TILE_OVERLAP.value,
+    decode_row_slices=_DECODE_ROW_SLICES.value,
+  )
 
 
 def _long_settings():
   """The --long flags given, as `LongVideoSampler` fields."""
-  return _given(window=_WINDOW.value, stride=_STRIDE.value, num_partitions=_NUM_PARTITIONS.value,
-                tail=_FIFO_TAIL.value, context_frames=_CONTEXT_FRAMES.value)
+  return _given(
+    window=_WINDOW.value,
+    stride=_STRIDE.value,
+    num_partitions=_NUM_PARTITIONS.value,
+    tail=_FIFO_TAIL.value,
+    context_frames=_CONTEXT_FRAMES.value,
+  )
 
 
 def main(argv):
@@ -105,13 +158,25 @@ def main(argv):
     raise app.UsageError(f"Unexpected arguments: {argv[1:]}")
   try:
     summary = sample_from_workdir(
-        _WORKDIR.value, out=_OUT.value, num_samples=_NUM_SAMPLES.value, num_frames=_NUM_FRAMES.value,
-        steps=_STEPS.value, seed=_SEED.value, eta=_ETA.value,
-        frame_stagger=_FRAME_STAGGER.value, sampler=_SAMPLER.value, spacing=_SPACING.value,
-        time_power=_TIME_POWER.value,
-        guidance_scale=_GUIDANCE_SCALE.value, chunks=_CHUNKS.value, prompt=_PROMPT.value,
-        batch_size=_BATCH_SIZE.value, long=_LONG.value, long_settings=_long_settings(),
-        decode_settings=_decode_settings())
+      _WORKDIR.value,
+      out=_OUT.value,
+      num_samples=_NUM_SAMPLES.value,
+      num_frames=_NUM_FRAMES.value,
+      steps=_STEPS.value,
+      seed=_SEED.value,
+      eta=_ETA.value,
+      frame_stagger=_FRAME_STAGGER.value,
+      sampler=_SAMPLER.value,
+      spacing=_SPACING.value,
+      time_power=_TIME_POWER.value,
+      guidance_scale=_GUIDANCE_SCALE.value,
+      chunks=_CHUNKS.value,
+      prompt=_PROMPT.value,
+      batch_size=_BATCH_SIZE.value,
+      long=_LONG.value,
+      long_settings=_long_settings(),
+      decode_settings=_decode_settings(),
+    )
   except JvdmError as error:
     sys.exit(f"error: {error}")
   print(json.dumps(summary, indent=2))

@@ -26,15 +26,19 @@ from jvdm.errors import JvdmError
 from jvdm.parallel.distributed import initialize_distributed
 from jvdm.training.loop import train_and_evaluate
 
-_DEFAULT_CONFIG = os.path.join(os.path.dirname(os.path.abspath(__file__)), "configs",
-                               "bouncing_shapes_unet.py")
-_CONFIG = config_flags.DEFINE_config_file("config", _DEFAULT_CONFIG,
-                                          "Config file, optionally with ':variant'.")
-_WORKDIR = flags.DEFINE_string("workdir", None,
-                               "Output folder; default runs/<config name> in the current folder.")
+_DEFAULT_CONFIG = os.path.join(
+  os.path.dirname(os.path.abspath(__file__)), "configs", "bouncing_shapes_unet.py"
+)
+_CONFIG = config_flags.DEFINE_config_file(
+  "config", _DEFAULT_CONFIG, "Config file, optionally with ':variant'."
+)
+_WORKDIR = flags.DEFINE_string(
+  "workdir", None, "Output folder; default runs/<config name> in the current folder."
+)
 # Multi-host runs; None: a single process, or what the cluster's environment says.
 _COORDINATOR_ADDRESS = flags.DEFINE_string(
-    "coordinator_address", None, "HOST:PORT of process 0, the same on every process.")
+  "coordinator_address", None, "HOST:PORT of process 0, the same on every process."
+)
 _NUM_PROCESSES = flags.DEFINE_integer("num_processes", None, "Number of processes in the job.")
 _PROCESS_ID = flags.DEFINE_integer("process_id", None, "This process's index, 0 to N - 1.")
 
@@ -59,7 +63,9 @@ def parse_flags(argv):
 def main(argv):
   if len(argv) > 1:
     raise app.UsageError(f"Unexpected arguments: {argv[1:]}")
-  workdir = _WORKDIR.value or default_workdir(config_flags.get_config_filename(flags.FLAGS["config"]))
+  workdir = _WORKDIR.value or default_workdir(
+    config_flags.get_config_filename(flags.FLAGS["config"])
+  )
   try:
     # Before anything touches devices.
     initialize_distributed(_COORDINATOR_ADDRESS.value, _NUM_PROCESSES.value, _PROCESS_ID.value)
@@ -68,8 +74,10 @@ def main(argv):
   except JvdmError as error:
     sys.exit(f"error: {error}")
   if jax.process_index() == 0 and _CONFIG.value.model.name == "vae":
-    print("jvdm: done. Train a latent diffusion model on this VAE with: python train.py "
-          f"--config configs/bouncing_shapes_latent.py --config.latent.vae_workdir={workdir}")
+    print(
+      "jvdm: done. Train a latent diffusion model on this VAE with: python train.py "
+      f"--config configs/bouncing_shapes_latent.py --config.latent.vae_workdir={workdir}"
+    )
   elif jax.process_index() == 0:
     print(f"jvdm: done. Sample new videos with: python sample.py --workdir {workdir}")
 

@@ -24,8 +24,10 @@ def apply_overrides(config: ml_collections.ConfigDict, overrides: list[str]):
     *parents, leaf = dotted.split(".")
     for key in parents + [leaf]:
       if not sep or not hasattr(node, "keys") or key not in node:
-        raise ValueError(f"--set {item!r}: expected FIELD=VALUE with FIELD a field of the "
-                         "config (e.g. optim.learning_rate=1e-3).")
+        raise ValueError(
+          f"--set {item!r}: expected FIELD=VALUE with FIELD a field of the "
+          "config (e.g. optim.learning_rate=1e-3)."
+        )
       if key != leaf:
         node = node[key]
     try:
@@ -37,16 +39,21 @@ def apply_overrides(config: ml_collections.ConfigDict, overrides: list[str]):
   return config
 
 
-def parser(description: str, default_repeats: int, default_config: str = "bouncing_shapes_unet",
-           default_variant: str = "default") -> argparse.ArgumentParser:
+def parser(
+  description: str,
+  default_repeats: int,
+  default_config: str = "bouncing_shapes_unet",
+  default_variant: str = "default",
+) -> argparse.ArgumentParser:
   """The arguments every benchmark takes: --config, --variant, --set a.b=value, --repeats, --out."""
   result = argparse.ArgumentParser(description=description)
   result.add_argument("--config", default=default_config, help="a module of configs/")
   result.add_argument("--variant", default=default_variant)
   result.add_argument("--set", action="append", default=[], help="config override a.b=value")
   result.add_argument("--repeats", type=int, default=default_repeats)
-  result.add_argument("--out", default=None,
-                      help="JSON lines file (default benchmarks/results/<benchmark>.json)")
+  result.add_argument(
+    "--out", default=None, help="JSON lines file (default benchmarks/results/<benchmark>.json)"
+  )
   return result
 
 
@@ -57,10 +64,15 @@ def load_config(args: argparse.Namespace) -> ml_collections.ConfigDict:
 
 def run_header(name: str, args: argparse.Namespace) -> dict:
   """The fields that say what ran where."""
-  return {"benchmark": name, "config": args.config, "variant": args.variant,
-          "overrides": args.set,
-          "devices": f"{jax.device_count()}x {jax.devices()[0].device_kind}",
-          "cpu_count": os.cpu_count(), "machine": platform.machine()}
+  return {
+    "benchmark": name,
+    "config": args.config,
+    "variant": args.variant,
+    "overrides": args.set,
+    "devices": f"{jax.device_count()}x {jax.devices()[0].device_kind}",
+    "cpu_count": os.cpu_count(),
+    "machine": platform.machine(),
+  }
 
 
 def report(result: dict, out: str | None) -> None:

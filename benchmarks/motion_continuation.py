@@ -46,8 +46,14 @@ def continue_videos(sampler, params, real: jnp.ndarray, context: int, seed: int)
   """`real` [B, T, H, W, C] in [-1, 1] with frames >= `context` resampled by `sampler`'s solver
   on its grid (staggered over the new frames when it staggers), the first frames held at t = 0."""
   batch, num_frames = real.shape[:2]
-  grid = frame_time_grid(sampler.process, sampler.sampler, sampler.num_steps,
-                         num_frames - context, sampler.frame_stagger, sampler.time_power)
+  grid = frame_time_grid(
+    sampler.process,
+    sampler.sampler,
+    sampler.num_steps,
+    num_frames - context,
+    sampler.frame_stagger,
+    sampler.time_power,
+  )
   grid = jnp.concatenate([jnp.zeros((sampler.num_steps + 1, context)), grid], axis=1)
   grid = jnp.broadcast_to(grid[:, None], (sampler.num_steps + 1, batch, num_frames))
   known = (jnp.arange(num_frames) < context)[None, :, None, None, None]
@@ -72,35 +78,57 @@ def main(argv=None) -> None:
   run = load_trained_run(args.workdir)
   config, model, params, step = run.config, run.model, run.params, run.step
   if config.data.name != "bouncing_shapes":
-    raise SystemExit(f"{args.workdir} was trained on {config.data.name!r}; this benchmark needs "
-                     "the synthetic bouncing shapes, whose ground truth it scores against.")
+    raise SystemExit(
+      f"{args.workdir} was trained on {config.data.name!r}; this benchmark needs "
+      "the synthetic bouncing shapes, whose ground truth it scores against."
+    )
   num_frames = config.data.num_frames
   contexts = [int(k) for k in args.context.split(",")]
   if not all(1 <= k < num_frames for k in contexts):
     raise SystemExit(f"--context values must be in [1, {num_frames - 1}], got {contexts}.")
   sampler = make_video_sampler(config, model.apply, steps=args.steps)
   shapes = {k: v for k, v in config.data.bouncing_shapes.to_dict().items() if k != "seed"}
-  source = BouncingShapes(**{**shapes, "seed": args.seed, "num_frames": num_frames,
-                             "height": config.data.height, "width": config.data.width})
+  source = BouncingShapes(
+    **{
+      **shapes,
+      "seed": args.seed,
+      "num_frames": num_frames,
+      "height": config.data.height,
+      "width": config.data.width,
+    }
+  )
   real = np.stack([source[i]["video"] for i in range(args.num_videos)])
   run = jax.jit(continue_videos, static_argnums=(0, 3, 4))
   for k in contexts:
     videos = to_uint8(run(sampler, params, jnp.asarray(to_model_range(real)), k, args.seed))
-    validity = synthetic_video_validity(videos, max_shapes=shapes["max_shapes"],
-                                        min_speed=shapes["min_speed"],
-                                        max_speed=shapes["max_speed"])
+    validity = synthetic_video_validity(
+      videos,
+      max_shapes=shapes["max_shapes"],
+      min_speed=shapes["min_speed"],
+      max_speed=shapes["max_speed"],
+    )
     iou = bright_iou(videos[:, k:], real[:, k:]).mean(0)
-    common.report({"benchmark": "motion_continuation", "workdir": args.workdir,
-                   "checkpoint_step": int(step), "context_frames": k,
-                   "num_videos": args.num_videos,
-                   "sampling": {"sampler": sampler.sampler, "steps": sampler.num_steps,
-                                "frame_stagger": sampler.frame_stagger,
-                                "time_power": sampler.time_power},
-                   "valid_fraction": validity["valid_fraction"],
-                   "motion_ok_fraction": validity["motion_ok_fraction"],
-                   "motion_error_median_px": validity["motion_error_median_px"],
-                   "bright_iou_mean": float(iou.mean()),
-                   "bright_iou_per_frame": [round(float(v), 3) for v in iou]}, args.out)
+    common.report(
+      {
+        "benchmark": "motion_continuation",
+        "workdir": args.workdir,
+        "checkpoint_step": int(step),
+        "context_frames": k,
+        "num_videos": args.num_videos,
+        "sampling": {
+          "sampler": sampler.sampler,
+          "steps": sampler.num_steps,
+          "frame_stagger": sampler.frame_stagger,
+          "time_power": sampler.time_power,
+        },
+        "valid_fraction": validity["valid_fraction"],
+        "motion_ok_fraction": validity["motion_ok_fraction"],
+        "motion_error_median_px": validity["motion_error_median_px"],
+        "bright_iou_mean": float(iou.mean()),
+        "bright_iou_per_frame": [round(float(v), 3) for v in iou],
+      },
+      args.out,
+    )
 
 
 if __name__ == "__main__":

@@ -36,8 +36,15 @@ def main(argv=None) -> None:
   process = make_process(config.diffusion)
   denoise = jax.jit(make_denoiser(model.apply, params, process, config.diffusion.prediction))
   shapes = {k: v for k, v in config.data.bouncing_shapes.to_dict().items() if k != "seed"}
-  source = BouncingShapes(**{**shapes, "seed": args.seed, "num_frames": config.data.num_frames,
-                             "height": config.data.height, "width": config.data.width})
+  source = BouncingShapes(
+    **{
+      **shapes,
+      "seed": args.seed,
+      "num_frames": config.data.num_frames,
+      "height": config.data.height,
+      "width": config.data.width,
+    }
+  )
   real = np.stack([source[i]["video"] for i in range(args.num_videos)])
   clean = to_model_range(real)
   for t in (float(value) for value in args.times.split(",")):
@@ -45,12 +52,20 @@ def main(argv=None) -> None:
     noisy = alpha * clean + sigma * jax.random.normal(jax.random.key(0), clean.shape)
     estimate = jnp.clip(denoise(noisy, jnp.full((len(real),), t), None), -1, 1)
     validity = synthetic_video_validity(to_uint8(estimate))
-    common.report({"benchmark": "one_step_denoising", "workdir": args.workdir,
-                   "checkpoint_step": int(step), "t": t, "sigma": float(sigma),
-                   "mse": float(jnp.mean(jnp.square(estimate - clean))),
-                   "valid_fraction": validity["valid_fraction"],
-                   "size_ok_fraction": validity["size_ok_fraction"],
-                   "shape_ok_fraction": validity["shape_ok_fraction"]}, args.out)
+    common.report(
+      {
+        "benchmark": "one_step_denoising",
+        "workdir": args.workdir,
+        "checkpoint_step": int(step),
+        "t": t,
+        "sigma": float(sigma),
+        "mse": float(jnp.mean(jnp.square(estimate - clean))),
+        "valid_fraction": validity["valid_fraction"],
+        "size_ok_fraction": validity["size_ok_fraction"],
+        "shape_ok_fraction": validity["shape_ok_fraction"],
+      },
+      args.out,
+    )
 
 
 if __name__ == "__main__":

@@ -35,8 +35,15 @@ from jvdm.sampling import sample_from_workdir
 from jvdm.training.loop import train_and_evaluate
 
 # sample.py flags a --sample setting may give, with their types.
-_SAMPLE_KEYS = {"sampler": str, "spacing": str, "steps": int, "eta": float,
-                "frame_stagger": float, "time_power": float, "guidance_scale": float}
+_SAMPLE_KEYS = {
+  "sampler": str,
+  "spacing": str,
+  "steps": int,
+  "eta": float,
+  "frame_stagger": float,
+  "time_power": float,
+  "guidance_scale": float,
+}
 
 
 class BenchmarkInputError(ValueError):
@@ -49,13 +56,16 @@ def parse_sample_setting(text: str) -> dict:
   for item in filter(None, (part.strip() for part in text.split(","))):
     key, sep, value = item.partition("=")
     if not sep or key not in _SAMPLE_KEYS:
-      raise BenchmarkInputError(f"--sample {text!r}: expected KEY=VALUE pairs with KEY one of "
-                                f"{sorted(_SAMPLE_KEYS)}, got {item!r}.")
+      raise BenchmarkInputError(
+        f"--sample {text!r}: expected KEY=VALUE pairs with KEY one of "
+        f"{sorted(_SAMPLE_KEYS)}, got {item!r}."
+      )
     try:
       settings[key] = _SAMPLE_KEYS[key](value)
     except ValueError as error:
-      raise BenchmarkInputError(f"--sample {text!r}: {key} must be a "
-                                f"{_SAMPLE_KEYS[key].__name__}, got {value!r}.") from error
+      raise BenchmarkInputError(
+        f"--sample {text!r}: {key} must be a {_SAMPLE_KEYS[key].__name__}, got {value!r}."
+      ) from error
   return settings
 
 
@@ -65,8 +75,11 @@ def load_benchmark_config(name: str, variant: str, overrides: list[str]):
   try:
     module = importlib.import_module(f"configs.{name}")
   except ModuleNotFoundError as error:
-    available = sorted(f[:-3] for f in os.listdir("configs") if f.endswith(".py")
-                       and not f.startswith("_")) if os.path.isdir("configs") else []
+    available = (
+      sorted(f[:-3] for f in os.listdir("configs") if f.endswith(".py") and not f.startswith("_"))
+      if os.path.isdir("configs")
+      else []
+    )
     raise BenchmarkInputError(f"Unknown config {name!r}; expected one of {available}.") from error
   try:
     config = module.get_config(variant)
@@ -85,14 +98,17 @@ def check_budget(steps: int | None, minutes: float | None) -> None:
   # Compiling the step alone takes 15-40 s on 2 CPU cores; the loop checks the clock after
   # each step, so a shorter budget would still run one step and misreport the budget.
   if minutes is not None and minutes < 1:
-    raise BenchmarkInputError(f"--minutes {minutes} is too short to train one step after "
-                              "compiling it; expected at least 1 minute.")
+    raise BenchmarkInputError(
+      f"--minutes {minutes} is too short to train one step after "
+      "compiling it; expected at least 1 minute."
+    )
 
 
 def _git_commit() -> str:
   try:
-    return subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True,
-                          text=True, check=True).stdout.strip()
+    return subprocess.run(
+      ["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True, check=True
+    ).stdout.strip()
   except (OSError, subprocess.CalledProcessError):
     return "unknown"
 
@@ -113,13 +129,18 @@ def score_row(summary: dict) -> dict:
   return row
 
 
-_TABLE_COLUMNS = (("valid", "valid_fraction"), ("count", "count_ok_fraction"),
-                  ("colour kept", "colour_ok_fraction"), ("size", "size_ok_fraction"),
-                  ("square", "shape_ok_fraction"), ("motion law", "motion_ok_fraction"),
-                  ("background", "background_ok_fraction"),
-                  ("continuous motion", "continuous_motion_fraction"),
-                  ("motion error px (median)", "motion_error_median_px"),
-                  ("factor distance", "factor_distance"))
+_TABLE_COLUMNS = (
+  ("valid", "valid_fraction"),
+  ("count", "count_ok_fraction"),
+  ("colour kept", "colour_ok_fraction"),
+  ("size", "size_ok_fraction"),
+  ("square", "shape_ok_fraction"),
+  ("motion law", "motion_ok_fraction"),
+  ("background", "background_ok_fraction"),
+  ("continuous motion", "continuous_motion_fraction"),
+  ("motion error px (median)", "motion_error_median_px"),
+  ("factor distance", "factor_distance"),
+)
 
 
 def _cell(row: dict, key: str) -> str:
@@ -134,7 +155,8 @@ def _cell(row: dict, key: str) -> str:
 def markdown_table(rows: list[dict]) -> str:
   """The README's table of `rows` (results lines), in their order."""
   header = ["run", "change", "train steps", "train min", "sampling"] + [
-      name for name, _ in _TABLE_COLUMNS]
+    name for name, _ in _TABLE_COLUMNS
+  ]
   lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
   for row in rows:
     sampling = row["sampling"]
@@ -144,8 +166,7 @@ def markdown_table(rows: list[dict]) -> str:
     minutes = "" if row["train_seconds"] is None else f"{row['train_seconds'] / 60:.1f}"
     variant = [] if row.get("variant", "default") == "default" else [f":{row['variant']}"]
     change = " ".join(variant + row["overrides"]) or "(none)"
-    cells = [row["label"], change, str(row["train_steps"]),
-             minutes, text]
+    cells = [row["label"], change, str(row["train_steps"]), minutes, text]
     cells += [_cell(row, key) for _, key in _TABLE_COLUMNS]
     lines.append("| " + " | ".join(cells) + " |")
   return "\n".join(lines)
@@ -154,20 +175,35 @@ def markdown_table(rows: list[dict]) -> str:
 def main(argv=None) -> None:
   parser = common.parser("Quality: train, sample 32 videos, score against ground truth.", 1)
   parser.add_argument("--label", help="name of this row in the results table (required)")
-  parser.add_argument("--steps", type=int, default=None,
-                      help="training steps (sets train.num_steps); default the config's")
-  parser.add_argument("--minutes", type=float, default=None,
-                      help="stop training after this many minutes (compilation included)")
-  parser.add_argument("--sample", action="append", default=None,
-                      help="sampling setting KEY=VALUE,...; repeat for several rows; "
-                           "'' = the config's sampling")
+  parser.add_argument(
+    "--steps",
+    type=int,
+    default=None,
+    help="training steps (sets train.num_steps); default the config's",
+  )
+  parser.add_argument(
+    "--minutes",
+    type=float,
+    default=None,
+    help="stop training after this many minutes (compilation included)",
+  )
+  parser.add_argument(
+    "--sample",
+    action="append",
+    default=None,
+    help="sampling setting KEY=VALUE,...; repeat for several rows; '' = the config's sampling",
+  )
   parser.add_argument("--num_samples", type=int, default=32)
   parser.add_argument("--seed", type=int, default=0)
   parser.add_argument("--workdir", default=None, help="default /tmp/jvdm_quality/<label>")
-  parser.add_argument("--sample_only", action="store_true",
-                      help="score an already trained --workdir without training")
-  parser.add_argument("--table", action="store_true",
-                      help="print the results file as README's markdown table and exit")
+  parser.add_argument(
+    "--sample_only", action="store_true", help="score an already trained --workdir without training"
+  )
+  parser.add_argument(
+    "--table",
+    action="store_true",
+    help="print the results file as README's markdown table and exit",
+  )
   args = parser.parse_args(argv)
   if args.table:
     path = args.out or os.path.join(common.RESULTS_DIR, "quality.json")
@@ -190,30 +226,52 @@ def main(argv=None) -> None:
     sys.exit(f"error: {error}")
 
   header = common.run_header("quality", args)
-  header.update(label=args.label, commit=_git_commit(), num_samples=args.num_samples,
-                seed=args.seed, minutes_budget=args.minutes)
+  header.update(
+    label=args.label,
+    commit=_git_commit(),
+    num_samples=args.num_samples,
+    seed=args.seed,
+    minutes_budget=args.minutes,
+  )
   train_seconds = None
   if not args.sample_only:
     if os.path.exists(workdir):  # every experiment starts from a fresh workdir
       shutil.rmtree(workdir)
     start = time.perf_counter()
-    train_and_evaluate(config, workdir,
-                       stop_after_seconds=None if args.minutes is None else args.minutes * 60)
+    train_and_evaluate(
+      config, workdir, stop_after_seconds=None if args.minutes is None else args.minutes * 60
+    )
     train_seconds = time.perf_counter() - start
-  header.update(train_steps=_trained_steps(workdir), train_seconds=train_seconds,
-                num_steps_configured=config.train.num_steps)
+  header.update(
+    train_steps=_trained_steps(workdir),
+    train_seconds=train_seconds,
+    num_steps_configured=config.train.num_steps,
+  )
   for settings in samplings:
     start = time.perf_counter()
-    summary = sample_from_workdir(workdir, num_samples=args.num_samples, seed=args.seed,
-                                  out=os.path.join(workdir, "quality_samples",
-                                                   "_".join(f"{k}{v}" for k, v in
-                                                            settings.items()) or "config"),
-                                  progress=False, **settings)
-    row = dict(header, sampling={"sampler": summary["sampler"], "steps": summary["steps"],
-                                 "frame_stagger": summary["frame_stagger"],
-                                 "time_power": summary["time_power"],
-                                 "spacing": summary["spacing"], **settings},
-               sample_seconds=time.perf_counter() - start, **score_row(summary))
+    summary = sample_from_workdir(
+      workdir,
+      num_samples=args.num_samples,
+      seed=args.seed,
+      out=os.path.join(
+        workdir, "quality_samples", "_".join(f"{k}{v}" for k, v in settings.items()) or "config"
+      ),
+      progress=False,
+      **settings,
+    )
+    row = dict(
+      header,
+      sampling={
+        "sampler": summary["sampler"],
+        "steps": summary["steps"],
+        "frame_stagger": summary["frame_stagger"],
+        "time_power": summary["time_power"],
+        "spacing": summary["spacing"],
+        **settings,
+      },
+      sample_seconds=time.perf_counter() - start,
+      **score_row(summary),
+    )
     common.report(row, args.out)
 
 

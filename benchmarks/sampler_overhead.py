@@ -65,22 +65,33 @@ def measure(config, step_counts: list[int], repeats: int) -> dict:
       return out
 
     bare_seconds = _median_seconds(bare_loop, repeats)
-    results[str(steps)] = {"compile_s": round(compile_seconds, 2),
-                           "sampler_s": round(sampler_seconds, 3),
-                           "bare_model_calls_s": round(bare_seconds, 3),
-                           "overhead": round(sampler_seconds / bare_seconds - 1, 4)}
+    results[str(steps)] = {
+      "compile_s": round(compile_seconds, 2),
+      "sampler_s": round(sampler_seconds, 3),
+      "bare_model_calls_s": round(bare_seconds, 3),
+      "overhead": round(sampler_seconds / bare_seconds - 1, 4),
+    }
   return results
 
 
 def main():
   parser = common.parser(__doc__.splitlines()[0], default_repeats=3)
-  parser.add_argument("--steps", action="append", type=int, default=None,
-                      help="step counts to compare (default 10 and 50)")
+  parser.add_argument(
+    "--steps",
+    action="append",
+    type=int,
+    default=None,
+    help="step counts to compare (default 10 and 50)",
+  )
   args = parser.parse_args()
   config = common.load_config(args)
-  result = {**common.run_header("sampler_overhead", args), "batch_size": config.data.batch_size,
-            "sampler": config.sample.sampler, "frame_stagger": config.sample.frame_stagger,
-            "by_steps": measure(config, args.steps or [10, 50], args.repeats)}
+  result = {
+    **common.run_header("sampler_overhead", args),
+    "batch_size": config.data.batch_size,
+    "sampler": config.sample.sampler,
+    "frame_stagger": config.sample.frame_stagger,
+    "by_steps": measure(config, args.steps or [10, 50], args.repeats),
+  }
   common.report(result, args.out)
 
 

@@ -47,28 +47,38 @@ def time_step(config, devices, repeats: int) -> dict:
     {"compile_s", "step_s_median", "step_s_min", "xla_flops_per_device"}.
   """
   if config.data.batch_size % len(devices):
-    raise ConfigError(f"data.batch_size {config.data.batch_size} is not divisible by the "
-                      f"{len(devices)} devices.")
+    raise ConfigError(
+      f"data.batch_size {config.data.batch_size} is not divisible by the {len(devices)} devices."
+    )
   mesh = make_mesh({axes.DATA: -1}, devices)
   rules = config.mesh.logical_axis_rules
   data = config.data
   video_shape = (data.num_frames, data.height, data.width, data.channels)
-  source = BouncingShapes(num_frames=data.num_frames, height=data.height, width=data.width,
-                          max_shapes=data.bouncing_shapes.max_shapes)
+  source = BouncingShapes(
+    num_frames=data.num_frames,
+    height=data.height,
+    width=data.width,
+    max_shapes=data.bouncing_shapes.max_shapes,
+  )
   items = [source[i] for i in range(data.batch_size)]
   null_condition = null_condition_for(config)
   with jax.set_mesh(mesh), nn.logical_axis_rules(rules):
     model = get_model(config)
     tx, schedule = make_optimizer(config.optim, config.train.num_steps)
-    state, shardings, _ = create_sharded_state(model, tx, jax.random.key(0), video_shape, mesh,
-                                               rules, null_condition)
-    step = jax.jit(train_step_from_config(config, model, tx, schedule),
-                   in_shardings=(shardings, None, None), out_shardings=(shardings, None),
-                   donate_argnums=0)
+    state, shardings, _ = create_sharded_state(
+      model, tx, jax.random.key(0), video_shape, mesh, rules, null_condition
+    )
+    step = jax.jit(
+      train_step_from_config(config, model, tx, schedule),
+      in_shardings=(shardings, None, None),
+      out_shardings=(shardings, None),
+      donate_argnums=0,
+    )
     keys = ("video",) if null_condition is None else ("video", "caption")
     batch = {key: np.stack([item[key] for item in items]) for key in keys}
-    batch = {key: jax.device_put(value, batch_sharding(mesh, value.ndim))
-             for key, value in batch.items()}
+    batch = {
+      key: jax.device_put(value, batch_sharding(mesh, value.ndim)) for key, value in batch.items()
+    }
     rng = jax.random.key(1)
     start = time.perf_counter()
     compiled = step.lower(state, batch, rng).compile()
@@ -81,8 +91,12 @@ def time_step(config, devices, repeats: int) -> dict:
       state, metrics = compiled(state, batch, rng)
       jax.block_until_ready(metrics)
       times.append(time.perf_counter() - start)
-  return {"compile_s": compile_seconds, "step_s_median": statistics.median(times),
-          "step_s_min": min(times), "xla_flops_per_device": throughput.step_flops(compiled)}
+  return {
+    "compile_s": compile_seconds,
+    "step_s_median": statistics.median(times),
+    "step_s_min": min(times),
+    "xla_flops_per_device": throughput.step_flops(compiled),
+  }
 
 
 def measure(config, repeats: int) -> dict:
@@ -98,29 +112,48 @@ def measure(config, repeats: int) -> dict:
   for n, timing in timings.items():
     # Simulated CPU devices share the host, whose measured matmul rate is the peak of them all.
     peak_devices = 1 if device.platform == "cpu" else n
-    figures = throughput.throughput(1 / timing["step_s_median"], config.data.batch_size, tokens,
-                                    model_flops, peak, peak_devices)
-    runs.append({"num_devices": n, "compile_s": round(timing["compile_s"], 2),
-                 "step_s_median": round(timing["step_s_median"], 4),
-                 "step_s_min": round(timing["step_s_min"], 4),
-                 "examples_per_s": round(figures["examples_per_s"], 2),
-                 "tokens_per_s": round(figures["tokens_per_s"]),
-                 "model_tflops_per_s": round(figures["model_tflops_per_s"], 4),
-                 "mfu": round(figures["mfu"], 4),
-                 # Per device; work replicated on every device (the optimizer update) is in each.
-                 "xla_gflop_per_device_step": round(timing["xla_flops_per_device"] / 1e9, 3)})
-  return {"tokens_per_example": tokens, "model_gflop_per_step": round(model_flops / 1e9, 3),
-          "peak_dtype": peak_dtype, "peak_tflops_per_device": round(peak / 1e12, 4),
-          "peak_source": peak_source, "runs": runs}
+    figures = throughput.throughput(
+      1 / timing["step_s_median"], config.data.batch_size, tokens, model_flops, peak, peak_devices
+    )
+    runs.append(
+      {
+        "num_devices": n,
+        "compile_s": round(timing["compile_s"], 2),
+        "step_s_median": round(timing["step_s_median"], 4),
+        "step_s_min": round(timing["step_s_min"], 4),
+        "examples_per_s": round(figures["examples_per_s"], 2),
+        "tokens_per_s": round(figures["tokens_per_s"]),
+        "model_tflops_per_s": round(figures["model_tflops_per_s"], 4),
+        "mfu": round(figures["mfu"], 4),
+        # Per device; work replicated on every device (the optimizer update) is in each.
+        "xla_gflop_per_device_step": round(timing["xla_flops_per_device"] / 1e9, 3),
+      }
+    )
+  return {
+    "tokens_per_example": tokens,
+    "model_gflop_per_step": round(model_flops / 1e9, 3),
+    "peak_dtype": peak_dtype,
+    "peak_tflops_per_device": round(peak / 1e12, 4),
+    "peak_source": peak_source,
+    "runs": runs,
+  }
 
 
 def main():
   args = common.parser(__doc__.splitlines()[0], default_repeats=5).parse_args()
   config = common.load_config(args)
-  result = {**common.run_header("train_throughput", args), "batch_size": config.data.batch_size,
-            "video_shape": [config.data.num_frames, config.data.height, config.data.width,
-                            config.data.channels],
-            "model": config.model.to_dict(), **measure(config, args.repeats)}
+  result = {
+    **common.run_header("train_throughput", args),
+    "batch_size": config.data.batch_size,
+    "video_shape": [
+      config.data.num_frames,
+      config.data.height,
+      config.data.width,
+      config.data.channels,
+    ],
+    "model": config.model.to_dict(),
+    **measure(config, args.repeats),
+  }
   common.report(result, args.out)
 
 

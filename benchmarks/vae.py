@@ -42,20 +42,28 @@ def _planned(compiled) -> dict:
   memory = compiled.memory_analysis()
   if memory is None:
     return {"temp_bytes": None, "buffer_bytes": None}
-  return {"temp_bytes": memory.temp_size_in_bytes,
-          "buffer_bytes": (memory.argument_size_in_bytes + memory.output_size_in_bytes +
-                           memory.temp_size_in_bytes)}
+  return {
+    "temp_bytes": memory.temp_size_in_bytes,
+    "buffer_bytes": (
+      memory.argument_size_in_bytes + memory.output_size_in_bytes + memory.temp_size_in_bytes
+    ),
+  }
 
 
 def main():
-  arguments = common.parser(__doc__.splitlines()[0], default_repeats=3,
-                            default_config="bouncing_shapes_vae")
-  arguments.add_argument("--workdir", default=None, help="a trained VAE's workdir (default: "
-                         "random params; cost does not depend on them)")
+  arguments = common.parser(
+    __doc__.splitlines()[0], default_repeats=3, default_config="bouncing_shapes_vae"
+  )
+  arguments.add_argument(
+    "--workdir",
+    default=None,
+    help="a trained VAE's workdir (default: random params; cost does not depend on them)",
+  )
   arguments.add_argument("--lengths", default="17,129", help="pixel frames, comma-separated")
   arguments.add_argument("--chunk_frames", type=int, default=2, help="latent frames per chunk")
-  arguments.add_argument("--row_slices", type=int, default=4,
-                         help="bands of rows for the feature-sliced decoder")
+  arguments.add_argument(
+    "--row_slices", type=int, default=4, help="bands of rows for the feature-sliced decoder"
+  )
   arguments.add_argument("--batch", type=int, default=4, help="videos per throughput call")
   args = arguments.parse_args()
   if args.workdir:
@@ -68,9 +76,14 @@ def main():
     params = model.init(jax.random.key(0), jnp.zeros((1, 1) + frame))["params"]
   frame = (config.data.height, config.data.width, config.data.channels)
   result = common.run_header("vae", args)
-  result.update(architecture=model.architecture, chunk_frames=args.chunk_frames,
-                row_slices=args.row_slices,
-                trained=bool(args.workdir), memory={}, throughput={})
+  result.update(
+    architecture=model.architecture,
+    chunk_frames=args.chunk_frames,
+    row_slices=args.row_slices,
+    trained=bool(args.workdir),
+    memory={},
+    throughput={},
+  )
 
   whole_decode = jax.jit(lambda p, z: model.apply({"params": p}, z, method=model.decode))
   chunked_decode = jax.jit(lambda p, z: decode_in_chunks(model, p, z, args.chunk_frames))
@@ -80,29 +93,44 @@ def main():
   for length in (int(n) for n in args.lengths.split(",")):
     latent = jax.ShapeDtypeStruct((1,) + model.latent_shape((length,) + frame), jnp.float32)
     result["memory"][length] = {}
-    for name, fn in (("whole", whole_decode), ("chunked", chunked_decode),
-                     ("chunked_sliced", sliced_decode)):
+    for name, fn in (
+      ("whole", whole_decode),
+      ("chunked", chunked_decode),
+      ("chunked_sliced", sliced_decode),
+    ):
       planned = _planned(fn.lower(params, latent).compile())
       result["memory"][length][name] = planned
-      print(f"{length:6d} {name:>14s} {(planned['temp_bytes'] or 0) / 2**20:16.1f} "
-            f"{(planned['buffer_bytes'] or 0) / 2**20:12.1f}", flush=True)
+      print(
+        f"{length:6d} {name:>14s} {(planned['temp_bytes'] or 0) / 2**20:16.1f} "
+        f"{(planned['buffer_bytes'] or 0) / 2**20:12.1f}",
+        flush=True,
+      )
 
-  videos = jax.random.uniform(jax.random.key(1), (args.batch, config.data.num_frames) + frame,
-                              minval=-1, maxval=1)
+  videos = jax.random.uniform(
+    jax.random.key(1), (args.batch, config.data.num_frames) + frame, minval=-1, maxval=1
+  )
   encode = jax.jit(lambda p, x: model.apply({"params": p}, x, method=model.encode)[0])
   latents = encode(params, videos)
   chunk = args.chunk_frames * model.temporal_compression
   encode_chunked = jax.jit(lambda p, x: encode_in_chunks(model, p, x, chunk)[0])
   frames = args.batch * config.data.num_frames
-  for name, fn, inputs in (("encode", encode, videos), ("encode_chunked", encode_chunked, videos),
-                           ("decode", whole_decode, latents),
-                           ("decode_chunked", chunked_decode, latents),
-                           ("decode_chunked_sliced", sliced_decode, latents)):
+  for name, fn, inputs in (
+    ("encode", encode, videos),
+    ("encode_chunked", encode_chunked, videos),
+    ("decode", whole_decode, latents),
+    ("decode_chunked", chunked_decode, latents),
+    ("decode_chunked_sliced", sliced_decode, latents),
+  ):
     seconds = _median_seconds(fn, args.repeats, params, inputs)
-    result["throughput"][name] = {"seconds": round(seconds, 4),
-                                  "frames_per_second": round(frames / seconds, 1)}
-    print(f"{name:15s} {args.batch} x {config.data.num_frames} frames: {seconds:.3f} s, "
-          f"{frames / seconds:.0f} frames/s", flush=True)
+    result["throughput"][name] = {
+      "seconds": round(seconds, 4),
+      "frames_per_second": round(frames / seconds, 1),
+    }
+    print(
+      f"{name:15s} {args.batch} x {config.data.num_frames} frames: {seconds:.3f} s, "
+      f"{frames / seconds:.0f} frames/s",
+      flush=True,
+    )
   common.report(result, args.out)
 
 

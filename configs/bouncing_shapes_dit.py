@@ -9,7 +9,8 @@ Variants (`--config configs/bouncing_shapes_dit.py:VARIANT`):
   causal   the same, frame-causal, for autoregressive generation with a KV cache.
   caption  a CPU-sized caption-conditioned DiT (patch 2x4x4: 8 frames of 64 tokens, width 128,
            depth 4, factorized) with its text encoder; 0.67 s per step on 2 CPU cores
-           (benchmarks/train_throughput.py), 1500 steps. Sample with guidance: sample.py --prompt "red blue" --guidance_scale 3.
+           (benchmarks/train_throughput.py), 1500 steps. Sample with guidance:
+           sample.py --prompt "red blue" --guidance_scale 3.
   tiny     a few-second smoke config used by the tests.
   S, B, L, XL  DiT sizes of Peebles & Xie 2023 (Table 1) with 1x2x2 patches, for accelerators.
 """
@@ -25,11 +26,14 @@ SIZES = {"S": (384, 12, 6), "B": (768, 12, 12), "L": (1024, 24, 16), "XL": (1152
 def get_config(variant: str = "default") -> ml_collections.ConfigDict:
   """Returns the config for `variant` (see the module docstring)."""
   if variant not in ("default", "causal", "caption", "tiny") + tuple(SIZES):
-    raise ValueError(f"Unknown variant {variant!r}; expected default, causal, caption, tiny or "
-                     f"one of {list(SIZES)}.")
+    raise ValueError(
+      f"Unknown variant {variant!r}; expected default, causal, caption, tiny or "
+      f"one of {list(SIZES)}."
+    )
   config = bouncing_shapes_unet.get_config("tiny" if variant == "tiny" else "default")
   with config.unlocked():
-    config.model = ml_collections.ConfigDict(dict(
+    config.model = ml_collections.ConfigDict(
+      dict(
         name="dit",
         patch_size=(1, 4, 4),  # (frames, rows, columns) per token
         hidden_size=192,
@@ -54,7 +58,8 @@ def get_config(variant: str = "default") -> ml_collections.ConfigDict:
         text_encoder=ml_collections.ConfigDict(dict(width=128, depth=2, num_heads=4)),
         dtype="float32",
         param_dtype="float32",
-    ))
+      )
+    )
     # adaLN-Zero and zero-initialized outputs train well with plain AdamW at this rate.
     config.optim.learning_rate = 1e-3
     if variant != "tiny":  # the UNet's budget fits its cheaper steps; a DiT step costs 11x
@@ -68,15 +73,32 @@ def get_config(variant: str = "default") -> ml_collections.ConfigDict:
     # context a chunk continues from (ViD-GPT, Ca2-VDM).
     config.diffusion.context_frames = 4
   elif variant == "caption":
-    config.model.update(dict(patch_size=(2, 4, 4), hidden_size=128, depth=4, num_heads=4,
-                             layout="factorized", condition="caption"))
+    config.model.update(
+      dict(
+        patch_size=(2, 4, 4),
+        hidden_size=128,
+        depth=4,
+        num_heads=4,
+        layout="factorized",
+        condition="caption",
+      )
+    )
     config.train.num_steps = 1500
   elif variant == "tiny":
     config.model.update(dict(patch_size=(1, 4, 4), hidden_size=48, depth=2, num_heads=4))
     config.model.text_encoder.update(dict(width=32, depth=1, num_heads=4))
   elif variant in SIZES:
     hidden, depth, heads = SIZES[variant]
-    config.model.update(dict(patch_size=(1, 2, 2), hidden_size=hidden, depth=depth,
-                             num_heads=heads, scan_layers=True, remat="dots", dtype="bfloat16"))
+    config.model.update(
+      dict(
+        patch_size=(1, 2, 2),
+        hidden_size=hidden,
+        depth=depth,
+        num_heads=heads,
+        scan_layers=True,
+        remat="dots",
+        dtype="bfloat16",
+      )
+    )
   config.lock()
   return config

@@ -34,7 +34,8 @@ def get_config(variant: str = "default") -> ml_collections.ConfigDict:
   vae = bouncing_shapes_vae.get_config("tiny" if variant == "tiny" else "default")
   with config.unlocked():
     config.data.num_frames = vae.data.num_frames  # 1 + 4k: what the VAE encodes
-    config.latent = ml_collections.ConfigDict(dict(
+    config.latent = ml_collections.ConfigDict(
+      dict(
         vae_workdir="runs/bouncing_shapes_vae",  # a workdir of train.py with a VAE config
         channels=vae.model.latent_channels,  # must equal the VAE's (checked)
         sample_posterior=True,  # train on posterior samples (LDM) rather than the mean
@@ -42,7 +43,8 @@ def get_config(variant: str = "default") -> ml_collections.ConfigDict:
         decode_tile=0,  # latent pixels per spatial tile when decoding (0 = whole frames)
         decode_tile_overlap=0,  # latent pixels; 0 = twice the decoder's receptive radius
         decode_row_slices=1,  # decoder convs in bands of rows (feature slicing; exact)
-    ))
+      )
+    )
     config.diffusion.prediction = "v"
     if variant != "dit":
       config.model.patch_size = 1  # latents are already 4x smaller than the frames

@@ -30,15 +30,25 @@ def get_config(variant: str = "default") -> ml_collections.ConfigDict:
   config.data.batch_size = 8  # global, across all processes and devices
   config.data.shuffle_seed = 0
   config.data.worker_count = 0  # grain worker processes; 0 = in the main process
-  config.data.bouncing_shapes = ml_collections.ConfigDict(dict(
-      num_videos=100_000, min_shapes=1, max_shapes=2, min_size=6, max_size=10,
-      min_speed=1, max_speed=3, seed=0))
+  config.data.bouncing_shapes = ml_collections.ConfigDict(
+    dict(
+      num_videos=100_000,
+      min_shapes=1,
+      max_shapes=2,
+      min_size=6,
+      max_size=10,
+      min_speed=1,
+      max_speed=3,
+      seed=0,
+    )
+  )
   config.data.video_folder = ml_collections.ConfigDict(dict(root="", frame_stride=1))
   # name='tfds': a dataset written by `python -m jvdm.data.prepare` (or any TFDS dataset with a
   # Tensor feature), read with tfds.data_source; feature 'video' (uint8 pixels) or 'latents'.
   # eval_split: held-out clips for evaluation ('' = none).
-  config.data.tfds = ml_collections.ConfigDict(dict(
-      name="", data_dir="", split="train", eval_split="", feature="video"))
+  config.data.tfds = ml_collections.ConfigDict(
+    dict(name="", data_dir="", split="train", eval_split="", feature="video")
+  )
 
   config.model = ml_collections.ConfigDict()
   config.model.name = "unet3d"
@@ -81,17 +91,24 @@ def get_config(variant: str = "default") -> ml_collections.ConfigDict:
   config.diffusion.logsnr_shift = -3.0
   # Used by schedule="discrete": DDPM betas by diffusers' names (linear | scaled_linear |
   # squaredcos_cap_v2), optionally rescaled to zero terminal SNR.
-  config.diffusion.discrete = ml_collections.ConfigDict(dict(
-      beta_schedule="linear", num_train_timesteps=1000, beta_start=0.0001, beta_end=0.02,
-      rescale_zero_snr=False))
+  config.diffusion.discrete = ml_collections.ConfigDict(
+    dict(
+      beta_schedule="linear",
+      num_train_timesteps=1000,
+      beta_start=0.0001,
+      beta_end=0.02,
+      rescale_zero_snr=False,
+    )
+  )
   # process="edm": sigma(t) = sigma_max * t^rho; Karras grids start at sigma_min.
   config.diffusion.edm = ml_collections.ConfigDict(dict(sigma_min=0.002, sigma_max=80.0, rho=7.0))
   # process="flow": SD3/Wan timestep shift, sigma = shift t / (1 + (shift - 1) t).
   config.diffusion.flow = ml_collections.ConfigDict(dict(shift=1.0))
-  # v | eps | x0 | flow (velocity eps - x) | edm (F of EDM's preconditioning). This CPU config predicts x0: behind the 4x4 patch stem, v-prediction must copy
-  # per-pixel noise through the network, and after 1200 steps its
-  # samples kept a noisy background (x0 error at t=0.05 only 1.6x below the trivial alpha*z),
-  # while x0-prediction gave clean backgrounds after 400. Set "v" for larger patch-1 models.
+  # v | eps | x0 | flow (velocity eps - x) | edm (F of EDM's preconditioning). This CPU config
+  # predicts x0: behind the 4x4 patch stem, v-prediction must copy per-pixel noise through the
+  # network, and after 1200 steps its samples kept a noisy background (x0 error at t=0.05 only
+  # 1.6x below the trivial alpha*z), while x0-prediction gave clean backgrounds after 400. Set
+  # "v" for larger patch-1 models.
   config.diffusion.prediction = "x0"
   # FVDM (Liu et al. 2024): the probability that a training video gets an independent noise
   # level per frame (0 = one level per video). Denoising a frame next to cleaner ones teaches
@@ -171,11 +188,13 @@ def get_config(variant: str = "default") -> ml_collections.ConfigDict:
   config.mesh = ml_collections.ConfigDict()
   # Sizes of the mesh axes; -1 takes the remaining devices.
   config.mesh.shape = ml_collections.ConfigDict(
-      {axes.DATA: -1, axes.FSDP: 1, axes.CONTEXT: 1, axes.TENSOR: 1})
+    {axes.DATA: -1, axes.FSDP: 1, axes.CONTEXT: 1, axes.TENSOR: 1}
+  )
   # Sizes across slices (multi-slice TPU) or processes (multi-host GPU/CPU); each axis's size is
   # shape x dcn_shape. Put data parallelism here: only its gradient all-reduce crosses DCN.
   config.mesh.dcn_shape = ml_collections.ConfigDict(
-      {axes.DATA: 1, axes.FSDP: 1, axes.CONTEXT: 1, axes.TENSOR: 1})
+    {axes.DATA: 1, axes.FSDP: 1, axes.CONTEXT: 1, axes.TENSOR: 1}
+  )
   config.mesh.logical_axis_rules = axes.DEFAULT_RULES
 
   if variant == "tiny":

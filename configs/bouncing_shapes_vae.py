@@ -29,7 +29,8 @@ def get_config(variant: str = "default") -> ml_collections.ConfigDict:
   with config.unlocked():
     del config["diffusion"]
     config.data.num_frames = 17  # 1 + 4k: frame 0 is encoded alone (an image)
-    config.model = ml_collections.ConfigDict(dict(
+    config.model = ml_collections.ConfigDict(
+      dict(
         name="vae",
         architecture="causal_3d",  # causal_3d | temporal_decoder (jvdm.models.vae.autoencoder)
         latent_channels=4,
@@ -44,16 +45,20 @@ def get_config(variant: str = "default") -> ml_collections.ConfigDict:
         head_dim=32,
         dtype="float32",
         param_dtype="float32",
-    ))
-    config.vae_loss = ml_collections.ConfigDict(dict(
+      )
+    )
+    config.vae_loss = ml_collections.ConfigDict(
+      dict(
         # l2 | l1, mean over pixels. L1 collapsed to an all-black decoder on these mostly black
         # frames (held-out PSNR 12.3 dB at steps 200 and 400: the median pixel is black).
         reconstruction="l2",
         kl_weight=1e-6,  # on KL summed over latents / pixels per video (LDM's weight)
-    ))
+      )
+    )
     # Only what writing reconstructions needs of the sampling section.
-    config.sample = ml_collections.ConfigDict(dict(fps=config.sample.fps,
-                                                   video_scale=config.sample.video_scale))
+    config.sample = ml_collections.ConfigDict(
+      dict(fps=config.sample.fps, video_scale=config.sample.video_scale)
+    )
     config.optim.learning_rate = 1e-3
     config.optim.ema_decay = 0.99
     if variant != "tiny":

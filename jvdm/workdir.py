@@ -24,8 +24,12 @@ from jvdm.models import get_model
 from jvdm.models.shapes import is_latent, pixel_video_shape
 from jvdm.models.vae.autoencoder import VideoAutoencoder
 from jvdm.models.vae.autoencoder import from_config as vae_from_config
-from jvdm.models.vae.latent_space import (LatentSpace, check_latent_channels, jitted_encode,
-                                          load_latent_statistics)
+from jvdm.models.vae.latent_space import (
+  LatentSpace,
+  check_latent_channels,
+  jitted_encode,
+  load_latent_statistics,
+)
 from jvdm.parallel.mesh import make_mesh
 from jvdm.training.checkpoint import CHECKPOINT_DIR, Checkpointer
 from jvdm.training.optimizer import make_optimizer
@@ -38,6 +42,7 @@ logger = logging.getLogger(__name__)
 @dataclasses.dataclass(frozen=True)
 class TrainedRun:
   """What `load_trained_run` reads from a workdir."""
+
   workdir: epath.Path
   config: ml_collections.ConfigDict
   model: nn.Module
@@ -62,8 +67,12 @@ def diffusion_video_shape(config: ml_collections.ConfigDict) -> tuple[int, int, 
   return vae.latent_shape(pixel_video_shape(config))
 
 
-def restore_ema_params(workdir: str | epath.Path, config: ml_collections.ConfigDict,
-                       model: nn.Module, mesh: jax.sharding.Mesh) -> tuple[Any, int]:
+def restore_ema_params(
+  workdir: str | epath.Path,
+  config: ml_collections.ConfigDict,
+  model: nn.Module,
+  mesh: jax.sharding.Mesh,
+) -> tuple[Any, int]:
   """(the EMA params of the latest complete checkpoint of `workdir`, its step), sharded on
   `mesh` by the config's logical axis rules."""
   checkpointer = Checkpointer(epath.Path(workdir) / CHECKPOINT_DIR, read_only=True)
@@ -72,18 +81,20 @@ def restore_ema_params(workdir: str | epath.Path, config: ml_collections.ConfigD
     if step is None:
       raise CheckpointError(f"The workdir {workdir} has no complete checkpoint yet; train first.")
     tx, _ = make_optimizer(config.optim, config.train.num_steps)
-    video_shape = (pixel_video_shape(config) if config.model.name == "vae" else
-                   diffusion_video_shape(config))
-    _, _, abstract = abstract_train_state(model, tx, video_shape, mesh,
-                                          config.mesh.logical_axis_rules,
-                                          null_condition_for(config))
+    video_shape = (
+      pixel_video_shape(config) if config.model.name == "vae" else diffusion_video_shape(config)
+    )
+    _, _, abstract = abstract_train_state(
+      model, tx, video_shape, mesh, config.mesh.logical_axis_rules, null_condition_for(config)
+    )
     return checkpointer.restore_params(abstract.ema_params, step), step
   finally:
     checkpointer.close()
 
 
-def load_trained_run(workdir: str | epath.Path,
-                     mesh: jax.sharding.Mesh | None = None) -> TrainedRun:
+def load_trained_run(
+  workdir: str | epath.Path, mesh: jax.sharding.Mesh | None = None
+) -> TrainedRun:
   """The config, model, EMA params and step of `workdir`'s latest checkpoint, with the params
   on `mesh` (default: the mesh of the run's config)."""
   workdir = epath.Path(workdir)
@@ -97,12 +108,16 @@ def load_trained_run(workdir: str | epath.Path,
   return TrainedRun(workdir, config, model, params, step, mesh)
 
 
-def vae_from_workdir(workdir: str | epath.Path) -> tuple[VideoAutoencoder, ml_collections.ConfigDict]:
+def vae_from_workdir(
+  workdir: str | epath.Path,
+) -> tuple[VideoAutoencoder, ml_collections.ConfigDict]:
   """The VAE module (no params) and the config it was trained with in `workdir`."""
   config = load_run_config(workdir)
   if config.model.name != "vae":
-    raise CheckpointError(f"{workdir} holds a {config.model.name!r} model; latent diffusion needs "
-                          "the workdir of a trained VAE (model.name 'vae').")
+    raise CheckpointError(
+      f"{workdir} holds a {config.model.name!r} model; latent diffusion needs "
+      "the workdir of a trained VAE (model.name 'vae')."
+    )
   return vae_from_config(config), config
 
 
@@ -116,7 +131,9 @@ def vae_encoder(vae_workdir: str | epath.Path) -> Callable[[np.ndarray], np.ndar
   return lambda videos: np.asarray(encode(params, to_network_input(jnp.asarray(videos))))
 
 
-def load_latent_space(latent_config: ml_collections.ConfigDict, mesh: jax.sharding.Mesh) -> LatentSpace:
+def load_latent_space(
+  latent_config: ml_collections.ConfigDict, mesh: jax.sharding.Mesh
+) -> LatentSpace:
   """The VAE of `latent_config.vae_workdir` with its EMA params and latent statistics."""
   workdir = latent_config.vae_workdir
   model, vae_config = vae_from_workdir(workdir)
@@ -124,11 +141,20 @@ def load_latent_space(latent_config: ml_collections.ConfigDict, mesh: jax.shardi
   params, step = restore_ema_params(workdir, vae_config, model, mesh)
   statistics = load_latent_statistics(workdir)
   if statistics.get("step") != step:
-    logger.warning("The latent statistics of %s were computed at step %s, its checkpoint is step "
-                   "%d.", workdir, statistics.get("step"), step)
-  return LatentSpace(model, params, shift=statistics["shift"], scale=statistics["scale"],
-                     decode_chunk_frames=int(latent_config.decode_chunk_frames),
-                     decode_tile=int(latent_config.decode_tile),
-                     decode_tile_overlap=int(latent_config.decode_tile_overlap),
-                     decode_row_slices=int(latent_config.decode_row_slices),
-                     sample_posterior=bool(latent_config.sample_posterior))
+    logger.warning(
+      "The latent statistics of %s were computed at step %s, its checkpoint is step %d.",
+      workdir,
+      statistics.get("step"),
+      step,
+    )
+  return LatentSpace(
+    model,
+    params,
+    shift=statistics["shift"],
+    scale=statistics["scale"],
+    decode_chunk_frames=int(latent_config.decode_chunk_frames),
+    decode_tile=int(latent_config.decode_tile),
+    decode_tile_overlap=int(latent_config.decode_tile_overlap),
+    decode_row_slices=int(latent_config.decode_row_slices),
+    sample_posterior=bool(latent_config.sample_posterior),
+  )

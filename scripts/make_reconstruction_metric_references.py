@@ -29,8 +29,12 @@ import scipy
 import skimage
 from skimage.metrics import peak_signal_noise_ratio, structural_similarity
 
-OUT = (pathlib.Path(__file__).resolve().parents[1] / "tests" / "fixtures" /
-       "reconstruction_metric_references.npz")
+OUT = (
+  pathlib.Path(__file__).resolve().parents[1]
+  / "tests"
+  / "fixtures"
+  / "reconstruction_metric_references.npz"
+)
 
 
 def _smooth(rng, shape, factor):
@@ -56,22 +60,33 @@ def _cases(rng):
 
 
 def _ssim(x, y, data_range):
-  return structural_similarity(x, y, data_range=data_range, channel_axis=-1,
-                               gaussian_weights=True, sigma=1.5, use_sample_covariance=False)
+  return structural_similarity(
+    x,
+    y,
+    data_range=data_range,
+    channel_axis=-1,
+    gaussian_weights=True,
+    sigma=1.5,
+    use_sample_covariance=False,
+  )
 
 
 def main():
   rng = np.random.default_rng(0)
-  arrays = {"versions": json.dumps({"scikit-image": skimage.__version__,
-                                    "numpy": np.__version__, "scipy": scipy.__version__})}
+  arrays = {
+    "versions": json.dumps(
+      {"scikit-image": skimage.__version__, "numpy": np.__version__, "scipy": scipy.__version__}
+    )
+  }
   for name, a, b, data_range, low in _cases(rng):
     if a.dtype != np.uint8:
       a, b = a.astype(np.float32), b.astype(np.float32)
     frames = [(x.astype(np.float64), y.astype(np.float64)) for x, y in zip(a, b)]
     arrays[f"{name}/a"], arrays[f"{name}/b"] = a, b
     arrays[f"{name}/data_range"], arrays[f"{name}/low"] = np.float64(data_range), np.float64(low)
-    arrays[f"{name}/psnr"] = np.array([peak_signal_noise_ratio(x, y, data_range=data_range)
-                                       for x, y in frames])
+    arrays[f"{name}/psnr"] = np.array(
+      [peak_signal_noise_ratio(x, y, data_range=data_range) for x, y in frames]
+    )
     arrays[f"{name}/ssim"] = np.array([_ssim(x - low, y - low, data_range) for x, y in frames])
     if low != 0:
       arrays[f"{name}/ssim_as_given"] = np.array([_ssim(x, y, data_range) for x, y in frames])

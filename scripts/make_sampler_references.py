@@ -169,13 +169,25 @@ _LEADING = dict(timestep_spacing="leading", steps_offset=1, set_alpha_to_one=Fal
 
 # name -> (scheduler kwargs, num_inference_steps)
 CASES = {
-    "ddim_linear_leading": (dict(_COMMON, **_LINEAR, **_LEADING), 10),
-    "ddim_scaled_linear_leading": (dict(_COMMON, **_SCALED_LINEAR, **_LEADING), 10),
-    "ddim_cosine_linspace": (dict(_COMMON, beta_schedule="squaredcos_cap_v2",
-                                  timestep_spacing="linspace", set_alpha_to_one=True), 10),
-    "ddim_scaled_linear_trailing_zsnr": (dict(_COMMON, **_SCALED_LINEAR, timestep_spacing="trailing",
-                                              rescale_betas_zero_snr=True, set_alpha_to_one=True), 10),
-    "ddim_linear_leading_50": (dict(_COMMON, **_LINEAR, **_LEADING), 50),
+  "ddim_linear_leading": (dict(_COMMON, **_LINEAR, **_LEADING), 10),
+  "ddim_scaled_linear_leading": (dict(_COMMON, **_SCALED_LINEAR, **_LEADING), 10),
+  "ddim_cosine_linspace": (
+    dict(
+      _COMMON, beta_schedule="squaredcos_cap_v2", timestep_spacing="linspace", set_alpha_to_one=True
+    ),
+    10,
+  ),
+  "ddim_scaled_linear_trailing_zsnr": (
+    dict(
+      _COMMON,
+      **_SCALED_LINEAR,
+      timestep_spacing="trailing",
+      rescale_betas_zero_snr=True,
+      set_alpha_to_one=True,
+    ),
+    10,
+  ),
+  "ddim_linear_leading_50": (dict(_COMMON, **_LINEAR, **_LEADING), 50),
 }
 
 SCHEDULER_SHAPE = (2, 3, 2, 2, 1)
@@ -188,14 +200,14 @@ GUIDANCE_RESCALE = 0.7
 #   vp_discrete: z, noise level from alphas_cumprod[t];  vp_sigma: z, noise level from VE sigmas[i];
 #   ve: z * sqrt(sigmas[i]**2 + 1);  flow: z = (1 - sigmas[i]) x + sigmas[i] eps, velocity output.
 KINDS = {
-    "DDPMScheduler": "vp_discrete",
-    "LCMScheduler": "vp_discrete",
-    "DPMSolverMultistepScheduler": "vp_sigma",
-    "UniPCMultistepScheduler": "vp_sigma",
-    "EulerDiscreteScheduler": "ve",
-    "EulerAncestralDiscreteScheduler": "ve",
-    "HeunDiscreteScheduler": "ve",
-    "FlowMatchEulerDiscreteScheduler": "flow",
+  "DDPMScheduler": "vp_discrete",
+  "LCMScheduler": "vp_discrete",
+  "DPMSolverMultistepScheduler": "vp_sigma",
+  "UniPCMultistepScheduler": "vp_sigma",
+  "EulerDiscreteScheduler": "ve",
+  "EulerAncestralDiscreteScheduler": "ve",
+  "HeunDiscreteScheduler": "ve",
+  "FlowMatchEulerDiscreteScheduler": "flow",
 }
 
 _EPS = dict(num_train_timesteps=1000, prediction_type="epsilon")
@@ -203,35 +215,71 @@ _SL = dict(_EPS, **_SCALED_LINEAR)
 _KARRAS = dict(use_karras_sigmas=True)
 _HEUN = dict(_SL, clip_sample=False)
 # The solver settings below are diffusers' defaults, spelled out so that each case's config records them.
-_DPMPP_2M = dict(_SL, thresholding=False, solver_order=2, algorithm_type="dpmsolver++",
-                 solver_type="midpoint", lower_order_final=True, final_sigmas_type="zero")
-_UNIPC = dict(_SL, thresholding=False, solver_order=2, solver_type="bh2", predict_x0=True,
-              lower_order_final=True)
-_DDPM = dict(_EPS, **_LINEAR, clip_sample=False, thresholding=False, timestep_spacing="leading",
-             steps_offset=0, variance_type="fixed_small")
-_LCM = dict(_SL, clip_sample=False, thresholding=False, original_inference_steps=50, timestep_scaling=10.0)
+_DPMPP_2M = dict(
+  _SL,
+  thresholding=False,
+  solver_order=2,
+  algorithm_type="dpmsolver++",
+  solver_type="midpoint",
+  lower_order_final=True,
+  final_sigmas_type="zero",
+)
+_UNIPC = dict(
+  _SL,
+  thresholding=False,
+  solver_order=2,
+  solver_type="bh2",
+  predict_x0=True,
+  lower_order_final=True,
+)
+_DDPM = dict(
+  _EPS,
+  **_LINEAR,
+  clip_sample=False,
+  thresholding=False,
+  timestep_spacing="leading",
+  steps_offset=0,
+  variance_type="fixed_small",
+)
+_LCM = dict(
+  _SL, clip_sample=False, thresholding=False, original_inference_steps=50, timestep_scaling=10.0
+)
 
 # name -> (scheduler class name, kwargs, num_inference_steps)
 SCHEDULER_CASES = {
-    "ddpm_linear_leading": ("DDPMScheduler", _DDPM, 10),
-    "euler_scaled_linear_linspace": ("EulerDiscreteScheduler", _SL, 10),
-    "euler_scaled_linear_leading": ("EulerDiscreteScheduler",
-                                    dict(_SL, timestep_spacing="leading", steps_offset=1), 10),
-    "euler_scaled_linear_karras": ("EulerDiscreteScheduler", dict(_SL, **_KARRAS), 10),
-    "euler_ancestral_scaled_linear_linspace": ("EulerAncestralDiscreteScheduler", _SL, 10),
-    "heun_scaled_linear_linspace": ("HeunDiscreteScheduler", _HEUN, 10),
-    "heun_scaled_linear_karras": ("HeunDiscreteScheduler", dict(_HEUN, **_KARRAS), 10),
-    "dpmpp_2m_scaled_linear": ("DPMSolverMultistepScheduler", _DPMPP_2M, 10),
-    "dpmpp_2m_scaled_linear_20": ("DPMSolverMultistepScheduler", _DPMPP_2M, 20),
-    "dpmpp_2m_karras": ("DPMSolverMultistepScheduler", dict(_DPMPP_2M, **_KARRAS), 10),
-    "dpmpp_2m_sde_scaled_linear": ("DPMSolverMultistepScheduler",
-                                   dict(_DPMPP_2M, algorithm_type="sde-dpmsolver++"), 10),
-    "unipc_scaled_linear": ("UniPCMultistepScheduler", _UNIPC, 10),
-    "unipc_scaled_linear_20": ("UniPCMultistepScheduler", _UNIPC, 20),
-    "unipc_bh1_scaled_linear": ("UniPCMultistepScheduler", dict(_UNIPC, solver_type="bh1"), 10),
-    "flow_euler_shift1": ("FlowMatchEulerDiscreteScheduler", dict(num_train_timesteps=1000, shift=1.0), 10),
-    "flow_euler_shift3": ("FlowMatchEulerDiscreteScheduler", dict(num_train_timesteps=1000, shift=3.0), 10),
-    "lcm_scaled_linear": ("LCMScheduler", _LCM, 4),
+  "ddpm_linear_leading": ("DDPMScheduler", _DDPM, 10),
+  "euler_scaled_linear_linspace": ("EulerDiscreteScheduler", _SL, 10),
+  "euler_scaled_linear_leading": (
+    "EulerDiscreteScheduler",
+    dict(_SL, timestep_spacing="leading", steps_offset=1),
+    10,
+  ),
+  "euler_scaled_linear_karras": ("EulerDiscreteScheduler", dict(_SL, **_KARRAS), 10),
+  "euler_ancestral_scaled_linear_linspace": ("EulerAncestralDiscreteScheduler", _SL, 10),
+  "heun_scaled_linear_linspace": ("HeunDiscreteScheduler", _HEUN, 10),
+  "heun_scaled_linear_karras": ("HeunDiscreteScheduler", dict(_HEUN, **_KARRAS), 10),
+  "dpmpp_2m_scaled_linear": ("DPMSolverMultistepScheduler", _DPMPP_2M, 10),
+  "dpmpp_2m_scaled_linear_20": ("DPMSolverMultistepScheduler", _DPMPP_2M, 20),
+  "dpmpp_2m_karras": ("DPMSolverMultistepScheduler", dict(_DPMPP_2M, **_KARRAS), 10),
+  "dpmpp_2m_sde_scaled_linear": (
+    "DPMSolverMultistepScheduler",
+    dict(_DPMPP_2M, algorithm_type="sde-dpmsolver++"),
+    10,
+  ),
+  "unipc_scaled_linear": ("UniPCMultistepScheduler", _UNIPC, 10),
+  "unipc_scaled_linear_20": ("UniPCMultistepScheduler", _UNIPC, 20),
+  "unipc_bh1_scaled_linear": ("UniPCMultistepScheduler", dict(_UNIPC, solver_type="bh1"), 10),
+  "flow_euler_shift1": (
+    "FlowMatchEulerDiscreteScheduler",
+    dict(num_train_timesteps=1000, shift=1.0),
+    10,
+  ),
+  "flow_euler_shift3": (
+    "FlowMatchEulerDiscreteScheduler",
+    dict(num_train_timesteps=1000, shift=3.0),
+    10,
+  ),
+  "lcm_scaled_linear": ("LCMScheduler", _LCM, 4),
 }
 
 
@@ -254,7 +302,9 @@ def run_case(torch, scheduler_cls, kwargs, num_steps, x_init):
   """Runs one DDIM case and returns its npz entries, keyed without the case prefix."""
   scheduler = scheduler_cls(**kwargs)
   scheduler.alphas_cumprod = scheduler.alphas_cumprod.to(torch.float64)
-  scheduler.final_alpha_cumprod = torch.as_tensor(scheduler.final_alpha_cumprod, dtype=torch.float64)
+  scheduler.final_alpha_cumprod = torch.as_tensor(
+    scheduler.final_alpha_cumprod, dtype=torch.float64
+  )
   scheduler.set_timesteps(num_steps)
   assert scheduler.init_noise_sigma == 1.0
 
@@ -268,24 +318,34 @@ def run_case(torch, scheduler_cls, kwargs, num_steps, x_init):
 
   config = dict(kwargs, num_inference_steps=num_steps, eta=ETA)
   return {
-      "alphas_cumprod": scheduler.alphas_cumprod.numpy().astype(np.float64),
-      "final_alpha_cumprod": np.float64(scheduler.final_alpha_cumprod.item()),
-      "timesteps": scheduler.timesteps.numpy().astype(np.int64),
-      "trajectory": np.stack(trajectory).astype(np.float64),
-      "config": np.array(json.dumps(config, sort_keys=True)),
+    "alphas_cumprod": scheduler.alphas_cumprod.numpy().astype(np.float64),
+    "final_alpha_cumprod": np.float64(scheduler.final_alpha_cumprod.item()),
+    "timesteps": scheduler.timesteps.numpy().astype(np.int64),
+    "trajectory": np.stack(trajectory).astype(np.float64),
+    "config": np.array(json.dumps(config, sort_keys=True)),
   }
 
 
 def ddim_arrays(torch, scheduler_cls, versions):
   """The DDIM npz: every finite case of CASES, plus the global keys."""
   x_init = np.random.default_rng(SEED).standard_normal(SHAPE)
-  arrays = {"x_init": x_init, "mean": np.float64(MEAN), "std": np.float64(STD), "versions": versions}
+  arrays = {
+    "x_init": x_init,
+    "mean": np.float64(MEAN),
+    "std": np.float64(STD),
+    "versions": versions,
+  }
   for name, (kwargs, num_steps) in CASES.items():
     entries = run_case(torch, scheduler_cls, kwargs, num_steps, x_init)
     if not np.all(np.isfinite(entries["trajectory"])):
-      first_bad = int(np.argmax(~np.isfinite(entries["trajectory"]).reshape(num_steps + 1, -1).all(axis=1)))
-      print(f"skipping {name}: diffusers gives non-finite samples from step {first_bad} "
-            f"(t = {entries['timesteps'][first_bad - 1]})", file=sys.stderr)
+      first_bad = int(
+        np.argmax(~np.isfinite(entries["trajectory"]).reshape(num_steps + 1, -1).all(axis=1))
+      )
+      print(
+        f"skipping {name}: diffusers gives non-finite samples from step {first_bad} "
+        f"(t = {entries['timesteps'][first_bad - 1]})",
+        file=sys.stderr,
+      )
       continue
     arrays.update({f"{name}/{key}": value for key, value in entries.items()})
     print(f"{name}: timesteps {entries['timesteps'].tolist()}")
@@ -366,8 +426,10 @@ def float64_stepping(torch, scheduler, recorder):
   torch.set_default_dtype(torch.float64)
   try:
     # create=True: Heun and UniPC draw no noise and do not import randn_tensor.
-    with mock.patch.object(module, "randn_tensor", recorder, create=True), \
-         mock.patch.object(module, "torch", _TorchFloat32IsFloat64(torch)):
+    with (
+      mock.patch.object(module, "randn_tensor", recorder, create=True),
+      mock.patch.object(module, "torch", _TorchFloat32IsFloat64(torch)),
+    ):
       yield
   finally:
     torch.set_default_dtype(default_dtype)
@@ -400,7 +462,12 @@ def sample_trajectory(torch, scheduler, kind, x_init):
         z = sample / ve_factor(scheduler, kind, getattr(scheduler, "step_index", None))
         trajectory.append(z.numpy().copy())
         noise.append(recorder.take(x_init.shape))
-  return np.stack(trajectory), np.stack(noise), np.array(model_inputs_t, dtype=np.float64), start_level
+  return (
+    np.stack(trajectory),
+    np.stack(noise),
+    np.array(model_inputs_t, dtype=np.float64),
+    start_level,
+  )
 
 
 def run_scheduler_case(torch, scheduler_cls, kwargs, num_steps, x_init):
@@ -419,10 +486,10 @@ def run_scheduler_case(torch, scheduler_cls, kwargs, num_steps, x_init):
 
   config = {"scheduler": scheduler_cls.__name__, "kwargs": kwargs, "num_inference_steps": num_steps}
   entries = {
-      "config": np.array(json.dumps(config, sort_keys=True)),
-      "timesteps": scheduler.timesteps.numpy().astype(np.float64),
-      "trajectory": trajectory,
-      "model_inputs_t": model_inputs_t,
+    "config": np.array(json.dumps(config, sort_keys=True)),
+    "timesteps": scheduler.timesteps.numpy().astype(np.float64),
+    "trajectory": trajectory,
+    "model_inputs_t": model_inputs_t,
   }
   if hasattr(scheduler, "sigmas"):
     entries["sigmas"] = scheduler.sigmas.numpy().astype(np.float64)
@@ -465,34 +532,46 @@ def describe_case(name, entries, start_level, x_init):
 
 def guidance_rescale_arrays(torch):
   """diffusers' rescale_noise_cfg on seeded float64 inputs."""
-  from diffusers.guiders.guider_utils import rescale_noise_cfg  # same code as pipeline_stable_diffusion's
+  from diffusers.guiders.guider_utils import (
+    rescale_noise_cfg,
+  )  # same code as pipeline_stable_diffusion's
 
   rng = np.random.default_rng(RESCALE_SEED)
   noise_cfg = rng.standard_normal(SCHEDULER_SHAPE)
   noise_pred_text = rng.standard_normal(SCHEDULER_SHAPE)
-  out = rescale_noise_cfg(torch.from_numpy(noise_cfg), torch.from_numpy(noise_pred_text),
-                          guidance_rescale=GUIDANCE_RESCALE)
+  out = rescale_noise_cfg(
+    torch.from_numpy(noise_cfg),
+    torch.from_numpy(noise_pred_text),
+    guidance_rescale=GUIDANCE_RESCALE,
+  )
   assert out.dtype == torch.float64
   return {
-      "guidance_rescale/noise_cfg": noise_cfg,
-      "guidance_rescale/noise_pred_text": noise_pred_text,
-      "guidance_rescale/phi": np.float64(GUIDANCE_RESCALE),
-      "guidance_rescale/out": out.numpy(),
+    "guidance_rescale/noise_cfg": noise_cfg,
+    "guidance_rescale/noise_pred_text": noise_pred_text,
+    "guidance_rescale/phi": np.float64(GUIDANCE_RESCALE),
+    "guidance_rescale/out": out.numpy(),
   }
 
 
 def scheduler_arrays(torch, diffusers, versions):
   """The scheduler npz: every finite case of SCHEDULER_CASES, the guidance-rescale reference, the globals."""
   x_init = np.random.default_rng(SCHEDULER_SEED).standard_normal(SCHEDULER_SHAPE)
-  arrays = {"x_init": x_init, "mean": np.float64(MEAN), "std": np.float64(STD), "versions": versions}
+  arrays = {
+    "x_init": x_init,
+    "mean": np.float64(MEAN),
+    "std": np.float64(STD),
+    "versions": versions,
+  }
   for name, (class_name, kwargs, num_steps) in SCHEDULER_CASES.items():
     scheduler_cls = getattr(diffusers, class_name)
     entries, start_level = run_scheduler_case(torch, scheduler_cls, kwargs, num_steps, x_init)
     finite = np.isfinite(entries["trajectory"]).reshape(len(entries["trajectory"]), -1).all(axis=1)
     if not finite.all():
       first_bad = int(np.argmax(~finite))
-      print(f"skipping {name}: diffusers gives non-finite samples from step {first_bad} of {len(finite) - 1}",
-            file=sys.stderr)
+      print(
+        f"skipping {name}: diffusers gives non-finite samples from step {first_bad} of {len(finite) - 1}",
+        file=sys.stderr,
+      )
       continue
     arrays.update({f"{name}/{key}": value for key, value in entries.items()})
     describe_case(name, entries, start_level, x_init)
@@ -508,10 +587,15 @@ def save(path, arrays):
 
 def main():
   parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-  parser.add_argument("--out", type=pathlib.Path, default=DEFAULT_OUT,
-                      help="DDIM npz to write (default: %(default)s)")
-  parser.add_argument("--scheduler-out", type=pathlib.Path, default=DEFAULT_SCHEDULER_OUT,
-                      help="npz of the other schedulers to write (default: %(default)s)")
+  parser.add_argument(
+    "--out", type=pathlib.Path, default=DEFAULT_OUT, help="DDIM npz to write (default: %(default)s)"
+  )
+  parser.add_argument(
+    "--scheduler-out",
+    type=pathlib.Path,
+    default=DEFAULT_SCHEDULER_OUT,
+    help="npz of the other schedulers to write (default: %(default)s)",
+  )
   args = parser.parse_args()
 
   try:
@@ -521,8 +605,12 @@ def main():
   except ImportError as e:
     sys.exit(f"make_sampler_references.py needs torch and diffusers ({e}); run: {INSTALL_HINT}")
 
-  versions = np.array(json.dumps({"torch": torch.__version__, "diffusers": diffusers.__version__,
-                                  "numpy": np.__version__}, sort_keys=True))
+  versions = np.array(
+    json.dumps(
+      {"torch": torch.__version__, "diffusers": diffusers.__version__, "numpy": np.__version__},
+      sort_keys=True,
+    )
+  )
   save(args.out, ddim_arrays(torch, DDIMScheduler, versions))
   save(args.scheduler_out, scheduler_arrays(torch, diffusers, versions))
 

@@ -2,8 +2,9 @@
 
 import os
 
-os.environ["XLA_FLAGS"] = (os.environ.get("XLA_FLAGS", "") +
-                           " --xla_force_host_platform_device_count=8").strip()
+os.environ["XLA_FLAGS"] = (
+  os.environ.get("XLA_FLAGS", "") + " --xla_force_host_platform_device_count=8"
+).strip()
 os.environ.setdefault("JAX_PLATFORMS", "cpu")
 
 import tempfile  # pylint: disable=g-import-not-at-top,wrong-import-position
@@ -12,7 +13,10 @@ import jax  # pylint: disable=g-import-not-at-top,wrong-import-position
 
 # Many tests build the same tiny model in fresh closures; the persistent cache lets the
 # second compile of an identical program be a disk read.
-jax.config.update("jax_compilation_cache_dir",
-                  os.environ.get("JVDM_TEST_COMPILATION_CACHE",
-                                 os.path.join(tempfile.gettempdir(), "jvdm_test_xla_cache")))
+jax.config.update(
+  "jax_compilation_cache_dir",
+  os.environ.get(
+    "JVDM_TEST_COMPILATION_CACHE", os.path.join(tempfile.gettempdir(), "jvdm_test_xla_cache")
+  ),
+)
 jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.5)

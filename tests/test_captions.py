@@ -7,8 +7,16 @@ import numpy as np
 import pytest
 
 from configs import bouncing_shapes_dit
-from jvdm.data.captions import (BOS, PAD, VOCAB_SIZE, caption_colours, caption_tokens,
-                                decode_caption, encode_caption, null_caption)
+from jvdm.data.captions import (
+  BOS,
+  PAD,
+  VOCAB_SIZE,
+  caption_colours,
+  caption_tokens,
+  decode_caption,
+  encode_caption,
+  null_caption,
+)
 from jvdm.data.palette import PALETTE_NAMES
 from jvdm.data.synthetic import BouncingShapes
 from jvdm.errors import ConfigError, ShapeError
@@ -69,8 +77,7 @@ def test_caption_match_counts_videos_whose_colours_are_the_caption():
   assert caption_match_fraction(videos, captions) == 1.0
   # Each video against the next one's caption: a match only where the colour sets agree.
   shifted = np.roll(captions, 1, axis=0)
-  expected = np.mean([caption_colours(a) == caption_colours(b)
-                      for a, b in zip(captions, shifted)])
+  expected = np.mean([caption_colours(a) == caption_colours(b) for a, b in zip(captions, shifted)])
   assert expected < 1.0
   assert caption_match_fraction(videos, shifted) == expected
   assert caption_match_fraction(np.zeros_like(videos), captions) == 0.0  # black: no colours
@@ -110,12 +117,14 @@ def _perturbed_params(model, config, key=0):
   """Params with every weight (zero-initialized gates and outputs too) randomized, so that
   captions reach the output."""
   video = jnp.zeros((2, 4, 16, 16, 3))
-  params = jax.jit(model.init)(jax.random.key(key), video, jnp.zeros((2,)),
-                               cond=jnp.asarray(np.stack([null_caption(2)] * 2)))["params"]
+  params = jax.jit(model.init)(
+    jax.random.key(key), video, jnp.zeros((2,)), cond=jnp.asarray(np.stack([null_caption(2)] * 2))
+  )["params"]
   leaves, treedef = jax.tree.flatten(params)
   keys = jax.random.split(jax.random.key(key + 1), len(leaves))
-  return jax.tree.unflatten(treedef, [leaf + 0.1 * jax.random.normal(k, leaf.shape)
-                                      for leaf, k in zip(leaves, keys)])
+  return jax.tree.unflatten(
+    treedef, [leaf + 0.1 * jax.random.normal(k, leaf.shape) for leaf, k in zip(leaves, keys)]
+  )
 
 
 def test_dit_output_depends_on_the_caption_and_not_on_its_padding():
@@ -143,8 +152,9 @@ def test_guided_sampling_interpolates_between_null_and_caption():
   shape = (4, 16, 16, 3)
 
   def sample(scale, condition):
-    sampler = make_video_sampler(config, model.apply, steps=3, guidance_scale=scale,
-                                 frame_stagger=0.0)
+    sampler = make_video_sampler(
+      config, model.apply, steps=3, guidance_scale=scale, frame_stagger=0.0
+    )
     return sampler.sample(params, 0, 2, shape, progress=False, condition=condition)
 
   conditional, unconditional = sample(1.0, captions), sample(1.0, np.stack([null_caption(2)] * 2))
@@ -170,15 +180,25 @@ def test_unconditional_models_refuse_captions_and_guidance():
 
 
 def test_caption_model_trains_and_samples_with_a_prompt_and_guidance(tmp_path):
-  config = _caption_config(**{"train.num_steps": 3, "train.sample_every": 0,
-                              "train.num_sample_videos": 2, "sample.steps": 2,
-                              "sample.guidance_scale": 2.0})
+  config = _caption_config(
+    **{
+      "train.num_steps": 3,
+      "train.sample_every": 0,
+      "train.num_sample_videos": 2,
+      "sample.steps": 2,
+      "sample.guidance_scale": 2.0,
+    }
+  )
   train_and_evaluate(config, str(tmp_path), progress=False)
-  logged = [line for line in (tmp_path / "metrics.jsonl").read_text().splitlines()
-            if "sample_caption_match_fraction" in line]
+  logged = [
+    line
+    for line in (tmp_path / "metrics.jsonl").read_text().splitlines()
+    if "sample_caption_match_fraction" in line
+  ]
   assert len(logged) == 1
-  summary = sample_from_workdir(str(tmp_path), num_samples=2, steps=2, prompt="red, blue",
-                                guidance_scale=4.0, progress=False)
+  summary = sample_from_workdir(
+    str(tmp_path), num_samples=2, steps=2, prompt="red, blue", guidance_scale=4.0, progress=False
+  )
   assert summary["captions"] == ["red blue", "red blue"] and summary["guidance_scale"] == 4.0
   assert "caption_match_fraction" in summary["synthetic_video_validity"]["generated"]
   videos = np.load(tmp_path / "samples" / "sample_seed0" / "samples.npz")["videos"]

@@ -83,8 +83,9 @@ def test_a_checkpoint_from_8_devices_restores_onto_4_and_onto_fsdp(tmp_path, mes
   _, shardings_4, abstract_4 = abstract_on(mesh_4)
   restored = checkpointer.restore(abstract_4)
   checkpointer.close()
-  for saved, loaded, sharding in zip(jax.tree.leaves(state), jax.tree.leaves(restored),
-                                     jax.tree.leaves(shardings_4)):
+  for saved, loaded, sharding in zip(
+    jax.tree.leaves(state), jax.tree.leaves(restored), jax.tree.leaves(shardings_4)
+  ):
     assert loaded.sharding == sharding and len(loaded.sharding.device_set) == 4
     np.testing.assert_array_equal(np.asarray(saved), np.asarray(loaded))
   if "fsdp" in mesh_shape:  # FSDP really splits something
@@ -102,7 +103,7 @@ def test_a_half_written_checkpoint_is_ignored(tmp_path):
   partial = tmp_path / "6.orbax-checkpoint-tmp-1795500000"
   shutil.copytree(tmp_path / "4", partial)
   files = sorted(p for p in partial.rglob("*") if p.is_file())
-  for path in files[len(files) // 2:]:  # the second half of the files never got written
+  for path in files[len(files) // 2 :]:  # the second half of the files never got written
     path.unlink()
 
   checkpointer = Checkpointer(tmp_path)

@@ -31,14 +31,22 @@ def denoise(z, t, cond):
 
 
 def _sampler(steps, eta=0.0, frame_stagger=0.0):
-  return VideoSampler(gaussian_posterior_mean, PROCESS, "x0", num_steps=steps, eta=eta,
-                      clip_x0=False, frame_stagger=frame_stagger)
+  return VideoSampler(
+    gaussian_posterior_mean,
+    PROCESS,
+    "x0",
+    num_steps=steps,
+    eta=eta,
+    clip_x0=False,
+    frame_stagger=frame_stagger,
+  )
 
 
 @pytest.mark.parametrize("eta, frame_stagger", [(0.0, 0.0), (1.0, 0.0), (0.0, 0.5)])
 def test_samples_have_the_data_distribution(eta, frame_stagger):
-  videos = _sampler(200, eta, frame_stagger).sample({}, seed=0, num_videos=64, video_shape=(4, 8, 8, 1),
-                                    batch_size=64, progress=False)
+  videos = _sampler(200, eta, frame_stagger).sample(
+    {}, seed=0, num_videos=64, video_shape=(4, 8, 8, 1), batch_size=64, progress=False
+  )
   assert videos.shape == (64, 4, 8, 8, 1)
   assert abs(videos.mean() - MEAN) < 0.01
   assert abs(videos.std() - STD) < 0.02  # sampling error ~0.003, DDPM-like bias at eta=1
@@ -54,8 +62,9 @@ def test_deterministic_ddim_converges_to_the_exact_flow_map():
   keys = jax.random.split(jax.random.key(1), shape[0])
   errors = []
   for steps in (20, 80, 320):
-    out = run_solver(ddim_step(denoise, PROCESS, clip_x0=False), x_init, uniform_time_grid(steps),
-                     keys)
+    out = run_solver(
+      ddim_step(denoise, PROCESS, clip_x0=False), x_init, uniform_time_grid(steps), keys
+    )
     errors.append(float(jnp.max(jnp.abs(out - exact))))
   assert errors[2] < 1e-2
   # DDIM is a first-order solver: 4x the steps, about 1/4 the error.
@@ -70,8 +79,9 @@ def test_per_frame_time_grid():
   solver = ddim_step(denoise, PROCESS, clip_x0=False)
   shared = uniform_time_grid(steps)
   # [B, T] times that are equal across frames give the same result as scalar times.
-  same = run_solver(solver, x_init, jnp.broadcast_to(shared[:, None, None], (steps + 1, 1, 2)),
-                    keys)
+  same = run_solver(
+    solver, x_init, jnp.broadcast_to(shared[:, None, None], (steps + 1, 1, 2)), keys
+  )
   np.testing.assert_allclose(same, run_solver(solver, x_init, shared, keys), atol=1e-6)
   # Frame 0 held at one time (t_cur == t_next) is left unchanged while frame 1 is denoised.
   held = jnp.stack([jnp.full(steps + 1, 0.5), shared], axis=-1)[:, None, :]
@@ -81,8 +91,11 @@ def test_per_frame_time_grid():
 
 
 def test_staggered_grid_lags_later_frames_and_spans_the_whole_range():
-  np.testing.assert_allclose(staggered_time_grid(10, 4, 0.0),
-                             jnp.broadcast_to(uniform_time_grid(10)[:, None], (11, 4)), atol=1e-6)
+  np.testing.assert_allclose(
+    staggered_time_grid(10, 4, 0.0),
+    jnp.broadcast_to(uniform_time_grid(10)[:, None], (11, 4)),
+    atol=1e-6,
+  )
   grid = np.asarray(staggered_time_grid(40, 5, 0.5))
   assert grid.shape == (41, 5)
   np.testing.assert_allclose(grid[0], 1.0)
@@ -101,14 +114,16 @@ def test_time_power_crowds_each_frames_steps_near_clean_data():
   # Frame 0 gets 20 steps: linear in t its last step starts at 1/20, warped at 1/20^3.
   last_start = lambda grid: grid[:, 0][grid[:, 0] > 0].min()
   assert last_start(linear) == pytest.approx(1 / 20) and last_start(warped) == pytest.approx(
-      1 / 8000)
+    1 / 8000
+  )
   shared = VideoSampler(lambda p, x, t: x, PROCESS, "x0", num_steps=4, time_power=2.0)
   np.testing.assert_allclose(shared.time_grid, [1.0, 0.5625, 0.25, 0.0625, 0.0])
   with pytest.raises(ConfigError, match="time power must be in \\[1, 10\\].*got 0.5"):
     staggered_time_grid(10, 4, 0.5, time_power=0.5)
   with pytest.raises(ConfigError, match="time_power=2.0 warps the 'uniform' spacing"):
-    VideoSampler(lambda p, x, t: x, PROCESS, "x0", sampler="dpmpp_2m", spacing="karras",
-                 time_power=2.0)
+    VideoSampler(
+      lambda p, x, t: x, PROCESS, "x0", sampler="dpmpp_2m", spacing="karras", time_power=2.0
+    )
 
 
 def test_staggered_sampling_converges_to_the_exact_flow_map():
@@ -127,12 +142,15 @@ def test_staggered_sampling_converges_to_the_exact_flow_map():
 
 def test_same_seed_same_videos_and_independent_of_batch_size():
   sampler = _sampler(4, eta=1.0)
-  a = sampler.sample({}, seed=3, num_videos=5, video_shape=(2, 4, 4, 1), batch_size=2,
-                     progress=False)
-  b = sampler.sample({}, seed=3, num_videos=5, video_shape=(2, 4, 4, 1), batch_size=5,
-                     progress=False)
-  c = sampler.sample({}, seed=4, num_videos=5, video_shape=(2, 4, 4, 1), batch_size=5,
-                     progress=False)
+  a = sampler.sample(
+    {}, seed=3, num_videos=5, video_shape=(2, 4, 4, 1), batch_size=2, progress=False
+  )
+  b = sampler.sample(
+    {}, seed=3, num_videos=5, video_shape=(2, 4, 4, 1), batch_size=5, progress=False
+  )
+  c = sampler.sample(
+    {}, seed=4, num_videos=5, video_shape=(2, 4, 4, 1), batch_size=5, progress=False
+  )
   np.testing.assert_allclose(a, b, atol=1e-6)
   assert not np.allclose(a, c)
 
@@ -140,8 +158,9 @@ def test_same_seed_same_videos_and_independent_of_batch_size():
 def test_one_compile_per_shape_and_step_count():
   sampler = _sampler(7)
   for seed in range(3):
-    sampler.sample({}, seed=seed, num_videos=3, video_shape=(2, 4, 4, 1), batch_size=2,
-                   progress=False)
+    sampler.sample(
+      {}, seed=seed, num_videos=3, video_shape=(2, 4, 4, 1), batch_size=2, progress=False
+    )
   assert sampler.jitted_sample_batch._cache_size() == 1  # pylint: disable=protected-access
 
 

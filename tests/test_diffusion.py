@@ -5,8 +5,15 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from jvdm.diffusion import (PREDICTIONS, VPProcess, broadcast_to_video, diffusion_loss,
-                            get_schedule, target_for_prediction, x0_from_prediction)
+from jvdm.diffusion import (
+  PREDICTIONS,
+  VPProcess,
+  broadcast_to_video,
+  diffusion_loss,
+  get_schedule,
+  target_for_prediction,
+  x0_from_prediction,
+)
 from jvdm.diffusion.loss import sample_timesteps
 from jvdm.errors import ConfigError, ShapeError
 
@@ -60,8 +67,9 @@ def test_prediction_targets_have_the_published_values():
   # At alpha = sigma = 1/sqrt(2): v = (eps - x) / sqrt(2) (Salimans & Ho 2022, eq. 9).
   x, noise = jnp.asarray([0.5]), jnp.asarray([-1.0])
   half = jnp.asarray([2**-0.5])
-  np.testing.assert_allclose(target_for_prediction("v", x, noise, half, half), [-1.5 * 2**-0.5],
-                             rtol=1e-6)
+  np.testing.assert_allclose(
+    target_for_prediction("v", x, noise, half, half), [-1.5 * 2**-0.5], rtol=1e-6
+  )
   np.testing.assert_allclose(target_for_prediction("eps", x, noise, half, half), noise)
   np.testing.assert_allclose(target_for_prediction("x0", x, noise, half, half), x)
 
@@ -84,7 +92,9 @@ def test_loss_is_zero_for_an_oracle_network(prediction):
     noise = (z - alpha * x) / sigma
     return target_for_prediction(prediction, x, noise, alpha, sigma)
 
-  loss = jax.jit(diffusion_loss, static_argnums=(0, 1, 2))(oracle, process, prediction, x, jax.random.key(1))
+  loss = jax.jit(diffusion_loss, static_argnums=(0, 1, 2))(
+    oracle, process, prediction, x, jax.random.key(1)
+  )
   assert float(loss) < 1e-6
   wrong = diffusion_loss(lambda z, t: jnp.zeros_like(z), process, prediction, x, jax.random.key(1))
   assert float(wrong) > 1e-2
@@ -129,7 +139,8 @@ def test_staggered_noise_gives_the_pyramid_pattern_of_staggered_sampling():
   assert abs(np.mean((staggered[:, 0] == 0.0) & (staggered[:, -1] == 1.0)) - 0.25) < 0.04
   # Off (the default), the random stream of per-frame training is unchanged.
   np.testing.assert_array_equal(
-      sample_timesteps(keys, 8, 8, per_frame_noise=1.0),
-      sample_timesteps(keys, 8, 8, per_frame_noise=1.0, staggered_noise=0.0))
+    sample_timesteps(keys, 8, 8, per_frame_noise=1.0),
+    sample_timesteps(keys, 8, 8, per_frame_noise=1.0, staggered_noise=0.0),
+  )
   with pytest.raises(ConfigError, match="staggered_noise"):
     sample_timesteps(keys, 2, 4, staggered_noise=-0.1)

@@ -15,15 +15,25 @@ import pytest
 from configs import bouncing_shapes_unet
 from jvdm.config_validation import validate_config
 from jvdm.diffusion import VPProcess, broadcast_to_video, make_process
-from jvdm.diffusion.discrete import (DiscreteSchedule, ddim_time_pairs, discrete_timesteps,
-                                     index_to_time, make_betas, rescale_zero_terminal_snr)
+from jvdm.diffusion.discrete import (
+  DiscreteSchedule,
+  ddim_time_pairs,
+  discrete_timesteps,
+  index_to_time,
+  make_betas,
+  rescale_zero_terminal_snr,
+)
 from jvdm.errors import ConfigError
 from jvdm.samplers import ddim_step
 from jvdm.samplers.driver import run_solver
 
 FIXTURE = pathlib.Path(__file__).parent / "fixtures" / "diffusers_ddim_references.npz"
-CASES = ("ddim_linear_leading", "ddim_scaled_linear_leading", "ddim_cosine_linspace",
-         "ddim_linear_leading_50")
+CASES = (
+  "ddim_linear_leading",
+  "ddim_scaled_linear_leading",
+  "ddim_cosine_linspace",
+  "ddim_linear_leading_50",
+)
 
 
 @pytest.fixture(scope="module")
@@ -34,8 +44,10 @@ def reference():
 
 def _case(reference, name):
   config = json.loads(str(reference[f"{name}/config"]))
-  return config, {key: reference[f"{name}/{key}"]
-                  for key in ("alphas_cumprod", "final_alpha_cumprod", "timesteps", "trajectory")}
+  return config, {
+    key: reference[f"{name}/{key}"]
+    for key in ("alphas_cumprod", "final_alpha_cumprod", "timesteps", "trajectory")
+  }
 
 
 @pytest.mark.parametrize("name", CASES)
@@ -50,8 +62,12 @@ def test_beta_schedules_match_diffusers(reference, name):
 @pytest.mark.parametrize("name", CASES)
 def test_timestep_spacings_match_diffusers(reference, name):
   config, case = _case(reference, name)
-  timesteps = discrete_timesteps(config["num_inference_steps"], config["num_train_timesteps"],
-                                 config["timestep_spacing"], config.get("steps_offset", 0))
+  timesteps = discrete_timesteps(
+    config["num_inference_steps"],
+    config["num_train_timesteps"],
+    config["timestep_spacing"],
+    config.get("steps_offset", 0),
+  )
   np.testing.assert_array_equal(timesteps, case["timesteps"])
 
 
@@ -67,8 +83,9 @@ def test_ddim_trajectory_matches_diffusers(reference, name):
       alpha, sigma = (broadcast_to_video(c, z) for c in process.alpha_sigma(t))
       return mean + alpha * std**2 * (z - alpha * mean) / (alpha**2 * std**2 + sigma**2)
 
-    t_cur, t_next = ddim_time_pairs(case["timesteps"], config["num_train_timesteps"],
-                                    config["set_alpha_to_one"])
+    t_cur, t_next = ddim_time_pairs(
+      case["timesteps"], config["num_train_timesteps"], config["set_alpha_to_one"]
+    )
     # The end point is the reference's final alpha_bar.
     final_alpha, _ = process.alpha_sigma(jnp.float64(t_next[-1]))
     np.testing.assert_allclose(final_alpha**2, case["final_alpha_cumprod"], rtol=1e-12)
@@ -78,12 +95,15 @@ def test_ddim_trajectory_matches_diffusers(reference, name):
     trajectory = case["trajectory"]
     # Step by step: every intermediate sample matches, not only the last.
     for i in range(len(t_cur)):
-      x = run_solver(solver, x, (jnp.asarray(t_cur[i:i + 1]), jnp.asarray(t_next[i:i + 1])), keys)
+      x = run_solver(
+        solver, x, (jnp.asarray(t_cur[i : i + 1]), jnp.asarray(t_next[i : i + 1])), keys
+      )
       assert x.dtype == jnp.float64
       np.testing.assert_allclose(x, trajectory[i + 1], rtol=1e-9, atol=1e-12)
     # And the whole grid in one scan gives the same final sample.
-    x_scan = run_solver(solver, jnp.asarray(reference["x_init"]),
-                        (jnp.asarray(t_cur), jnp.asarray(t_next)), keys)
+    x_scan = run_solver(
+      solver, jnp.asarray(reference["x_init"]), (jnp.asarray(t_cur), jnp.asarray(t_next)), keys
+    )
     np.testing.assert_allclose(x_scan, trajectory[-1], rtol=1e-9, atol=1e-12)
 
 
@@ -92,8 +112,9 @@ def test_discrete_schedule_hits_the_knots_and_is_clean_at_zero():
   with jax.enable_x64(True):
     schedule = DiscreteSchedule(alphas_cumprod)
     index = np.array([0, 1, 499, 998, 999])
-    np.testing.assert_allclose(schedule.alpha_bar(index_to_time(index, 1000)),
-                               alphas_cumprod[index], rtol=1e-12)
+    np.testing.assert_allclose(
+      schedule.alpha_bar(index_to_time(index, 1000)), alphas_cumprod[index], rtol=1e-12
+    )
     assert float(schedule.alpha_bar(0.0)) == 1.0
     logsnr = np.asarray(schedule(jnp.linspace(0.0, 1.0, 101)))
     assert logsnr[0] == np.inf and np.all(np.diff(logsnr) < 0)
@@ -130,7 +151,9 @@ def test_config_switch_builds_the_discrete_process():
   validate_config(config)
   alphas_cumprod = np.cumprod(1.0 - make_betas("scaled_linear", 1000, 0.00085, 0.012))
   index = np.array([0, 250, 999])
-  alpha, _ = make_process(config.diffusion).alpha_sigma(index_to_time(index, 1000).astype(np.float32))
+  alpha, _ = make_process(config.diffusion).alpha_sigma(
+    index_to_time(index, 1000).astype(np.float32)
+  )
   np.testing.assert_allclose(np.asarray(alpha) ** 2, alphas_cumprod[index], rtol=1e-4)
   config.diffusion.discrete.beta_schedule = "cosine"
   with pytest.raises(ConfigError, match="beta schedule 'cosine'"):

@@ -19,8 +19,15 @@ SHAPE = (2, 8, 8, 8, 3)  # B, T, H, W, C: 8 frames of 4 x 4 tokens
 
 
 def _model(**overrides):
-  kwargs = dict(out_channels=3, patch_size=(1, 2, 2), hidden_size=48, depth=2, num_heads=4,
-                causal=True, temporal_window=3)
+  kwargs = dict(
+    out_channels=3,
+    patch_size=(1, 2, 2),
+    hidden_size=48,
+    depth=2,
+    num_heads=4,
+    causal=True,
+    temporal_window=3,
+  )
   kwargs.update(overrides)
   return VideoDiT(**kwargs)
 
@@ -35,8 +42,9 @@ def _params(model, shape=SHAPE):
   variables = jax.jit(model.init)(jax.random.key(1), jnp.zeros(shape), jnp.zeros(shape[:1]))
   leaves, tree = jax.tree.flatten(variables["params"])
   keys = jax.random.split(jax.random.key(2), len(leaves))
-  return jax.tree.unflatten(tree, [leaf + 0.05 * jax.random.normal(key, leaf.shape)
-                                   for leaf, key in zip(leaves, keys)])
+  return jax.tree.unflatten(
+    tree, [leaf + 0.05 * jax.random.normal(key, leaf.shape) for leaf, key in zip(leaves, keys)]
+  )
 
 
 def _inputs(shape=SHAPE):
@@ -45,8 +53,9 @@ def _inputs(shape=SHAPE):
   return x, t
 
 
-@pytest.mark.parametrize("layout,scan_layers", [("full", True), ("factorized", False),
-                                                ("windowed", True)])
+@pytest.mark.parametrize(
+  "layout,scan_layers", [("full", True), ("factorized", False), ("windowed", True)]
+)
 def test_layouts_shapes_and_broadcast_time(layout, scan_layers):
   model = _model(layout=layout, scan_layers=scan_layers, causal=False, patch_size=(2, 2, 2))
   params = _params(model)
@@ -84,28 +93,41 @@ def test_windowed_attention_sees_only_its_window():
   np.testing.assert_array_equal(changed, [False, False, True, True, True, False, False, False])
 
 
-@pytest.mark.parametrize("layout,scan_layers,position", [
-    ("full", False, "rope"), ("full", True, "sincos"), ("windowed", True, "rope"),
-    ("windowed", False, "sincos")])
+@pytest.mark.parametrize(
+  "layout,scan_layers,position",
+  [
+    ("full", False, "rope"),
+    ("full", True, "sincos"),
+    ("windowed", True, "rope"),
+    ("windowed", False, "sincos"),
+  ],
+)
 def test_chunks_with_the_cache_equal_the_full_causal_pass(layout, scan_layers, position):
   model = _model(layout=layout, scan_layers=scan_layers, position=position)
   params = _params(model)
   x, t = _inputs()
   full = _apply(model)({"params": params}, x, t)
-  cache = KVCache.create(num_layers=2, batch=2, capacity=8, tokens_per_frame=16, num_heads=4,
-                         head_dim=12)
+  cache = KVCache.create(
+    num_layers=2, batch=2, capacity=8, tokens_per_frame=16, num_heads=4, head_dim=12
+  )
   outputs = []
   for first in range(0, 8, 2):
-    out, (keys, values) = _apply(model)({"params": params}, x[:, first:first + 2],
-                                      t[:, first:first + 2], cache=cache, first_frame=first)
+    out, (keys, values) = _apply(model)(
+      {"params": params},
+      x[:, first : first + 2],
+      t[:, first : first + 2],
+      cache=cache,
+      first_frame=first,
+    )
     cache = cache.write(keys, values, first)
     outputs.append(out)
   np.testing.assert_allclose(jnp.concatenate(outputs, axis=1), full, atol=2e-5)
 
 
 def test_ring_buffer_keeps_the_sinks_and_the_last_frames():
-  cache = KVCache.create(num_layers=1, batch=1, capacity=5, tokens_per_frame=1, num_heads=1,
-                         head_dim=1, num_sinks=2)
+  cache = KVCache.create(
+    num_layers=1, batch=1, capacity=5, tokens_per_frame=1, num_heads=1, head_dim=1, num_sinks=2
+  )
   for first in range(0, 12, 2):  # frames 0..11 in chunks of 2; the ring holds 3
     frames = jnp.arange(first, first + 2, dtype=jnp.float32)
     values = jnp.broadcast_to(frames[None, None, :, None, None, None], (1, 1, 2, 1, 1, 1))
@@ -125,31 +147,50 @@ def test_sliding_cache_equals_the_full_pass_with_the_same_window():
   model = _model(depth=1)
   params = _params(model)
   x, t = _inputs((1, 10, 8, 8, 3))
-  cache = KVCache.create(num_layers=1, batch=1, capacity=6, tokens_per_frame=16, num_heads=4,
-                         head_dim=12, num_sinks=2)
+  cache = KVCache.create(
+    num_layers=1, batch=1, capacity=6, tokens_per_frame=16, num_heads=4, head_dim=12, num_sinks=2
+  )
   for first in range(0, 8, 2):
-    _, (keys, values) = _apply(model)({"params": params}, x[:, first:first + 2],
-                                    t[:, first:first + 2], cache=cache, first_frame=first)
+    _, (keys, values) = _apply(model)(
+      {"params": params},
+      x[:, first : first + 2],
+      t[:, first : first + 2],
+      cache=cache,
+      first_frame=first,
+    )
     cache = cache.write(keys, values, first)
   last, _ = _apply(model)({"params": params}, x[:, 8:], t[:, 8:], cache=cache, first_frame=8)
   # The cache holds frames 0, 1 (sinks) and 4..7: exactly those and 8, 9 in one causal pass.
   assert sorted(np.asarray(cache.slot_frames).tolist()) == [0, 1, 4, 5, 6, 7]
   # One layer: each frame's output depends on the frames' inputs, not on their order.
   keep = jnp.array([0, 1, 4, 5, 6, 7, 8, 9])
-  window_cache = KVCache.create(num_layers=1, batch=1, capacity=8, tokens_per_frame=16,
-                                num_heads=4, head_dim=12)
+  window_cache = KVCache.create(
+    num_layers=1, batch=1, capacity=8, tokens_per_frame=16, num_heads=4, head_dim=12
+  )
   for frame in keep[:-2].tolist():
-    _, (keys, values) = _apply(model)({"params": params}, x[:, frame:frame + 1],
-                                    t[:, frame:frame + 1], cache=window_cache, first_frame=frame)
+    _, (keys, values) = _apply(model)(
+      {"params": params},
+      x[:, frame : frame + 1],
+      t[:, frame : frame + 1],
+      cache=window_cache,
+      first_frame=frame,
+    )
     window_cache = window_cache.write(keys, values, frame)
-  reference, _ = _apply(model)({"params": params}, x[:, 8:], t[:, 8:], cache=window_cache,
-                             first_frame=8)
+  reference, _ = _apply(model)(
+    {"params": params}, x[:, 8:], t[:, 8:], cache=window_cache, first_frame=8
+  )
   np.testing.assert_allclose(last, reference, atol=2e-5)
 
 
 def _sampler(model, **overrides):
-  kwargs = dict(process=VPProcess(get_schedule("cosine")), prediction="x0", num_steps=3,
-                chunk_frames=2, cache_frames=6, sink_frames=2)
+  kwargs = dict(
+    process=VPProcess(get_schedule("cosine")),
+    prediction="x0",
+    num_steps=3,
+    chunk_frames=2,
+    cache_frames=6,
+    sink_frames=2,
+  )
   kwargs.update(overrides)
   return CausalVideoSampler(model, **kwargs)
 
@@ -163,8 +204,9 @@ def test_autoregressive_generation_is_one_trace_for_any_number_of_chunks(monkeyp
   np.testing.assert_array_equal(short, again)
   # The chunk body is traced once for 7 chunks (a Python loop over chunks would trace it 7
   # times), and a second call of the same shapes reuses the compiled scan.
-  monkeypatch.setattr(CausalVideoSampler, "chunk_step",
-                      chex.assert_max_traces(CausalVideoSampler.chunk_step, n=1))
+  monkeypatch.setattr(
+    CausalVideoSampler, "chunk_step", chex.assert_max_traces(CausalVideoSampler.chunk_step, n=1)
+  )
   sampler = _sampler(model)
   long = sampler.generate(params, seed=0, num_videos=2, num_chunks=7, frame_shape=(8, 8, 3))
   sampler.generate(params, seed=1, num_videos=2, num_chunks=7, frame_shape=(8, 8, 3))
@@ -182,16 +224,18 @@ def test_a_prompt_is_prefilled_and_continued():
   sampler = _sampler(model, cache_frames=8, sink_frames=0)
   video = sampler.generate(params, seed=0, num_videos=1, num_chunks=3, frame_shape=(8, 8, 3))
   prompt = video[:, :4]
-  continued = sampler.generate(params, seed=5, num_videos=1, num_chunks=1,
-                               frame_shape=(8, 8, 3), prompt=prompt)
+  continued = sampler.generate(
+    params, seed=5, num_videos=1, num_chunks=1, frame_shape=(8, 8, 3), prompt=prompt
+  )
   assert continued.shape == (1, 2, 8, 8, 3)
   assert np.abs(continued - video[:, 4:]).max() > 1e-3  # another seed, another chunk
 
 
 def test_bad_input_names_the_numbers():
   with pytest.raises(ShapeError, match="T = 6 .* patch size 4"):
-    _model(patch_size=(4, 2, 2)).init(jax.random.key(0), jnp.zeros((1, 6, 8, 8, 3)),
-                                      jnp.zeros((1,)))
+    _model(patch_size=(4, 2, 2)).init(
+      jax.random.key(0), jnp.zeros((1, 6, 8, 8, 3)), jnp.zeros((1,))
+    )
   with pytest.raises(ConfigError, match="fewer than a chunk of 4"):
     _sampler(_model(), chunk_frames=4, cache_frames=5, sink_frames=2)
   with pytest.raises(ConfigError, match="causal DiT"):
@@ -205,8 +249,9 @@ def test_bad_input_names_the_numbers():
   with pytest.raises(ConfigError, match="'full' or 'windowed' layout"):
     model = _model(layout="factorized")
     cache = KVCache.create(2, 1, 4, 16, 4, 12)
-    model.apply({"params": _params(model)}, jnp.zeros((1, 2, 8, 8, 3)), jnp.zeros((1,)),
-                cache=cache)
+    model.apply(
+      {"params": _params(model)}, jnp.zeros((1, 2, 8, 8, 3)), jnp.zeros((1,)), cache=cache
+    )
 
 
 @pytest.mark.parametrize("variant", ["tiny", "S", "XL"])
@@ -222,6 +267,7 @@ def test_configs_build_the_dit(variant):
 def test_train_a_causal_dit_then_sample_chunks_from_the_workdir(tmp_path):
   from jvdm.sampling import sample_from_workdir  # pylint: disable=g-import-not-at-top
   from jvdm.training.loop import train_and_evaluate  # pylint: disable=g-import-not-at-top
+
   config = bouncing_shapes_dit.get_config("tiny")
   with config.unlocked():
     config.model.causal = True
@@ -230,8 +276,9 @@ def test_train_a_causal_dit_then_sample_chunks_from_the_workdir(tmp_path):
     config.sample.chunk_frames = 2
     config.sample.cache_frames = 4
   train_and_evaluate(config, str(tmp_path / "run"), progress=False)
-  summary = sample_from_workdir(str(tmp_path / "run"), num_samples=2, steps=2, chunks=3,
-                                progress=False)
+  summary = sample_from_workdir(
+    str(tmp_path / "run"), num_samples=2, steps=2, chunks=3, progress=False
+  )
   assert summary["num_frames"] == 6
   videos = np.load(tmp_path / "run" / "samples" / "sample_seed0" / "samples.npz")["videos"]
   assert videos.shape == (2, 6, 16, 16, 3) and videos.dtype == np.uint8
@@ -239,13 +286,19 @@ def test_train_a_causal_dit_then_sample_chunks_from_the_workdir(tmp_path):
 
 def test_cross_attention_to_a_condition_and_batched_guidance():
   from jvdm.samplers import classifier_free_guidance, make_denoiser  # pylint: disable=g-import-not-at-top
+
   model = _model(causal=False, cond_dim=8, depth=1)
   x, t = _inputs()
   cond = jax.random.normal(jax.random.key(5), (2, 3, 8))
   variables = jax.jit(model.init)(jax.random.key(1), x, t, cond=cond)
   leaves, tree = jax.tree.flatten(variables["params"])
-  params = jax.tree.unflatten(tree, [leaf + 0.05 * jax.random.normal(jax.random.key(i), leaf.shape)
-                                     for i, leaf in enumerate(leaves)])
+  params = jax.tree.unflatten(
+    tree,
+    [
+      leaf + 0.05 * jax.random.normal(jax.random.key(i), leaf.shape)
+      for i, leaf in enumerate(leaves)
+    ],
+  )
   apply = jax.jit(model.apply)
   conditional = apply({"params": params}, x, t, cond=cond)
   other = apply({"params": params}, x, t, cond=-cond)

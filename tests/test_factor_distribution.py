@@ -7,8 +7,15 @@ import scipy.ndimage
 from jvdm.data.palette import PALETTE
 from jvdm.data.synthetic import BouncingShapes, paint_square
 from jvdm.errors import ConfigError, ShapeError
-from jvdm.metrics import (DIRECTIONS, FACTORS, factor_distance, factor_histograms,
-                          histogram_distance, reference_factor_distance, video_factors)
+from jvdm.metrics import (
+  DIRECTIONS,
+  FACTORS,
+  factor_distance,
+  factor_histograms,
+  histogram_distance,
+  reference_factor_distance,
+  video_factors,
+)
 from jvdm.metrics.factor_distribution import _SECTORS, _reference_histograms
 
 # Real vs real, 32 vs 256 videos: factor_distance measured over 100 seeds was 0.119 +- 0.023,
@@ -44,13 +51,16 @@ def _true_factors(truth: dict) -> dict:
   for k in order:
     steps = np.diff(truth["positions"][k], axis=0)  # [T - 1, 2]
     moving = np.flatnonzero(np.abs(steps).sum(-1))
-    directions.append(_SECTORS[tuple(np.sign(steps[moving[0]]).tolist())]
-                      if len(moving) else "static")
-  return {"num_shapes": len(order),
-          "colours": truth["colour_indices"][order].tolist(),
-          "sizes": truth["sizes"][order].tolist(),
-          "speeds": np.abs(truth["velocities"][order, 0]).max(-1).tolist(),
-          "directions": directions}
+    directions.append(
+      _SECTORS[tuple(np.sign(steps[moving[0]]).tolist())] if len(moving) else "static"
+    )
+  return {
+    "num_shapes": len(order),
+    "colours": truth["colour_indices"][order].tolist(),
+    "sizes": truth["sizes"][order].tolist(),
+    "speeds": np.abs(truth["velocities"][order, 0]).max(-1).tolist(),
+    "directions": directions,
+  }
 
 
 def test_video_factors_match_ground_truth():
@@ -90,8 +100,13 @@ def test_out_of_range_values_fall_in_the_edge_bins():
   video = np.zeros((4, 32, 32, 3), np.uint8)
   positions = np.array([[0, 0], [5, 0], [10, 0], [15, 0]])  # 5 px/frame downwards
   paint_square(video, positions, 14, PALETTE[2])
-  assert video_factors(video) == {"num_shapes": 1, "colours": [2], "sizes": [14],
-                                  "speeds": [5], "directions": ["down"]}
+  assert video_factors(video) == {
+    "num_shapes": 1,
+    "colours": [2],
+    "sizes": [14],
+    "speeds": [5],
+    "directions": ["down"],
+  }
   histograms = factor_histograms(video[None])
   assert histograms["size"][-1] == histograms["speed"][-1] == 1.0
   tiny = np.zeros((2, 32, 32, 3), np.uint8)
@@ -124,7 +139,7 @@ def test_one_repeated_video_scores_much_worse(generated, reference):
   real = histogram_distance(factor_histograms(videos), reference)["factor_distance"]
   # Measured over 100 seeds: 0.55 to 0.77 (mean 0.67), against 0.119 +- 0.023 real vs real.
   for index in range(4):
-    repeated = np.repeat(videos[index:index + 1], 32, axis=0)
+    repeated = np.repeat(videos[index : index + 1], 32, axis=0)
     result = histogram_distance(factor_histograms(repeated), reference)
     assert result["factor_distance"] > 3 * real
     assert result["factor_distance"] > 2.5 * REAL_VS_REAL_BOUND
@@ -165,8 +180,13 @@ def test_garbage_videos_do_not_crash(reference):
     num_shapes = len(factors["colours"])
     assert [len(factors[name]) for name in ("sizes", "speeds", "directions")] == [num_shapes] * 3
     assert all(direction in DIRECTIONS for direction in factors["directions"])
-  assert video_factors(black) == {"num_shapes": 0, "colours": [], "sizes": [], "speeds": [],
-                                  "directions": []}
+  assert video_factors(black) == {
+    "num_shapes": 0,
+    "colours": [],
+    "sizes": [],
+    "speeds": [],
+    "directions": [],
+  }
   assert video_factors(white)["directions"] == ["static"]
   assert video_factors(blobs)["num_shapes"] >= 1  # the blobs are found as shapes
   assert all(speed == 0 for speed in video_factors(one_frame)["speeds"])
@@ -180,8 +200,9 @@ def test_garbage_videos_do_not_crash(reference):
 def test_factor_distance_of_videos_equals_that_of_histograms(generated):
   videos, _ = generated
   real, _ = _draw(3, 64)
-  assert factor_distance(videos, real) == histogram_distance(factor_histograms(videos),
-                                                             factor_histograms(real))
+  assert factor_distance(videos, real) == histogram_distance(
+    factor_histograms(videos), factor_histograms(real)
+  )
 
 
 def test_reference_factor_distance_draws_and_caches(generated, reference):
@@ -189,17 +210,18 @@ def test_reference_factor_distance_draws_and_caches(generated, reference):
   _reference_histograms.cache_clear()
   result = reference_factor_distance(videos, num_reference_videos=256, seed=1)
   assert result == histogram_distance(factor_histograms(videos), reference)
-  again = reference_factor_distance(videos, num_reference_videos=256, seed=1, max_shapes=2,
-                                    num_frames=16)
+  again = reference_factor_distance(
+    videos, num_reference_videos=256, seed=1, max_shapes=2, num_frames=16
+  )
   assert again == result
   info = _reference_histograms.cache_info()
   assert (info.misses, info.hits) == (1, 1)
   # Small videos are compared with small real videos of their own shape.
-  small = BouncingShapes(num_videos=8, num_frames=4, height=16, width=16, min_size=3,
-                         max_size=5, seed=9)
+  small = BouncingShapes(
+    num_videos=8, num_frames=4, height=16, width=16, min_size=3, max_size=5, seed=9
+  )
   small_videos = np.stack([small[i]["video"] for i in range(8)])
-  result = reference_factor_distance(small_videos, num_reference_videos=64, min_size=3,
-                                     max_size=5)
+  result = reference_factor_distance(small_videos, num_reference_videos=64, min_size=3, max_size=5)
   assert result["size_distance"] < 0.5
 
 
@@ -218,8 +240,7 @@ def test_bad_inputs_raise_clear_errors(generated):
   with pytest.raises(ShapeError, match=r"num_frames=16.*num_frames=8"):
     reference_factor_distance(videos, num_frames=8)
   with pytest.raises(ShapeError, match="different bins"):
-    histogram_distance(factor_histograms(videos[:2]),
-                       factor_histograms(videos[:2], max_speed=4))
+    histogram_distance(factor_histograms(videos[:2]), factor_histograms(videos[:2], max_speed=4))
   with pytest.raises(ConfigError, match="min_size=9 is greater than max_size=7"):
     factor_histograms(videos[:1], min_size=9, max_size=7)
   with pytest.raises(ConfigError, match="max_speed must be an integer >= 0, got 2.5"):

@@ -63,24 +63,33 @@ def test_one_level_per_window_is_ordinary_sampling(process):
   """frames_per_level = window: each window sits at one level and steps as a whole, so a
   window that enters the tail as fresh noise leaves the head as a plain sampling run."""
   window, levels = 3, 4
-  fifo = FIFODiffusion(window=window, num_partitions=levels, frames_per_level=window,
-                       lookahead=False, eta=0.0, clip_x0=False)
+  fifo = FIFODiffusion(
+    window=window,
+    num_partitions=levels,
+    frames_per_level=window,
+    lookahead=False,
+    eta=0.0,
+    clip_x0=False,
+  )
   assert fifo.num_levels == levels
   denoise, keys = window_denoiser(process), keys_for(2)
   video = jax.jit(lambda k, b: fifo.sample(denoise, process, k, b, 4 * levels * window))(
-      keys, base_clip(2, window))
+    keys, base_clip(2, window)
+  )
   assert video.shape == (2, 4 * levels * window) + FRAME
   # Warm-up keeps the last initial window; the noise entering after iteration i leaves as
   # output window i + 1.
   for i in range(3):
     noise = tail_noise(keys, i, (window,) + FRAME)
-    plain = run_solver(ddim_step(denoise, process, clip_x0=False), noise,
-                       uniform_time_grid(levels), keys)
-    np.testing.assert_allclose(video[:, (i + 1) * window:(i + 2) * window], plain, atol=1e-5)
+    plain = run_solver(
+      ddim_step(denoise, process, clip_x0=False), noise, uniform_time_grid(levels), keys
+    )
+    np.testing.assert_allclose(video[:, (i + 1) * window : (i + 2) * window], plain, atol=1e-5)
 
 
-@pytest.mark.parametrize("process,spacing", [(VP, "uniform"), (DISCRETE, "linspace"),
-                                             (DISCRETE, "trailing")])
+@pytest.mark.parametrize(
+  "process,spacing", [(VP, "uniform"), (DISCRETE, "linspace"), (DISCRETE, "trailing")]
+)
 def test_every_popped_frame_is_plain_ddim_on_its_noise(process, spacing):
   """Diagonal denoising with lookahead and a per-frame (exact Gaussian) denoiser: each frame
   walks the S levels from its tail noise to the head, so it leaves the queue as plain DDIM on
@@ -94,7 +103,7 @@ def test_every_popped_frame_is_plain_ddim_on_its_noise(process, spacing):
   for i in range(3):  # the noise entering after iteration i is output frame window + i
     noise = tail_noise(keys, i, (1,) + FRAME)
     plain = run_solver(solver, noise, levels[::-1], keys)
-    np.testing.assert_allclose(video[:, window + i:window + i + 1], plain, atol=1e-5)
+    np.testing.assert_allclose(video[:, window + i : window + i + 1], plain, atol=1e-5)
 
 
 def test_head_slots_are_clean_output_frames():
@@ -110,10 +119,9 @@ def test_head_slots_are_clean_output_frames():
   head = window // 2
   levels = fifo.levels(VP)
   np.testing.assert_array_equal(t[0, :head], 0.0)
-  np.testing.assert_allclose(t[0, head:], levels[1:head + 1], rtol=1e-6)  # queue levels 1, 2
+  np.testing.assert_allclose(t[0, head:], levels[1 : head + 1], rtol=1e-6)  # queue levels 1, 2
   # Base frame 0 at t = 0 (the cosine schedule's clipped log-SNR leaves sigma ~ 1e-3).
-  np.testing.assert_allclose(z[0, :head], np.broadcast_to(base[:, 0], (head,) + FRAME),
-                             atol=5e-3)
+  np.testing.assert_allclose(z[0, :head], np.broadcast_to(base[:, 0], (head,) + FRAME), atol=5e-3)
 
 
 def test_levels_follow_the_base_samplers_spacing():
@@ -134,11 +142,19 @@ def test_eta_defaults_to_the_authors():
   assert not np.allclose(run(stochastic), run(deterministic), atol=1e-3)
 
 
-@pytest.mark.parametrize("lookahead,tail,sampler,frames_per_level", [
-    (True, "gaussian", "ddim", 1), (False, "ouroboros", "euler", 1), (True, "ouroboros", "ddpm", 2)])
+@pytest.mark.parametrize(
+  "lookahead,tail,sampler,frames_per_level",
+  [(True, "gaussian", "ddim", 1), (False, "ouroboros", "euler", 1), (True, "ouroboros", "ddpm", 2)],
+)
 def test_shapes_determinism_and_per_video_keys(lookahead, tail, sampler, frames_per_level):
-  fifo = FIFODiffusion(window=4, num_partitions=2, frames_per_level=frames_per_level,
-                       lookahead=lookahead, tail=tail, sampler=sampler)
+  fifo = FIFODiffusion(
+    window=4,
+    num_partitions=2,
+    frames_per_level=frames_per_level,
+    lookahead=lookahead,
+    tail=tail,
+    sampler=sampler,
+  )
   run = jax.jit(lambda k, b: fifo.sample(window_denoiser(VP), VP, k, b, 12))
   keys, base = keys_for(3), base_clip(3, 4)
   video = run(keys, base)
@@ -169,8 +185,9 @@ def test_conditions_reach_every_window():
     seen.append((z.shape, cond.shape))
     return jnp.broadcast_to(cond[:, None, None, None, None], z.shape)
 
-  video = fifo.sample(denoise, FlowProcess(), keys_for(2), base_clip(2, 2), 6,
-                      cond=jnp.array([0.5, -0.25]))
+  video = fifo.sample(
+    denoise, FlowProcess(), keys_for(2), base_clip(2, 2), 6, cond=jnp.array([0.5, -0.25])
+  )
   # 2 videos x 4 windows (lookahead: stride 1 over 1 + 4 frames) fold into the batch.
   assert seen[0] == ((8, 2) + FRAME, (8,))
   np.testing.assert_allclose(video[..., 0, 0, 0], [[0.5] * 6, [-0.25] * 6], atol=1e-6)
@@ -185,7 +202,9 @@ def test_coherent_tail_limits():
   np.testing.assert_allclose(mixed.mean(axis=(2, 3)), previous.mean(axis=(2, 3)), atol=1e-6)
 
 
-@pytest.mark.parametrize("fields,message", [
+@pytest.mark.parametrize(
+  "fields,message",
+  [
     (dict(frames_per_level=3), "must divide the window"),
     (dict(window=3), "even window"),
     (dict(tail="uniform"), "Unknown FIFO tail"),
@@ -193,7 +212,8 @@ def test_coherent_tail_limits():
     (dict(sampler="euler", eta=0.5), "'ddim' sampler only"),
     (dict(num_partitions=0), "num_partitions >= 1"),
     (dict(tail_cutoff=1.5), "tail_cutoff"),
-])
+  ],
+)
 def test_bad_settings_raise(fields, message):
   with pytest.raises(ConfigError, match=message):
     FIFODiffusion(**{"window": 4, **fields})

@@ -51,9 +51,13 @@ def test_latent_diffusion_trains_and_samples_pixels(vae_workdir, tmp_path):
   summary = sample_from_workdir(str(workdir), num_samples=2, progress=False)
   videos = np.load(summary["files"][2])["videos"]
   assert videos.shape == (2, 5, 16, 16, 3) and videos.dtype == np.uint8  # pixels, not latents
-  chunked = sample_from_workdir(str(workdir), num_samples=2, progress=False,
-                                out=str(tmp_path / "chunked"),
-                                decode_settings={"decode_chunk_frames": 1})
+  chunked = sample_from_workdir(
+    str(workdir),
+    num_samples=2,
+    progress=False,
+    out=str(tmp_path / "chunked"),
+    decode_settings={"decode_chunk_frames": 1},
+  )
   chunked_videos = np.load(chunked["files"][2])["videos"]
   assert np.abs(chunked_videos.astype(int) - videos).max() <= 1  # exact up to rounding
   with pytest.raises(ShapeError, match="1 \\+ 4k"):
@@ -65,22 +69,27 @@ def test_latent_diffusion_trains_and_samples_pixels(vae_workdir, tmp_path):
 def test_latent_diffusion_on_prepared_latents(vae_workdir, tmp_path):
   """`python -m jvdm.data.prepare --vae_workdir` path: latents written once as a TFDS
   dataset, then read as float batches (normalized, not encoded again)."""
-  source = BouncingShapes(num_frames=5, height=16, width=16, num_videos=16, min_size=3,
-                          max_size=5)
-  prepared = prepare(source, output_dir=str(tmp_path / "tfds"), name="shape_latents",
-                     encode=vae_encoder(vae_workdir), encode_batch_size=8)
+  source = BouncingShapes(num_frames=5, height=16, width=16, num_videos=16, min_size=3, max_size=5)
+  prepared = prepare(
+    source,
+    output_dir=str(tmp_path / "tfds"),
+    name="shape_latents",
+    encode=vae_encoder(vae_workdir),
+    encode_batch_size=8,
+  )
   assert prepared.feature == "latents" and tuple(prepared.shape) == (2, 4, 4, 4)
   config = _latent_config(vae_workdir, name="tfds")
-  config.data.tfds.update(name="shape_latents", data_dir=str(tmp_path / "tfds"),
-                          feature="latents")
+  config.data.tfds.update(name="shape_latents", data_dir=str(tmp_path / "tfds"), feature="latents")
   config.train.num_steps = 2
   state = train_and_evaluate(config, str(tmp_path / "run"), progress=False)
   assert int(state.step) == 2
 
 
-@pytest.mark.parametrize("module, variant",
-                         [(bouncing_shapes_latent, v) for v in bouncing_shapes_latent.VARIANTS] +
-                         [(bouncing_shapes_vae, v) for v in bouncing_shapes_vae.VARIANTS])
+@pytest.mark.parametrize(
+  "module, variant",
+  [(bouncing_shapes_latent, v) for v in bouncing_shapes_latent.VARIANTS]
+  + [(bouncing_shapes_vae, v) for v in bouncing_shapes_vae.VARIANTS],
+)
 def test_every_latent_and_vae_variant_builds(module, variant):
   """Module construction checks widths, groups and head sizes against each other."""
   get_model(module.get_config(variant))

@@ -27,15 +27,18 @@ def _setup(name):
   module = bouncing_shapes_unet if name == "unet" else bouncing_shapes_dit
   config = module.get_config("tiny")
   model = get_model(config)
-  variables = jax.jit(model.init)(jax.random.key(1), jnp.zeros((1, WINDOW, 16, 16, 3)),
-                                  jnp.zeros((1,)))
+  variables = jax.jit(model.init)(
+    jax.random.key(1), jnp.zeros((1, WINDOW, 16, 16, 3)), jnp.zeros((1,))
+  )
   # Perturb the zero-initialized output layers, so that the network is not the zero map.
   leaves, tree = jax.tree.flatten(variables["params"])
   keys = jax.random.split(jax.random.key(2), len(leaves))
-  params = jax.tree.unflatten(tree, [leaf + 0.05 * jax.random.normal(key, leaf.shape)
-                                     for leaf, key in zip(leaves, keys)])
-  base = VideoSampler(model.apply, make_process(config.diffusion), config.diffusion.prediction,
-                      num_steps=2)
+  params = jax.tree.unflatten(
+    tree, [leaf + 0.05 * jax.random.normal(key, leaf.shape) for leaf, key in zip(leaves, keys)]
+  )
+  base = VideoSampler(
+    model.apply, make_process(config.diffusion), config.diffusion.prediction, num_steps=2
+  )
   return model, params, base
 
 
@@ -95,13 +98,24 @@ def _caption_dit():
   model = get_model(config)
   null = tuple(int(v) for v in null_condition_for(config))
   captions = jnp.zeros((1, len(null)), jnp.int32)
-  variables = jax.jit(model.init)(jax.random.key(1), jnp.zeros((1, WINDOW, 16, 16, 3)),
-                                  jnp.zeros((1,)), cond=captions)
+  variables = jax.jit(model.init)(
+    jax.random.key(1), jnp.zeros((1, WINDOW, 16, 16, 3)), jnp.zeros((1,)), cond=captions
+  )
   leaves, tree = jax.tree.flatten(variables["params"])
-  params = jax.tree.unflatten(tree, [leaf + 0.05 * jax.random.normal(jax.random.key(i), leaf.shape)
-                                     for i, leaf in enumerate(leaves)])
-  base = VideoSampler(model.apply, make_process(config.diffusion), config.diffusion.prediction,
-                      num_steps=2, null_condition=null)
+  params = jax.tree.unflatten(
+    tree,
+    [
+      leaf + 0.05 * jax.random.normal(jax.random.key(i), leaf.shape)
+      for i, leaf in enumerate(leaves)
+    ],
+  )
+  base = VideoSampler(
+    model.apply,
+    make_process(config.diffusion),
+    config.diffusion.prediction,
+    num_steps=2,
+    null_condition=null,
+  )
   return model, params, base, null
 
 
@@ -109,8 +123,9 @@ def test_per_window_prompts_reach_their_windows():
   """Gen-L-Video with a prompt per window on a caption-conditioned DiT: changing one window's
   prompt changes the frames of that window most."""
   model, params, base, null = _caption_dit()
-  sampler = LongVideoSampler(base, model, "gen_l_video", WINDOW, stride=WINDOW,
-                             per_window_condition=True)
+  sampler = LongVideoSampler(
+    base, model, "gen_l_video", WINDOW, stride=WINDOW, per_window_condition=True
+  )
   prompts = np.zeros((1, 2, len(null)), np.int32)  # two windows, frames 0-3 and 4-7
   prompts[0, :, 0] = (1, 2)
   first = sampler.sample(params, 0, 1, SHAPE, progress=False, condition=prompts)
@@ -120,8 +135,9 @@ def test_per_window_prompts_reach_their_windows():
   np.testing.assert_array_equal(first[:, :WINDOW], second[:, :WINDOW])  # disjoint windows
   assert not np.allclose(first[:, WINDOW:], second[:, WINDOW:])
   with pytest.raises(ShapeError, match="Got 3 prompts per video for the 2 windows"):
-    sampler.sample(params, 0, 1, SHAPE, progress=False,
-                   condition=np.zeros((1, 3, len(null)), np.int32))
+    sampler.sample(
+      params, 0, 1, SHAPE, progress=False, condition=np.zeros((1, 3, len(null)), np.int32)
+    )
 
 
 def test_a_caption_per_frame_equals_one_caption_when_all_are_alike():
@@ -131,9 +147,8 @@ def test_a_caption_per_frame_equals_one_caption_when_all_are_alike():
   captions = jnp.zeros((2, len(null)), jnp.int32).at[:, 0].set(jnp.array([1, 2]))
   one = model.apply({"params": params}, x, t, cond=captions)
   per_frame = jnp.repeat(captions[:, None], WINDOW, axis=1)  # [B, T, L]
-  np.testing.assert_allclose(model.apply({"params": params}, x, t, cond=per_frame), one,
-                             atol=1e-5)
-  other = per_frame.at[:, WINDOW // 2:, 0].set(3)
+  np.testing.assert_allclose(model.apply({"params": params}, x, t, cond=per_frame), one, atol=1e-5)
+  other = per_frame.at[:, WINDOW // 2 :, 0].set(3)
   assert not np.allclose(model.apply({"params": params}, x, t, cond=other), one, atol=1e-3)
   with pytest.raises(ShapeError, match="one caption per frame"):
     model.apply({"params": params}, x, t, cond=per_frame[:, None])
@@ -144,15 +159,18 @@ def test_frame_conditions_are_freenoises_layout():
   interpolated from the first exactly to the second (the authors' `cond1`); caption tokens,
   which cannot be interpolated, switch half-way."""
   two = jnp.array([[0.0, 1.0]])
-  np.testing.assert_allclose(frame_conditions(two, 16)[0],
-                             [0] * 6 + [0, 1 / 3, 2 / 3, 1] + [1] * 6, atol=1e-6)
+  np.testing.assert_allclose(
+    frame_conditions(two, 16)[0], [0] * 6 + [0, 1 / 3, 2 / 3, 1] + [1] * 6, atol=1e-6
+  )
   tokens = jnp.array([[[7], [9]]])
   np.testing.assert_array_equal(frame_conditions(tokens, 16)[0, :, 0], [7] * 8 + [9] * 8)
   # Three prompts over 24 frames: thirds, with a ramp of half a third around each boundary.
   third = [1 / 3, 2 / 3]
-  np.testing.assert_allclose(frame_conditions(jnp.array([[0.0, 1.0, 2.0]]), 24)[0],
-                             [0] * 7 + third + [1] * 6 + [1 + x for x in third] + [2] * 7,
-                             atol=1e-6)
+  np.testing.assert_allclose(
+    frame_conditions(jnp.array([[0.0, 1.0, 2.0]]), 24)[0],
+    [0] * 7 + third + [1] * 6 + [1 + x for x in third] + [2] * 7,
+    atol=1e-6,
+  )
   np.testing.assert_array_equal(frame_conditions(jnp.array([[5]]), 4)[0], [5] * 4)
 
 
@@ -164,10 +182,10 @@ def test_injection_is_freenoises_steps_5_to_15_of_50():
     grid = sampling_time_grid(base.process, "ddim", 50, spacing)
     t_cur = np.asarray(grid[0] if isinstance(grid, tuple) else grid[:-1], np.float32)
     low, high = injection_times(grid)
-    np.testing.assert_array_equal(np.nonzero((t_cur >= low) & (t_cur <= high))[0],
-                                  np.arange(5, 16), err_msg=spacing)
-  sampler = LongVideoSampler(dataclasses.replace(base, num_steps=50), model, "freenoise",
-                             WINDOW)
+    np.testing.assert_array_equal(
+      np.nonzero((t_cur >= low) & (t_cur <= high))[0], np.arange(5, 16), err_msg=spacing
+    )
+  sampler = LongVideoSampler(dataclasses.replace(base, num_steps=50), model, "freenoise", WINDOW)
   assert sampler.injection_times == injection_times(sampling_time_grid(base.process, "ddim", 50))
   assert injection_times(sampling_time_grid(base.process, "ddim", 2)) is None  # no step 5-15
 
@@ -180,8 +198,8 @@ def test_freenoise_motion_injection():
   prompts = np.zeros((1, 3, len(null)), np.int32)  # any number of prompts
   prompts[0, :, 0] = (1, 2, 3)
   run = lambda condition, per_window=True, **fields: LongVideoSampler(
-      base, model, "freenoise", WINDOW, stride=2, per_window_condition=per_window,
-      **fields).sample(params, 0, 1, SHAPE, progress=False, condition=condition)
+    base, model, "freenoise", WINDOW, stride=2, per_window_condition=per_window, **fields
+  ).sample(params, 0, 1, SHAPE, progress=False, condition=condition)
   single_last = run(prompts[:, -1], per_window=False)
   # The 2-step grid calls the denoiser at t = 1 and t = 0.5: neither is a step 5-15 of 50,
   # nor inside t in [0.9, 0.95].
@@ -193,18 +211,19 @@ def test_freenoise_motion_injection():
   changed[0, 0, 0] = 4
   assert not np.allclose(run(changed, injection_range=(0.0, 1.0)), injected, atol=1e-3)
   with pytest.raises(ConfigError, match="injection_range"):
-    LongVideoSampler(base, model, "freenoise", WINDOW, per_window_condition=True,
-                     injection_range=(0.8, 0.2))
+    LongVideoSampler(
+      base, model, "freenoise", WINDOW, per_window_condition=True, injection_range=(0.8, 0.2)
+    )
   with pytest.raises(ConfigError, match="injection_steps"):
-    LongVideoSampler(base, model, "freenoise", WINDOW, per_window_condition=True,
-                     injection_steps=(0.5, 0.1))
+    LongVideoSampler(
+      base, model, "freenoise", WINDOW, per_window_condition=True, injection_steps=(0.5, 0.1)
+    )
 
 
 def test_window_weightings_default_to_each_paper():
   """Gen-L-Video averages its windows uniformly; FreeNoise weighs them as a pyramid."""
   model, params, base = _setup("unet")
-  make = lambda method, **fields: LongVideoSampler(base, model, method, WINDOW, stride=2,
-                                                   **fields)
+  make = lambda method, **fields: LongVideoSampler(base, model, method, WINDOW, stride=2, **fields)
   assert make("gen_l_video").window_weighting == "uniform"
   assert make("freenoise").long_attention.weighting == "pyramid"
   run = lambda sampler: sampler.sample(params, 0, 1, SHAPE, progress=False)
@@ -224,21 +243,24 @@ def test_fifo_runs_the_authors_settings():
   assert (clip.num_steps, clip.eta, clip.frame_stagger) == (2 * WINDOW, 1.0, 0.0)
   # The queue's levels are the base sampler's grid with the queue's S = 8 steps.
   np.testing.assert_allclose(sampler.fifo_levels, np.linspace(0.0, 1.0, 2 * WINDOW + 1))
-  leading = LongVideoSampler(dataclasses.replace(base, spacing="leading"), model, "fifo",
-                             WINDOW, num_partitions=2)
-  np.testing.assert_allclose(leading.fifo_levels,
-                             [0.0] + [(125 * k + 1) / 1000 for k in range(8)])
+  leading = LongVideoSampler(
+    dataclasses.replace(base, spacing="leading"), model, "fifo", WINDOW, num_partitions=2
+  )
+  np.testing.assert_allclose(leading.fifo_levels, [0.0] + [(125 * k + 1) / 1000 for k in range(8)])
   assert LongVideoSampler(base, model, "fifo", WINDOW, fifo_eta=0.0).fifo.eta == 0.0
 
 
-@pytest.mark.parametrize("fields,message", [
+@pytest.mark.parametrize(
+  "fields,message",
+  [
     (dict(method="freeinit"), "Unknown long-video method"),
     (dict(stride=0), r"stride must be in \[1, window=4\]"),
     (dict(stride=5), r"stride must be in \[1, window=4\]"),
     (dict(method="fifo", tail="uniform"), "Unknown FIFO tail"),
     (dict(method="autoregressive", extension_mode="inpaint"), "Unknown extension mode"),
     (dict(method="fifo", per_window_condition=True), "Gen-L-Video's or FreeNoise's"),
-])
+  ],
+)
 def test_bad_settings_raise(fields, message):
   model, _, base = _setup("unet")
   with pytest.raises(ConfigError, match=message):

@@ -16,9 +16,14 @@ def test_real_long_videos_score_full_marks():
   metrics = long_video_metrics(videos, WINDOW)
   assert metrics.pop("colour_overlap") > 0.95  # occlusion moves the shares a little
   assert abs(metrics.pop("bright_mass_kept") - 1.0) < 0.1
-  assert metrics == {"window_valid_fraction": 1.0, "window_motion_fraction": 1.0,
-                     "boundary_continuity": 1.0, "colours_kept": 1.0, "identity_kept": 1.0,
-                     "num_videos": 4}
+  assert metrics == {
+    "window_valid_fraction": 1.0,
+    "window_motion_fraction": 1.0,
+    "boundary_continuity": 1.0,
+    "colours_kept": 1.0,
+    "identity_kept": 1.0,
+    "num_videos": 4,
+  }
 
 
 def test_stitched_independent_clips_fail_continuity_and_identity():
@@ -51,7 +56,7 @@ def test_a_square_that_grows_keeps_its_colour_but_not_its_identity():
   for t in range(WINDOW, 2 * WINDOW):  # the second window's square 3 px larger
     y, x = np.minimum(truth["positions"][0, t], 32 - size - 3)
     grown[t] = 0
-    grown[t, y:y + size + 3, x:x + size + 3] = colour
+    grown[t, y : y + size + 3, x : x + size + 3] = colour
   report = long_video_report(grown, WINDOW)
   assert report["colours_kept"] == 1.0
   assert report["identity_kept"] == 0.0
@@ -62,7 +67,7 @@ def test_a_fading_video_loses_bright_mass():
   source = BouncingShapes(num_frames=4 * WINDOW, seed=5)
   video = source.render(0)[0]
   fading = video.copy()
-  fading[2 * WINDOW:] //= 3  # windows 3 and 4 fall below the brightness threshold
+  fading[2 * WINDOW :] //= 3  # windows 3 and 4 fall below the brightness threshold
   assert abs(long_video_report(video, WINDOW)["bright_mass_kept"] - 1.0) < 0.1
   # the later windows keep about 1, 0 and 0 of the first window's bright pixels
   assert abs(long_video_report(fading, WINDOW)["bright_mass_kept"] - 1 / 3) < 0.05

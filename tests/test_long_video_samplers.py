@@ -55,10 +55,13 @@ def test_co_denoising_with_one_window_is_plain_sampling():
   np.testing.assert_array_equal(run(co_denoising(denoise, window=4, stride=2)), run(denoise))
 
 
-@pytest.mark.parametrize("window,stride,weighting,window_batch,per_frame_t", [
-    (3, 1, "uniform", None, False), (4, 3, "pyramid", None, True), (5, 2, "uniform", 2, True)])
-def test_co_denoising_leaves_a_per_frame_denoiser_unchanged(window, stride, weighting,
-                                                            window_batch, per_frame_t):
+@pytest.mark.parametrize(
+  "window,stride,weighting,window_batch,per_frame_t",
+  [(3, 1, "uniform", None, False), (4, 3, "pyramid", None, True), (5, 2, "uniform", 2, True)],
+)
+def test_co_denoising_leaves_a_per_frame_denoiser_unchanged(
+  window, stride, weighting, window_batch, per_frame_t
+):
   denoise = gaussian_denoiser(VP)
   z = videos(2, 7)
   t = jnp.linspace(0.2, 0.9, 14).reshape(2, 7) if per_frame_t else jnp.array([0.3, 0.8])
@@ -83,7 +86,8 @@ def test_co_denoising_averages_windows_uniformly_by_default():
   plain mean of its windows, whatever its place in them."""
   prompts = jnp.array([[1.0, 2.0, 4.0]])  # windows [0, 3), [2, 5), [4, 7)
   x0 = co_denoising(cond_denoiser, 3, 2, per_window_cond=True)(
-      videos(1, 7), jnp.array([0.5]), prompts)
+    videos(1, 7), jnp.array([0.5]), prompts
+  )
   np.testing.assert_allclose(x0[0, :, 0, 0, 0], [1, 1, 1.5, 2, 3, 4, 4], rtol=1e-6)
 
 
@@ -93,20 +97,23 @@ def test_co_denoising_gives_each_window_its_condition(weighting):
   starts = window_starts(frames, window, stride)  # (0, 2, 4)
   prompts = jnp.array([[1.0, 2.0, 4.0], [-1.0, 0.0, 3.0]])  # [B, W]
   x0 = co_denoising(cond_denoiser, window, stride, weighting, per_window_cond=True)(
-      videos(2, frames), jnp.array([0.5, 0.5]), prompts)
+    videos(2, frames), jnp.array([0.5, 0.5]), prompts
+  )
   weights = window_weights(window, weighting)
   total, norm = np.zeros((2, frames)), np.zeros(frames)
   for w, start in enumerate(starts):
-    total[:, start:start + window] += weights * np.asarray(prompts)[:, w:w + 1]
-    norm[start:start + window] += weights
+    total[:, start : start + window] += weights * np.asarray(prompts)[:, w : w + 1]
+    norm[start : start + window] += weights
   np.testing.assert_allclose(x0[..., 0, 0, 0], total / norm, rtol=1e-6)
   # A per-video condition reaches every window.
-  per_video = co_denoising(cond_denoiser, window, stride)(videos(2, frames), jnp.array([0.5, 0.5]),
-                                                          jnp.array([5.0, 6.0]))
+  per_video = co_denoising(cond_denoiser, window, stride)(
+    videos(2, frames), jnp.array([0.5, 0.5]), jnp.array([5.0, 6.0])
+  )
   np.testing.assert_allclose(per_video[:, :, 0, 0, 0], [[5.0] * frames, [6.0] * frames])
   with pytest.raises(ShapeError, match="count doesn't match the segments.*3 windows"):
     co_denoising(cond_denoiser, window, stride, per_window_cond=True)(
-        videos(2, frames), jnp.array([0.5, 0.5]), prompts[:, :2])
+      videos(2, frames), jnp.array([0.5, 0.5]), prompts[:, :2]
+    )
 
 
 def test_co_denoising_rejects_bad_windows():
@@ -140,8 +147,8 @@ def test_rescheduled_noise_shuffles_the_first_window():
   np.testing.assert_array_equal(source[:window], np.arange(window))
   shuffled = False
   for start in range(window, frames, stride):
-    block = source[start:start + stride]
-    origin = source[start - window:start - window + stride]
+    block = source[start : start + stride]
+    origin = source[start - window : start - window + stride]
     assert len(set(block)) == len(block) and set(block) <= set(origin)
     if len(block) == stride:
       np.testing.assert_array_equal(np.sort(block), np.sort(origin))
@@ -162,8 +169,10 @@ def test_rescheduled_noise_keys_and_jit():
   assert rescheduled_noise(keys[0], 4, (2,), 4, 2).shape == (4, 2)
 
 
-@pytest.mark.parametrize("frames,window,stride,message", [
-    (4, 5, 2, "does not fit a video of 4 frames"), (8, 4, 0, "got 0"), (8, 4, 5, "got 5")])
+@pytest.mark.parametrize(
+  "frames,window,stride,message",
+  [(4, 5, 2, "does not fit a video of 4 frames"), (8, 4, 0, "got 0"), (8, 4, 5, "got 5")],
+)
 def test_rescheduled_noise_rejects_bad_windows(frames, window, stride, message):
   with pytest.raises(ConfigError, match=message):
     rescheduled_noise(jax.random.key(0), frames, (2,), window, stride)
@@ -177,27 +186,53 @@ def _gaussian_x0_network(process):
   return lambda variables, model_input, t: denoise(model_input, t, None)
 
 
-@pytest.mark.parametrize("mode,sampler,stagger,power", [("clean", "ddpm", 0.0, 1.0),
-                                                        ("replace", "dpmpp_2m", 0.5, 1.0),
-                                                        ("clean", "ddpm", 0.5, 2.0)])
+@pytest.mark.parametrize(
+  "mode,sampler,stagger,power",
+  [("clean", "ddpm", 0.0, 1.0), ("replace", "dpmpp_2m", 0.5, 1.0), ("clean", "ddpm", 0.5, 2.0)],
+)
 def test_extension_starts_with_plain_sampling(mode, sampler, stagger, power):
   window = 4
-  plain = VideoSampler(_gaussian_x0_network(VP), VP, "x0", sampler=sampler, num_steps=6,
-                       frame_stagger=stagger, time_power=power, clip_x0=False)
-  expected = plain.sample({}, seed=3, num_videos=2, video_shape=(window,) + FRAME,
-                          progress=False)
+  plain = VideoSampler(
+    _gaussian_x0_network(VP),
+    VP,
+    "x0",
+    sampler=sampler,
+    num_steps=6,
+    frame_stagger=stagger,
+    time_power=power,
+    clip_x0=False,
+  )
+  expected = plain.sample({}, seed=3, num_videos=2, video_shape=(window,) + FRAME, progress=False)
   base = jax.random.key(3)
   keys = jax.vmap(lambda i: jax.random.fold_in(base, i))(jnp.arange(2))
-  video = extend(gaussian_denoiser(VP), VP, keys, 7, window, 2, FRAME, sampler=sampler,
-                 num_steps=6, clip_x0=False, mode=mode, frame_stagger=stagger,
-                 time_power=power)
+  video = extend(
+    gaussian_denoiser(VP),
+    VP,
+    keys,
+    7,
+    window,
+    2,
+    FRAME,
+    sampler=sampler,
+    num_steps=6,
+    clip_x0=False,
+    mode=mode,
+    frame_stagger=stagger,
+    time_power=power,
+  )
   assert video.shape == (2, 7) + FRAME and np.all(np.isfinite(video))
   np.testing.assert_allclose(video[:, :window], expected, atol=1e-6)
 
 
-@pytest.mark.parametrize("mode,process,sampler", [
-    ("clean", VP, "ddim"), ("clean", FlowProcess(), "unipc"), ("clean", EDMProcess(), "heun"),
-    ("replace", FlowProcess(), "ddim")])
+@pytest.mark.parametrize(
+  "mode,process,sampler",
+  [
+    ("clean", VP, "ddim"),
+    ("clean", FlowProcess(), "unipc"),
+    ("clean", EDMProcess(), "heun"),
+    ("replace", FlowProcess(), "ddim"),
+  ],
+)
 def test_extension_clips_continue_their_context(mode, process, sampler):
   """Each clip's context frames come out as the previous clip's last frames, exactly (clean
   mode holds them; replace mode's last replacement is at t = 0, where sigma = 0 for the flow
@@ -216,16 +251,18 @@ def test_extension_clips_continue_their_context(mode, process, sampler):
 def test_extension_keys_condition_length_and_single_trace():
   process = FlowProcess()
   keys = keys_for(2, seed=1)
-  run = lambda k, frames=10: extend(mixing_denoiser(process), process, k, frames, 4, 2, FRAME,
-                                    num_steps=3, clip_x0=False)
+  run = lambda k, frames=10: extend(
+    mixing_denoiser(process), process, k, frames, 4, 2, FRAME, num_steps=3, clip_x0=False
+  )
   video = run(keys)
   assert video.shape == (2, 10) + FRAME  # 4 clips give 4 + 2 + 2 + 2 frames
   np.testing.assert_array_equal(run(keys), video)
   np.testing.assert_allclose(run(keys[1:]), video[1:], atol=1e-6)  # per-video keys
   assert run(keys, frames=9).shape == (2, 9) + FRAME  # the last clip cut
   # The condition reaches every clip (the last DDIM step returns x0 at the flow's t = 0).
-  out = extend(cond_denoiser, process, keys, 6, 4, 1, FRAME, num_steps=2,
-               cond=jnp.array([0.25, -0.5]))
+  out = extend(
+    cond_denoiser, process, keys, 6, 4, 1, FRAME, num_steps=2, cond=jnp.array([0.25, -0.5])
+  )
   np.testing.assert_allclose(out[..., 0, 0, 0], [[0.25] * 6, [-0.5] * 6])
   # The clip body is traced once, whatever the number of clips.
   traces = []
@@ -235,12 +272,15 @@ def test_extension_keys_condition_length_and_single_trace():
     return gaussian_denoiser(process)(z, t, cond)
 
   for frames in (6, 40):
-    jax.eval_shape(lambda k, n=frames: extend(counting, process, k, n, 4, 2, FRAME,
-                                              num_steps=3), keys)
+    jax.eval_shape(
+      lambda k, n=frames: extend(counting, process, k, n, 4, 2, FRAME, num_steps=3), keys
+    )
   assert len(traces) == 2
 
 
-@pytest.mark.parametrize("overrides,error,message", [
+@pytest.mark.parametrize(
+  "overrides,error,message",
+  [
     (dict(context_frames=0), ConfigError, "context_frames must be in \\[1, window - 1\\]"),
     (dict(context_frames=4), ConfigError, "got 4"),
     (dict(num_frames=3), ConfigError, "window=4 frames is longer than the requested num_frames=3"),
@@ -249,9 +289,17 @@ def test_extension_keys_condition_length_and_single_trace():
     (dict(sampler="unipc", eta=0.5), ConfigError, "'ddim' sampler only"),
     (dict(num_steps=0), ConfigError, "positive integer, got 0"),
     (dict(frame_shape=(3, 3)), ShapeError, "frame_shape must be \\(H, W, C\\)"),
-])
+  ],
+)
 def test_extension_rejects_bad_input(overrides, error, message):
-  args = dict(denoise=gaussian_denoiser(VP), process=VP, keys=keys_for(1), num_frames=8, window=4,
-              context_frames=2, frame_shape=FRAME)
+  args = dict(
+    denoise=gaussian_denoiser(VP),
+    process=VP,
+    keys=keys_for(1),
+    num_frames=8,
+    window=4,
+    context_frames=2,
+    frame_shape=FRAME,
+  )
   with pytest.raises(error, match=message):
     extend(**{**args, **overrides})

@@ -24,8 +24,15 @@ def test_bright_iou():
 def test_given_frames_are_held_and_the_rest_is_sampled(stagger):
   # A network that predicts x0 = 0.5 everywhere: the sampled frames end at 0.5.
   network = lambda variables, z, t: jnp.full_like(z, 0.5)
-  sampler = VideoSampler(network, VPProcess(get_schedule("cosine")), "x0", sampler="ddim",
-                         num_steps=4, frame_stagger=stagger, clip_x0=False)
+  sampler = VideoSampler(
+    network,
+    VPProcess(get_schedule("cosine")),
+    "x0",
+    sampler="ddim",
+    num_steps=4,
+    frame_stagger=stagger,
+    clip_x0=False,
+  )
   real = jnp.asarray(np.random.default_rng(0).uniform(-1, 1, (2, 5, 3, 3, 3)), jnp.float32)
   out = continue_videos(sampler, {}, real, 2, seed=0)
   np.testing.assert_array_equal(out[:, :2], real[:, :2])

@@ -24,10 +24,12 @@ def _config(**model):
   return config
 
 
-@pytest.mark.parametrize("method,collective", [("all_to_all", "all-to-all"),
-                                               ("ring", "collective-permute")])
-@pytest.mark.parametrize("model", [{"causal": False}, {"causal": True},
-                                   {"layout": "windowed", "temporal_window": 2}])
+@pytest.mark.parametrize(
+  "method,collective", [("all_to_all", "all-to-all"), ("ring", "collective-permute")]
+)
+@pytest.mark.parametrize(
+  "model", [{"causal": False}, {"causal": True}, {"layout": "windowed", "temporal_window": 2}]
+)
 def test_context_parallel_attention_equals_one_device(model, method, collective):
   x = jax.random.normal(jax.random.key(0), (2, 4, 16, 16, 3))  # 4 frames x 16 tokens
   t = jnp.array([[0.1, 0.3, 0.5, 0.9], [0.6, 0.6, 0.2, 0.0]])
@@ -35,14 +37,17 @@ def test_context_parallel_attention_equals_one_device(model, method, collective)
   params = jax.jit(plain.init)(jax.random.key(1), x, t)["params"]
   leaves, tree = jax.tree.flatten(params)  # away from the zero-initialized gates
   keys = jax.random.split(jax.random.key(2), len(leaves))
-  params = jax.tree.unflatten(tree, [p + 0.05 * jax.random.normal(k, p.shape)
-                                     for p, k in zip(leaves, keys)])
+  params = jax.tree.unflatten(
+    tree, [p + 0.05 * jax.random.normal(k, p.shape) for p, k in zip(leaves, keys)]
+  )
   expected = jax.jit(plain.apply)({"params": params}, x, t)
 
   config = _config(context_parallel=method, **model)
   sharded = get_model(config)
-  with jax.set_mesh(make_mesh({"data": 2, "context": 4})), nn.logical_axis_rules(
-      config.mesh.logical_axis_rules):
+  with (
+    jax.set_mesh(make_mesh({"data": 2, "context": 4})),
+    nn.logical_axis_rules(config.mesh.logical_axis_rules),
+  ):
     apply = jax.jit(sharded.apply)
     out = apply({"params": params}, x, t)
     hlo = apply.lower({"params": params}, x, t).compile().as_text()
@@ -79,8 +84,10 @@ def test_context_parallel_needs_heads_that_split():
   config = _config(context_parallel="all_to_all")  # 4 heads
   model = get_model(config)
   x, t = jnp.zeros((1, 4, 16, 16, 3)), jnp.zeros((1,))
-  with jax.set_mesh(make_mesh({"context": 8})), nn.logical_axis_rules(
-      config.mesh.logical_axis_rules):
+  with (
+    jax.set_mesh(make_mesh({"context": 8})),
+    nn.logical_axis_rules(config.mesh.logical_axis_rules),
+  ):
     with pytest.raises(ConfigError, match="splits 4 heads into 8"):
       jax.eval_shape(model.init, jax.random.key(0), x, t)
   with pytest.raises(ConfigError, match="'factorized' layout"):
@@ -91,8 +98,9 @@ def test_context_parallel_needs_heads_that_split():
 
 def test_mesh_shapes_within_and_across_slices():
   assert split_mesh_shape({"data": -1, "tensor": 2}, {"data": 2}, 16) == (
-      {"data": 4, "fsdp": 1, "context": 1, "tensor": 2},
-      {"data": 2, "fsdp": 1, "context": 1, "tensor": 1})
+    {"data": 4, "fsdp": 1, "context": 1, "tensor": 2},
+    {"data": 2, "fsdp": 1, "context": 1, "tensor": 1},
+  )
   with pytest.raises(ConfigError, match="asks for 3 slices/processes, which do not split 8"):
     split_mesh_shape({"data": -1}, {"data": 3}, 8)
   with pytest.raises(ConfigError, match="positive sizes"):

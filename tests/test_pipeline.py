@@ -40,9 +40,19 @@ def test_iterator_state_resumes_the_stream_exactly():
 
 
 def test_processes_get_disjoint_halves_of_the_global_batch():
-  config = data_config(batch_size=8, bouncing_shapes=dict(num_videos=64, min_shapes=1, max_shapes=2,
-                                                          min_size=3, max_size=5, min_speed=1,
-                                                          max_speed=3, seed=0))
+  config = data_config(
+    batch_size=8,
+    bouncing_shapes=dict(
+      num_videos=64,
+      min_shapes=1,
+      max_shapes=2,
+      min_size=3,
+      max_size=5,
+      min_speed=1,
+      max_speed=3,
+      seed=0,
+    ),
+  )
   first = take(iter(make_dataset(config, process_index=0, process_count=2)), 4)
   second = take(iter(make_dataset(config, process_index=1, process_count=2)), 4)
   assert first[0].shape[0] == 4  # local batch = global / processes
@@ -59,12 +69,17 @@ def test_video_folder_pipeline_skips_corrupt_files(tmp_path):
   for name in ("a.mp4", "b.gif"):
     video_io.write_video(tmp_path / name, frames)
   (tmp_path / "broken.mp4").write_bytes(b"not a video at all" * 100)
-  config = data_config(name="video_folder", batch_size=4,
-                       video_folder=dict(root=str(tmp_path), frame_stride=1))
+  config = data_config(
+    name="video_folder", batch_size=4, video_folder=dict(root=str(tmp_path), frame_stride=1)
+  )
   batches = take(iter(make_dataset(config, process_index=0, process_count=1)), 3)
   assert all(batch.shape == (4, 4, 16, 16, 3) for batch in batches)
   assert all(batch[:, :, 6, 6].min() > 200 for batch in batches)  # only real clips, no blanks
   with pytest.raises(DataError, match="empty_missing"):
-    make_dataset(data_config(name="video_folder",
-                             video_folder=dict(root=str(tmp_path / "empty_missing"), frame_stride=1)),
-                 process_index=0, process_count=1)
+    make_dataset(
+      data_config(
+        name="video_folder", video_folder=dict(root=str(tmp_path / "empty_missing"), frame_stride=1)
+      ),
+      process_index=0,
+      process_count=1,
+    )

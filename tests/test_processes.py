@@ -6,9 +6,18 @@ import ml_collections
 import numpy as np
 import pytest
 
-from jvdm.diffusion import (PREDICTIONS, EDMProcess, FlowProcess, VPProcess, broadcast_to_video,
-                            diffusion_loss, get_schedule, make_process, target_for_prediction,
-                            x0_from_prediction)
+from jvdm.diffusion import (
+  PREDICTIONS,
+  EDMProcess,
+  FlowProcess,
+  VPProcess,
+  broadcast_to_video,
+  diffusion_loss,
+  get_schedule,
+  make_process,
+  target_for_prediction,
+  x0_from_prediction,
+)
 from jvdm.diffusion.discrete import discrete_schedule
 from jvdm.diffusion.loss import sample_timesteps
 from jvdm.diffusion.parameterization import SIGMA_DATA, x0_per_output
@@ -16,14 +25,14 @@ from jvdm.diffusion.weighting import draw_times, output_loss_weight
 from jvdm.errors import ConfigError
 
 PROCESSES = {
-    "vp_cosine": VPProcess(get_schedule("cosine")),
-    "vp_shifted_cosine": VPProcess(get_schedule("cosine", logsnr_shift=-3.0)),
-    "vp_interpolated_cosine": VPProcess(get_schedule("interpolated_cosine", shift_end=-3.0)),
-    "vp_discrete_linear": VPProcess(discrete_schedule("linear")),
-    "vp_discrete_cosine": VPProcess(discrete_schedule("squaredcos_cap_v2")),
-    "edm": EDMProcess(),
-    "flow": FlowProcess(),
-    "flow_shift3": FlowProcess(shift=3.0),
+  "vp_cosine": VPProcess(get_schedule("cosine")),
+  "vp_shifted_cosine": VPProcess(get_schedule("cosine", logsnr_shift=-3.0)),
+  "vp_interpolated_cosine": VPProcess(get_schedule("interpolated_cosine", shift_end=-3.0)),
+  "vp_discrete_linear": VPProcess(discrete_schedule("linear")),
+  "vp_discrete_cosine": VPProcess(discrete_schedule("squaredcos_cap_v2")),
+  "edm": EDMProcess(),
+  "flow": FlowProcess(),
+  "flow_shift3": FlowProcess(shift=3.0),
 }
 
 
@@ -31,7 +40,7 @@ def test_edm_and_flow_coefficients():
   t = jnp.linspace(0.0, 1.0, 11, dtype=jnp.float32)
   alpha, sigma = EDMProcess(sigma_max=80.0, rho=7.0).alpha_sigma(t)
   np.testing.assert_allclose(alpha, 1.0)
-  np.testing.assert_allclose(sigma, 80.0 * np.asarray(t)**7, rtol=1e-5)
+  np.testing.assert_allclose(sigma, 80.0 * np.asarray(t) ** 7, rtol=1e-5)
   alpha, sigma = FlowProcess(shift=1.0).alpha_sigma(t)
   np.testing.assert_allclose(sigma, t, atol=1e-7)
   np.testing.assert_allclose(alpha + sigma, 1.0, atol=1e-7)
@@ -45,8 +54,9 @@ def test_edm_scales_the_model_input_by_c_in():
   t = jnp.array([[0.5, 1.0]])
   scaled = EDMProcess().scale_model_input(z, t)
   sigma = 80.0 * np.array([0.5**7, 1.0])
-  np.testing.assert_allclose(scaled[0, :, 0, 0, 0], 1.0 / np.sqrt(sigma**2 + SIGMA_DATA**2),
-                             rtol=1e-5)
+  np.testing.assert_allclose(
+    scaled[0, :, 0, 0, 0], 1.0 / np.sqrt(sigma**2 + SIGMA_DATA**2), rtol=1e-5
+  )
 
 
 @pytest.mark.parametrize("name", sorted(PROCESSES))
@@ -63,8 +73,9 @@ def test_time_at_noise_ratio_inverts_the_process(name):
 def test_interpolated_cosine_runs_between_its_two_shifts():
   plain = get_schedule("cosine", logsnr_min=-30.0, logsnr_max=30.0)
   shifted = get_schedule("cosine", logsnr_min=-30.0, logsnr_max=30.0, logsnr_shift=-4.0)
-  interpolated = get_schedule("interpolated_cosine", logsnr_min=-30.0, logsnr_max=30.0,
-                              shift_start=0.0, shift_end=-4.0)
+  interpolated = get_schedule(
+    "interpolated_cosine", logsnr_min=-30.0, logsnr_max=30.0, shift_start=0.0, shift_end=-4.0
+  )
   t = jnp.linspace(0.05, 0.95, 19)
   np.testing.assert_allclose(interpolated(t), (1 - t) * plain(t) + t * shifted(t), rtol=1e-6)
   # SiD2: the shift grows from 0 at low noise to the full shift at high noise.
@@ -85,14 +96,20 @@ def test_every_prediction_converts_back_to_x0_on_every_process(name, prediction)
     alpha, sigma = (broadcast_to_video(c, x) for c in process.alpha_sigma(t))
     z = alpha * x + sigma * noise
     target = target_for_prediction(prediction, x, noise, alpha, sigma)
-    np.testing.assert_allclose(x0_from_prediction(prediction, target, z, alpha, sigma), x,
-                               rtol=1e-9, atol=1e-9)
+    np.testing.assert_allclose(
+      x0_from_prediction(prediction, target, z, alpha, sigma), x, rtol=1e-9, atol=1e-9
+    )
     # x0_per_output is the derivative of the conversion with respect to the output.
-    derivative = jax.jvp(lambda out: x0_from_prediction(prediction, out, z, alpha, sigma),
-                         (target,), (jnp.ones_like(target),))[1]
-    np.testing.assert_allclose(jnp.abs(derivative),
-                               jnp.broadcast_to(x0_per_output(prediction, alpha, sigma), x.shape),
-                               rtol=1e-9)
+    derivative = jax.jvp(
+      lambda out: x0_from_prediction(prediction, out, z, alpha, sigma),
+      (target,),
+      (jnp.ones_like(target),),
+    )[1]
+    np.testing.assert_allclose(
+      jnp.abs(derivative),
+      jnp.broadcast_to(x0_per_output(prediction, alpha, sigma), x.shape),
+      rtol=1e-9,
+    )
 
 
 def test_flow_velocity_and_edm_targets_have_the_published_forms():
@@ -110,18 +127,24 @@ def test_loss_weightings_match_their_papers():
   sigma = jnp.sqrt(1.0 - alpha**2)
   snr = alpha**2 / sigma**2
   # Min-SNR-5 as the diffusers training scripts write it for eps and v models.
-  np.testing.assert_allclose(output_loss_weight("min_snr", "eps", alpha, sigma, 5.0),
-                             jnp.minimum(snr, 5.0) / snr, rtol=1e-5)
-  np.testing.assert_allclose(output_loss_weight("min_snr", "v", alpha, sigma, 5.0),
-                             jnp.minimum(snr, 5.0) / (snr + 1.0), rtol=1e-5)
-  np.testing.assert_allclose(output_loss_weight("min_snr", "x0", alpha, sigma, 5.0),
-                             jnp.minimum(snr, 5.0), rtol=1e-5)
+  np.testing.assert_allclose(
+    output_loss_weight("min_snr", "eps", alpha, sigma, 5.0), jnp.minimum(snr, 5.0) / snr, rtol=1e-5
+  )
+  np.testing.assert_allclose(
+    output_loss_weight("min_snr", "v", alpha, sigma, 5.0),
+    jnp.minimum(snr, 5.0) / (snr + 1.0),
+    rtol=1e-5,
+  )
+  np.testing.assert_allclose(
+    output_loss_weight("min_snr", "x0", alpha, sigma, 5.0), jnp.minimum(snr, 5.0), rtol=1e-5
+  )
   # SNR weighting of the x0 error is the plain eps-MSE.
   np.testing.assert_allclose(output_loss_weight("snr", "eps", alpha, sigma), 1.0, rtol=1e-5)
   # EDM's lambda(sigma) makes the effective weight of F's error 1 (Karras et al. 2022, sec. 5).
   edm_sigma = jnp.array([0.01, 0.5, 5.0, 80.0])
-  np.testing.assert_allclose(output_loss_weight("edm", "edm", jnp.ones(4), edm_sigma), 1.0,
-                             rtol=1e-5)
+  np.testing.assert_allclose(
+    output_loss_weight("edm", "edm", jnp.ones(4), edm_sigma), 1.0, rtol=1e-5
+  )
   with pytest.raises(ConfigError, match="min_snr"):
     output_loss_weight("p2", "eps", alpha, sigma)
 
@@ -136,8 +159,9 @@ def test_logit_normal_times():
     draw_times(jax.random.key(0), (3,), "lognormal")
 
 
-@pytest.mark.parametrize("process_name,prediction", [("flow", "flow"), ("edm", "edm"),
-                                                     ("vp_discrete_linear", "eps")])
+@pytest.mark.parametrize(
+  "process_name,prediction", [("flow", "flow"), ("edm", "edm"), ("vp_discrete_linear", "eps")]
+)
 @pytest.mark.parametrize("weighting", ["uniform", "min_snr"])
 def test_an_oracle_network_has_zero_loss_on_every_process(process_name, prediction, weighting):
   process = PROCESSES[process_name]
@@ -154,17 +178,34 @@ def test_an_oracle_network_has_zero_loss_on_every_process(process_name, predicti
     alpha, sigma = (broadcast_to_video(c, x) for c in process.alpha_sigma(t))
     return target_for_prediction(prediction, x, noise, alpha, sigma)
 
-  loss = diffusion_loss(oracle, process, prediction, x, rng, per_frame_noise=1.0,
-                        weighting=weighting, time_sampling="logit_normal")
+  loss = diffusion_loss(
+    oracle,
+    process,
+    prediction,
+    x,
+    rng,
+    per_frame_noise=1.0,
+    weighting=weighting,
+    time_sampling="logit_normal",
+  )
   assert float(loss) < 1e-8
-  wrong = diffusion_loss(lambda z, t: jnp.zeros_like(z), process, prediction, x, rng,
-                         per_frame_noise=1.0, weighting=weighting, time_sampling="logit_normal")
+  wrong = diffusion_loss(
+    lambda z, t: jnp.zeros_like(z),
+    process,
+    prediction,
+    x,
+    rng,
+    per_frame_noise=1.0,
+    weighting=weighting,
+    time_sampling="logit_normal",
+  )
   assert float(wrong) > 1e-3
 
 
 def test_make_process_from_config_and_unknown_names():
-  config = ml_collections.ConfigDict(dict(
-      process="flow", flow=dict(shift=3.0), edm=dict(sigma_min=0.002, sigma_max=80.0, rho=7.0)))
+  config = ml_collections.ConfigDict(
+    dict(process="flow", flow=dict(shift=3.0), edm=dict(sigma_min=0.002, sigma_max=80.0, rho=7.0))
+  )
   assert make_process(config) == FlowProcess(3.0)
   config.process = "edm"
   assert make_process(config) == EDMProcess()

@@ -20,8 +20,10 @@ FIXTURE = pathlib.Path(__file__).parent / "fixtures" / "reconstruction_metric_re
 def _cases():
   with np.load(FIXTURE) as data:
     names = sorted({key.split("/")[0] for key in data.files if key.endswith("/a")})
-    return [(name, {key.split("/")[1]: data[key] for key in data.files
-                    if key.startswith(name + "/")}) for name in names]
+    return [
+      (name, {key.split("/")[1]: data[key] for key in data.files if key.startswith(name + "/")})
+      for name in names
+    ]
 
 
 @pytest.mark.parametrize("name, case", _cases(), ids=[name for name, _ in _cases()])
@@ -49,11 +51,13 @@ def test_identical_and_noisy_videos():
   np.testing.assert_allclose(ssim(videos, videos), [1.0, 1.0], rtol=0, atol=1e-6)
   assert np.all(np.isinf(psnr(videos, videos))) and np.all(psnr(videos, videos) > 0)
   noise = jax.random.normal(jax.random.key(1), videos.shape)
-  scores = [jax.jit(lambda x, y: (psnr(x, y), ssim(x, y)))(videos, videos + level * noise)
-            for level in (0.01, 0.05, 0.2)]
+  scores = [
+    jax.jit(lambda x, y: (psnr(x, y), ssim(x, y)))(videos, videos + level * noise)
+    for level in (0.01, 0.05, 0.2)
+  ]
   for (psnr_less, ssim_less), (psnr_more, ssim_more) in zip(scores, scores[1:]):
     assert np.all(psnr_more < psnr_less) and np.all(ssim_more < ssim_less)
-  np.testing.assert_allclose(scores[0][0], 10 * np.log10(4 / 0.01 ** 2), atol=0.2)
+  np.testing.assert_allclose(scores[0][0], 10 * np.log10(4 / 0.01**2), atol=0.2)
 
 
 def test_uint8_matches_the_same_video_in_floats():
@@ -64,8 +68,9 @@ def test_uint8_matches_the_same_video_in_floats():
   b = np.clip(a + rng.integers(-20, 21, a.shape), 0, 255).astype(np.uint8)
   as_float = lambda v: v.astype(np.float32) / 127.5 - 1
   for metric in (psnr, ssim):
-    np.testing.assert_allclose(metric(a, b, data_range=255), metric(as_float(a), as_float(b)),
-                               rtol=1e-5)
+    np.testing.assert_allclose(
+      metric(a, b, data_range=255), metric(as_float(a), as_float(b)), rtol=1e-5
+    )
 
 
 def test_one_video_gives_a_scalar():
@@ -73,10 +78,13 @@ def test_one_video_gives_a_scalar():
   assert psnr(video, video + 0.1).shape == () and ssim(video, video + 0.1).shape == ()
 
 
-@pytest.mark.parametrize("a_shape, b_shape, message", [
+@pytest.mark.parametrize(
+  "a_shape, b_shape, message",
+  [
     ((1, 2, 16, 16, 3), (1, 2, 16, 15, 3), r"shapes \(1, 2, 16, 16, 3\) and \(1, 2, 16, 15, 3\)"),
     ((16, 16, 3), (16, 16, 3), r"expected one shape \[..., T, H, W, C\]"),
-])
+  ],
+)
 def test_bad_shapes_raise(a_shape, b_shape, message):
   for metric in (psnr, ssim):
     with pytest.raises(ShapeError, match=message):
@@ -90,11 +98,13 @@ def test_ssim_needs_an_11_pixel_frame():
 
 def test_bad_data_range_and_dtypes_raise():
   video = np.zeros((1, 1, 16, 16, 3), np.uint8)
-  with pytest.raises(ConfigError, match="data_range=2.0 for uint8 videos, expected the dtype's "
-                                        "span 255"):
+  with pytest.raises(
+    ConfigError, match="data_range=2.0 for uint8 videos, expected the dtype's span 255"
+  ):
     psnr(video, video)
   with pytest.raises(ConfigError, match="data_range=0, expected the positive span"):
     ssim(video.astype(np.float32), video.astype(np.float32), data_range=0)
-  with pytest.raises(ConfigError, match="dtypes uint8 and float32, expected both integer or "
-                                        "both float"):
+  with pytest.raises(
+    ConfigError, match="dtypes uint8 and float32, expected both integer or both float"
+  ):
     ssim(video, video.astype(np.float32), data_range=255)

@@ -9,8 +9,13 @@ from configs import bouncing_shapes_dit, bouncing_shapes_unet
 from jvdm.errors import CheckpointError
 from jvdm.models import get_model
 from jvdm.pipelines.video_sampler import make_video_sampler
-from jvdm.training.run_config import (CONFIG_FILE, FIELDS_ADDED, check_run_config_matches,
-                                      load_run_config, save_run_config)
+from jvdm.training.run_config import (
+  CONFIG_FILE,
+  FIELDS_ADDED,
+  check_run_config_matches,
+  load_run_config,
+  save_run_config,
+)
 
 
 def test_saved_config_reads_back_equal(tmp_path):
@@ -33,12 +38,20 @@ def test_old_workdir_configs_get_the_fields_added_since(tmp_path):
   config = bouncing_shapes_unet.get_config("default")
   with config.unlocked():
     config.sample.steps = 123  # present fields keep their value
-  removed = ["model.pixel_head_channels", "model.space_time_rope", "diffusion.context_frames",
-             "sample.time_power", "sample.chunk_frames", "mesh.dcn_shape",
-             "train.condition_dropout"]
+  removed = [
+    "model.pixel_head_channels",
+    "model.space_time_rope",
+    "diffusion.context_frames",
+    "sample.time_power",
+    "sample.chunk_frames",
+    "mesh.dcn_shape",
+    "train.condition_dropout",
+  ]
   _write_without(tmp_path, config, removed)
   loaded = load_run_config(tmp_path)
-  assert loaded.model.pixel_head_channels == FIELDS_ADDED["model:unet3d"]["pixel_head_channels"] == 0
+  assert (
+    loaded.model.pixel_head_channels == FIELDS_ADDED["model:unet3d"]["pixel_head_channels"] == 0
+  )
   assert loaded.model.space_time_rope is False
   assert loaded.diffusion.context_frames == 0
   assert loaded.sample.time_power == 1.0 and loaded.sample.chunk_frames == 4

@@ -36,15 +36,21 @@ def _names():
 def _sampler_and_spacing(config):
   """jvdm's sampler name and spacing for a diffusers scheduler and its kwargs."""
   kwargs, scheduler = config["kwargs"], config["scheduler"]
-  sampler = {"DDPMScheduler": "ddpm", "EulerDiscreteScheduler": "euler",
-             "EulerAncestralDiscreteScheduler": "euler_ancestral",
-             "HeunDiscreteScheduler": "heun", "UniPCMultistepScheduler": "unipc",
-             "FlowMatchEulerDiscreteScheduler": "flow_euler", "LCMScheduler": "lcm"}.get(scheduler)
+  sampler = {
+    "DDPMScheduler": "ddpm",
+    "EulerDiscreteScheduler": "euler",
+    "EulerAncestralDiscreteScheduler": "euler_ancestral",
+    "HeunDiscreteScheduler": "heun",
+    "UniPCMultistepScheduler": "unipc",
+    "FlowMatchEulerDiscreteScheduler": "flow_euler",
+    "LCMScheduler": "lcm",
+  }.get(scheduler)
   if scheduler == "DPMSolverMultistepScheduler":
     sampler = "dpmpp_2m_sde" if kwargs.get("algorithm_type") == "sde-dpmsolver++" else "dpmpp_2m"
   default_spacing = {"ddpm": "leading", "lcm": "lcm", "flow_euler": "flow"}.get(sampler, "linspace")
-  spacing = "karras" if kwargs.get("use_karras_sigmas") else kwargs.get("timestep_spacing",
-                                                                           default_spacing)
+  spacing = (
+    "karras" if kwargs.get("use_karras_sigmas") else kwargs.get("timestep_spacing", default_spacing)
+  )
   return sampler, spacing
 
 
@@ -55,8 +61,13 @@ def _setup(reference, name):
   else:
     process = VPProcess(DiscreteSchedule(reference[f"{name}/alphas_cumprod"]))
   sampler, spacing = _sampler_and_spacing(config)
-  grid = sampling_time_grid(process, SOLVERS[sampler][1], config["num_inference_steps"], spacing,
-                            config["kwargs"].get("steps_offset", 0))
+  grid = sampling_time_grid(
+    process,
+    SOLVERS[sampler][1],
+    config["num_inference_steps"],
+    spacing,
+    config["kwargs"].get("steps_offset", 0),
+  )
   return config, process, sampler, grid
 
 
@@ -78,8 +89,9 @@ def test_grid_matches_diffusers(reference, name):
         with np.errstate(divide="ignore"):
           sigmas = sigmas / (1.0 - sigmas)
       # diffusers rounds its sigma tables to float32.
-      np.testing.assert_allclose(_noise_ratios(process, np.append(t_cur, t_next[-1])), sigmas,
-                                 rtol=2e-6)
+      np.testing.assert_allclose(
+        _noise_ratios(process, np.append(t_cur, t_next[-1])), sigmas, rtol=2e-6
+      )
     else:  # integer-index schedulers: DDPM, LCM
       np.testing.assert_allclose(t_cur * 1000 - 1, reference[f"{name}/timesteps"], atol=1e-9)
 
@@ -102,19 +114,27 @@ def test_trajectory_matches_diffusers(reference, name):
     x_init = jnp.asarray(reference["x_init"])
     keys = jax.random.split(jax.random.key(0), x_init.shape[0])
     noise = reference.get(f"{name}/noise")
-    ours = run_solver(solver, x_init, grid, keys,
-                      noise=None if noise is None else jnp.asarray(noise), trajectory=True)
+    ours = run_solver(
+      solver,
+      x_init,
+      grid,
+      keys,
+      noise=None if noise is None else jnp.asarray(noise),
+      trajectory=True,
+    )
     expected = reference[f"{name}/trajectory"]
     assert ours.dtype == jnp.float64
     # Every intermediate sample, not only the last; relative to the sample's scale.
     error = np.abs(np.asarray(ours) - expected).max(axis=tuple(range(1, expected.ndim)))
     scale = np.abs(expected).max(axis=tuple(range(1, expected.ndim)))
-    assert np.all(error <= 1e-5 * scale), (error / scale)
+    assert np.all(error <= 1e-5 * scale), error / scale
 
 
 def test_guidance_rescale_matches_diffusers(reference):
   with jax.enable_x64(True):
-    out = rescale_guidance(jnp.asarray(reference["guidance_rescale/noise_cfg"]),
-                           jnp.asarray(reference["guidance_rescale/noise_pred_text"]),
-                           float(reference["guidance_rescale/phi"]))
+    out = rescale_guidance(
+      jnp.asarray(reference["guidance_rescale/noise_cfg"]),
+      jnp.asarray(reference["guidance_rescale/noise_pred_text"]),
+      float(reference["guidance_rescale/phi"]),
+    )
     np.testing.assert_allclose(out, reference["guidance_rescale/out"], rtol=1e-12)

@@ -30,25 +30,38 @@ def _gaussian_x0_network(process):
 
 @pytest.mark.parametrize("sampler", SAMPLERS)
 def test_every_sampler_samples_the_data_distribution(sampler):
-  process = FlowProcess(shift=3.0) if sampler == "flow_euler" else VPProcess(
-      discrete_schedule("scaled_linear", beta_start=0.00085, beta_end=0.012))
+  process = (
+    FlowProcess(shift=3.0)
+    if sampler == "flow_euler"
+    else VPProcess(discrete_schedule("scaled_linear", beta_start=0.00085, beta_end=0.012))
+  )
   spacing = {"flow_euler": "flow", "lcm": "lcm", "ddim": "leading", "ddpm": "leading"}.get(
-      sampler, "karras")
+    sampler, "karras"
+  )
   # First-order samplers narrow the distribution by O(1 / steps); they get more steps.
   first_order = sampler in ("ddim", "ddpm", "euler", "euler_ancestral", "flow_euler")
   num_steps = 4 if sampler == "lcm" else 200 if first_order else 25
-  video_sampler = VideoSampler(_gaussian_x0_network(process), process, "x0", sampler=sampler,
-                               num_steps=num_steps, spacing=spacing, clip_x0=False)
-  videos = video_sampler.sample({}, seed=0, num_videos=4, video_shape=(2, 16, 16, 1),
-                                batch_size=4, progress=False)
+  video_sampler = VideoSampler(
+    _gaussian_x0_network(process),
+    process,
+    "x0",
+    sampler=sampler,
+    num_steps=num_steps,
+    spacing=spacing,
+    clip_x0=False,
+  )
+  videos = video_sampler.sample(
+    {}, seed=0, num_videos=4, video_shape=(2, 16, 16, 1), batch_size=4, progress=False
+  )
   assert videos.shape == (4, 2, 16, 16, 1) and np.all(np.isfinite(videos))
   # Deterministic samplers map N(0, 1) onto the data's N(MEAN, STD^2); stochastic ones sample it;
   # LCM with a non-distilled denoiser returns posterior means (too narrow), so only its mean.
   assert abs(videos.mean() - MEAN) < 0.03
   if sampler != "lcm":
     assert abs(videos.std() - STD) < 0.025, videos.std()
-  again = video_sampler.sample({}, seed=0, num_videos=4, video_shape=(2, 16, 16, 1),
-                               batch_size=4, progress=False)
+  again = video_sampler.sample(
+    {}, seed=0, num_videos=4, video_shape=(2, 16, 16, 1), batch_size=4, progress=False
+  )
   np.testing.assert_array_equal(videos, again)
 
 
@@ -94,17 +107,26 @@ def test_solvers_registry_and_samplers_agree():
   assert set(SAMPLERS) == set(SOLVERS)
 
 
-@pytest.mark.parametrize("process,sampler,spacing", [
+@pytest.mark.parametrize(
+  "process,sampler,spacing",
+  [
     (VPProcess(get_schedule("cosine")), "unipc", "linspace"),
     (EDMProcess(), "heun", "karras"),
     (FlowProcess(shift=3.0), "dpmpp_2m", "trailing"),
-])
+  ],
+)
 def test_diffusers_spacings_on_continuous_processes(process, sampler, spacing):
   """The grid is built outside jit for processes without a table of training indices too."""
-  video_sampler = VideoSampler(_gaussian_x0_network(process), process, "x0", sampler=sampler,
-                               num_steps=5, spacing=spacing, clip_x0=False)
-  videos = video_sampler.sample({}, seed=0, num_videos=2, video_shape=(2, 4, 4, 1),
-                                progress=False)
+  video_sampler = VideoSampler(
+    _gaussian_x0_network(process),
+    process,
+    "x0",
+    sampler=sampler,
+    num_steps=5,
+    spacing=spacing,
+    clip_x0=False,
+  )
+  videos = video_sampler.sample({}, seed=0, num_videos=2, video_shape=(2, 4, 4, 1), progress=False)
   assert np.all(np.isfinite(videos))
   grid = np.asarray(video_sampler.time_grid)
   assert grid[0] > grid[1] > grid[-2] > grid[-1] == 0.0

@@ -23,8 +23,11 @@ from jvdm.samplers.denoiser import gaussian_denoiser as exact_gaussian_denoiser
 from jvdm.samplers.driver import staggered_time_grid
 
 MEAN, STD = 0.3, 0.5
-PROCESSES = {"vp": lambda: VPProcess(get_schedule("cosine")), "edm": EDMProcess,
-             "flow": lambda: FlowProcess(shift=1.0)}
+PROCESSES = {
+  "vp": lambda: VPProcess(get_schedule("cosine")),
+  "edm": EDMProcess,
+  "flow": lambda: FlowProcess(shift=1.0),
+}
 _run = jax.jit(run_solver, static_argnums=0, static_argnames="trajectory")
 
 
@@ -38,7 +41,8 @@ def exact_flow(process, z0, t0, t1):
   a0, s0 = process.alpha_sigma(jnp.float64(t0))
   a1, s1 = process.alpha_sigma(jnp.float64(t1))
   return a1 * MEAN + jnp.sqrt(a1**2 * STD**2 + s1**2) * (z0 - a0 * MEAN) / jnp.sqrt(
-      a0**2 * STD**2 + s0**2)
+    a0**2 * STD**2 + s0**2
+  )
 
 
 def make_solver(name, process):
@@ -71,17 +75,17 @@ def keys_for(batch, seed=0):
 # (bh2) and B(h) = h (bh1). Measured over the two finest pairs: 0.99-1.00 (Euler), 2.01
 # (Heun), 1.98-2.09 (DPM++), 2.95-3.00 (UniPC); the finest errors are 2.4x-37x below the bounds.
 ORDER_CASES = [
-    ("ddim", "vp", 1, 1e-2),
-    ("euler", "vp", 1, 1e-2),
-    ("euler", "edm", 1, 1e-2),
-    ("flow_euler", "flow", 1, 1e-2),
-    ("heun", "vp", 2, 1e-4),
-    ("heun", "edm", 2, 1e-4),
-    ("dpmpp_2m", "vp", 2, 1e-4),
-    ("dpmpp_2m", "edm", 2, 1e-4),
-    ("unipc", "vp", 3, 1e-6),
-    ("unipc", "edm", 3, 1e-6),
-    ("unipc_bh1", "vp", 3, 1e-6),
+  ("ddim", "vp", 1, 1e-2),
+  ("euler", "vp", 1, 1e-2),
+  ("euler", "edm", 1, 1e-2),
+  ("flow_euler", "flow", 1, 1e-2),
+  ("heun", "vp", 2, 1e-4),
+  ("heun", "edm", 2, 1e-4),
+  ("dpmpp_2m", "vp", 2, 1e-4),
+  ("dpmpp_2m", "edm", 2, 1e-4),
+  ("unipc", "vp", 3, 1e-6),
+  ("unipc", "edm", 3, 1e-6),
+  ("unipc_bh1", "vp", 3, 1e-6),
 ]
 # Noisy start and still-noisy end: a last step to clean data is first order by design in
 # DPM-Solver++ and UniPC (lower_order_final), which would mask their order.
@@ -89,8 +93,9 @@ SPANS = {"vp": (0.9, 0.2), "flow": (0.9, 0.1)}
 STEP_COUNTS = (32, 64, 128, 256)
 
 
-@pytest.mark.parametrize("name,process_name,order,finest_bound", ORDER_CASES,
-                         ids=[f"{c[0]}-{c[1]}" for c in ORDER_CASES])
+@pytest.mark.parametrize(
+  "name,process_name,order,finest_bound", ORDER_CASES, ids=[f"{c[0]}-{c[1]}" for c in ORDER_CASES]
+)
 def test_deterministic_convergence_order(name, process_name, order, finest_bound):
   """Observed order log2(err(N) / err(2N)) of each deterministic solver, over the two finest
   pairs of N in 32, 64, 128, 256 steps on a grid uniform in log-SNR, within +-0.3 of the
@@ -158,8 +163,11 @@ def test_samples_match_data_distribution(name):
     if solver.stochastic:
       alpha, sigma = (np.asarray(c) for c in process.alpha_sigma(grid[steps]))
       forward = alpha * STD / np.sqrt(alpha**2 * STD**2 + sigma**2)
-      np.testing.assert_array_less(np.abs(corr - forward), 4 / np.sqrt(n) + 0.015,
-                                   err_msg=f"corr {corr}, forward process {forward}")
+      np.testing.assert_array_less(
+        np.abs(corr - forward),
+        4 / np.sqrt(n) + 0.015,
+        err_msg=f"corr {corr}, forward process {forward}",
+      )
     else:
       np.testing.assert_array_less(1 - 1e-9, corr)
 
@@ -189,14 +197,21 @@ def test_per_frame_grid_equals_each_frame_alone(name, process_name):
     assert np.any((moves[:, 0] & moves[:, 1]) & np.asarray(per_frame[:-1, 0] != per_frame[:-1, 1]))
     grid = jnp.broadcast_to(per_frame[:, None], (num_steps + 1, batch, frames))
     alpha, sigma = process.alpha_sigma(jnp.float64(1.0))
-    x_init = alpha * MEAN + sigma * jax.random.normal(jax.random.key(2), (batch, frames, 2, 2, 1),
-                                                      jnp.float64)
+    x_init = alpha * MEAN + sigma * jax.random.normal(
+      jax.random.key(2), (batch, frames, 2, 2, 1), jnp.float64
+    )
     together = np.asarray(_run(solver, x_init, grid, keys_for(batch)))
     assert np.all(np.isfinite(together))
     for frame in range(frames):
       own = _moving_steps(per_frame[:, frame])
       assert 3 <= len(own) - 1 < num_steps  # the frame both waits and moves
-      alone = np.asarray(_run(solver, x_init[:, frame:frame + 1], jnp.asarray(own),
-                              keys_for(batch)))
-      np.testing.assert_allclose(together[:, frame:frame + 1], alone, rtol=0, atol=1e-10,
-                                 err_msg=f"frame {frame}, grid {own}")
+      alone = np.asarray(
+        _run(solver, x_init[:, frame : frame + 1], jnp.asarray(own), keys_for(batch))
+      )
+      np.testing.assert_allclose(
+        together[:, frame : frame + 1],
+        alone,
+        rtol=0,
+        atol=1e-10,
+        err_msg=f"frame {frame}, grid {own}",
+      )

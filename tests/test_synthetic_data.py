@@ -59,7 +59,7 @@ def test_video_is_exactly_the_ground_truth_squares(rendered):
     # Independently of paint_square: the last-drawn square is on top, whole, in every frame.
     size, colour = truth["sizes"][-1], truth["colours"][-1]
     for frame, (y, x) in zip(video, truth["positions"][-1]):
-      assert (frame[y:y + size, x:x + size] == colour).all()
+      assert (frame[y : y + size, x : x + size] == colour).all()
     assert video.any(-1).sum(axis=(1, 2)).max() <= (truth["sizes"] ** 2).sum()
 
 
@@ -76,8 +76,7 @@ def test_motion_is_constant_velocity_with_elastic_bounces(rendered):
   num_bounces = 0
   for video, truth in rendered:
     _, height, width, _ = video.shape
-    for size, positions, velocities in zip(truth["sizes"], truth["positions"],
-                                           truth["velocities"]):
+    for size, positions, velocities in zip(truth["sizes"], truth["positions"], truth["velocities"]):
       span = np.array([height - size, width - size])
       # Bounces flip a component's sign but never change its magnitude.
       assert (np.abs(velocities) == np.abs(velocities[0])).all()
@@ -86,8 +85,9 @@ def test_motion_is_constant_velocity_with_elastic_bounces(rendered):
       expected = np.where(below, -moved, np.where(above, 2 * span - moved, moved))
       np.testing.assert_array_equal(positions[1:], expected)
       bounced = below | above
-      np.testing.assert_array_equal(velocities[1:],
-                                    np.where(bounced, -velocities[:-1], velocities[:-1]))
+      np.testing.assert_array_equal(
+        velocities[1:], np.where(bounced, -velocities[:-1], velocities[:-1])
+      )
       num_bounces += int(bounced.sum())
   assert num_bounces > 50  # the law above was exercised on real bounces
 
@@ -107,8 +107,19 @@ def test_counts_sizes_speeds_and_colours_cover_their_ranges(rendered):
 
 
 def test_custom_configuration_is_respected():
-  source = BouncingShapes(num_videos=50, num_frames=8, height=24, width=40, min_shapes=2,
-                          max_shapes=3, min_size=3, max_size=5, min_speed=2, max_speed=4, seed=9)
+  source = BouncingShapes(
+    num_videos=50,
+    num_frames=8,
+    height=24,
+    width=40,
+    min_shapes=2,
+    max_shapes=3,
+    min_size=3,
+    max_size=5,
+    min_speed=2,
+    max_speed=4,
+    seed=9,
+  )
   assert len(source) == 50
   counts = set()
   for index in range(50):
@@ -123,13 +134,16 @@ def test_custom_configuration_is_respected():
 
 def test_render_takes_any_generator():
   rng = np.random.default_rng(0)
-  video, truth = render_bouncing_shapes(rng, num_frames=4, height=16, width=16, min_size=3,
-                                        max_size=5)
+  video, truth = render_bouncing_shapes(
+    rng, num_frames=4, height=16, width=16, min_size=3, max_size=5
+  )
   assert video.shape == (4, 16, 16, 3)
   assert truth["positions"].shape == (len(truth["sizes"]), 4, 2)
 
 
-@pytest.mark.parametrize("kwargs, words", [
+@pytest.mark.parametrize(
+  "kwargs, words",
+  [
     (dict(min_size=8, max_size=6), ["min_size=8", "max_size=6"]),
     (dict(min_shapes=3, max_shapes=2), ["min_shapes=3", "max_shapes=2"]),
     (dict(min_speed=0), ["min_speed", "0"]),
@@ -139,7 +153,8 @@ def test_render_takes_any_generator():
     (dict(max_size=6.5), ["max_size", "6.5"]),
     (dict(num_videos=0), ["num_videos", "0"]),
     (dict(seed=-1), ["seed", "-1"]),
-])
+  ],
+)
 def test_bad_arguments_raise_config_error(kwargs, words):
   with pytest.raises(ConfigError) as error:
     BouncingShapes(**kwargs)

@@ -9,8 +9,12 @@ import scipy.ndimage
 from jvdm.data.palette import PALETTE
 from jvdm.data.synthetic import BouncingShapes, paint_square
 from jvdm.errors import ConfigError, ShapeError
-from jvdm.metrics import (analyze_video, continuous_motion, reference_validity,
-                          synthetic_video_validity)
+from jvdm.metrics import (
+  analyze_video,
+  continuous_motion,
+  reference_validity,
+  synthetic_video_validity,
+)
 from jvdm.metrics.synthetic_video import CRITERIA
 
 
@@ -34,7 +38,7 @@ def _redraw(video_shape, sizes, positions, colours):
   video = np.zeros(video_shape, np.uint8)
   for size, position, colour in zip(sizes, positions, colours):
     for t in range(video_shape[0]):
-      paint_square(video[t:t + 1], position[t:t + 1], size[t], colour[t])
+      paint_square(video[t : t + 1], position[t : t + 1], size[t], colour[t])
   return video
 
 
@@ -54,8 +58,12 @@ def test_real_videos_with_overlapping_squares_are_valid(real):
   for video, truth in zip(videos, truths):
     if len(truth["sizes"]) == 2:
       (a, b), (sa, sb) = truth["positions"], truth["sizes"]
-      overlap = ((a[:, 0] < b[:, 0] + sb) & (b[:, 0] < a[:, 0] + sa)
-                 & (a[:, 1] < b[:, 1] + sb) & (b[:, 1] < a[:, 1] + sa))
+      overlap = (
+        (a[:, 0] < b[:, 0] + sb)
+        & (b[:, 0] < a[:, 0] + sa)
+        & (a[:, 1] < b[:, 1] + sb)
+        & (b[:, 1] < a[:, 1] + sa)
+      )
       if overlap.any():
         overlapping.append(video)
   assert len(overlapping) >= 10  # occlusion is really exercised
@@ -145,8 +153,12 @@ def test_teleporting_shape_is_invalid(real):
   # Jump 8 px vertically from frame 8 on, away from the nearer wall (stays inside the frame).
   jump = 8 if positions[8, 0] < (height - size) / 2 else -8
   positions[8:, 0] = np.clip(positions[8:, 0] + jump, 0, height - size)
-  teleported = _redraw(video.shape, [np.full(num_frames, size)], [positions],
-                       [np.tile(truth["colours"][0], (num_frames, 1))])
+  teleported = _redraw(
+    video.shape,
+    [np.full(num_frames, size)],
+    [positions],
+    [np.tile(truth["colours"][0], (num_frames, 1))],
+  )
   report = analyze_video(teleported)
   assert not report.valid
   assert not report.motion_ok
@@ -163,8 +175,9 @@ def test_motion_error_grows_with_a_displaced_frame(real):
     # Frame 8 alone moves `shift` px vertically, away from the nearer wall.
     direction = 1 if positions[8, 0] < (height - size) / 2 else -1
     positions[8, 0] += direction * shift
-    moved = _redraw(video.shape, [np.full(num_frames, size)], [positions],
-                    [np.tile(colour, (num_frames, 1))])
+    moved = _redraw(
+      video.shape, [np.full(num_frames, size)], [positions], [np.tile(colour, (num_frames, 1))]
+    )
     errors.append(analyze_video(moved).motion_error_px)
   # The best path may split the difference, so the error lies in [shift / 2, shift].
   assert errors[0] == 0.0
@@ -178,8 +191,9 @@ def test_growing_shape_is_invalid(real):
   num_frames, height, width, _ = video.shape
   sizes = np.where(np.arange(num_frames) < 8, 6, 10)
   positions = np.minimum(truth["positions"][0], [height - 10, width - 10])
-  grown = _redraw(video.shape, [sizes], [positions],
-                  [np.tile(truth["colours"][0], (num_frames, 1))])
+  grown = _redraw(
+    video.shape, [sizes], [positions], [np.tile(truth["colours"][0], (num_frames, 1))]
+  )
   report = analyze_video(grown)
   assert not report.valid
   assert not report.size_ok
@@ -248,18 +262,22 @@ def test_stray_blob_is_invalid(real):
 
 
 def test_reference_validity_is_one():
-  result = reference_validity(num_videos=30, seed=7, num_frames=8, height=16, width=16,
-                              min_size=3, max_size=5)
+  result = reference_validity(
+    num_videos=30, seed=7, num_frames=8, height=16, width=16, min_size=3, max_size=5
+  )
   assert result["valid_fraction"] == 1.0
   assert result["num_videos"] == 30
 
 
-@pytest.mark.parametrize("bad", [
+@pytest.mark.parametrize(
+  "bad",
+  [
     np.zeros((16, 32, 32, 3), np.uint8),  # a single video, not a batch
     np.zeros((2, 16, 32, 32, 4), np.uint8),  # RGBA
     np.zeros((2, 16, 32, 32, 3), np.float32),  # floats
     np.zeros((0, 16, 32, 32, 3), np.uint8),  # empty
-])
+  ],
+)
 def test_bad_batches_raise_shape_error(bad):
   with pytest.raises(ShapeError, match=r"\[N, T, H, W, 3\]"):
     synthetic_video_validity(bad)

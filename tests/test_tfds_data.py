@@ -25,8 +25,9 @@ NUM_FRAMES, SIZE = 4, 16
 
 
 def shapes(num_videos):
-  return BouncingShapes(num_videos=num_videos, num_frames=NUM_FRAMES, height=SIZE, width=SIZE,
-                        min_size=3, max_size=5)
+  return BouncingShapes(
+    num_videos=num_videos, num_frames=NUM_FRAMES, height=SIZE, width=SIZE, min_size=3, max_size=5
+  )
 
 
 def rows(videos):
@@ -56,7 +57,7 @@ def fixture_folder(tmp_path):
   root = tmp_path / "videos"
   for k, name in enumerate(("a.mp4", "b.gif", "d.mp4", "e.mp4")):
     frames = np.zeros((8, 24, 24, 3), np.uint8)
-    frames[:, 4 + k:12 + k, 6:14] = 60 * (k + 1)
+    frames[:, 4 + k : 12 + k, 6:14] = 60 * (k + 1)
     frames[np.arange(8), :, np.arange(8)] = 255  # a bar moving right, so clips differ
     video_io.write_video(root / name, frames)
   (root / "c.mp4").write_bytes(b"not a video" * 100)
@@ -74,20 +75,29 @@ def fixture_shapes_dir(tmp_path_factory):
 def test_video_folder_clips_are_written_and_read_back_bitwise(folder, tmp_path):
   source = VideoFolderSource(folder, num_frames=NUM_FRAMES, height=SIZE, width=SIZE)
   # With seed 1 the validation item (one of 5) is item 4.
-  prepared = prepare(source, output_dir=str(tmp_path / "tfds"), name="clips", clips_per_item=2,
-                     validation_fraction=0.2, seed=1)
+  prepared = prepare(
+    source,
+    output_dir=str(tmp_path / "tfds"),
+    name="clips",
+    clips_per_item=2,
+    validation_fraction=0.2,
+    seed=1,
+  )
   assert prepared.skipped == (2,)
   assert prepared.num_examples == {"train": 6, "validation": 2}
   assert prepared.feature == "video" and prepared.shape == (NUM_FRAMES, SIZE, SIZE, 3)
   assert prepared.path == tmp_path / "tfds" / "clips" / "1.0.0"
 
   def clips(index):  # what prepare documents: source[i], then load() with (seed, i, j)
-    return [source[index]["video"],
-            source.load(index, np.random.default_rng([1, index, 1]))["video"]]
+    return [
+      source[index]["video"],
+      source.load(index, np.random.default_rng([1, index, 1]))["video"],
+    ]
 
   for split, items in (("train", (0, 1, 3)), ("validation", (4,))):
-    read = TfdsSource("clips", data_dir=tmp_path / "tfds", split=split,
-                      expected_shape=(NUM_FRAMES, SIZE, SIZE, 3))
+    read = TfdsSource(
+      "clips", data_dir=tmp_path / "tfds", split=split, expected_shape=(NUM_FRAMES, SIZE, SIZE, 3)
+    )
     assert read.dtype == np.uint8
     assert rows(read_all(read)) == rows(clip for i in items for clip in clips(i))
 
@@ -99,9 +109,11 @@ def test_bouncing_shapes_round_trip_and_process_sharding(shapes_dir):
   # It pickles, for grain worker processes.
   np.testing.assert_array_equal(pickle.loads(pickle.dumps(read))[5]["video"], read[5]["video"])
 
-  config = data_config(name="tfds", batch_size=8,
-                       tfds=dict(name="shapes", data_dir=shapes_dir, split="train",
-                                 feature="video"))
+  config = data_config(
+    name="tfds",
+    batch_size=8,
+    tfds=dict(name="shapes", data_dir=shapes_dir, split="train", feature="video"),
+  )
   single = take(make_dataset(config, process_index=0, process_count=1), 3)
   first = take(make_dataset(config, process_index=0, process_count=2), 3)
   second = take(make_dataset(config, process_index=1, process_count=2), 3)
@@ -122,19 +134,26 @@ def test_latents_are_encoded_in_fixed_batches_and_read_as_float32(tmp_path):
     return np.concatenate([pooled, np.ones_like(pooled[..., :1])], axis=-1)
 
   source = shapes(7)
-  prepared = prepare(source, output_dir=str(tmp_path), name="latents", encode=encode,
-                     encode_batch_size=3)
+  prepared = prepare(
+    source, output_dir=str(tmp_path), name="latents", encode=encode, encode_batch_size=3
+  )
   assert calls == [(3, NUM_FRAMES, SIZE, SIZE, 3)] * 3  # 7 clips: the last batch padded
   assert prepared.feature == "latents" and prepared.shape == (NUM_FRAMES, 8, 8, 4)
-  read = TfdsSource("latents", data_dir=tmp_path, feature="latents",
-                    expected_shape=(NUM_FRAMES, 8, 8, 4))
+  read = TfdsSource(
+    "latents", data_dir=tmp_path, feature="latents", expected_shape=(NUM_FRAMES, 8, 8, 4)
+  )
   assert read.dtype == np.float32
   expected = encode(np.stack([item["video"] for item in source]))
   assert rows(read_all(read)) == rows(expected)
 
-  config = data_config(name="tfds", height=8, width=8, channels=4, batch_size=4,
-                       tfds=dict(name="latents", data_dir=str(tmp_path), split="train",
-                                 feature="latents"))
+  config = data_config(
+    name="tfds",
+    height=8,
+    width=8,
+    channels=4,
+    batch_size=4,
+    tfds=dict(name="latents", data_dir=str(tmp_path), split="train", feature="latents"),
+  )
   batch = take(make_dataset(config, process_index=0, process_count=1), 1)[0]
   assert batch.shape == (4, NUM_FRAMES, 8, 8, 4) and batch.dtype == np.float32
 
@@ -153,11 +172,11 @@ def test_prepare_refuses_an_existing_dataset_unless_overwrite(tmp_path):
 def test_prepare_rejects_bad_arguments(folder, tmp_path):
   out = str(tmp_path / "tfds")
   for kwargs, message in (
-      (dict(name="my-videos"), "'my-videos' is not valid"),
-      (dict(name="x", validation_fraction=1.0), r"must be in \[0, 1\), got 1.0"),
-      (dict(name="x", validation_fraction=0.01), "gives 0 validation items"),
-      (dict(name="x", clips_per_item=2), "needs a source with a `load"),
-      (dict(name="x", encode_batch_size=0), "encode_batch_size must be an integer >= 1, got 0"),
+    (dict(name="my-videos"), "'my-videos' is not valid"),
+    (dict(name="x", validation_fraction=1.0), r"must be in \[0, 1\), got 1.0"),
+    (dict(name="x", validation_fraction=0.01), "gives 0 validation items"),
+    (dict(name="x", clips_per_item=2), "needs a source with a `load"),
+    (dict(name="x", encode_batch_size=0), "encode_batch_size must be an integer >= 1, got 0"),
   ):
     with pytest.raises(ConfigError, match=message):
       prepare(shapes(4), output_dir=out, **kwargs)
@@ -188,10 +207,23 @@ def test_source_errors_name_the_dataset_and_what_was_expected(shapes_dir):
 
 def test_command_line(folder, tmp_path):
   def run(*args):
-    return subprocess.run([sys.executable, "-m", "jvdm.data.prepare", *args,
-                           f"--output_dir={tmp_path / 'tfds'}", "--num_frames=4", "--height=16",
-                           "--width=16"],
-                          cwd=REPO, capture_output=True, text=True, timeout=300, check=False)
+    return subprocess.run(
+      [
+        sys.executable,
+        "-m",
+        "jvdm.data.prepare",
+        *args,
+        f"--output_dir={tmp_path / 'tfds'}",
+        "--num_frames=4",
+        "--height=16",
+        "--width=16",
+      ],
+      cwd=REPO,
+      capture_output=True,
+      text=True,
+      timeout=300,
+      check=False,
+    )
 
   done = run("--source=video_folder", f"--root={folder}", "--name=folder", "--clips_per_video=2")
   assert done.returncode == 0, done.stderr[-3000:]
@@ -207,11 +239,17 @@ def test_sizes_a_dataset_leaves_open_are_checked_per_item(tmp_path):
   """Another TFDS dataset, of clips with any number of frames, read as 4-frame clips."""
   clips = [np.full((frames, SIZE, SIZE, 3), frames, np.uint8) for frames in (4, 5)]
   features = tfds.features.FeaturesDict(
-      {"video": tfds.features.Tensor(shape=(None, SIZE, SIZE, 3), dtype=np.uint8)})
+    {"video": tfds.features.Tensor(shape=(None, SIZE, SIZE, 3), dtype=np.uint8)}
+  )
   builder = prepare_lib._Builder(  # pylint: disable=protected-access
-      name="open", version="1.0.0", features=features, description="", data_dir=str(tmp_path),
-      file_format="array_record",
-      splits={"train": [(k, {"video": clip}) for k, clip in enumerate(clips)]})
+    name="open",
+    version="1.0.0",
+    features=features,
+    description="",
+    data_dir=str(tmp_path),
+    file_format="array_record",
+    splits={"train": [(k, {"video": clip}) for k, clip in enumerate(clips)]},
+  )
   builder.download_and_prepare(download_dir=str(tmp_path / "downloads"))
   read = TfdsSource("open", data_dir=tmp_path, expected_shape=(NUM_FRAMES, SIZE, SIZE, 3))
   assert read.shape == (None, SIZE, SIZE, 3)
@@ -223,5 +261,6 @@ def test_sizes_a_dataset_leaves_open_are_checked_per_item(tmp_path):
       errors.append(str(error))
   np.testing.assert_array_equal(videos, [clips[0]])
   assert len(errors) == 1
-  assert re.search(r"'open' .* item \d has shape \(5, 16, 16, 3\); expected \(4, 16, 16, 3\)",
-                   errors[0])
+  assert re.search(
+    r"'open' .* item \d has shape \(5, 16, 16, 3\); expected \(4, 16, 16, 3\)", errors[0]
+  )

@@ -16,7 +16,9 @@ def fake_device(device_kind, platform):
   return types.SimpleNamespace(device_kind=device_kind, platform=platform)
 
 
-@pytest.mark.parametrize("device_kind, dtype, expected", [
+@pytest.mark.parametrize(
+  "device_kind, dtype, expected",
+  [
     ("TPU v4", "bfloat16", 275e12),
     ("TPU v5 lite", jnp.bfloat16, 197e12),
     ("TPU v6 lite", "bfloat16", 918e12),
@@ -24,18 +26,22 @@ def fake_device(device_kind, platform):
     ("NVIDIA H100 PCIe", "tensorfloat32", 378e12),
     ("NVIDIA A100-SXM4-80GB", "float32", 19.5e12),
     ("NVIDIA A100 80GB PCIe", "bfloat16", 312e12),
-])
+  ],
+)
 def test_device_peak_flops_from_table(device_kind, dtype, expected):
   platform = "tpu" if device_kind.startswith("TPU") else "gpu"
   assert throughput.device_peak_flops(fake_device(device_kind, platform), dtype) == (
-      expected, "table")
+    expected,
+    "table",
+  )
 
 
 def test_device_peak_flops_measures_unlisted_devices_once(monkeypatch):
   calls = []
   monkeypatch.setattr(throughput, "_MEASURED", {})
-  monkeypatch.setattr(throughput, "measure_matmul_flops",
-                      lambda dtype: calls.append(dtype) or 3.5e10)
+  monkeypatch.setattr(
+    throughput, "measure_matmul_flops", lambda dtype: calls.append(dtype) or 3.5e10
+  )
   cpu = jax.devices()[0]
   for _ in range(2):
     assert throughput.device_peak_flops(cpu, "float32") == (3.5e10, "measured matmul")
@@ -54,17 +60,32 @@ def test_matmul_dtype_follows_default_precision():
 def test_throughput_arithmetic():
   # 4 s a step of 12 videos of 300 tokens: 3 videos and 900 tokens a second. 8 TFLOP a step is
   # 2 TFLOP/s, against 2 devices of 4 TFLOP/s each: MFU 0.25.
-  figures = throughput.throughput(steps_per_second=0.25, global_batch=12, tokens_per_example=300,
-                                  flops_per_step=8e12, peak_flops_per_device=4e12, num_devices=2)
-  assert figures == pytest.approx({"examples_per_s": 3.0, "tokens_per_s": 900.0,
-                                   "model_tflops_per_s": 2.0, "mfu": 0.25})
+  figures = throughput.throughput(
+    steps_per_second=0.25,
+    global_batch=12,
+    tokens_per_example=300,
+    flops_per_step=8e12,
+    peak_flops_per_device=4e12,
+    num_devices=2,
+  )
+  assert figures == pytest.approx(
+    {"examples_per_s": 3.0, "tokens_per_s": 900.0, "model_tflops_per_s": 2.0, "mfu": 0.25}
+  )
 
 
-@pytest.mark.parametrize("name, value", [("global_batch", 0), ("peak_flops_per_device", -1.0),
-                                         ("flops_per_step", math.nan)])
+@pytest.mark.parametrize(
+  "name, value",
+  [("global_batch", 0), ("peak_flops_per_device", -1.0), ("flops_per_step", math.nan)],
+)
 def test_throughput_rejects_non_positive_inputs(name, value):
-  kwargs = dict(steps_per_second=1.0, global_batch=8, tokens_per_example=64, flops_per_step=1e9,
-                peak_flops_per_device=1e12, num_devices=1)
+  kwargs = dict(
+    steps_per_second=1.0,
+    global_batch=8,
+    tokens_per_example=64,
+    flops_per_step=1e9,
+    peak_flops_per_device=1e12,
+    num_devices=1,
+  )
   kwargs[name] = value
   with pytest.raises(ConfigError, match=f"{name}"):
     throughput.throughput(**kwargs)

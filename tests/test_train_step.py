@@ -34,8 +34,11 @@ def _step_and_state(config, microbatches=1, init_rng=None):
     shape = (config.data.num_frames, config.data.height, config.data.width, 3)
     init_rng = jax.random.key(0) if init_rng is None else init_rng
     state, _, _ = create_sharded_state(model, tx, init_rng, shape, mesh, rules)
-    step = jax.jit(make_train_step(model, make_loss(config.diffusion), tx, schedule, 0.99,
-                                   microbatches=microbatches))
+    step = jax.jit(
+      make_train_step(
+        model, make_loss(config.diffusion), tx, schedule, 0.99, microbatches=microbatches
+      )
+    )
   return step, state, shape
 
 
@@ -49,7 +52,7 @@ def test_a_non_finite_step_changes_nothing_but_the_counters():
   state, metrics = step(state, {"video": _videos(shape)}, rng)
   assert np.isfinite(metrics["loss"]) and int(metrics["skipped_steps"]) == 0
   before = jax.device_get(state)
-  poisoned = (_videos(shape).astype(np.float32) / 127.5 - 1.0)
+  poisoned = _videos(shape).astype(np.float32) / 127.5 - 1.0
   poisoned[3, 1, 2, 2, 0] = np.nan  # one NaN pixel in one video
   for count in (1, 2):
     state, metrics = step(state, {"video": poisoned}, rng)
@@ -97,13 +100,19 @@ class _NaNVideos:
 
 
 def test_the_run_stops_after_k_consecutive_non_finite_steps_with_a_finite_checkpoint(
-    tmp_path, monkeypatch):
-  config = _tiny(checkpoint_every=2, log_every=100, sample_every=0,  # 4 steps
-                 max_consecutive_skipped=3)
+  tmp_path, monkeypatch
+):
+  config = _tiny(
+    checkpoint_every=2,
+    log_every=100,
+    sample_every=0,  # 4 steps
+    max_consecutive_skipped=3,
+  )
   shape = (config.data.num_frames, config.data.height, config.data.width, 3)
   real = pipeline.make_dataset
-  monkeypatch.setattr(loop, "make_dataset",
-                      lambda data_config: real(data_config, source=_NaNVideos(shape)))
+  monkeypatch.setattr(
+    loop, "make_dataset", lambda data_config: real(data_config, source=_NaNVideos(shape))
+  )
   with pytest.raises(loop.NonFiniteLossError, match="3 consecutive steps up to step 3"):
     loop.train_and_evaluate(config, str(tmp_path), progress=False)
   # The checkpoint of step 2 holds the initial params: nothing non-finite was applied.
@@ -111,8 +120,13 @@ def test_the_run_stops_after_k_consecutive_non_finite_steps_with_a_finite_checkp
   init_params = _step_and_state(config, init_rng=loop_init_rng)[1].params
   checkpointer = Checkpointer(tmp_path / "checkpoints", read_only=True)
   assert checkpointer.latest_step() == 2
-  _, _, abstract = abstract_train_state(get_model(config), make_optimizer(config.optim, config.train.num_steps)[0],
-                                        shape, make_mesh({"data": -1}), config.mesh.logical_axis_rules)
+  _, _, abstract = abstract_train_state(
+    get_model(config),
+    make_optimizer(config.optim, config.train.num_steps)[0],
+    shape,
+    make_mesh({"data": -1}),
+    config.mesh.logical_axis_rules,
+  )
   restored = checkpointer.restore(abstract)
   checkpointer.close()
   assert int(restored.skipped_steps) == 2

@@ -42,12 +42,22 @@ def _one_step(config, devices, batch_np, rng, mesh_shape=None):
     tx, schedule = make_optimizer(config.optim, config.train.num_steps)
     video_shape = batch_np.shape[1:]
     null_condition = null_condition_for(config)
-    state, shardings, _ = create_sharded_state(model, tx, jax.random.key(0), video_shape, mesh,
-                                               rules, null_condition)
-    step = jax.jit(make_train_step(model, make_loss(config.diffusion), tx, schedule, 0.99,
-                                   null_condition, config.train.get("condition_dropout", 0.0)),
-                   in_shardings=(shardings, None, None),
-                   out_shardings=(shardings, None))
+    state, shardings, _ = create_sharded_state(
+      model, tx, jax.random.key(0), video_shape, mesh, rules, null_condition
+    )
+    step = jax.jit(
+      make_train_step(
+        model,
+        make_loss(config.diffusion),
+        tx,
+        schedule,
+        0.99,
+        null_condition,
+        config.train.get("condition_dropout", 0.0),
+      ),
+      in_shardings=(shardings, None, None),
+      out_shardings=(shardings, None),
+    )
     batch = {"video": jax.device_put(batch_np, batch_sharding(mesh, batch_np.ndim))}
     if null_condition is not None:  # captions of 0 to 2 colours, the same on every run
       captions = np.stack([caption_tokens(range(i % 3), 2) for i in range(len(batch_np))])
@@ -57,11 +67,14 @@ def _one_step(config, devices, batch_np, rng, mesh_shape=None):
     return jax.device_get(state.params), jax.device_get(metrics)
 
 
-@pytest.mark.parametrize("mesh_shape", [
+@pytest.mark.parametrize(
+  "mesh_shape",
+  [
     {"data": -1},
     {"data": 2, "fsdp": 4},
     {"data": 2, "fsdp": 2, "tensor": 2},
-])
+  ],
+)
 def test_train_step_on_8_devices_equals_1_device(mesh_shape):
   _assert_8_devices_equal_1_device(tiny_config(), mesh_shape)
 
@@ -99,12 +112,16 @@ def test_resumed_training_is_bitwise_equal_to_uninterrupted(tmp_path, monkeypatc
   resumed = train_and_evaluate(config, "resumed", progress=False)
   assert int(resumed.step) == 4
   for name in ("params", "ema_params", "opt_state"):
-    for a, b in zip(jax.tree.leaves(getattr(straight, name)), jax.tree.leaves(getattr(resumed, name))):
+    for a, b in zip(
+      jax.tree.leaves(getattr(straight, name)), jax.tree.leaves(getattr(resumed, name))
+    ):
       np.testing.assert_array_equal(np.asarray(a), np.asarray(b))
+
   # The losses logged after the restart are those of the uninterrupted run (same data order).
   def losses(workdir):
     lines = (tmp_path / workdir / "metrics.jsonl").read_text().splitlines()
     return [(r["step"], r["loss"]) for r in map(json.loads, lines) if "loss" in r]
+
   assert losses("straight") == losses("resumed")
   assert [step for step, _ in losses("straight")] == [1, 2, 3, 4]
 
@@ -123,25 +140,32 @@ def test_workdir_outputs_and_sampling(tmp_path):
   assert periodic.dtype == np.uint8 and periodic.shape[:2] == (config.train.num_sample_videos, 4)
   assert any(r.get("sample_valid_fraction") is not None for r in records)
   assert any(r.get("sample_motion_error_median_px") is not None for r in records)
-  summary = sample_from_workdir(str(workdir), out=str(tmp_path / "out"), num_samples=3, seed=5,
-                                progress=False)
+  summary = sample_from_workdir(
+    str(workdir), out=str(tmp_path / "out"), num_samples=3, seed=5, progress=False
+  )
   videos = np.load(tmp_path / "out" / "samples.npz")["videos"]
   assert videos.shape == (3, 4, 16, 16, 3) and videos.dtype == np.uint8
   assert "synthetic_video_validity" in summary
-  assert (tmp_path / "out" / "samples.mp4").exists() and (tmp_path / "out" / "metrics.json").exists()
-  again = sample_from_workdir(str(workdir), out=str(tmp_path / "again"), num_samples=3, seed=5,
-                              progress=False)
+  assert (tmp_path / "out" / "samples.mp4").exists() and (
+    tmp_path / "out" / "metrics.json"
+  ).exists()
+  again = sample_from_workdir(
+    str(workdir), out=str(tmp_path / "again"), num_samples=3, seed=5, progress=False
+  )
   np.testing.assert_array_equal(np.load(tmp_path / "again" / "samples.npz")["videos"], videos)
   del again
-  longer = sample_from_workdir(str(workdir), out=str(tmp_path / "longer"), num_samples=1,
-                               num_frames=6, steps=2, progress=False)
+  longer = sample_from_workdir(
+    str(workdir), out=str(tmp_path / "longer"), num_samples=1, num_frames=6, steps=2, progress=False
+  )
   assert np.load(tmp_path / "longer" / "samples.npz")["videos"].shape == (1, 6, 16, 16, 3)
   assert longer["steps"] == 2
 
 
 def test_incompatible_workdir_is_refused(tmp_path):
   train_and_evaluate(tiny_config(), str(tmp_path), progress=False)
-  with pytest.raises(CheckpointError, match=r"model.base_channels: workdir has 16, this config has 32"):
+  with pytest.raises(
+    CheckpointError, match=r"model.base_channels: workdir has 16, this config has 32"
+  ):
     train_and_evaluate(tiny_config(**{"model.base_channels": 32}), str(tmp_path), progress=False)
 
 
@@ -166,11 +190,15 @@ def test_dit_heads_must_split_over_the_tensor_axis(tmp_path):
     config.model.num_heads = 3
     config.model.hidden_size = 48
     config.mesh.shape = {"data": 4, "tensor": 2}
-  with pytest.raises(ConfigError, match="num_heads=3 is not divisible by the tensor axis of size 2"):
+  with pytest.raises(
+    ConfigError, match="num_heads=3 is not divisible by the tensor axis of size 2"
+  ):
     train_and_evaluate(config, str(tmp_path), progress=False)
 
 
-@pytest.mark.parametrize("overrides, error, match", [
+@pytest.mark.parametrize(
+  "overrides, error, match",
+  [
     ({"data.name": "imagenet"}, ConfigError, "bouncing_shapes"),
     ({"train.num_steps": 0}, ConfigError, "train.num_steps"),
     ({"diffusion.prediction": "score"}, ConfigError, "'v'"),
@@ -180,9 +208,13 @@ def test_dit_heads_must_split_over_the_tensor_axis(tmp_path):
     ({"data.batch_size": 4}, ConfigError, "micro-batch of 4 videos .* data-parallel size 8"),
     ({"data.name": "video_folder"}, ConfigError, "video_folder.root"),
     ({"mesh.shape": {"data": 3}}, ConfigError, "multiply to 3, but there are 8 devices"),
-    ({"train.microbatches": 2}, ConfigError, "microbatches=2\\) does not split over the "
-                                             "data-parallel size 8"),
-])
+    (
+      {"train.microbatches": 2},
+      ConfigError,
+      "microbatches=2\\) does not split over the data-parallel size 8",
+    ),
+  ],
+)
 def test_bad_configs_stop_with_a_clear_error(tmp_path, overrides, error, match):
   with pytest.raises(error, match=match):
     train_and_evaluate(tiny_config(**overrides), str(tmp_path), progress=False)
@@ -193,7 +225,8 @@ def test_long_variant_is_the_default_recipe_trained_longer():
   long = bouncing_shapes_unet.get_config("long").to_dict()
   validate_config(bouncing_shapes_unet.get_config("long"))
   assert {k: v for k, v in long.items() if k != "train"} == {
-      k: v for k, v in default.items() if k != "train"}
+    k: v for k, v in default.items() if k != "train"
+  }
   assert long["train"]["num_steps"] > default["train"]["num_steps"]
   assert long["train"]["num_sample_videos"] == 32  # scored as the quality benchmark scores
   assert long["train"]["num_steps"] % long["train"]["sample_every"] == 0

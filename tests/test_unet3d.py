@@ -20,26 +20,26 @@ BATCH, FRAMES, SIZE, CHANNELS = 2, 8, 16, 3
 
 def make_config(**model_overrides) -> ml_collections.ConfigDict:
   model = dict(
-      name="unet3d",
-      patch_size=1,
-      base_channels=16,
-      channel_mults=(1, 2),
-      num_res_blocks=1,
-      attention_levels=(1,),
-      middle_attention="factorized",
-      level_attention="factorized",
-      space_time_rope=False,
-      causal_temporal_attention=False,
-      pixel_head_channels=0,
-      head_dim=16,
-      num_groups=4,
-      dropout=0.0,
-      # Zero temporal convs: the frame-independence tests below perturb all but them.
-      identity_init_temporal=True,
-      dtype="float32",
-      param_dtype="float32",
-      remat=False,
-      attention_implementation=None,
+    name="unet3d",
+    patch_size=1,
+    base_channels=16,
+    channel_mults=(1, 2),
+    num_res_blocks=1,
+    attention_levels=(1,),
+    middle_attention="factorized",
+    level_attention="factorized",
+    space_time_rope=False,
+    causal_temporal_attention=False,
+    pixel_head_channels=0,
+    head_dim=16,
+    num_groups=4,
+    dropout=0.0,
+    # Zero temporal convs: the frame-independence tests below perturb all but them.
+    identity_init_temporal=True,
+    dtype="float32",
+    param_dtype="float32",
+    remat=False,
+    attention_implementation=None,
   )
   model.update(model_overrides)
   data = dict(channels=CHANNELS, num_frames=FRAMES, height=SIZE, width=SIZE)
@@ -186,7 +186,9 @@ def test_temporal_convs_start_random_unless_identity_init():
   t = jnp.full((BATCH,), 0.5)
   for identity, expect_zero in ((True, True), (False, False)):
     model = get_model(make_config(identity_init_temporal=identity))
-    params = nn.unbox(jax.jit(model.init)({"params": jax.random.key(1, impl="rbg")}, x, t)["params"])
+    params = nn.unbox(
+      jax.jit(model.init)({"params": jax.random.key(1, impl="rbg")}, x, t)["params"]
+    )
     kernel = params["down_0_res_0"]["conv_0"]["temporal"]["conv"]["kernel"]
     assert bool(jnp.all(kernel == 0)) == expect_zero
 
@@ -208,7 +210,7 @@ def test_rope_logits_depend_only_on_offsets():
   positions = jnp.arange(6)
   logits = jnp.einsum("blnd,bmnd->bnlm", apply_rope(q, positions), apply_rope(k, positions))
   shifted = jnp.einsum(
-      "blnd,bmnd->bnlm", apply_rope(q, positions + 5), apply_rope(k, positions + 5)
+    "blnd,bmnd->bnlm", apply_rope(q, positions + 5), apply_rope(k, positions + 5)
   )
   np.testing.assert_allclose(logits, shifted, rtol=1e-4, atol=1e-4)
 
@@ -221,11 +223,15 @@ def test_rope_3d_logits_depend_only_on_space_time_offsets():
   def logits(frame, row, col):
     return jnp.einsum("blnd,bmnd->bnlm", rope_3d(q, frame, row, col), rope_3d(k, frame, row, col))
 
-  np.testing.assert_allclose(logits(frame, row, col), logits(frame + 3, row + 5, col + 7),
-                             rtol=1e-4, atol=1e-4)
+  np.testing.assert_allclose(
+    logits(frame, row, col), logits(frame + 3, row + 5, col + 7), rtol=1e-4, atol=1e-4
+  )
   # Each coordinate matters: moving one token along any one axis changes its logits.
-  for moved in ((frame.at[0].add(2), row, col), (frame, row.at[0].add(2), col),
-                (frame, row, col.at[0].add(2))):
+  for moved in (
+    (frame.at[0].add(2), row, col),
+    (frame, row.at[0].add(2), col),
+    (frame, row, col.at[0].add(2)),
+  ):
     assert float(jnp.max(jnp.abs(logits(*moved) - logits(frame, row, col)))) > 1e-2
 
 
@@ -251,14 +257,16 @@ def test_space_time_rope_gives_attention_positions_in_space(axis):
 
 def test_space_time_rope_leaves_temporal_attention_as_it_was():
   x = jax.random.normal(jax.random.key(0), (1, 5, 4, 4, 16))
-  np.testing.assert_array_equal(_live_attention("temporal", True, x)(x),
-                                _live_attention("temporal", False, x)(x))
+  np.testing.assert_array_equal(
+    _live_attention("temporal", True, x)(x), _live_attention("temporal", False, x)(x)
+  )
 
 
 def test_level_attention_joint_replaces_factorized_blocks():
   model = get_model(make_config(level_attention="joint", space_time_rope=True))
-  params = jax.eval_shape(model.init, jax.random.key(0), make_video(jax.random.key(1)),
-                          jnp.zeros((BATCH,)))["params"]
+  params = jax.eval_shape(
+    model.init, jax.random.key(0), make_video(jax.random.key(1)), jnp.zeros((BATCH,))
+  )["params"]
   assert "down_1_0_joint_attention" in params and "up_1_0_joint_attention" in params
   factorized = [name for name in params if "spatial" in name or "temporal_attention" in name]
   # The middle block keeps its own setting (middle_attention="factorized").
@@ -273,7 +281,7 @@ def test_conv2d_derivatives_match_xla_conv(strides):
 
   def reference(x, kernel):
     return jax.lax.conv_general_dilated(
-        x, kernel, (strides, strides), ((1, 1), (1, 1)), dimension_numbers=("NHWC", "HWIO", "NHWC")
+      x, kernel, (strides, strides), ((1, 1), (1, 1)), dimension_numbers=("NHWC", "HWIO", "NHWC")
     )
 
   def loss(conv):
@@ -339,8 +347,9 @@ def test_dropout_only_in_train(apply, live_params):
   model = get_model(make_config(dropout=0.5))
   x = make_video(jax.random.key(18))
   t = jnp.full((BATCH,), 0.5)
-  train_apply = jax.jit(lambda p, x, t, key: model.apply(
-      {"params": p}, x, t, train=True, rngs={"dropout": key}))
+  train_apply = jax.jit(
+    lambda p, x, t, key: model.apply({"params": p}, x, t, train=True, rngs={"dropout": key})
+  )
   train_out = train_apply(live_params, x, t, jax.random.key(0))
   eval_out = apply(live_params, x, t)  # train=False by default: no dropout, no rng needed
   assert float(jnp.max(jnp.abs(train_out - eval_out))) > 1e-3
@@ -350,12 +359,15 @@ def test_params_carry_logical_partitioning(model):
   x = make_video(jax.random.key(0))
   variables = jax.eval_shape(model.init, {"params": jax.random.key(1)}, x, jnp.zeros((BATCH,)))
   boxed = jax.tree.leaves(
-      variables["params"], is_leaf=lambda leaf: isinstance(leaf, nn.LogicallyPartitioned)
+    variables["params"], is_leaf=lambda leaf: isinstance(leaf, nn.LogicallyPartitioned)
   )
   assert all(isinstance(leaf, nn.LogicallyPartitioned) for leaf in boxed)
   specs = nn.get_partition_spec(variables)["params"]
   assert tuple(specs["conv_in"]["kernel"]) == (
-      axes.CONV_HEIGHT, axes.CONV_WIDTH, axes.EMBED, axes.MLP
+    axes.CONV_HEIGHT,
+    axes.CONV_WIDTH,
+    axes.EMBED,
+    axes.MLP,
   )
   temporal = specs["down_0_res_0"]["conv_0"]["temporal"]["conv"]["kernel"]
   assert tuple(temporal) == (axes.CONV_TEMPORAL, axes.EMBED, axes.MLP)
@@ -403,22 +415,23 @@ def test_patch_size_keeps_the_video_shape_and_checks_divisibility():
   assert params["conv_in"]["kernel"].value.shape[-2] == 4 * CHANNELS  # 2x2 patches of RGB
   assert jax.jit(model.apply)({"params": params}, x, jnp.zeros((BATCH,))).shape == x.shape
   with pytest.raises(ShapeError, match="patch_size 2"):
-    jax.jit(model.apply)({"params": params}, jnp.zeros((BATCH, FRAMES, 18, SIZE, CHANNELS)),
-                         jnp.zeros((BATCH,)))
+    jax.jit(model.apply)(
+      {"params": params}, jnp.zeros((BATCH, FRAMES, 18, SIZE, CHANNELS)), jnp.zeros((BATCH,))
+    )
 
 
 @pytest.mark.parametrize(
-    "overrides, message",
-    [
-        (dict(head_dim=24), "head_dim=24"),
-        (dict(num_groups=5), "num_groups=5"),
-        (dict(attention_levels=(2,)), "attention_levels"),
-        (dict(middle_attention="global"), "middle_attention"),
-        (dict(level_attention="axial"), "level_attention"),
-        (dict(name="unet4d"), "unknown model.name 'unet4d'"),
-        (dict(dtype="int8"), "model.dtype"),
-        (dict(param_dtype="float33"), "model.param_dtype"),
-    ],
+  "overrides, message",
+  [
+    (dict(head_dim=24), "head_dim=24"),
+    (dict(num_groups=5), "num_groups=5"),
+    (dict(attention_levels=(2,)), "attention_levels"),
+    (dict(middle_attention="global"), "middle_attention"),
+    (dict(level_attention="axial"), "level_attention"),
+    (dict(name="unet4d"), "unknown model.name 'unet4d'"),
+    (dict(dtype="int8"), "model.dtype"),
+    (dict(param_dtype="float33"), "model.param_dtype"),
+  ],
 )
 def test_rejects_bad_config(overrides, message):
   with pytest.raises(ConfigError, match=message):
@@ -440,8 +453,14 @@ def test_causal_attention_ignores_later_frames(axis):
 
 
 def test_pixel_head_runs_at_full_resolution_on_the_input_pixels():
-  kwargs = dict(patch_size=4, base_channels=16, channel_mults=(1,), attention_levels=(),
-                head_dim=16, num_groups=4)
+  kwargs = dict(
+    patch_size=4,
+    base_channels=16,
+    channel_mults=(1,),
+    attention_levels=(),
+    head_dim=16,
+    num_groups=4,
+  )
   x = jax.random.normal(jax.random.key(0), (1, 2, 8, 8, 3))
   t = jnp.full((1,), 0.3)
   head = UNet3D(pixel_head_channels=8, **kwargs)

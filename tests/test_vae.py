@@ -18,9 +18,16 @@ from jvdm.models.vae.latent_space import LatentSpace
 from jvdm.training.state import TrainState
 from jvdm.training.vae_objective import make_vae_train_step
 
-TINY = dict(latent_channels=4, base_channels=8, channel_mults=(1, 2, 2),
-            spatial_downsample=(True, True), temporal_downsample=(True, True), num_res_blocks=1,
-            num_groups=4, head_dim=16)
+TINY = dict(
+  latent_channels=4,
+  base_channels=8,
+  channel_mults=(1, 2, 2),
+  spatial_downsample=(True, True),
+  temporal_downsample=(True, True),
+  num_res_blocks=1,
+  num_groups=4,
+  head_dim=16,
+)
 
 
 @pytest.fixture(name="causal_vae", scope="module")
@@ -108,8 +115,9 @@ def test_decoder_row_slices_give_the_same_video(causal_vae):
 def test_temporal_decoder_vae():
   """The image-encoder / temporal-decoder VAE: frames encode independently, the decoder mixes
   frames, and chunked decoding runs chunks independently (SVD's decode_chunk_size)."""
-  model = VideoAutoencoder(**{**TINY, "architecture": "temporal_decoder",
-                              "temporal_downsample": (False, False)})
+  model = VideoAutoencoder(
+    **{**TINY, "architecture": "temporal_decoder", "temporal_downsample": (False, False)}
+  )
   x = _video(7, frames=6)
   params = model.init(jax.random.key(0), x[:1])["params"]
   mean, _ = model.apply({"params": params}, x, method=model.encode)
@@ -128,8 +136,15 @@ def test_tiled_decode_equals_whole_decode():
   """64x64 latents in tiles of 48 latent pixels. With per-position RMSNorm and no attention the
   decoder is local (receptive radius 12), so tiles overlapping by twice that and cross-faded
   past it reproduce the whole decode, seams included."""
-  model = VideoAutoencoder(**{**TINY, "channel_mults": (1, 2), "spatial_downsample": (True,),
-                              "temporal_downsample": (True,), "middle_attention": False})
+  model = VideoAutoencoder(
+    **{
+      **TINY,
+      "channel_mults": (1, 2),
+      "spatial_downsample": (True,),
+      "temporal_downsample": (True,),
+      "middle_attention": False,
+    }
+  )
   assert model.decoder_receptive_radius == 12
   z = jax.random.normal(jax.random.key(1), (1, 2, 64, 64, 4))
   params = model.init(jax.random.key(0), jnp.zeros((1, 1, 16, 16, 3)))["params"]
@@ -142,8 +157,15 @@ def test_tiled_decode_equals_whole_decode():
 def test_tiled_encode_equals_whole_encode():
   """Pixel tiles overlapping by twice the encoder's receptive radius (2 x 18 pixels) reproduce
   the whole encode of the local VAE."""
-  model = VideoAutoencoder(**{**TINY, "channel_mults": (1, 2), "spatial_downsample": (True,),
-                              "temporal_downsample": (True,), "middle_attention": False})
+  model = VideoAutoencoder(
+    **{
+      **TINY,
+      "channel_mults": (1, 2),
+      "spatial_downsample": (True,),
+      "temporal_downsample": (True,),
+      "middle_attention": False,
+    }
+  )
   assert model.encoder_receptive_radius == 18
   params = model.init(jax.random.key(0), jnp.zeros((1, 1, 16, 16, 3)))["params"]
   space = LatentSpace(model, params, shift=0.5, scale=2.0)

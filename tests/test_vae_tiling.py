@@ -21,23 +21,32 @@ HALF = fractions.Fraction(1, 2)
 
 def _conv(z, kernel):
   """3x3 'SAME' (zero-padded) conv on [N, H, W, C]."""
-  return jax.lax.conv_general_dilated(z, kernel, (1, 1), "SAME",
-                                      dimension_numbers=("NHWC", "HWIO", "NHWC"),
-                                      precision=jax.lax.Precision.HIGHEST)
+  return jax.lax.conv_general_dilated(
+    z,
+    kernel,
+    (1, 1),
+    "SAME",
+    dimension_numbers=("NHWC", "HWIO", "NHWC"),
+    precision=jax.lax.Precision.HIGHEST,
+  )
 
 
 def _kernels(seed, channels):
   keys = jax.random.split(jax.random.key(seed), len(channels) - 1)
-  return [jax.random.normal(k, (3, 3, cin, cout)) / math.sqrt(9 * cin)
-          for k, cin, cout in zip(keys, channels[:-1], channels[1:])]
+  return [
+    jax.random.normal(k, (3, 3, cin, cout)) / math.sqrt(9 * cin)
+    for k, cin, cout in zip(keys, channels[:-1], channels[1:])
+  ]
 
 
 def _frames(fn):
   """fn on [N, H, W, C] lifted to videos [B, T, H, W, C]."""
+
   def video_fn(x):
     b, t = x.shape[:2]
     y = fn(x.reshape((b * t,) + x.shape[2:]))
     return y.reshape((b, t) + y.shape[1:])
+
   return video_fn
 
 
@@ -49,6 +58,7 @@ def _decoder(seed=0):
     for kernel in kernels:
       z = jnp.tanh(_conv(z, kernel))
     return jnp.repeat(jnp.repeat(z, 2, axis=1), 2, axis=2)
+
   return _frames(fn)
 
 
@@ -62,6 +72,7 @@ def _encoder(seed=1):
     n, h, w, c = z.shape
     z = z.reshape(n, h // 2, 2, w // 2, 2, c).mean((2, 4))
     return _conv(z, second)
+
   return _frames(fn)
 
 
@@ -75,7 +86,7 @@ def _band_mask(size, tile, overlap, scale):
   mask = np.zeros(int(size * scale), bool)
   for i in range(1, len(_starts(size, tile, overlap))):
     start = int(i * (tile - overlap) * scale)
-    mask[start:start + int(overlap * scale)] = True
+    mask[start : start + int(overlap * scale)] = True
   return mask
 
 
@@ -84,9 +95,9 @@ def _largest_tile_error(fn, x, whole, tile, overlap, scale):
   error = 0.0
   for y in _starts(x.shape[2], tile, overlap):
     for x0 in _starts(x.shape[3], tile, overlap):
-      piece = np.asarray(fn(x[:, :, y:y + tile, x0:x0 + tile]))
+      piece = np.asarray(fn(x[:, :, y : y + tile, x0 : x0 + tile]))
       oy, ox = int(y * scale), int(x0 * scale)
-      region = whole[:, :, oy:oy + piece.shape[2], ox:ox + piece.shape[3]]
+      region = whole[:, :, oy : oy + piece.shape[2], ox : ox + piece.shape[3]]
       error = max(error, float(np.abs(piece - region).max()))
   return error
 
@@ -173,20 +184,27 @@ def test_untiled_dimension_and_one_compile():
 
 def test_no_split_is_fn():
   x = jax.random.normal(jax.random.key(5), (1, 2, 9, 11, 4))
-  np.testing.assert_array_equal(tiled_apply(_decoder(), x, tile=16, overlap=6, scale=2),
-                                _decoder()(x))
+  np.testing.assert_array_equal(
+    tiled_apply(_decoder(), x, tile=16, overlap=6, scale=2), _decoder()(x)
+  )
 
 
-@pytest.mark.parametrize("kwargs, error, message", [
+@pytest.mark.parametrize(
+  "kwargs, error, message",
+  [
     (dict(tile=8, overlap=8, scale=2), ConfigError, "expected 0 <= overlap, tile > overlap"),
     (dict(tile=10, overlap=6, scale=2), ConfigError, "tile >= 2 \\* overlap"),
     (dict(tile=16, overlap=-1, scale=2), ConfigError, "expected 0 <= overlap"),
-    (dict(tile=16, overlap=4, scale=2, margin=3), ConfigError,
-     "overlap=4 is a tile overlap smaller than the decoder's receptive overlap"),
+    (
+      dict(tile=16, overlap=4, scale=2, margin=3),
+      ConfigError,
+      "overlap=4 is a tile overlap smaller than the decoder's receptive overlap",
+    ),
     (dict(tile=15, overlap=4, scale=HALF), ConfigError, "tile=15 times scale=1/2"),
     (dict(tile=16, overlap=5, scale=HALF), ConfigError, "overlap=5 times scale=1/2"),
     (dict(tile=16, overlap=4, scale=0), ConfigError, "scale=0"),
-])
+  ],
+)
 def test_bad_tiling_raises(kwargs, error, message):
   x = jnp.zeros((1, 1, 20, 20, 3))
   with pytest.raises(error, match=message):
@@ -198,6 +216,9 @@ def test_bad_shapes_raise():
     tiled_apply(_decoder(), jnp.zeros((1, 20, 20, 3)), tile=8, overlap=2, scale=2)
   with pytest.raises(ShapeError, match="H=21 times scale=1/2 is 21/2"):
     tiled_apply(_encoder(), jnp.zeros((1, 1, 21, 20, 3)), tile=8, overlap=2, scale=HALF)
-  with pytest.raises(ShapeError, match=r"fn maps a tile \(8, 8\) to shape \(1, 1, 16, 16, 3\), "
-                                       r"expected \[B, T', 32, 32, C\] for scale=4"):
+  with pytest.raises(
+    ShapeError,
+    match=r"fn maps a tile \(8, 8\) to shape \(1, 1, 16, 16, 3\), "
+    r"expected \[B, T', 32, 32, C\] for scale=4",
+  ):
     tiled_apply(_decoder(), jnp.zeros((1, 1, 20, 20, 4)), tile=8, overlap=2, scale=4)

@@ -19,9 +19,7 @@ SIZE = 16
 def brightness_video(num_frames, height=24, width=40, step=8):
   """uint8 [T, H, W, 3] whose frame k is flat with value step * k."""
   values = (np.arange(num_frames) * step).astype(np.uint8)
-  return np.broadcast_to(
-      values[:, None, None, None], (num_frames, height, width, 3)
-  ).copy()
+  return np.broadcast_to(values[:, None, None, None], (num_frames, height, width, 3)).copy()
 
 
 def make_source(root, **kwargs):
@@ -53,8 +51,12 @@ def test_folder_source_items_and_skips(mixed_folder):
   source = make_source(mixed_folder)
   assert len(source) == 6
   assert [path.name for path in source.paths] == [
-      "a_good.mp4", "b_good.gif", "c_corrupt.mp4",
-      "d_good.mp4", "e_truncated.mp4", "f_short.mp4",
+    "a_good.mp4",
+    "b_good.gif",
+    "c_corrupt.mp4",
+    "d_good.mp4",
+    "e_truncated.mp4",
+    "f_short.mp4",
   ]
   for index in GOOD:
     item = source[index]
@@ -77,9 +79,7 @@ def test_skipped_file_is_logged_once(mixed_folder, caplog):
     source[2]
     source[2]
   messages = [
-      record.getMessage()
-      for record in caplog.records
-      if "c_corrupt" in record.getMessage()
+    record.getMessage() for record in caplog.records if "c_corrupt" in record.getMessage()
   ]
   assert len(messages) == 1
   assert "Skipping video" in messages[0]
@@ -92,8 +92,7 @@ def test_clip_start_is_deterministic_by_seed_and_index(mixed_folder):
     np.testing.assert_array_equal(source[index]["video"], again[index]["video"])
   # d_good.mp4 has 17 valid starts; 8 seeds all agreeing has p ~ 1e-9.
   first_values = {
-      int(make_source(mixed_folder, seed=seed)[3]["video"][0].mean())
-      for seed in range(8)
+    int(make_source(mixed_folder, seed=seed)[3]["video"][0].mean()) for seed in range(8)
   }
   assert len(first_values) > 1
 
@@ -111,15 +110,13 @@ def test_frame_stride_is_respected(tmp_path, name, atol):
 def test_wraps_in_a_grain_pipeline(mixed_folder):
   source = make_source(mixed_folder)
   dataset = (
-      grain.MapDataset.source(source)
-      .map(lambda item: item and transforms.to_model_range(item["video"]))
-      .filter(lambda item: item is not None)
+    grain.MapDataset.source(source)
+    .map(lambda item: item and transforms.to_model_range(item["video"]))
+    .filter(lambda item: item is not None)
   )
   # Half the files are bad here; a real run would bound the dropped ratio.
   options = grain.experimental.DatasetOptions(filter_raise_threshold_ratio=0.9)
-  stream = grain.experimental.WithOptionsIterDataset(
-      dataset.to_iter_dataset(), options
-  )
+  stream = grain.experimental.WithOptionsIterDataset(dataset.to_iter_dataset(), options)
   videos = list(stream)
   assert len(videos) == 3
   for video in videos:
@@ -161,8 +158,8 @@ def test_folder_of_unusable_files_raises(tmp_path):
 
 
 @pytest.mark.parametrize(
-    "kwargs",
-    [{"num_frames": 0}, {"frame_stride": -1}, {"height": 0}, {"width": 2.5}],
+  "kwargs",
+  [{"num_frames": 0}, {"frame_stride": -1}, {"height": 0}, {"width": 2.5}],
 )
 def test_bad_config_raises(tmp_path, kwargs):
   with pytest.raises(ConfigError, match=next(iter(kwargs))):
@@ -201,7 +198,7 @@ def test_range_conversions():
   assert x[0] == -1 and x[-1] == 1
   np.testing.assert_array_equal(transforms.to_uint8(x), pixels)
   np.testing.assert_array_equal(
-      transforms.to_uint8(np.array([-3.0, 2.0, np.nan, 0.0])), [0, 255, 0, 128]
+    transforms.to_uint8(np.array([-3.0, 2.0, np.nan, 0.0])), [0, 255, 0, 128]
   )
   with pytest.raises(ShapeError, match="uint8"):
     transforms.to_model_range(x)

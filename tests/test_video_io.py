@@ -14,18 +14,14 @@ def blocky_video(num_frames=8, height=32, width=32):
   Flat blocks survive both h264 and GIF palettes well.
   """
   rng = np.random.default_rng(0)
-  blocks = rng.integers(
-      0, 8, (num_frames, height // 8, width // 8, 3), dtype=np.uint8
-  ) * 32
+  blocks = rng.integers(0, 8, (num_frames, height // 8, width // 8, 3), dtype=np.uint8) * 32
   return np.repeat(np.repeat(blocks, 8, axis=1), 8, axis=2)
 
 
 def brightness_video(num_frames, height=8, width=8, step=8):
   """uint8 [T, H, W, 3] whose frame k is flat with value step * k."""
   values = (np.arange(num_frames) * step).astype(np.uint8)
-  return np.broadcast_to(
-      values[:, None, None, None], (num_frames, height, width, 3)
-  ).copy()
+  return np.broadcast_to(values[:, None, None, None], (num_frames, height, width, 3)).copy()
 
 
 def mean_abs_diff(a, b):
@@ -45,18 +41,14 @@ def test_mp4_round_trip(tmp_path):
 
 def test_mp4_odd_size_is_padded_to_even(tmp_path):
   frames = blocky_video(num_frames=3, height=24, width=24)[:, :15, :21]
-  read = video_io.read_video(
-      video_io.write_video(tmp_path / "odd.mp4", frames)
-  )
+  read = video_io.read_video(video_io.write_video(tmp_path / "odd.mp4", frames))
   assert read.shape == (3, 16, 22, 3)
   assert mean_abs_diff(read[:, :15, :21], frames) < 6
 
 
 def test_mp4_scale_is_nearest_neighbour(tmp_path):
   frames = blocky_video(num_frames=4, height=16, width=16)
-  read = video_io.read_video(
-      video_io.write_video(tmp_path / "big.mp4", frames, scale=3)
-  )
+  read = video_io.read_video(video_io.write_video(tmp_path / "big.mp4", frames, scale=3))
   assert read.shape == (4, 48, 48, 3)
   assert mean_abs_diff(read[:, 1::3, 1::3], frames) < 6
 
@@ -81,9 +73,7 @@ def test_gray_frames_are_written_as_rgb(tmp_path):
 
 
 def test_npz_round_trip_is_exact(tmp_path):
-  videos = np.random.default_rng(0).integers(
-      0, 256, (2, 3, 4, 5, 3), dtype=np.uint8
-  )
+  videos = np.random.default_rng(0).integers(0, 256, (2, 3, 4, 5, 3), dtype=np.uint8)
   path = video_io.save_npz(tmp_path / "out" / "samples.npz", videos)
   np.testing.assert_array_equal(video_io.load_npz(path), videos)
   with np.load(path) as archive:
@@ -104,9 +94,7 @@ def test_npz_errors(tmp_path):
 
 
 def test_tile_videos_places_each_video():
-  videos = np.stack(
-      [np.full((2, 4, 6, 3), 10 * (n + 1), np.uint8) for n in range(5)]
-  )
+  videos = np.stack([np.full((2, 4, 6, 3), 10 * (n + 1), np.uint8) for n in range(5)])
   grid = video_io.tile_videos(videos, columns=3, separator=2)
   assert grid.shape == (2, 2 * 4 + 2, 3 * 6 + 4, 3)
   for n in range(5):
@@ -119,26 +107,24 @@ def test_tile_videos_places_each_video():
 def test_write_video_grid_shape(tmp_path):
   videos = np.stack([blocky_video(3, 16, 16) for _ in range(4)])
   read = video_io.read_video(
-      video_io.write_video_grid(tmp_path / "grid.mp4", videos, fps=4, scale=2)
+    video_io.write_video_grid(tmp_path / "grid.mp4", videos, fps=4, scale=2)
   )
   # 2x2 grid of 32x32 (after scale 2) with a 2 px separator.
   assert read.shape == (3, 66, 66, 3)
   first = videos[0].repeat(2, axis=1).repeat(2, axis=2)
   assert mean_abs_diff(read[:, :32, :32], first) < 6
-  read = video_io.read_video(
-      video_io.write_video_grid(tmp_path / "grid.gif", videos, columns=4)
-  )
+  read = video_io.read_video(video_io.write_video_grid(tmp_path / "grid.gif", videos, columns=4))
   assert read.shape == (3, 16, 4 * 16 + 3 * 2, 3)
 
 
 @pytest.mark.parametrize(
-    "frames, error, match",
-    [
-        (np.zeros((2, 8, 8, 3), np.float32), ShapeError, "float32.*uint8"),
-        (np.zeros((8, 8, 3), np.uint8), ShapeError, r"\(8, 8, 3\)"),
-        (np.zeros((2, 8, 8, 4), np.uint8), ShapeError, r"\(2, 8, 8, 4\)"),
-        (np.zeros((0, 8, 8, 3), np.uint8), ShapeError, "non-empty"),
-    ],
+  "frames, error, match",
+  [
+    (np.zeros((2, 8, 8, 3), np.float32), ShapeError, "float32.*uint8"),
+    (np.zeros((8, 8, 3), np.uint8), ShapeError, r"\(8, 8, 3\)"),
+    (np.zeros((2, 8, 8, 4), np.uint8), ShapeError, r"\(2, 8, 8, 4\)"),
+    (np.zeros((0, 8, 8, 3), np.uint8), ShapeError, "non-empty"),
+  ],
 )
 def test_write_video_rejects_bad_frames(tmp_path, frames, error, match):
   with pytest.raises(error, match=match):
@@ -174,9 +160,7 @@ def test_read_video_frames_start_and_stride(tmp_path, suffix, atol):
   path = video_io.write_video(tmp_path / f"v{suffix}", brightness_video(12))
   clip = video_io.read_video_frames(path, start=2, num_frames=4, stride=3)
   assert clip.shape == (4, 8, 8, 3)
-  np.testing.assert_allclose(
-      clip.mean(axis=(1, 2, 3)), [16, 40, 64, 88], atol=atol
-  )
+  np.testing.assert_allclose(clip.mean(axis=(1, 2, 3)), [16, 40, 64, 88], atol=atol)
   with pytest.raises(DataError, match="too short"):
     video_io.read_video_frames(path, start=2, num_frames=4, stride=4)
 
@@ -186,7 +170,7 @@ def test_read_random_clip_is_uniform_and_deterministic(tmp_path):
 
   def first_frame_index(seed):
     clip = video_io.read_random_clip(
-        path, num_frames=2, frame_stride=2, rng=np.random.default_rng(seed)
+      path, num_frames=2, frame_stride=2, rng=np.random.default_rng(seed)
     )
     values = clip[:, 0, 0, 0].astype(int)
     assert values[1] - values[0] == 2 * 8  # Stride 2, 8 per frame.
@@ -197,6 +181,4 @@ def test_read_random_clip_is_uniform_and_deterministic(tmp_path):
   # 10 frames, span 3 -> starts 0..7; 80 draws miss one with p < 1e-3.
   assert sorted(set(starts)) == list(range(8))
   with pytest.raises(DataError, match="10 frames.*needs at least 11"):
-    video_io.read_random_clip(
-        path, num_frames=6, frame_stride=2, rng=np.random.default_rng(0)
-    )
+    video_io.read_random_clip(path, num_frames=6, frame_stride=2, rng=np.random.default_rng(0))

@@ -25,13 +25,14 @@ def caption_tokens(colour_indices, max_shapes: int) -> np.ndarray:
   """int32 `[max_shapes + 1]`: the caption of a video whose shapes have these palette indices."""
   colours = sorted(int(c) for c in colour_indices)
   if len(colours) > max_shapes or len(set(colours)) != len(colours):
-    raise ConfigError(f"A caption names 0 to {max_shapes} distinct colours, got indices "
-                      f"{list(colour_indices)}.")
+    raise ConfigError(
+      f"A caption names 0 to {max_shapes} distinct colours, got indices {list(colour_indices)}."
+    )
   if any(not 0 <= c < len(PALETTE_NAMES) for c in colours):
     raise ConfigError(f"Colour indices must be in [0, {len(PALETTE_NAMES)}), got {colours}.")
   tokens = np.full(caption_length(max_shapes), PAD, np.int32)
   tokens[0] = BOS
-  tokens[1:1 + len(colours)] = np.asarray(colours, np.int32) + _FIRST_COLOUR
+  tokens[1 : 1 + len(colours)] = np.asarray(colours, np.int32) + _FIRST_COLOUR
   return tokens
 
 
@@ -45,8 +46,10 @@ def encode_caption(text: str, max_shapes: int) -> np.ndarray:
   words = text.replace(",", " ").lower().split()
   unknown = [word for word in words if word not in PALETTE_NAMES]
   if unknown:
-    raise ConfigError(f"Unknown caption words {unknown} in {text!r}; captions name colours "
-                      f"from {list(PALETTE_NAMES)}.")
+    raise ConfigError(
+      f"Unknown caption words {unknown} in {text!r}; captions name colours "
+      f"from {list(PALETTE_NAMES)}."
+    )
   return caption_tokens([PALETTE_NAMES.index(word) for word in words], max_shapes)
 
 
@@ -59,7 +62,7 @@ def caption_colours(tokens: np.ndarray) -> frozenset[int]:
 
 
 def decode_caption(tokens: np.ndarray) -> str:
-  """"red blue" for the tokens of that caption; "" for the null caption."""
+  """ "red blue" for the tokens of that caption; "" for the null caption."""
   return " ".join(PALETTE_NAMES[c] for c in sorted(caption_colours(tokens)))
 
 
@@ -72,11 +75,14 @@ def null_condition_for(config) -> np.ndarray | None:
   # Only the DiT takes a condition; the UNet and the VAE are unconditional.
   condition = config.model.condition if "condition" in config.model else "none"
   if condition not in CONDITIONS:
-    raise ConfigError(f"config.model.condition={condition!r} is not valid; expected one of "
-                      f"{list(CONDITIONS)}.")
+    raise ConfigError(
+      f"config.model.condition={condition!r} is not valid; expected one of {list(CONDITIONS)}."
+    )
   if condition == "none":
     return None
   if config.data.name != "bouncing_shapes":
-    raise ConfigError(f"config.model.condition='caption' needs captioned data: the "
-                      f"'bouncing_shapes' dataset, not {config.data.name!r}.")
+    raise ConfigError(
+      f"config.model.condition='caption' needs captioned data: the "
+      f"'bouncing_shapes' dataset, not {config.data.name!r}."
+    )
   return null_caption(config.data.bouncing_shapes.max_shapes)

@@ -28,27 +28,48 @@ def make_source(data_config: ml_collections.ConfigDict) -> Any:
   """
   if data_config.name == "bouncing_shapes":
     from jvdm.data.synthetic import BouncingShapes  # pylint: disable=g-import-not-at-top
-    return BouncingShapes(num_frames=data_config.num_frames, height=data_config.height,
-                          width=data_config.width, **data_config.bouncing_shapes.to_dict())
+
+    return BouncingShapes(
+      num_frames=data_config.num_frames,
+      height=data_config.height,
+      width=data_config.width,
+      **data_config.bouncing_shapes.to_dict(),
+    )
   if data_config.name == "video_folder":
     from jvdm.data.video_folder import VideoFolderSource  # pylint: disable=g-import-not-at-top
-    return VideoFolderSource(data_config.video_folder.root, num_frames=data_config.num_frames,
-                             frame_stride=data_config.video_folder.frame_stride,
-                             height=data_config.height, width=data_config.width,
-                             seed=data_config.shuffle_seed)
+
+    return VideoFolderSource(
+      data_config.video_folder.root,
+      num_frames=data_config.num_frames,
+      frame_stride=data_config.video_folder.frame_stride,
+      height=data_config.height,
+      width=data_config.width,
+      seed=data_config.shuffle_seed,
+    )
   if data_config.name == "tfds":
     from jvdm.data.tfds_source import TfdsSource  # pylint: disable=g-import-not-at-top
+
     tfds_config = data_config.tfds
     if not tfds_config.name:
-      raise ConfigError("config.data.name='tfds' needs config.data.tfds.name, a dataset prepared "
-                        f"with `python -m jvdm.data.prepare`; got {tfds_config.name!r}.")
+      raise ConfigError(
+        "config.data.name='tfds' needs config.data.tfds.name, a dataset prepared "
+        f"with `python -m jvdm.data.prepare`; got {tfds_config.name!r}."
+      )
     feature = tfds_config.feature
     # Pixel clips have the config's shape; latents that of the VAE (checked by the loop).
-    pixel_shape = (data_config.num_frames, data_config.height, data_config.width,
-                   data_config.channels)
-    return TfdsSource(tfds_config.name, data_dir=tfds_config.data_dir or None,
-                      split=tfds_config.split, feature=feature,
-                      expected_shape=pixel_shape if feature == "video" else None)
+    pixel_shape = (
+      data_config.num_frames,
+      data_config.height,
+      data_config.width,
+      data_config.channels,
+    )
+    return TfdsSource(
+      tfds_config.name,
+      data_dir=tfds_config.data_dir or None,
+      split=tfds_config.split,
+      feature=feature,
+      expected_shape=pixel_shape if feature == "video" else None,
+    )
   raise ConfigError(f"Unknown dataset {data_config.name!r}; valid datasets: {list(DATASETS)}.")
 
 
@@ -70,8 +91,12 @@ def evaluation_videos(data_config: ml_collections.ConfigDict, num_videos: int) -
       held_out.tfds.split = data_config.tfds.eval_split
     source = make_source(held_out)
   else:
-    logger.warning("The %r dataset has no held-out split: evaluating on its first %d clips, "
-                   "which training also sees.", data_config.name, num_videos)
+    logger.warning(
+      "The %r dataset has no held-out split: evaluating on its first %d clips, "
+      "which training also sees.",
+      data_config.name,
+      num_videos,
+    )
     source = make_source(data_config)
   clips = []
   for index in range(len(source)):
@@ -80,20 +105,26 @@ def evaluation_videos(data_config: ml_collections.ConfigDict, num_videos: int) -
       clips.append(item["video"])
     if len(clips) == num_videos:
       return np.stack(clips)
-  raise DataError(f"The {data_config.name!r} dataset has {len(clips)} readable clips; "
-                  f"evaluation needs {num_videos} (train.num_sample_videos).")
+  raise DataError(
+    f"The {data_config.name!r} dataset has {len(clips)} readable clips; "
+    f"evaluation needs {num_videos} (train.num_sample_videos)."
+  )
 
 
 def local_batch_size(global_batch_size: int, process_count: int) -> int:
   if global_batch_size % process_count:
     raise ConfigError(
-        f"data.batch_size={global_batch_size} is not divisible by the {process_count} processes.")
+      f"data.batch_size={global_batch_size} is not divisible by the {process_count} processes."
+    )
   return global_batch_size // process_count
 
 
-def make_dataset(data_config: ml_collections.ConfigDict, source: Any = None,
-                 process_index: int | None = None,
-                 process_count: int | None = None) -> grain.IterDataset:
+def make_dataset(
+  data_config: ml_collections.ConfigDict,
+  source: Any = None,
+  process_index: int | None = None,
+  process_count: int | None = None,
+) -> grain.IterDataset:
   """An endless stream of host-local batches {'video': uint8 [B_local, T, H, W, C]}.
 
   Args:
@@ -112,7 +143,8 @@ def make_dataset(data_config: ml_collections.ConfigDict, source: Any = None,
   # row for row, is the same for any number of processes.
   first_row = process_index * batch
   dataset = grain.MapDataset.range(len(shuffled) // process_count).map(
-      lambda i: shuffled[i // batch * data_config.batch_size + first_row + i % batch])
+    lambda i: shuffled[i // batch * data_config.batch_size + first_row + i % batch]
+  )
   stream = dataset.to_iter_dataset()
   # Sources return None for items they could not read (a corrupt file); drop them here.
   stream = stream.filter(lambda item: item is not None)

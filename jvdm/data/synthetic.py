@@ -40,30 +40,51 @@ def _check_int(name: str, value, minimum: int) -> None:
     raise ConfigError(f"{name} must be >= {minimum}, got {value}.")
 
 
-def validate_generator_args(*, num_frames: int, height: int, width: int, min_shapes: int,
-                            max_shapes: int, min_size: int, max_size: int, min_speed: int,
-                            max_speed: int) -> None:
+def validate_generator_args(
+  *,
+  num_frames: int,
+  height: int,
+  width: int,
+  min_shapes: int,
+  max_shapes: int,
+  min_size: int,
+  max_size: int,
+  min_speed: int,
+  max_speed: int,
+) -> None:
   """Raises ConfigError unless the arguments describe videos the generator can draw."""
-  for name, value in (("num_frames", num_frames), ("height", height), ("width", width),
-                      ("min_shapes", min_shapes), ("max_shapes", max_shapes),
-                      ("min_size", min_size), ("max_size", max_size),
-                      ("min_speed", min_speed), ("max_speed", max_speed)):
+  for name, value in (
+    ("num_frames", num_frames),
+    ("height", height),
+    ("width", width),
+    ("min_shapes", min_shapes),
+    ("max_shapes", max_shapes),
+    ("min_size", min_size),
+    ("max_size", max_size),
+    ("min_speed", min_speed),
+    ("max_speed", max_speed),
+  ):
     _check_int(name, value, 1)
-  for low_name, low, high_name, high in (("min_shapes", min_shapes, "max_shapes", max_shapes),
-                                         ("min_size", min_size, "max_size", max_size),
-                                         ("min_speed", min_speed, "max_speed", max_speed)):
+  for low_name, low, high_name, high in (
+    ("min_shapes", min_shapes, "max_shapes", max_shapes),
+    ("min_size", min_size, "max_size", max_size),
+    ("min_speed", min_speed, "max_speed", max_speed),
+  ):
     if low > high:
       raise ConfigError(f"{low_name}={low} is greater than {high_name}={high}.")
   if max_shapes > len(PALETTE):
-    raise ConfigError(f"max_shapes={max_shapes} exceeds the {len(PALETTE)} palette colours "
-                      f"{PALETTE_NAMES}; each shape needs its own colour.")
+    raise ConfigError(
+      f"max_shapes={max_shapes} exceeds the {len(PALETTE)} palette colours "
+      f"{PALETTE_NAMES}; each shape needs its own colour."
+    )
   # One bounce per frame at most: the largest square must still have max_speed px of room.
   side = min(height, width)
   if max_size + max_speed > side:
     raise ConfigError(
-        f"max_size={max_size} + max_speed={max_speed} = {max_size + max_speed} exceeds the "
-        f"smaller frame side {side} (height={height}, width={width}); expected "
-        f"max_size + max_speed <= {side} so every square fits and bounces at most once a frame.")
+      f"max_size={max_size} + max_speed={max_speed} = {max_size + max_speed} exceeds the "
+      f"smaller frame side {side} (height={height}, width={width}); expected "
+      f"max_size + max_speed <= {side} so every square fits and bounces at most once a frame."
+    )
 
 
 def _sample_velocity(rng: np.random.Generator, min_speed: int, max_speed: int) -> np.ndarray:
@@ -76,8 +97,9 @@ def _sample_velocity(rng: np.random.Generator, min_speed: int, max_speed: int) -
   return velocity
 
 
-def _bounce_path(start: np.ndarray, velocity: np.ndarray, span: np.ndarray,
-                 num_frames: int) -> tuple[np.ndarray, np.ndarray]:
+def _bounce_path(
+  start: np.ndarray, velocity: np.ndarray, span: np.ndarray, num_frames: int
+) -> tuple[np.ndarray, np.ndarray]:
   """Positions and leaving velocities [T, 2] under the motion law in the module docstring."""
   positions = np.empty((num_frames, 2), np.int64)
   velocities = np.empty((num_frames, 2), np.int64)
@@ -112,10 +134,19 @@ def paint_square(video: np.ndarray, positions: np.ndarray, size: int, colour) ->
   video[in_rows[:, :, None] & in_cols[:, None, :]] = colour
 
 
-def render_bouncing_shapes(rng: np.random.Generator, *, num_frames: int = 16, height: int = 32,
-                           width: int = 32, min_shapes: int = 1, max_shapes: int = 2,
-                           min_size: int = 6, max_size: int = 10, min_speed: int = 1,
-                           max_speed: int = 3) -> tuple[np.ndarray, dict[str, np.ndarray]]:
+def render_bouncing_shapes(
+  rng: np.random.Generator,
+  *,
+  num_frames: int = 16,
+  height: int = 32,
+  width: int = 32,
+  min_shapes: int = 1,
+  max_shapes: int = 2,
+  min_size: int = 6,
+  max_size: int = 10,
+  min_speed: int = 1,
+  max_speed: int = 3,
+) -> tuple[np.ndarray, dict[str, np.ndarray]]:
   """Draws one bouncing-shapes video.
 
   Args:
@@ -132,9 +163,17 @@ def render_bouncing_shapes(rng: np.random.Generator, *, num_frames: int = 16, he
       "positions": int [K, T, 2], top-left (y, x) in each frame; "velocities": int [K, T, 2],
       the (vy, vx) with which the square leaves each frame (flipped after a bounce).
   """
-  validate_generator_args(num_frames=num_frames, height=height, width=width,
-                          min_shapes=min_shapes, max_shapes=max_shapes, min_size=min_size,
-                          max_size=max_size, min_speed=min_speed, max_speed=max_speed)
+  validate_generator_args(
+    num_frames=num_frames,
+    height=height,
+    width=width,
+    min_shapes=min_shapes,
+    max_shapes=max_shapes,
+    min_size=min_size,
+    max_size=max_size,
+    min_speed=min_speed,
+    max_speed=max_speed,
+  )
   num_shapes = int(rng.integers(min_shapes, max_shapes + 1))
   colour_indices = rng.choice(len(PALETTE), size=num_shapes, replace=False)
   sizes = rng.integers(min_size, max_size + 1, size=num_shapes)
@@ -145,17 +184,18 @@ def render_bouncing_shapes(rng: np.random.Generator, *, num_frames: int = 16, he
     span = np.array([height - size, width - size])
     start = np.array([rng.integers(span[0] + 1), rng.integers(span[1] + 1)])
     positions, velocities = _bounce_path(
-        start, _sample_velocity(rng, min_speed, max_speed), span, num_frames)
+      start, _sample_velocity(rng, min_speed, max_speed), span, num_frames
+    )
     paint_square(video, positions, size, PALETTE[colour_index])
     all_positions.append(positions)
     all_velocities.append(velocities)
 
   truth = {
-      "colours": PALETTE[colour_indices],
-      "colour_indices": colour_indices.astype(np.int64),
-      "sizes": sizes.astype(np.int64),
-      "positions": np.stack(all_positions),
-      "velocities": np.stack(all_velocities),
+    "colours": PALETTE[colour_indices],
+    "colour_indices": colour_indices.astype(np.int64),
+    "sizes": sizes.astype(np.int64),
+    "positions": np.stack(all_positions),
+    "velocities": np.stack(all_velocities),
   }
   return video, truth
 
@@ -168,15 +208,33 @@ class BouncingShapes:
   access order, in any worker process and on any host.
   """
 
-  def __init__(self, num_videos: int = 100_000, num_frames: int = 16, height: int = 32,
-               width: int = 32, min_shapes: int = 1, max_shapes: int = 2, min_size: int = 6,
-               max_size: int = 10, min_speed: int = 1, max_speed: int = 3, seed: int = 0):
+  def __init__(
+    self,
+    num_videos: int = 100_000,
+    num_frames: int = 16,
+    height: int = 32,
+    width: int = 32,
+    min_shapes: int = 1,
+    max_shapes: int = 2,
+    min_size: int = 6,
+    max_size: int = 10,
+    min_speed: int = 1,
+    max_speed: int = 3,
+    seed: int = 0,
+  ):
     _check_int("num_videos", num_videos, 1)
     _check_int("seed", seed, 0)  # numpy seed sequences take non-negative integers only
     self.generator_kwargs = dict(
-        num_frames=num_frames, height=height, width=width, min_shapes=min_shapes,
-        max_shapes=max_shapes, min_size=min_size, max_size=max_size, min_speed=min_speed,
-        max_speed=max_speed)
+      num_frames=num_frames,
+      height=height,
+      width=width,
+      min_shapes=min_shapes,
+      max_shapes=max_shapes,
+      min_size=min_size,
+      max_size=max_size,
+      min_speed=min_speed,
+      max_speed=max_speed,
+    )
     validate_generator_args(**self.generator_kwargs)
     self.num_videos = int(num_videos)
     self.seed = int(seed)

@@ -37,15 +37,15 @@ class VideoFolderSource:
   """
 
   def __init__(
-      self,
-      root: str | os.PathLike,
-      *,
-      num_frames: int,
-      frame_stride: int = 1,
-      height: int,
-      width: int,
-      extensions: Sequence[str] = DEFAULT_EXTENSIONS,
-      seed: int = 0,
+    self,
+    root: str | os.PathLike,
+    *,
+    num_frames: int,
+    frame_stride: int = 1,
+    height: int,
+    width: int,
+    extensions: Sequence[str] = DEFAULT_EXTENSIONS,
+    seed: int = 0,
   ):
     """Lists the videos under `root` and checks that one gives a clip.
 
@@ -55,15 +55,13 @@ class VideoFolderSource:
         `extensions`, or none of its video files gives a clip.
     """
     for name, value in (
-        ("num_frames", num_frames),
-        ("frame_stride", frame_stride),
-        ("height", height),
-        ("width", width),
+      ("num_frames", num_frames),
+      ("frame_stride", frame_stride),
+      ("height", height),
+      ("width", width),
     ):
       if not isinstance(value, (int, np.integer)) or value < 1:
-        raise ConfigError(
-            f"VideoFolderSource {name} must be an int >= 1, got {value!r}."
-        )
+        raise ConfigError(f"VideoFolderSource {name} must be an int >= 1, got {value!r}.")
     self._root = pathlib.Path(root)
     self._num_frames = int(num_frames)
     self._frame_stride = int(frame_stride)
@@ -71,8 +69,7 @@ class VideoFolderSource:
     self._width = int(width)
     self._seed = seed
     self._extensions = tuple(
-        ext.lower() if ext.startswith(".") else "." + ext.lower()
-        for ext in extensions
+      ext.lower() if ext.startswith(".") else "." + ext.lower() for ext in extensions
     )
     self._skipped: dict[str, str] = {}  # path -> why it gave no clip
     self._lock = threading.Lock()  # grain may read from several threads.
@@ -81,23 +78,22 @@ class VideoFolderSource:
       raise DataError(f"Video folder {self._root} does not exist.")
     if not self._root.is_dir():
       raise DataError(
-          f"Video folder {self._root} is not a folder; expected a folder of"
-          f" video files."
+        f"Video folder {self._root} is not a folder; expected a folder of video files."
       )
     self._paths = tuple(
-        sorted(
-            (
-                path
-                for path in self._root.rglob("*")
-                if path.suffix.lower() in self._extensions and path.is_file()
-            ),
-            key=lambda path: path.relative_to(self._root).as_posix(),
-        )
+      sorted(
+        (
+          path
+          for path in self._root.rglob("*")
+          if path.suffix.lower() in self._extensions and path.is_file()
+        ),
+        key=lambda path: path.relative_to(self._root).as_posix(),
+      )
     )
     if not self._paths:
       raise DataError(
-          f"Video folder {self._root} has no video files: looked recursively"
-          f" for extensions {self._extensions}."
+        f"Video folder {self._root} has no video files: looked recursively"
+        f" for extensions {self._extensions}."
       )
     self._probe()
 
@@ -112,9 +108,9 @@ class VideoFolderSource:
     if more > 0:
       shown += f"\n  ... and {more} more."
     raise DataError(
-        f"None of the {len(self._paths)} video files tried under "
-        f"{self._root} gives a clip of {self._num_frames} frames at stride "
-        f"{self._frame_stride}:\n  {shown}"
+      f"None of the {len(self._paths)} video files tried under "
+      f"{self._root} gives a clip of {self._num_frames} frames at stride "
+      f"{self._frame_stride}:\n  {shown}"
     )
 
   def __len__(self) -> int:
@@ -124,22 +120,19 @@ class VideoFolderSource:
     index = operator.index(index)
     if not 0 <= index < len(self._paths):
       raise IndexError(
-          f"VideoFolderSource index {index} is out of range for "
-          f"{len(self._paths)} videos."
+        f"VideoFolderSource index {index} is out of range for {len(self._paths)} videos."
       )
     return self.load(index, np.random.default_rng([self._seed, index]))
 
-  def load(
-      self, index: int, rng: np.random.Generator
-  ) -> dict[str, np.ndarray] | None:
+  def load(self, index: int, rng: np.random.Generator) -> dict[str, np.ndarray] | None:
     """One clip of file `index` with its start drawn from `rng`, or None."""
     path = self._paths[index]
     try:
       clip = video_io.read_random_clip(
-          path,
-          num_frames=self._num_frames,
-          frame_stride=self._frame_stride,
-          rng=rng,
+        path,
+        num_frames=self._num_frames,
+        frame_stride=self._frame_stride,
+        rng=rng,
       )
     except DataError as e:
       self._skip(path, str(e))
@@ -173,9 +166,9 @@ class VideoFolderSource:
 
   def __repr__(self) -> str:
     return (
-        f"VideoFolderSource(root={str(self._root)!r}, videos={len(self)}, "
-        f"num_frames={self._num_frames}, frame_stride={self._frame_stride}, "
-        f"height={self._height}, width={self._width}, seed={self._seed})"
+      f"VideoFolderSource(root={str(self._root)!r}, videos={len(self)}, "
+      f"num_frames={self._num_frames}, frame_stride={self._frame_stride}, "
+      f"height={self._height}, width={self._width}, seed={self._seed})"
     )
 
   # Locks do not pickle; grain pickles sources into worker processes.

@@ -28,23 +28,33 @@ def make_process(diffusion_config) -> Process:
   if diffusion_config.schedule == "discrete":
     kwargs = diffusion_config.discrete.to_dict()
   elif diffusion_config.schedule == "interpolated_cosine":
-    kwargs = dict(logsnr_min=diffusion_config.logsnr_min, logsnr_max=diffusion_config.logsnr_max,
-                  shift_start=0.0, shift_end=diffusion_config.logsnr_shift)
+    kwargs = dict(
+      logsnr_min=diffusion_config.logsnr_min,
+      logsnr_max=diffusion_config.logsnr_max,
+      shift_start=0.0,
+      shift_end=diffusion_config.logsnr_shift,
+    )
   else:
-    kwargs = dict(logsnr_min=diffusion_config.logsnr_min, logsnr_max=diffusion_config.logsnr_max,
-                  logsnr_shift=diffusion_config.logsnr_shift)
+    kwargs = dict(
+      logsnr_min=diffusion_config.logsnr_min,
+      logsnr_max=diffusion_config.logsnr_max,
+      logsnr_shift=diffusion_config.logsnr_shift,
+    )
   return VPProcess(get_schedule(diffusion_config.schedule, **kwargs))
 
 
 def make_loss(diffusion_config) -> Callable:
   """`loss(network, videos, rng) -> scalar` as `config.diffusion` describes it."""
   return functools.partial(
-      diffusion_loss, process=make_process(diffusion_config),
-      prediction=diffusion_config.prediction, per_frame_noise=diffusion_config.per_frame_noise,
-      weighting=diffusion_config.loss_weighting,
-      min_snr_gamma=diffusion_config.min_snr_gamma,
-      time_sampling=diffusion_config.time_sampling,
-      logit_mean=diffusion_config.logit_mean,
-      logit_std=diffusion_config.logit_std,
-      context_frames=diffusion_config.context_frames,
-      staggered_noise=diffusion_config.staggered_noise)
+    diffusion_loss,
+    process=make_process(diffusion_config),
+    prediction=diffusion_config.prediction,
+    per_frame_noise=diffusion_config.per_frame_noise,
+    weighting=diffusion_config.loss_weighting,
+    min_snr_gamma=diffusion_config.min_snr_gamma,
+    time_sampling=diffusion_config.time_sampling,
+    logit_mean=diffusion_config.logit_mean,
+    logit_std=diffusion_config.logit_std,
+    context_frames=diffusion_config.context_frames,
+    staggered_noise=diffusion_config.staggered_noise,
+  )

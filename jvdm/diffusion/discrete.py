@@ -22,8 +22,9 @@ BETA_SCHEDULES = ("linear", "scaled_linear", "squaredcos_cap_v2")
 TIMESTEP_SPACINGS = ("leading", "trailing", "linspace")
 
 
-def make_betas(name: str, num_train_timesteps: int = 1000, beta_start: float = 0.0001,
-               beta_end: float = 0.02) -> np.ndarray:
+def make_betas(
+  name: str, num_train_timesteps: int = 1000, beta_start: float = 0.0001, beta_end: float = 0.02
+) -> np.ndarray:
   """float64 `[N]` betas of the named schedule.
 
   linear: DDPM (Ho et al. 2020). scaled_linear: linear in sqrt(beta) (Stable Diffusion).
@@ -40,8 +41,9 @@ def make_betas(name: str, num_train_timesteps: int = 1000, beta_start: float = 0
   if name == "scaled_linear":
     return np.linspace(beta_start**0.5, beta_end**0.5, n, dtype=np.float64) ** 2
   alpha_bar = lambda s: math.cos((s + 0.008) / 1.008 * math.pi / 2) ** 2
-  return np.array([min(1 - alpha_bar((i + 1) / n) / alpha_bar(i / n), 0.999) for i in range(n)],
-                  np.float64)
+  return np.array(
+    [min(1 - alpha_bar((i + 1) / n) / alpha_bar(i / n), 0.999) for i in range(n)], np.float64
+  )
 
 
 def rescale_zero_terminal_snr(betas: np.ndarray) -> np.ndarray:
@@ -66,10 +68,13 @@ class DiscreteSchedule:
   def __post_init__(self):
     alphas_cumprod = np.asarray(self.alphas_cumprod, np.float64)
     if alphas_cumprod.ndim != 1 or len(alphas_cumprod) < 2:
-      raise ConfigError(f"alphas_cumprod must be a 1-D array of at least 2 values, got shape "
-                        f"{alphas_cumprod.shape}.")
-    if not (np.all(np.diff(alphas_cumprod) <= 0) and 0 <= alphas_cumprod[-1]
-            and alphas_cumprod[0] <= 1):
+      raise ConfigError(
+        f"alphas_cumprod must be a 1-D array of at least 2 values, got shape "
+        f"{alphas_cumprod.shape}."
+      )
+    if not (
+      np.all(np.diff(alphas_cumprod) <= 0) and 0 <= alphas_cumprod[-1] and alphas_cumprod[0] <= 1
+    ):
       raise ConfigError("alphas_cumprod must decrease within [0, 1].")
     object.__setattr__(self, "alphas_cumprod", alphas_cumprod)
 
@@ -81,8 +86,9 @@ class DiscreteSchedule:
     t = jnp.asarray(t)
     knots = np.concatenate([[1.0], self.alphas_cumprod])
     dtype = jnp.result_type(t, jnp.float32)
-    return jnp.interp(t * self.num_train_timesteps, jnp.arange(len(knots), dtype=dtype),
-                      jnp.asarray(knots, dtype))
+    return jnp.interp(
+      t * self.num_train_timesteps, jnp.arange(len(knots), dtype=dtype), jnp.asarray(knots, dtype)
+    )
 
   def __call__(self, t: jnp.ndarray) -> jnp.ndarray:
     alpha_bar = self.alpha_bar(t)
@@ -106,8 +112,12 @@ def index_to_time(index, num_train_timesteps: int):
   return np.maximum(np.asarray(index, np.float64) + 1.0, 0.0) / num_train_timesteps
 
 
-def discrete_timesteps(num_inference_steps: int, num_train_timesteps: int = 1000,
-                       spacing: str = "leading", steps_offset: int = 0) -> np.ndarray:
+def discrete_timesteps(
+  num_inference_steps: int,
+  num_train_timesteps: int = 1000,
+  spacing: str = "leading",
+  steps_offset: int = 0,
+) -> np.ndarray:
   """int64 `[S]` indices from noisy to clean, as diffusers' `set_timesteps` spaces them.
 
   leading: multiples of N // S, plus `steps_offset` (DDIM, Song et al. 2021; SD 1.x).
@@ -116,9 +126,13 @@ def discrete_timesteps(num_inference_steps: int, num_train_timesteps: int = 1000
   """
   if spacing not in TIMESTEP_SPACINGS:
     raise ConfigError(f"Unknown timestep spacing {spacing!r}; valid: {list(TIMESTEP_SPACINGS)}.")
-  if not isinstance(num_inference_steps, int) or not 1 <= num_inference_steps <= num_train_timesteps:
-    raise ConfigError(f"The number of steps must be an integer in [1, {num_train_timesteps}], "
-                      f"got {num_inference_steps!r}.")
+  if (
+    not isinstance(num_inference_steps, int) or not 1 <= num_inference_steps <= num_train_timesteps
+  ):
+    raise ConfigError(
+      f"The number of steps must be an integer in [1, {num_train_timesteps}], "
+      f"got {num_inference_steps!r}."
+    )
   n, s = num_train_timesteps, num_inference_steps
   if spacing == "leading":
     return (np.arange(s) * (n // s)).round()[::-1].astype(np.int64) + steps_offset
@@ -127,8 +141,9 @@ def discrete_timesteps(num_inference_steps: int, num_train_timesteps: int = 1000
   return np.linspace(0, n - 1, s).round()[::-1].astype(np.int64)
 
 
-def ddim_time_pairs(timesteps: np.ndarray, num_train_timesteps: int = 1000,
-                    set_alpha_to_one: bool = True) -> tuple[np.ndarray, np.ndarray]:
+def ddim_time_pairs(
+  timesteps: np.ndarray, num_train_timesteps: int = 1000, set_alpha_to_one: bool = True
+) -> tuple[np.ndarray, np.ndarray]:
   """float64 (t_cur [S], t_next [S]) of diffusers' DDIM steps over `timesteps`.
 
   diffusers' `DDIMScheduler.step` goes from index k to k - N // S whatever the spacing, so with
@@ -142,9 +157,13 @@ def ddim_time_pairs(timesteps: np.ndarray, num_train_timesteps: int = 1000,
   return index_to_time(timesteps, num_train_timesteps), t_next
 
 
-def discrete_schedule(beta_schedule: str = "linear", num_train_timesteps: int = 1000,
-                      beta_start: float = 0.0001, beta_end: float = 0.02,
-                      rescale_zero_snr: bool = False) -> DiscreteSchedule:
+def discrete_schedule(
+  beta_schedule: str = "linear",
+  num_train_timesteps: int = 1000,
+  beta_start: float = 0.0001,
+  beta_end: float = 0.02,
+  rescale_zero_snr: bool = False,
+) -> DiscreteSchedule:
   """The `DiscreteSchedule` of a named beta schedule (`config.diffusion.discrete`)."""
   betas = make_betas(beta_schedule, num_train_timesteps, beta_start, beta_end)
   if rescale_zero_snr:

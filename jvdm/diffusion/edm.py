@@ -23,8 +23,10 @@ class EDMProcess:
 
   def __post_init__(self):
     if not 0 < self.sigma_min < self.sigma_max:
-      raise ConfigError(f"EDM needs 0 < sigma_min < sigma_max, got sigma_min={self.sigma_min}, "
-                        f"sigma_max={self.sigma_max}.")
+      raise ConfigError(
+        f"EDM needs 0 < sigma_min < sigma_max, got sigma_min={self.sigma_min}, "
+        f"sigma_max={self.sigma_max}."
+      )
     if not self.rho > 0:
       raise ConfigError(f"EDM's rho must be > 0, got {self.rho}.")
 
@@ -35,10 +37,10 @@ class EDMProcess:
   def scale_model_input(self, z: jnp.ndarray, t: jnp.ndarray) -> jnp.ndarray:
     """c_in = 1 / sqrt(sigma^2 + sigma_data^2) (Karras et al. 2022, Table 1)."""
     _, sigma = self.alpha_sigma(t)
-    return z / jnp.sqrt(broadcast_to_video(sigma, z)**2 + SIGMA_DATA**2)
+    return z / jnp.sqrt(broadcast_to_video(sigma, z) ** 2 + SIGMA_DATA**2)
 
   def time_at_noise_ratio(self, ratio) -> np.ndarray:
-    return (np.asarray(ratio, np.float64) / self.sigma_max)**(1.0 / self.rho)
+    return (np.asarray(ratio, np.float64) / self.sigma_max) ** (1.0 / self.rho)
 
   def noise_ratio_range(self) -> tuple[float, float]:
     return self.sigma_min, self.sigma_max

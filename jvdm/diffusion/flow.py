@@ -39,6 +39,8 @@ class FlowProcess:
     return s / (self.shift - (self.shift - 1.0) * s)
 
   def noise_ratio_range(self) -> tuple[float, float]:
-    raise ConfigError("Karras sigmas need a finite largest noise level; the flow process reaches "
-                      "pure noise (sigma / alpha = inf) at t = 1. Use the 'flow' or 'uniform' "
-                      "spacing.")
+    raise ConfigError(
+      "Karras sigmas need a finite largest noise level; the flow process reaches "
+      "pure noise (sigma / alpha = inf) at t = 1. Use the 'flow' or 'uniform' "
+      "spacing."
+    )

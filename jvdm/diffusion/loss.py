@@ -25,9 +25,16 @@ def staggered_times(rng: jax.Array, batch: int, frames: int) -> jnp.ndarray:
   return staggered_levels(progress, stagger, frames)  # [B, T]
 
 
-def sample_timesteps(rng: jax.Array, batch: int, frames: int, per_frame_noise: float = 0.0,
-                     distribution: str = "uniform", logit_mean: float = 0.0,
-                     logit_std: float = 1.0, staggered_noise: float = 0.0) -> jnp.ndarray:
+def sample_timesteps(
+  rng: jax.Array,
+  batch: int,
+  frames: int,
+  per_frame_noise: float = 0.0,
+  distribution: str = "uniform",
+  logit_mean: float = 0.0,
+  logit_std: float = 1.0,
+  staggered_noise: float = 0.0,
+) -> jnp.ndarray:
   """Noise levels t (see `draw_times`): one level per video, or per frame for some videos.
 
   FVDM's probabilistic timestep sampling (PTSS; Liu et al. 2024, sec. 3.3): each video draws
@@ -63,12 +70,21 @@ def sample_timesteps(rng: jax.Array, batch: int, frames: int, per_frame_noise: f
   return jnp.where(staggered, staggered_times(stagger_rng, batch, frames), per_frame)
 
 
-def diffusion_loss(network: Callable[[jnp.ndarray, jnp.ndarray], jnp.ndarray], process,
-                   prediction: str, x: jnp.ndarray, rng: jax.Array,
-                   per_frame_noise: float = 0.0, weighting: str = "uniform",
-                   min_snr_gamma: float = 5.0, time_sampling: str = "uniform",
-                   logit_mean: float = 0.0, logit_std: float = 1.0,
-                   context_frames: int = 0, staggered_noise: float = 0.0) -> jnp.ndarray:
+def diffusion_loss(
+  network: Callable[[jnp.ndarray, jnp.ndarray], jnp.ndarray],
+  process,
+  prediction: str,
+  x: jnp.ndarray,
+  rng: jax.Array,
+  per_frame_noise: float = 0.0,
+  weighting: str = "uniform",
+  min_snr_gamma: float = 5.0,
+  time_sampling: str = "uniform",
+  logit_mean: float = 0.0,
+  logit_std: float = 1.0,
+  context_frames: int = 0,
+  staggered_noise: float = 0.0,
+) -> jnp.ndarray:
   """Weighted mean squared error of the network's prediction at a random noise level.
 
   Args:
@@ -99,13 +115,13 @@ def diffusion_loss(network: Callable[[jnp.ndarray, jnp.ndarray], jnp.ndarray], p
   key_ndim = 0 if jnp.issubdtype(rng.dtype, jax.dtypes.prng_key) else 1  # typed or raw keys
   keys = jax.random.split(rng, batch) if rng.ndim == key_ndim else rng
   if keys.shape[:1] != (batch,) or keys.ndim != key_ndim + 1:
-    raise ShapeError(f"rng must be one key or one key per video ({batch}), got shape "
-                     f"{rng.shape}.")
+    raise ShapeError(f"rng must be one key or one key per video ({batch}), got shape {rng.shape}.")
 
   def draw(key):  # one video's randomness, so a micro-batch draws what the whole batch would
     time_key, noise_key, context_key = jax.random.split(key, 3)
-    t = sample_timesteps(time_key, 1, frames, per_frame_noise, time_sampling, logit_mean,
-                         logit_std, staggered_noise)[0]  # [] or [T]
+    t = sample_timesteps(
+      time_key, 1, frames, per_frame_noise, time_sampling, logit_mean, logit_std, staggered_noise
+    )[0]  # [] or [T]
     noise = jax.random.normal(noise_key, x.shape[1:], x.dtype)
     return t, noise, jax.random.randint(context_key, (), 0, context_frames + 1)
 

@@ -34,8 +34,9 @@ def edm_scalings(alpha, sigma):
   return c_skip, c_out
 
 
-def target_for_prediction(prediction: str, x: jnp.ndarray, noise: jnp.ndarray, alpha: jnp.ndarray,
-                          sigma: jnp.ndarray) -> jnp.ndarray:
+def target_for_prediction(
+  prediction: str, x: jnp.ndarray, noise: jnp.ndarray, alpha: jnp.ndarray, sigma: jnp.ndarray
+) -> jnp.ndarray:
   """The regression target of the network for clean `x` noised with `noise`."""
   _check(prediction)
   if prediction == "v":
@@ -50,8 +51,9 @@ def target_for_prediction(prediction: str, x: jnp.ndarray, noise: jnp.ndarray, a
   return x
 
 
-def x0_from_prediction(prediction: str, output: jnp.ndarray, z: jnp.ndarray, alpha: jnp.ndarray,
-                       sigma: jnp.ndarray) -> jnp.ndarray:
+def x0_from_prediction(
+  prediction: str, output: jnp.ndarray, z: jnp.ndarray, alpha: jnp.ndarray, sigma: jnp.ndarray
+) -> jnp.ndarray:
   """The clean-video estimate implied by the network `output` at noisy `z`."""
   _check(prediction)
   if prediction == "v":

@@ -36,11 +36,14 @@ class CosineSchedule:
   def __post_init__(self):
     if not self.logsnr_min < self.logsnr_max:
       raise ConfigError(
-          f"logsnr_min ({self.logsnr_min}) must be below logsnr_max ({self.logsnr_max}).")
+        f"logsnr_min ({self.logsnr_min}) must be below logsnr_max ({self.logsnr_max})."
+      )
 
   def _angle_range(self) -> tuple[float, float]:
-    return (math.atan(math.exp(-0.5 * (self.logsnr_max - self.logsnr_shift))),
-            math.atan(math.exp(-0.5 * (self.logsnr_min - self.logsnr_shift))))
+    return (
+      math.atan(math.exp(-0.5 * (self.logsnr_max - self.logsnr_shift))),
+      math.atan(math.exp(-0.5 * (self.logsnr_min - self.logsnr_shift))),
+    )
 
   def __call__(self, t: jnp.ndarray) -> jnp.ndarray:
     angle_min, angle_max = self._angle_range()
@@ -72,8 +75,10 @@ class InterpolatedCosineSchedule:
   shift_end: float = -3.0
 
   def _ends(self):
-    return (CosineSchedule(self.logsnr_min, self.logsnr_max, self.shift_start),
-            CosineSchedule(self.logsnr_min, self.logsnr_max, self.shift_end))
+    return (
+      CosineSchedule(self.logsnr_min, self.logsnr_max, self.shift_start),
+      CosineSchedule(self.logsnr_min, self.logsnr_max, self.shift_end),
+    )
 
   def __call__(self, t: jnp.ndarray) -> jnp.ndarray:
     start, end = self._ends()
@@ -88,17 +93,18 @@ class InterpolatedCosineSchedule:
       mid = 0.5 * (low + high)
       above = forward(mid) > logsnr
       low, high = np.where(above, mid, low), np.where(above, high, mid)
-    return np.where(logsnr >= self.logsnr_max, 0.0, np.where(logsnr <= self.logsnr_min, 1.0,
-                                                              0.5 * (low + high)))
+    return np.where(
+      logsnr >= self.logsnr_max, 0.0, np.where(logsnr <= self.logsnr_min, 1.0, 0.5 * (low + high))
+    )
 
   def noise_ratio_range(self) -> tuple[float, float]:
     return math.exp(-0.5 * self.logsnr_max), math.exp(-0.5 * self.logsnr_min)
 
 
 SCHEDULES: dict[str, Callable[..., Callable[[jnp.ndarray], jnp.ndarray]]] = {
-    "cosine": CosineSchedule,
-    "interpolated_cosine": InterpolatedCosineSchedule,
-    "discrete": discrete_schedule,  # DDPM betas by name (jvdm.diffusion.discrete)
+  "cosine": CosineSchedule,
+  "interpolated_cosine": InterpolatedCosineSchedule,
+  "discrete": discrete_schedule,  # DDPM betas by name (jvdm.diffusion.discrete)
 }
 
 

@@ -25,8 +25,9 @@ def broadcast_to_video(coefficient: jnp.ndarray, video: jnp.ndarray) -> jnp.ndar
   batch, frames = video.shape[:2]
   if coefficient.shape not in ((batch,), (batch, frames)):
     raise ShapeError(
-        f"Timesteps must have shape [B]=({batch},) or [B, T]=({batch}, {frames}) for a video of "
-        f"shape {video.shape}; got {coefficient.shape}.")
+      f"Timesteps must have shape [B]=({batch},) or [B, T]=({batch}, {frames}) for a video of "
+      f"shape {video.shape}; got {coefficient.shape}."
+    )
   return coefficient.reshape(coefficient.shape + (1,) * (video.ndim - coefficient.ndim))
 
 

@@ -18,26 +18,36 @@ LOSS_WEIGHTINGS = ("uniform", "snr", "min_snr", "edm")
 TIME_SAMPLINGS = ("uniform", "logit_normal")
 
 
-def output_loss_weight(weighting: str, prediction: str, alpha: jnp.ndarray, sigma: jnp.ndarray,
-                       min_snr_gamma: float = 5.0) -> jnp.ndarray:
+def output_loss_weight(
+  weighting: str,
+  prediction: str,
+  alpha: jnp.ndarray,
+  sigma: jnp.ndarray,
+  min_snr_gamma: float = 5.0,
+) -> jnp.ndarray:
   """The weight on the squared error of the network's output, shaped like alpha."""
   if weighting not in LOSS_WEIGHTINGS:
     raise ConfigError(f"Unknown loss weighting {weighting!r}; valid: {list(LOSS_WEIGHTINGS)}.")
   if weighting == "uniform":
     return jnp.ones_like(alpha)
-  snr = (alpha / sigma)**2
+  snr = (alpha / sigma) ** 2
   if weighting == "snr":
     x0_weight = snr
   elif weighting == "min_snr":
     x0_weight = jnp.minimum(snr, min_snr_gamma)
   else:
     ratio = sigma / alpha
-    x0_weight = (ratio**2 + SIGMA_DATA**2) / (ratio * SIGMA_DATA)**2
-  return x0_weight * x0_per_output(prediction, alpha, sigma)**2
+    x0_weight = (ratio**2 + SIGMA_DATA**2) / (ratio * SIGMA_DATA) ** 2
+  return x0_weight * x0_per_output(prediction, alpha, sigma) ** 2
 
 
-def draw_times(rng: jax.Array, shape: tuple[int, ...], distribution: str = "uniform",
-               logit_mean: float = 0.0, logit_std: float = 1.0) -> jnp.ndarray:
+def draw_times(
+  rng: jax.Array,
+  shape: tuple[int, ...],
+  distribution: str = "uniform",
+  logit_mean: float = 0.0,
+  logit_std: float = 1.0,
+) -> jnp.ndarray:
   """Noise levels t in (0, 1) of the given shape.
 
   uniform: U(0, 1). logit_normal: sigmoid(N(logit_mean, logit_std^2)), SD3's choice for

@@ -40,7 +40,7 @@ _MP4_QUALITY = 7
 
 
 def write_video(
-    path: PathLike, frames: np.ndarray, *, fps: float = 8, scale: int = 1
+  path: PathLike, frames: np.ndarray, *, fps: float = 8, scale: int = 1
 ) -> pathlib.Path:
   """Writes one video as mp4 (libx264, yuv420p) or looping GIF.
 
@@ -69,8 +69,7 @@ def write_video(
   suffix = path.suffix.lower()
   if suffix not in WRITE_SUFFIXES:
     raise JvdmError(
-        f"Cannot write video {path}: suffix {path.suffix!r} is not one of "
-        f"{WRITE_SUFFIXES}."
+      f"Cannot write video {path}: suffix {path.suffix!r} is not one of {WRITE_SUFFIXES}."
     )
   frames = _check_video(frames, "write_video frames")
   if not fps > 0:
@@ -124,9 +123,7 @@ def read_video(path: PathLike) -> np.ndarray:
   return np.stack(frames)
 
 
-def read_video_frames(
-    path: PathLike, start: int, num_frames: int, stride: int = 1
-) -> np.ndarray:
+def read_video_frames(path: PathLike, start: int, num_frames: int, stride: int = 1) -> np.ndarray:
   """Reads frames `start, start + stride, ...` (num_frames of them).
 
   Decoding stops after the last frame needed; frames before `start` are
@@ -147,18 +144,18 @@ def read_video_frames(
     frames = list(itertools.islice(all_frames, start, last + 1, stride))
   if len(frames) < num_frames:
     raise DataError(
-        f"Video file {path} is too short: frames {start}..{last} at stride "
-        f"{stride} need {last + 1} frames."
+      f"Video file {path} is too short: frames {start}..{last} at stride "
+      f"{stride} need {last + 1} frames."
     )
   return np.stack(frames)
 
 
 def read_random_clip(
-    path: PathLike,
-    *,
-    num_frames: int,
-    frame_stride: int = 1,
-    rng: np.random.Generator,
+  path: PathLike,
+  *,
+  num_frames: int,
+  frame_stride: int = 1,
+  rng: np.random.Generator,
 ) -> np.ndarray:
   """Reads one clip whose start is uniform over all valid starts.
 
@@ -197,8 +194,8 @@ def read_random_clip(
         clip = list(itertools.islice(window, 0, None, frame_stride))
   if clip is None:
     raise DataError(
-        f"Video file {path} has {num_read} frames; a clip of {num_frames} "
-        f"frames at stride {frame_stride} needs at least {span}."
+      f"Video file {path} has {num_read} frames; a clip of {num_frames} "
+      f"frames at stride {frame_stride} needs at least {span}."
     )
   return np.stack(clip)
 
@@ -206,18 +203,16 @@ def read_random_clip(
 def _write_mp4(path: pathlib.Path, frames: np.ndarray, fps: float) -> None:
   _, height, width, _ = frames.shape
   # yuv420p subsamples chroma 2x2, so libx264 refuses odd sizes.
-  frames = np.pad(
-      frames, ((0, 0), (0, height % 2), (0, width % 2), (0, 0)), mode="edge"
-  )
+  frames = np.pad(frames, ((0, 0), (0, height % 2), (0, width % 2), (0, 0)), mode="edge")
   iio.imwrite(
-      path,
-      frames,
-      plugin="FFMPEG",
-      fps=fps,
-      codec="libx264",
-      quality=_MP4_QUALITY,
-      # imageio would otherwise rescale to multiples of 16; even sizes play.
-      macro_block_size=1,
+    path,
+    frames,
+    plugin="FFMPEG",
+    fps=fps,
+    codec="libx264",
+    quality=_MP4_QUALITY,
+    # imageio would otherwise rescale to multiples of 16; even sizes play.
+    macro_block_size=1,
   )
 
 
@@ -226,12 +221,12 @@ def _write_gif(path: pathlib.Path, frames: np.ndarray, fps: float) -> None:
   duration_ms = 10 * max(2, round(100 / fps))
   images = [Image.fromarray(frame) for frame in frames]
   images[0].save(
-      path,
-      format="GIF",
-      save_all=True,
-      append_images=images[1:],
-      duration=duration_ms,
-      loop=0,
+    path,
+    format="GIF",
+    save_all=True,
+    append_images=images[1:],
+    duration=duration_ms,
+    loop=0,
   )
 
 
@@ -240,13 +235,12 @@ def _check_video(frames, name: str) -> np.ndarray:
   frames = np.asarray(frames)
   if frames.dtype != np.uint8:
     raise ShapeError(
-        f"{name} has dtype {frames.dtype}; expected uint8 (convert [-1, 1] "
-        "floats with jvdm.data.transforms.to_uint8)."
+      f"{name} has dtype {frames.dtype}; expected uint8 (convert [-1, 1] "
+      "floats with jvdm.data.transforms.to_uint8)."
     )
   if frames.ndim != 4 or frames.shape[-1] not in (1, 3) or 0 in frames.shape:
     raise ShapeError(
-        f"{name} has shape {frames.shape}; expected non-empty [T, H, W, 3] or "
-        "[T, H, W, 1]."
+      f"{name} has shape {frames.shape}; expected non-empty [T, H, W, 3] or [T, H, W, 1]."
     )
   if frames.shape[-1] == 1:
     frames = np.repeat(frames, 3, axis=-1)
@@ -265,15 +259,12 @@ def upscale(frames: np.ndarray, scale: int) -> np.ndarray:
 def _to_rgb(frame: np.ndarray, path: pathlib.Path) -> np.ndarray:
   """uint8 `[H, W]` / `[H, W, 1|2|3|4]` -> uint8 `[H, W, 3]`."""
   if frame.dtype != np.uint8:
-    raise DataError(
-        f"Video file {path} decoded to dtype {frame.dtype}; expected uint8."
-    )
+    raise DataError(f"Video file {path} decoded to dtype {frame.dtype}; expected uint8.")
   if frame.ndim == 2:
     frame = frame[..., None]
   if frame.ndim != 3 or frame.shape[-1] not in (1, 2, 3, 4):
     raise DataError(
-        f"Video file {path} decoded to frames of shape {frame.shape}; expected"
-        " [H, W] or [H, W, 1-4]."
+      f"Video file {path} decoded to frames of shape {frame.shape}; expected [H, W] or [H, W, 1-4]."
     )
   if frame.shape[-1] in (1, 2):  # Gray, gray + alpha.
     return np.repeat(frame[..., :1], 3, axis=-1)

@@ -17,29 +17,28 @@ def check_batch(videos, name: str, channels=(1, 3)) -> np.ndarray:
   videos = np.asarray(videos)
   if videos.dtype != np.uint8:
     raise ShapeError(
-        f"{name} has dtype {videos.dtype}; expected uint8 (convert [-1, 1] "
-        "floats with jvdm.data.transforms.to_uint8)."
+      f"{name} has dtype {videos.dtype}; expected uint8 (convert [-1, 1] "
+      "floats with jvdm.data.transforms.to_uint8)."
     )
   if (
-      videos.ndim != 5
-      or 0 in videos.shape
-      or (channels is not None and videos.shape[-1] not in channels)
+    videos.ndim != 5
+    or 0 in videos.shape
+    or (channels is not None and videos.shape[-1] not in channels)
   ):
     expected = "C" if channels is None else " or ".join(map(str, channels))
     raise ShapeError(
-        f"{name} has shape {videos.shape}; expected non-empty "
-        f"[N, T, H, W, {expected}]."
+      f"{name} has shape {videos.shape}; expected non-empty [N, T, H, W, {expected}]."
     )
   return videos
 
 
 def write_video_grid(
-    path: PathLike,
-    videos: np.ndarray,
-    *,
-    fps: float = 8,
-    scale: int = 1,
-    columns: int | None = None,
+  path: PathLike,
+  videos: np.ndarray,
+  *,
+  fps: float = 8,
+  scale: int = 1,
+  columns: int | None = None,
 ) -> pathlib.Path:
   """Tiles N videos into one grid video and writes it as mp4 or GIF.
 
@@ -62,11 +61,11 @@ def write_video_grid(
 
 
 def tile_videos(
-    videos: np.ndarray,
-    *,
-    columns: int | None = None,
-    separator: int = 2,
-    separator_value: int = 255,
+  videos: np.ndarray,
+  *,
+  columns: int | None = None,
+  separator: int = 2,
+  separator_value: int = 255,
 ) -> np.ndarray:
   """Tiles N videos row by row into one video, with separator lines between.
 
@@ -87,24 +86,20 @@ def tile_videos(
   if columns is None:
     columns = math.ceil(math.sqrt(num_videos))
   if not isinstance(columns, (int, np.integer)) or columns < 1:
-    raise ConfigError(
-        f"tile_videos columns must be an int >= 1, got {columns!r}."
-    )
+    raise ConfigError(f"tile_videos columns must be an int >= 1, got {columns!r}.")
   if not isinstance(separator, (int, np.integer)) or separator < 0:
-    raise ConfigError(
-        f"tile_videos separator must be an int >= 0, got {separator!r}."
-    )
+    raise ConfigError(f"tile_videos separator must be an int >= 0, got {separator!r}.")
   columns = min(columns, num_videos)
   rows = math.ceil(num_videos / columns)
   grid = np.full(
-      (
-          num_frames,
-          rows * (height + separator) - separator,
-          columns * (width + separator) - separator,
-          channels,
-      ),
-      separator_value,
-      np.uint8,
+    (
+      num_frames,
+      rows * (height + separator) - separator,
+      columns * (width + separator) - separator,
+      channels,
+    ),
+    separator_value,
+    np.uint8,
   )
   for n in range(num_videos):
     top = (n // columns) * (height + separator)
@@ -138,10 +133,7 @@ def load_npz(path: PathLike) -> np.ndarray:
   try:
     with np.load(path, allow_pickle=False) as archive:
       if _NPZ_KEY not in archive:
-        raise DataError(
-            f"{path} has keys {sorted(archive.keys())}; expected key "
-            f"{_NPZ_KEY!r}."
-        )
+        raise DataError(f"{path} has keys {sorted(archive.keys())}; expected key {_NPZ_KEY!r}.")
       videos = archive[_NPZ_KEY]
   except DataError:
     raise
@@ -149,7 +141,7 @@ def load_npz(path: PathLike) -> np.ndarray:
     raise DataError(f"Cannot read npz file {path}: {e}") from e
   if videos.dtype != np.uint8 or videos.ndim != 5:
     raise DataError(
-        f"{path}[{_NPZ_KEY!r}] has dtype {videos.dtype} and shape "
-        f"{videos.shape}; expected uint8 [N, T, H, W, C]."
+      f"{path}[{_NPZ_KEY!r}] has dtype {videos.dtype} and shape "
+      f"{videos.shape}; expected uint8 [N, T, H, W, C]."
     )
   return videos

@@ -16,6 +16,7 @@ SIZE_SEARCH = 2  # the motion fit tries sides s - 2 ... s + 2
 @dataclasses.dataclass(frozen=True)
 class BounceFit:
   """A shape's fitted motion."""
+
   side: int
   positions: np.ndarray  # int [T, 2], predicted top-left (y, x)
   error: float  # px, worst box error
@@ -65,12 +66,17 @@ def _summed_area(mask: np.ndarray) -> np.ndarray:
 def _box_sums(table: np.ndarray, ys: np.ndarray, xs: np.ndarray, side: int) -> np.ndarray:
   """Mask pixels in the squares with top-left ys [..., A], xs [..., A]: [..., A]."""
   frames = np.arange(table.shape[0])
-  return (table[frames, ys + side, xs + side] - table[frames, ys, xs + side]
-          - table[frames, ys + side, xs] + table[frames, ys, xs])
+  return (
+    table[frames, ys + side, xs + side]
+    - table[frames, ys, xs + side]
+    - table[frames, ys + side, xs]
+    + table[frames, ys, xs]
+  )
 
 
-def fit_bounce_motion(track: ShapeTrack, classes: np.ndarray, limits) -> tuple[BounceFit | None, str,
-                                                                              float]:
+def fit_bounce_motion(
+  track: ShapeTrack, classes: np.ndarray, limits
+) -> tuple[BounceFit | None, str, float]:
   """The best constant-velocity bounce fit of one shape, or None and why not, and the distance
   (px) to the nearest bounce path of any speed in [0, max_speed], hiding aside. `limits` has
   the validity metric's size_tolerance, position_tolerance, min_speed and max_speed."""
@@ -82,10 +88,12 @@ def fit_bounce_motion(track: ShapeTrack, classes: np.ndarray, limits) -> tuple[B
   if sides.size == 0:
     return None, f"{track.name} of size {size} does not fit the {height}x{width} frame", np.inf
   boxes = track.boxes
-  errors_y, predicted_y, velocities = _axis_fits(boxes[:, 0], boxes[:, 1], full, partial,
-                                                 height, sides, limits.max_speed)
-  errors_x, predicted_x, _ = _axis_fits(boxes[:, 2], boxes[:, 3], full, partial, width, sides,
-                                        limits.max_speed)
+  errors_y, predicted_y, velocities = _axis_fits(
+    boxes[:, 0], boxes[:, 1], full, partial, height, sides, limits.max_speed
+  )
+  errors_x, predicted_x, _ = _axis_fits(
+    boxes[:, 2], boxes[:, 3], full, partial, width, sides, limits.max_speed
+  )
   absent = np.flatnonzero(~track.visible)
   hiders = _summed_area((classes[absent] >= 0) & (classes[absent] != track.colour))
   tolerance = limits.position_tolerance
@@ -97,24 +105,40 @@ def fit_bounce_motion(track: ShapeTrack, classes: np.ndarray, limits) -> tuple[B
     candidates_x = np.argwhere(errors_x[index] <= tolerance)  # [Nx, 2]
     if not (len(candidates_y) and len(candidates_x)):
       continue
-    error = np.maximum(errors_y[index][tuple(candidates_y.T)][:, None],
-                       errors_x[index][tuple(candidates_x.T)][None, :])  # [Ny, Nx]
-    speed = np.maximum(np.abs(velocities[candidates_y[:, 0]])[:, None],
-                       np.abs(velocities[candidates_x[:, 0]])[None, :])
+    error = np.maximum(
+      errors_y[index][tuple(candidates_y.T)][:, None],
+      errors_x[index][tuple(candidates_x.T)][None, :],
+    )  # [Ny, Nx]
+    speed = np.maximum(
+      np.abs(velocities[candidates_y[:, 0]])[:, None],
+      np.abs(velocities[candidates_x[:, 0]])[None, :],
+    )
     error[speed < limits.min_speed] = np.inf
     ys = predicted_y[index][tuple(candidates_y.T)]  # [Ny, T]
     xs = predicted_x[index][tuple(candidates_x.T)]  # [Nx, T]
     if absent.size:  # the shape must be hidden wherever it is missing
       covered = _box_sums(hiders, ys[:, None, absent], xs[None, :, absent], side)  # [Ny, Nx, A]
-      error[(covered < 0.5 * side ** 2).any(-1)] = np.inf
+      error[(covered < 0.5 * side**2).any(-1)] = np.inf
     i, j = np.unravel_index(error.argmin(), error.shape)
     if np.isfinite(error[i, j]) and (best is None or error[i, j] < best.error):
       best = BounceFit(int(side), np.stack([ys[i], xs[j]], -1), float(error[i, j]))
   if best is not None:
     return best, "", closest
   if closest > tolerance:
-    return None, (f"{track.name} is {closest:.0f} px off the nearest constant-velocity bounce "
-                  f"path (tolerance {tolerance})"), closest
-  return None, (f"no bounce path of {track.name} with speed in [{limits.min_speed}, "
-                f"{limits.max_speed}] that is hidden where it is missing (frames "
-                f"{absent.tolist()})"), closest
+    return (
+      None,
+      (
+        f"{track.name} is {closest:.0f} px off the nearest constant-velocity bounce "
+        f"path (tolerance {tolerance})"
+      ),
+      closest,
+    )
+  return (
+    None,
+    (
+      f"no bounce path of {track.name} with speed in [{limits.min_speed}, "
+      f"{limits.max_speed}] that is hidden where it is missing (frames "
+      f"{absent.tolist()})"
+    ),
+    closest,
+  )

@@ -61,8 +61,16 @@ from jvdm.metrics.synthetic_video import check_video_batch
 
 FACTORS = ("num_shapes", "colour", "size", "speed", "direction")
 # Sign patterns (sign dy, sign dx) of the 8 sectors, y pointing down the image.
-_SECTORS = {(-1, 0): "up", (-1, 1): "up-right", (0, 1): "right", (1, 1): "down-right",
-            (1, 0): "down", (1, -1): "down-left", (0, -1): "left", (-1, -1): "up-left"}
+_SECTORS = {
+  (-1, 0): "up",
+  (-1, 1): "up-right",
+  (0, 1): "right",
+  (1, 1): "down-right",
+  (1, 0): "down",
+  (1, -1): "down-left",
+  (0, -1): "left",
+  (-1, -1): "up-left",
+}
 DIRECTIONS = tuple(_SECTORS.values()) + ("static",)
 _MOVED = 0.5  # px: a smaller centre step on an axis counts as none (blur moves centres < 0.5)
 _SIZE_TOLERANCE = 1  # px: a box this close to the shape's size is whole (as in analyze_video)
@@ -115,19 +123,26 @@ def video_factors(video: np.ndarray) -> dict:
     ShapeError: `video` is not a uint8 numpy array [T, H, W, 3].
   """
   tracks = shape_tracks(video)
-  visible_counts = sum((track.visible.astype(np.int64) for track in tracks),
-                       np.zeros(video.shape[0], np.int64))  # [T]
+  visible_counts = sum(
+    (track.visible.astype(np.int64) for track in tracks), np.zeros(video.shape[0], np.int64)
+  )  # [T]
   motions = [_speed_and_direction(track) for track in tracks]
-  return {"num_shapes": int(visible_counts.max()),
-          "colours": [track.colour for track in tracks],
-          "sizes": [track.size for track in tracks],
-          "speeds": [speed for speed, _ in motions],
-          "directions": [direction for _, direction in motions]}
+  return {
+    "num_shapes": int(visible_counts.max()),
+    "colours": [track.colour for track in tracks],
+    "sizes": [track.size for track in tracks],
+    "speeds": [speed for speed, _ in motions],
+    "directions": [direction for _, direction in motions],
+  }
 
 
 def _check_limits(max_shapes: int, min_size: int, max_size: int, max_speed: int) -> None:
-  for name, value, minimum in (("max_shapes", max_shapes, 1), ("min_size", min_size, 1),
-                               ("max_size", max_size, 1), ("max_speed", max_speed, 0)):
+  for name, value, minimum in (
+    ("max_shapes", max_shapes, 1),
+    ("min_size", min_size, 1),
+    ("max_size", max_size, 1),
+    ("max_speed", max_speed, 0),
+  ):
     if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < minimum:
       raise ConfigError(f"{name} must be an integer >= {minimum}, got {value!r}.")
   if min_size > max_size:
@@ -140,8 +155,14 @@ def _histogram(bins: np.ndarray, num_bins: int) -> np.ndarray:
   return counts / max(counts.sum(), 1.0)
 
 
-def factor_histograms(videos: np.ndarray, *, max_shapes: int = 2, min_size: int = 6,
-                      max_size: int = 10, max_speed: int = 3) -> dict[str, np.ndarray]:
+def factor_histograms(
+  videos: np.ndarray,
+  *,
+  max_shapes: int = 2,
+  min_size: int = 6,
+  max_size: int = 10,
+  max_speed: int = 3,
+) -> dict[str, np.ndarray]:
   """Normalized histograms of the factors of `videos` over fixed bins (module docstring).
 
   Args:
@@ -160,23 +181,26 @@ def factor_histograms(videos: np.ndarray, *, max_shapes: int = 2, min_size: int 
   check_video_batch(videos, "videos")
   _check_limits(max_shapes, min_size, max_size, max_speed)
   factors = [video_factors(video) for video in videos]
-  per_shape = {name: np.array([value for f in factors for value in f[name]], np.int64)
-               for name in ("colours", "sizes", "speeds")}
+  per_shape = {
+    name: np.array([value for f in factors for value in f[name]], np.int64)
+    for name in ("colours", "sizes", "speeds")
+  }
   directions = [DIRECTIONS.index(d) for f in factors for d in f["directions"]]
   num_shapes = np.array([f["num_shapes"] for f in factors])
   # Out-of-range values fall in the edge bins: under/overflow.
   size_bins = np.clip(per_shape["sizes"] - min_size + 1, 0, max_size - min_size + 2)
   return {
-      "num_shapes": _histogram(np.minimum(num_shapes, max_shapes + 1), max_shapes + 2),
-      "colour": _histogram(per_shape["colours"], len(PALETTE)),
-      "size": _histogram(size_bins, max_size - min_size + 3),
-      "speed": _histogram(np.minimum(per_shape["speeds"], max_speed + 1), max_speed + 2),
-      "direction": _histogram(directions, len(DIRECTIONS)),
+    "num_shapes": _histogram(np.minimum(num_shapes, max_shapes + 1), max_shapes + 2),
+    "colour": _histogram(per_shape["colours"], len(PALETTE)),
+    "size": _histogram(size_bins, max_size - min_size + 3),
+    "speed": _histogram(np.minimum(per_shape["speeds"], max_speed + 1), max_speed + 2),
+    "direction": _histogram(directions, len(DIRECTIONS)),
   }
 
 
-def histogram_distance(generated: dict[str, np.ndarray],
-                       reference: dict[str, np.ndarray]) -> dict[str, float]:
+def histogram_distance(
+  generated: dict[str, np.ndarray], reference: dict[str, np.ndarray]
+) -> dict[str, float]:
   """Per-factor total-variation distances between two `factor_histograms` results.
 
   Returns:
@@ -190,8 +214,10 @@ def histogram_distance(generated: dict[str, np.ndarray],
   for name in FACTORS:
     p, q = np.asarray(generated[name]), np.asarray(reference[name])
     if p.shape != q.shape:
-      raise ShapeError(f"The {name} histograms have different bins: {p.shape} generated vs "
-                       f"{q.shape} reference; expected both made with the same limits.")
+      raise ShapeError(
+        f"The {name} histograms have different bins: {p.shape} generated vs "
+        f"{q.shape} reference; expected both made with the same limits."
+      )
     empty_p, empty_q = p.sum() == 0, q.sum() == 0
     if empty_p or empty_q:
       result[f"{name}_distance"] = float(empty_p != empty_q)
@@ -201,9 +227,15 @@ def histogram_distance(generated: dict[str, np.ndarray],
   return result
 
 
-def factor_distance(generated: np.ndarray, reference: np.ndarray, *, max_shapes: int = 2,
-                    min_size: int = 6, max_size: int = 10,
-                    max_speed: int = 3) -> dict[str, float]:
+def factor_distance(
+  generated: np.ndarray,
+  reference: np.ndarray,
+  *,
+  max_shapes: int = 2,
+  min_size: int = 6,
+  max_size: int = 10,
+  max_speed: int = 3,
+) -> dict[str, float]:
   """How far the factor distribution of `generated` is from that of `reference`.
 
   Args:
@@ -216,29 +248,31 @@ def factor_distance(generated: np.ndarray, reference: np.ndarray, *, max_shapes:
     docstring).
   """
   check_video_batch(reference, "reference")
-  limits = dict(max_shapes=max_shapes, min_size=min_size, max_size=max_size,
-                max_speed=max_speed)
-  return histogram_distance(factor_histograms(generated, **limits),
-                            factor_histograms(reference, **limits))
+  limits = dict(max_shapes=max_shapes, min_size=min_size, max_size=max_size, max_speed=max_speed)
+  return histogram_distance(
+    factor_histograms(generated, **limits), factor_histograms(reference, **limits)
+  )
 
 
 @functools.lru_cache(maxsize=16)
-def _reference_histograms(num_videos: int, seed: int,
-                          generator_items: tuple) -> dict[str, np.ndarray]:
+def _reference_histograms(
+  num_videos: int, seed: int, generator_items: tuple
+) -> dict[str, np.ndarray]:
   """factor_histograms of the first `num_videos` generator videos; read-only (cached)."""
   generator_kwargs = dict(generator_items)
   source = BouncingShapes(num_videos=num_videos, seed=seed, **generator_kwargs)
   videos = np.stack([source[i]["video"] for i in range(num_videos)])  # [M, T, H, W, 3]
   histograms = factor_histograms(
-      videos, **{k: generator_kwargs[k] for k in ("max_shapes", "min_size", "max_size",
-                                                  "max_speed")})
+    videos, **{k: generator_kwargs[k] for k in ("max_shapes", "min_size", "max_size", "max_speed")}
+  )
   for histogram in histograms.values():
     histogram.setflags(write=False)
   return histograms
 
 
-def reference_factor_distance(videos: np.ndarray, *, num_reference_videos: int = 256,
-                              seed: int = 1, **generator_kwargs) -> dict[str, float]:
+def reference_factor_distance(
+  videos: np.ndarray, *, num_reference_videos: int = 256, seed: int = 1, **generator_kwargs
+) -> dict[str, float]:
   """`factor_distance` of `videos` against real generator videos drawn with the same settings.
 
   The reference histograms are cached per (num_reference_videos, seed, settings), so repeated
@@ -262,28 +296,44 @@ def reference_factor_distance(videos: np.ndarray, *, num_reference_videos: int =
   """
   check_video_batch(videos, "videos")
   if "num_videos" in generator_kwargs:
-    raise ConfigError("reference_factor_distance takes num_reference_videos, not num_videos; "
-                      f"got num_videos={generator_kwargs['num_videos']!r}.")
-  defaults = dict(num_frames=16, height=32, width=32, min_shapes=1, max_shapes=2, min_size=6,
-                  max_size=10, min_speed=1, max_speed=3)
+    raise ConfigError(
+      "reference_factor_distance takes num_reference_videos, not num_videos; "
+      f"got num_videos={generator_kwargs['num_videos']!r}."
+    )
+  defaults = dict(
+    num_frames=16,
+    height=32,
+    width=32,
+    min_shapes=1,
+    max_shapes=2,
+    min_size=6,
+    max_size=10,
+    min_speed=1,
+    max_speed=3,
+  )
   unknown = sorted(set(generator_kwargs) - set(defaults))
   if unknown:
-    raise ConfigError(f"Unknown generator settings {unknown}; expected some of "
-                      f"{sorted(defaults)}.")
+    raise ConfigError(f"Unknown generator settings {unknown}; expected some of {sorted(defaults)}.")
   _, num_frames, height, width, _ = videos.shape
   observed = dict(num_frames=num_frames, height=height, width=width)
   for name, value in observed.items():
     if name in generator_kwargs and generator_kwargs[name] != value:
-      raise ShapeError(f"videos have {name}={value} (shape {videos.shape}), but the reference "
-                       f"settings give {name}={generator_kwargs[name]}; expected them to agree.")
+      raise ShapeError(
+        f"videos have {name}={value} (shape {videos.shape}), but the reference "
+        f"settings give {name}={generator_kwargs[name]}; expected them to agree."
+      )
   settings = {**defaults, **observed, **generator_kwargs}
   validate_generator_args(**settings)
-  for name, value, minimum in (("num_reference_videos", num_reference_videos, 1),
-                               ("seed", seed, 0)):
+  for name, value, minimum in (
+    ("num_reference_videos", num_reference_videos, 1),
+    ("seed", seed, 0),
+  ):
     if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < minimum:
       raise ConfigError(f"{name} must be an integer >= {minimum}, got {value!r}.")
-  reference = _reference_histograms(int(num_reference_videos), int(seed),
-                                    tuple(sorted((k, int(v)) for k, v in settings.items())))
+  reference = _reference_histograms(
+    int(num_reference_videos), int(seed), tuple(sorted((k, int(v)) for k, v in settings.items()))
+  )
   generated = factor_histograms(
-      videos, **{k: settings[k] for k in ("max_shapes", "min_size", "max_size", "max_speed")})
+    videos, **{k: settings[k] for k in ("max_shapes", "min_size", "max_size", "max_speed")}
+  )
   return histogram_distance(generated, reference)

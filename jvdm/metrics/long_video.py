@@ -30,33 +30,35 @@ import numpy as np
 
 from jvdm.errors import ShapeError
 from jvdm.data.palette import PALETTE
-from jvdm.metrics.shape_segmentation import (bright_pixels, classify_pixels, max_channel,
-                                             shape_sizes)
+from jvdm.metrics.shape_segmentation import bright_pixels, classify_pixels, max_channel, shape_sizes
 from jvdm.metrics.synthetic_video import analyze_video, continuous_motion
 
 
 def _windows(video: np.ndarray, window: int) -> list[np.ndarray]:
   if video.ndim != 4 or video.dtype != np.uint8 or window < 1 or video.shape[0] < window:
-    raise ShapeError(f"Expected a uint8 video [T, H, W, 3] of at least window={window} frames, "
-                     f"got {video.dtype} {video.shape}.")
-  return [video[start:start + window] for start in range(0, video.shape[0] - window + 1, window)]
+    raise ShapeError(
+      f"Expected a uint8 video [T, H, W, 3] of at least window={window} frames, "
+      f"got {video.dtype} {video.shape}."
+    )
+  return [video[start : start + window] for start in range(0, video.shape[0] - window + 1, window)]
 
 
 def boundary_steps_ok(video: np.ndarray, window: int, max_speed: int = 3) -> list[bool]:
   """For each window boundary, whether the video moves on across it without a jump."""
   bright = bright_pixels(video)
-  ys, xs = np.mgrid[:bright.shape[1], :bright.shape[2]]
+  ys, xs = np.mgrid[: bright.shape[1], : bright.shape[2]]
   result = []
   for frame in range(window, video.shape[0] - video.shape[0] % window, window):
-    pair = bright[frame - 1:frame + 1]
+    pair = bright[frame - 1 : frame + 1]
     mass = pair.sum((1, 2))
     if mass.min() == 0:
       result.append(False)
       continue
     centroid = np.stack([(pair * ys).sum((1, 2)), (pair * xs).sum((1, 2))], 1) / mass[:, None]
     step = np.hypot(*(centroid[1] - centroid[0]))
-    result.append(bool(step <= max_speed * np.sqrt(2) + 1 and
-                       abs(mass[1] - mass[0]) <= 0.5 * mass.max()))
+    result.append(
+      bool(step <= max_speed * np.sqrt(2) + 1 and abs(mass[1] - mass[0]) <= 0.5 * mass.max())
+    )
   return result
 
 
@@ -67,41 +69,56 @@ def colour_shares(video: np.ndarray, colour_tolerance: float = 60.0) -> np.ndarr
   return counts / max(counts.sum(), 1.0)
 
 
-def long_video_report(video: np.ndarray, window: int, *, max_shapes: int = 2, min_speed: int = 1,
-                      max_speed: int = 3, size_tolerance: int = 1) -> dict[str, float | bool]:
+def long_video_report(
+  video: np.ndarray,
+  window: int,
+  *,
+  max_shapes: int = 2,
+  min_speed: int = 1,
+  max_speed: int = 3,
+  size_tolerance: int = 1,
+) -> dict[str, float | bool]:
   """The module's measures for one video (module docstring)."""
   windows = _windows(video, window)
-  valid = [analyze_video(w, max_shapes=max_shapes, min_speed=min_speed,
-                         max_speed=max_speed).valid for w in windows]
+  valid = [
+    analyze_video(w, max_shapes=max_shapes, min_speed=min_speed, max_speed=max_speed).valid
+    for w in windows
+  ]
   moving = [continuous_motion(w, max_speed=max_speed) for w in windows]
   steps = boundary_steps_ok(video, window, max_speed)
   sizes = [shape_sizes(w) for w in windows]
   first, later = sizes[0], sizes[1:] or [sizes[0]]
   same_colours = [bool(first) and set(s) == set(first) for s in later]
-  same_shapes = [colours and all(abs(s[c] - first[c]) <= size_tolerance for c in first)
-                 for colours, s in zip(same_colours, later)]
+  same_shapes = [
+    colours and all(abs(s[c] - first[c]) <= size_tolerance for c in first)
+    for colours, s in zip(same_colours, later)
+  ]
   shares = [colour_shares(w) for w in windows]
   overlaps = [np.minimum(shares[0], q).sum() for q in shares[1:] or shares[:1]]
   masses = [bright_pixels(w).sum() for w in windows]
   mass_ratios = [m / max(masses[0], 1) for m in masses[1:] or masses[:1]]
-  return {"window_valid_fraction": float(np.mean(valid)),
-          "window_motion_fraction": float(np.mean(moving)),
-          "boundary_continuity": float(np.mean(steps)) if steps else 1.0,
-          "colours_kept": float(np.mean(same_colours)),
-          "identity_kept": float(np.mean(same_shapes)),
-          "colour_overlap": float(np.mean(overlaps)),
-          "bright_mass_kept": float(np.mean(mass_ratios))}
+  return {
+    "window_valid_fraction": float(np.mean(valid)),
+    "window_motion_fraction": float(np.mean(moving)),
+    "boundary_continuity": float(np.mean(steps)) if steps else 1.0,
+    "colours_kept": float(np.mean(same_colours)),
+    "identity_kept": float(np.mean(same_shapes)),
+    "colour_overlap": float(np.mean(overlaps)),
+    "bright_mass_kept": float(np.mean(mass_ratios)),
+  }
 
 
 def long_video_metrics(videos: np.ndarray, window: int, **kwargs) -> dict[str, float]:
   """Means over videos uint8 [N, T, H, W, 3] of `long_video_report`'s measures."""
   reports = [long_video_report(video, window, **kwargs) for video in videos]
   mean = lambda name: float(np.mean([r[name] for r in reports]))
-  return {"window_valid_fraction": mean("window_valid_fraction"),
-          "window_motion_fraction": mean("window_motion_fraction"),
-          "boundary_continuity": mean("boundary_continuity"),
-          "colours_kept": mean("colours_kept"),
-          "identity_kept": mean("identity_kept"),
-          "colour_overlap": mean("colour_overlap"),
-          "bright_mass_kept": mean("bright_mass_kept"),
-          "num_videos": len(reports)}
+  return {
+    "window_valid_fraction": mean("window_valid_fraction"),
+    "window_motion_fraction": mean("window_motion_fraction"),
+    "boundary_continuity": mean("boundary_continuity"),
+    "colours_kept": mean("colours_kept"),
+    "identity_kept": mean("identity_kept"),
+    "colour_overlap": mean("colour_overlap"),
+    "bright_mass_kept": mean("bright_mass_kept"),
+    "num_videos": len(reports),
+  }

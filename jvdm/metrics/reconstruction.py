@@ -38,19 +38,25 @@ def _frames(a, b, data_range: float, low: float, min_side: int = 1):
   dtypes and the range."""
   a, b = jnp.asarray(a), jnp.asarray(b)
   if a.shape != b.shape or a.ndim < 4 or min(a.shape[-3:-1]) < min_side:
-    raise ShapeError(f"Got videos of shapes {a.shape} and {b.shape}, expected one shape "
-                     f"[..., T, H, W, C] with H, W >= {min_side}.")
+    raise ShapeError(
+      f"Got videos of shapes {a.shape} and {b.shape}, expected one shape "
+      f"[..., T, H, W, C] with H, W >= {min_side}."
+    )
   if jnp.issubdtype(a.dtype, jnp.integer) != jnp.issubdtype(b.dtype, jnp.integer):
-    raise ConfigError(f"Got videos of dtypes {a.dtype} and {b.dtype}, expected both integer "
-                      f"or both float.")
+    raise ConfigError(
+      f"Got videos of dtypes {a.dtype} and {b.dtype}, expected both integer or both float."
+    )
   if data_range <= 0:
-    raise ConfigError(f"data_range={data_range}, expected the positive span of pixel values "
-                      f"(2 for [-1, 1], 255 for uint8).")
+    raise ConfigError(
+      f"data_range={data_range}, expected the positive span of pixel values "
+      f"(2 for [-1, 1], 255 for uint8)."
+    )
   if jnp.issubdtype(a.dtype, jnp.integer):
     span = int(jnp.iinfo(a.dtype).max) - int(jnp.iinfo(a.dtype).min)
     if data_range != span:
-      raise ConfigError(f"data_range={data_range} for {a.dtype} videos, expected the dtype's "
-                        f"span {span}.")
+      raise ConfigError(
+        f"data_range={data_range} for {a.dtype} videos, expected the dtype's span {span}."
+      )
   dtype = jnp.promote_types(jnp.result_type(a, b), jnp.float32)
   return (a.astype(dtype) - low) / data_range, (b.astype(dtype) - low) / data_range
 
@@ -66,15 +72,20 @@ def psnr(a, b, data_range: float = 2.0) -> jax.Array:
 def _gaussian_blur_valid(z: jax.Array) -> jax.Array:
   """Each channel of z [N, H, W, K] filtered by the normalized 11 x 11 Gaussian, valid only:
   [N, H - 10, W - 10, K] (separable: one pass per axis)."""
-  taps = np.exp(-np.arange(-_RADIUS, _RADIUS + 1) ** 2 / (2 * _SIGMA ** 2))
+  taps = np.exp(-(np.arange(-_RADIUS, _RADIUS + 1) ** 2) / (2 * _SIGMA**2))
   taps = jnp.asarray(taps / taps.sum(), z.dtype)
   channels = z.shape[-1]
   for kernel_shape in [(2 * _RADIUS + 1, 1, 1, 1), (1, 2 * _RADIUS + 1, 1, 1)]:
     kernel = jnp.broadcast_to(taps.reshape(kernel_shape), kernel_shape[:3] + (channels,))
-    z = jax.lax.conv_general_dilated(z, kernel, (1, 1), "VALID",
-                                     dimension_numbers=("NHWC", "HWIO", "NHWC"),
-                                     feature_group_count=channels,
-                                     precision=jax.lax.Precision.HIGHEST)
+    z = jax.lax.conv_general_dilated(
+      z,
+      kernel,
+      (1, 1),
+      "VALID",
+      dimension_numbers=("NHWC", "HWIO", "NHWC"),
+      feature_group_count=channels,
+      precision=jax.lax.Precision.HIGHEST,
+    )
   return z
 
 
@@ -92,11 +103,12 @@ def ssim(a, b, data_range: float = 2.0, *, low: float | None = None) -> jax.Arra
   x, y = a.reshape((-1, height, width, channels)), b.reshape((-1, height, width, channels))
   # Intensities are divided by data_range, so C_i = K_i^2 (SSIM is unchanged by a common
   # scale).
-  c1, c2 = _K1 ** 2, _K2 ** 2
+  c1, c2 = _K1**2, _K2**2
   moments = _gaussian_blur_valid(jnp.concatenate([x, y, x * x, y * y, x * y], axis=-1))
   mu_x, mu_y, xx, yy, xy = jnp.split(moments, 5, axis=-1)
-  var_x, var_y, cov = xx - mu_x ** 2, yy - mu_y ** 2, xy - mu_x * mu_y
-  ssim_map = ((2 * mu_x * mu_y + c1) * (2 * cov + c2) /
-              ((mu_x ** 2 + mu_y ** 2 + c1) * (var_x + var_y + c2)))
+  var_x, var_y, cov = xx - mu_x**2, yy - mu_y**2, xy - mu_x * mu_y
+  ssim_map = (
+    (2 * mu_x * mu_y + c1) * (2 * cov + c2) / ((mu_x**2 + mu_y**2 + c1) * (var_x + var_y + c2))
+  )
   per_frame = jnp.mean(ssim_map, axis=(-3, -2, -1)).reshape(lead)
   return jnp.mean(per_frame, axis=-1)

@@ -45,6 +45,7 @@ TOUCH_MARGIN = 3
 class ShapeTrack:
   """One colour's objects over time (a shape), as `shape_tracks` returns. Box bounds are
   inclusive."""
+
   colour: int  # index into PALETTE
   visible: np.ndarray  # bool [T]
   boxes: np.ndarray  # int [T, 4] as (y0, y1, x0, x1); zeros where not visible
@@ -66,8 +67,9 @@ class ShapeTrack:
 
   def full(self, size_tolerance: int) -> np.ndarray:
     """bool [T]: the box is the whole square: nothing touches it, or it has the right size."""
-    right_size = ((np.abs(self.heights - self.size) <= size_tolerance)
-                  & (np.abs(self.widths - self.size) <= size_tolerance))
+    right_size = (np.abs(self.heights - self.size) <= size_tolerance) & (
+      np.abs(self.widths - self.size) <= size_tolerance
+    )
     return self.visible & ((self.touches == 0) | right_size)
 
 
@@ -82,7 +84,9 @@ def bright_pixels(video: np.ndarray) -> np.ndarray:
   return max_channel(video) >= BRIGHT
 
 
-def classify_pixels(video: np.ndarray, brightness: np.ndarray, colour_tolerance: float) -> np.ndarray:
+def classify_pixels(
+  video: np.ndarray, brightness: np.ndarray, colour_tolerance: float
+) -> np.ndarray:
   """Palette index of each pixel, or -1 for none: int [T, H, W]."""
   classes = np.full(video.shape[:-1], -1, np.int64)
   candidates = brightness >= BRIGHT  # [T, H, W]
@@ -91,10 +95,11 @@ def classify_pixels(video: np.ndarray, brightness: np.ndarray, colour_tolerance:
   scale = 255.0 / brightness[candidates].astype(np.float32)
   pixels = video[candidates].astype(np.float32) * scale[:, None]  # [N, 3]
   difference = pixels[:, None, :] - PALETTE.astype(np.float32)  # [N, P, 3]
-  distances = (difference[..., 0] ** 2 + difference[..., 1] ** 2
-               + difference[..., 2] ** 2)  # [N, P], squared
+  distances = (
+    difference[..., 0] ** 2 + difference[..., 1] ** 2 + difference[..., 2] ** 2
+  )  # [N, P], squared
   nearest = distances.argmin(-1)
-  close = distances[np.arange(len(nearest)), nearest] <= colour_tolerance ** 2
+  close = distances[np.arange(len(nearest)), nearest] <= colour_tolerance**2
   classes[candidates] = np.where(close, nearest, -1)
   # A colour that never survives a 2x2 opening is a blur line between two others (red + green
   # reads as orange or yellow); a real square survives it, and its own thin slivers are kept.
@@ -119,8 +124,12 @@ def find_tracks(classes: np.ndarray, bright: np.ndarray, min_area: int) -> list[
       t = slices[0].start
       box = (slices[1].start, slices[1].stop - 1, slices[2].start, slices[2].stop - 1)
       if visible[t]:  # several pieces of one colour: the box around all of them
-        box = (min(box[0], boxes[t, 0]), max(box[1], boxes[t, 1]),
-               min(box[2], boxes[t, 2]), max(box[3], boxes[t, 3]))
+        box = (
+          min(box[0], boxes[t, 0]),
+          max(box[1], boxes[t, 1]),
+          min(box[2], boxes[t, 2]),
+          max(box[3], boxes[t, 3]),
+        )
       visible[t] = True
       boxes[t] = box
     if not visible.any():
@@ -128,7 +137,7 @@ def find_tracks(classes: np.ndarray, bright: np.ndarray, min_area: int) -> list[
     fill = np.zeros(num_frames)
     for t in np.flatnonzero(visible):
       y0, y1, x0, x1 = boxes[t]
-      fill[t] = bright[t, y0:y1 + 1, x0:x1 + 1].mean()  # occluders and blur count as filled
+      fill[t] = bright[t, y0 : y1 + 1, x0 : x1 + 1].mean()  # occluders and blur count as filled
     tracks.append(ShapeTrack(int(colour), visible, boxes, fill, np.zeros(num_frames, np.int64)))
 
   for track in tracks:
@@ -136,8 +145,12 @@ def find_tracks(classes: np.ndarray, bright: np.ndarray, min_area: int) -> list[
       if other is not track:
         a, b = track.boxes, other.boxes
         m = TOUCH_MARGIN
-        near = ((a[:, 0] - m <= b[:, 1]) & (b[:, 0] <= a[:, 1] + m)
-                & (a[:, 2] - m <= b[:, 3]) & (b[:, 2] <= a[:, 3] + m))
+        near = (
+          (a[:, 0] - m <= b[:, 1])
+          & (b[:, 0] <= a[:, 1] + m)
+          & (a[:, 2] - m <= b[:, 3])
+          & (b[:, 2] <= a[:, 3] + m)
+        )
         track.touches += track.visible & other.visible & near
   return tracks
 
@@ -154,14 +167,17 @@ def estimate_size(track: ShapeTrack) -> int:
 
 def check_video(video: np.ndarray) -> None:
   if not isinstance(video, np.ndarray) or video.dtype != np.uint8:
-    raise ShapeError(f"video must be a uint8 numpy array [T, H, W, 3], got "
-                     f"{type(video).__name__} of dtype {getattr(video, 'dtype', None)}.")
+    raise ShapeError(
+      f"video must be a uint8 numpy array [T, H, W, 3], got "
+      f"{type(video).__name__} of dtype {getattr(video, 'dtype', None)}."
+    )
   if video.ndim != 4 or video.shape[-1] != 3 or min(video.shape) == 0:
     raise ShapeError(f"video must have shape [T, H, W, 3] with T, H, W >= 1, got {video.shape}.")
 
 
-def shape_tracks(video: np.ndarray, *, colour_tolerance: float = 60.0,
-                 min_area: int = 4) -> list[ShapeTrack]:
+def shape_tracks(
+  video: np.ndarray, *, colour_tolerance: float = 60.0, min_area: int = 4
+) -> list[ShapeTrack]:
   """The shapes in `video` (uint8 [T, H, W, 3]), segmented and sized as `analyze_video` does:
   one ShapeTrack per colour that forms an object of >= `min_area` px in some frame, in palette
   order, with `size` set to its median side."""
@@ -174,16 +190,18 @@ def shape_tracks(video: np.ndarray, *, colour_tolerance: float = 60.0,
   return tracks
 
 
-def shape_sizes(video: np.ndarray, *, colour_tolerance: float = 60.0,
-                min_area: int = 4) -> dict[int, int]:
+def shape_sizes(
+  video: np.ndarray, *, colour_tolerance: float = 60.0, min_area: int = 4
+) -> dict[int, int]:
   """{palette index: side in px} of the shapes in `video` (uint8 [T, H, W, 3]); see
   `shape_tracks`."""
   tracks = shape_tracks(video, colour_tolerance=colour_tolerance, min_area=min_area)
   return {track.colour: track.size for track in tracks}
 
 
-def video_colours(video: np.ndarray, *, colour_tolerance: float = 60.0,
-                  min_area: int = 4) -> frozenset[int]:
+def video_colours(
+  video: np.ndarray, *, colour_tolerance: float = 60.0, min_area: int = 4
+) -> frozenset[int]:
   """Palette indices of the shapes in `video` (uint8 [T, H, W, 3]), segmented as
   `analyze_video` does: the colours that form an object of >= `min_area` px in some frame."""
   return frozenset(shape_sizes(video, colour_tolerance=colour_tolerance, min_area=min_area))

@@ -44,9 +44,16 @@ from jvdm.data.palette import PALETTE
 from jvdm.data.synthetic import BouncingShapes
 from jvdm.errors import ConfigError, ShapeError
 from jvdm.metrics.bounce_fit import BounceFit, fit_bounce_motion
-from jvdm.metrics.shape_segmentation import (BRIGHT, ShapeTrack, check_video, classify_pixels,
-                                             estimate_size, find_tracks, max_channel,
-                                             video_colours)
+from jvdm.metrics.shape_segmentation import (
+  BRIGHT,
+  ShapeTrack,
+  check_video,
+  classify_pixels,
+  estimate_size,
+  find_tracks,
+  max_channel,
+  video_colours,
+)
 
 CRITERIA = ("count_ok", "colour_ok", "size_ok", "shape_ok", "motion_ok", "background_ok")
 
@@ -54,6 +61,7 @@ CRITERIA = ("count_ok", "colour_ok", "size_ok", "shape_ok", "motion_ok", "backgr
 @dataclasses.dataclass(frozen=True)
 class VideoReport:
   """The verdict on one video; `reason` names the first failures, or is "ok"."""
+
   valid: bool
   count_ok: bool
   colour_ok: bool
@@ -71,6 +79,7 @@ class VideoReport:
 @dataclasses.dataclass(frozen=True)
 class _Limits:
   """analyze_video's thresholds, documented there."""
+
   max_shapes: int
   min_speed: int
   max_speed: int
@@ -83,24 +92,35 @@ class _Limits:
 
   def __post_init__(self):
     if self.max_shapes < 1 or not 0 <= self.min_speed <= self.max_speed:
-      raise ConfigError(f"Expected max_shapes >= 1 and 0 <= min_speed <= max_speed, got "
-                        f"max_shapes={self.max_shapes}, min_speed={self.min_speed}, "
-                        f"max_speed={self.max_speed}.")
-    if min(self.colour_tolerance, self.size_tolerance, self.position_tolerance,
-           self.max_stray_pixels) < 0 or self.min_area < 1 or not 0 <= self.min_fill <= 1:
-      raise ConfigError(f"Expected non-negative tolerances, min_area >= 1 and min_fill in "
-                        f"[0, 1], got {self}.")
+      raise ConfigError(
+        f"Expected max_shapes >= 1 and 0 <= min_speed <= max_speed, got "
+        f"max_shapes={self.max_shapes}, min_speed={self.min_speed}, "
+        f"max_speed={self.max_speed}."
+      )
+    if (
+      min(
+        self.colour_tolerance, self.size_tolerance, self.position_tolerance, self.max_stray_pixels
+      )
+      < 0
+      or self.min_area < 1
+      or not 0 <= self.min_fill <= 1
+    ):
+      raise ConfigError(
+        f"Expected non-negative tolerances, min_area >= 1 and min_fill in [0, 1], got {self}."
+      )
 
 
 # ---------------------------------------------------------------------------- occlusion
 
 
-def _covering_colours(track: ShapeTrack, fit: BounceFit, classes: np.ndarray, limits: _Limits) -> set:
+def _covering_colours(
+  track: ShapeTrack, fit: BounceFit, classes: np.ndarray, limits: _Limits
+) -> set:
   """Colours with >= min_area pixels inside the predicted square shrunk by the tolerance."""
   margin = limits.position_tolerance
   found = set()
   for t, (y, x) in enumerate(fit.positions):
-    inner = classes[t, y + margin:y + fit.side - margin, x + margin:x + fit.side - margin]
+    inner = classes[t, y + margin : y + fit.side - margin, x + margin : x + fit.side - margin]
     counts = np.bincount(inner[inner >= 0], minlength=len(PALETTE))
     counts[track.colour] = 0
     found.update(np.flatnonzero(counts >= limits.min_area).tolist())
@@ -125,25 +145,33 @@ def _has_cycle(over: dict[int, set]) -> bool:
 def _size_failure(track: ShapeTrack, tolerance: int) -> str:
   size = track.size
   full = track.full(tolerance)
-  wrong = full & ((np.abs(track.heights - size) > tolerance)
-                  | (np.abs(track.widths - size) > tolerance))
+  wrong = full & (
+    (np.abs(track.heights - size) > tolerance) | (np.abs(track.widths - size) > tolerance)
+  )
   wrong |= track.visible & ~full & (np.maximum(track.heights, track.widths) > size + tolerance)
   if not wrong.any():
     return ""
   t = int(np.flatnonzero(wrong)[0])
-  return (f"{track.name} is {track.heights[t]}x{track.widths[t]} in frame {t}, expected "
-          f"{size}+-{tolerance}")
+  return (
+    f"{track.name} is {track.heights[t]}x{track.widths[t]} in frame {t}, expected "
+    f"{size}+-{tolerance}"
+  )
 
 
 def _shape_failure(track: ShapeTrack, limits: _Limits) -> str:
   sparse = track.visible & (track.fill < limits.min_fill)
-  oblong = track.visible & (track.touches == 0) & (
-      np.abs(track.heights - track.widths) > limits.size_tolerance)
+  oblong = (
+    track.visible
+    & (track.touches == 0)
+    & (np.abs(track.heights - track.widths) > limits.size_tolerance)
+  )
   if not (sparse | oblong).any():
     return ""
   t = int(np.flatnonzero(sparse | oblong)[0])
-  return (f"{track.name} in frame {t} is not a solid square ({track.heights[t]}x"
-          f"{track.widths[t]} box, {track.fill[t]:.0%} filled)")
+  return (
+    f"{track.name} in frame {t} is not a solid square ({track.heights[t]}x"
+    f"{track.widths[t]} box, {track.fill[t]:.0%} filled)"
+  )
 
 
 def _stray_failure(tracks: list[ShapeTrack], brightness: np.ndarray, limits: _Limits) -> str:
@@ -151,19 +179,29 @@ def _stray_failure(tracks: list[ShapeTrack], brightness: np.ndarray, limits: _Li
   for track in tracks:
     for t in np.flatnonzero(track.visible):
       y0, y1, x0, x1 = track.boxes[t]
-      covered[t, max(y0 - 1, 0):y1 + 2, max(x0 - 1, 0):x1 + 2] = True
+      covered[t, max(y0 - 1, 0) : y1 + 2, max(x0 - 1, 0) : x1 + 2] = True
   strays = ((brightness >= BRIGHT) & ~covered).sum((1, 2))  # [T]
   if (strays <= limits.max_stray_pixels).all():
     return ""
   t = int(strays.argmax())
-  return (f"{strays[t]} bright pixels outside the shapes in frame {t} (at most "
-          f"{limits.max_stray_pixels})")
+  return (
+    f"{strays[t]} bright pixels outside the shapes in frame {t} (at most {limits.max_stray_pixels})"
+  )
 
 
-def analyze_video(video: np.ndarray, *, max_shapes: int = 2, min_speed: int = 1,
-                  max_speed: int = 3, colour_tolerance: float = 60.0, min_area: int = 4,
-                  min_fill: float = 0.75, size_tolerance: int = 1, position_tolerance: int = 1,
-                  max_stray_pixels: int = 4) -> VideoReport:
+def analyze_video(
+  video: np.ndarray,
+  *,
+  max_shapes: int = 2,
+  min_speed: int = 1,
+  max_speed: int = 3,
+  colour_tolerance: float = 60.0,
+  min_area: int = 4,
+  min_fill: float = 0.75,
+  size_tolerance: int = 1,
+  position_tolerance: int = 1,
+  max_stray_pixels: int = 4,
+) -> VideoReport:
   """Judges one video against the bouncing-shapes rules (see the module docstring).
 
   Args:
@@ -181,21 +219,32 @@ def analyze_video(video: np.ndarray, *, max_shapes: int = 2, min_speed: int = 1,
     The VideoReport.
   """
   check_video(video)
-  limits = _Limits(max_shapes, min_speed, max_speed, colour_tolerance, min_area, min_fill,
-                   size_tolerance, position_tolerance, max_stray_pixels)
+  limits = _Limits(
+    max_shapes,
+    min_speed,
+    max_speed,
+    colour_tolerance,
+    min_area,
+    min_fill,
+    size_tolerance,
+    position_tolerance,
+    max_stray_pixels,
+  )
   brightness = max_channel(video)  # [T, H, W]
   classes = classify_pixels(video, brightness, colour_tolerance)  # [T, H, W]
   tracks = find_tracks(classes, brightness >= BRIGHT, min_area)
   failures = {name: [] for name in CRITERIA}
 
-  visible_counts = sum((track.visible.astype(np.int64) for track in tracks),
-                       np.zeros(video.shape[0], np.int64))  # [T]
+  visible_counts = sum(
+    (track.visible.astype(np.int64) for track in tracks), np.zeros(video.shape[0], np.int64)
+  )  # [T]
   num_shapes = int(visible_counts.max())
   if not 1 <= num_shapes <= max_shapes:
     failures["count_ok"].append(f"{num_shapes} shapes, expected 1 to {max_shapes}")
   elif not visible_counts.all():
     failures["count_ok"].append(
-        f"no shape in frames {np.flatnonzero(visible_counts == 0).tolist()}")
+      f"no shape in frames {np.flatnonzero(visible_counts == 0).tolist()}"
+    )
   if not tracks:
     failures["motion_ok"].append("no shape to track")
 
@@ -205,13 +254,16 @@ def analyze_video(video: np.ndarray, *, max_shapes: int = 2, min_speed: int = 1,
     track.size = size = estimate_size(track)
     # A necessary condition for being hidden: other colours cover half a square somewhere.
     others = ((classes >= 0) & (classes != track.colour)).sum((1, 2))  # [T]
-    vanished = ~track.visible & (others < 0.5 * size ** 2)
+    vanished = ~track.visible & (others < 0.5 * size**2)
     if vanished.any():
       failures["colour_ok"].append(
-          f"{track.name} vanishes in frames {np.flatnonzero(vanished).tolist()} with nothing "
-          "to hide it")
-    for name, message in (("size_ok", _size_failure(track, size_tolerance)),
-                          ("shape_ok", _shape_failure(track, limits))):
+        f"{track.name} vanishes in frames {np.flatnonzero(vanished).tolist()} with nothing "
+        "to hide it"
+      )
+    for name, message in (
+      ("size_ok", _size_failure(track, size_tolerance)),
+      ("shape_ok", _shape_failure(track, limits)),
+    ):
       if message:
         failures[name].append(message)
     fit, message, path_error = fit_bounce_motion(track, classes, limits)
@@ -222,7 +274,8 @@ def analyze_video(video: np.ndarray, *, max_shapes: int = 2, min_speed: int = 1,
       over[track.colour] = _covering_colours(track, fit, classes, limits)
   if _has_cycle(over):
     failures["colour_ok"].append(
-        "the occlusion order has a cycle (shapes hide behind each other): a colour changed?")
+      "the occlusion order has a cycle (shapes hide behind each other): a colour changed?"
+    )
 
   message = _stray_failure(tracks, brightness, limits)
   if message:
@@ -230,9 +283,13 @@ def analyze_video(video: np.ndarray, *, max_shapes: int = 2, min_speed: int = 1,
 
   verdicts = {name: not failures[name] for name in CRITERIA}
   messages = [f"{name[:-3]}: {text}" for name in CRITERIA for text in failures[name]]
-  return VideoReport(valid=all(verdicts.values()), num_shapes=num_shapes,
-                     reason="; ".join(messages[:3]) if messages else "ok",
-                     motion_error_px=float(motion_error), **verdicts)
+  return VideoReport(
+    valid=all(verdicts.values()),
+    num_shapes=num_shapes,
+    reason="; ".join(messages[:3]) if messages else "ok",
+    motion_error_px=float(motion_error),
+    **verdicts,
+  )
 
 
 def continuous_motion(video: np.ndarray, *, max_speed: int = 3, min_area: int = 4) -> bool:
@@ -250,7 +307,7 @@ def continuous_motion(video: np.ndarray, *, max_speed: int = 3, min_area: int = 
   mass = bright.sum((1, 2))
   if mass.min() < min_area:
     return False
-  ys, xs = np.mgrid[:bright.shape[1], :bright.shape[2]]
+  ys, xs = np.mgrid[: bright.shape[1], : bright.shape[2]]
   centroid_y = (bright * ys).sum((1, 2)) / mass
   centroid_x = (bright * xs).sum((1, 2)) / mass
   steps = np.hypot(np.diff(centroid_y), np.diff(centroid_x))
@@ -261,11 +318,14 @@ def continuous_motion(video: np.ndarray, *, max_speed: int = 3, min_area: int = 
 def check_video_batch(videos: np.ndarray, name: str = "videos") -> None:
   """Raises ShapeError unless `videos` is a uint8 numpy array [N, T, H, W, 3], N, T, H, W >= 1."""
   if not isinstance(videos, np.ndarray) or videos.dtype != np.uint8:
-    raise ShapeError(f"{name} must be a uint8 numpy array [N, T, H, W, 3], got "
-                     f"{type(videos).__name__} of dtype {getattr(videos, 'dtype', None)}.")
+    raise ShapeError(
+      f"{name} must be a uint8 numpy array [N, T, H, W, 3], got "
+      f"{type(videos).__name__} of dtype {getattr(videos, 'dtype', None)}."
+    )
   if videos.ndim != 5 or videos.shape[-1] != 3 or min(videos.shape) == 0:
     raise ShapeError(
-        f"{name} must have shape [N, T, H, W, 3] with N, T, H, W >= 1, got {videos.shape}.")
+      f"{name} must have shape [N, T, H, W, 3] with N, T, H, W >= 1, got {videos.shape}."
+    )
 
 
 def synthetic_video_validity(videos: np.ndarray, **kwargs) -> dict[str, float]:
@@ -287,8 +347,9 @@ def synthetic_video_validity(videos: np.ndarray, **kwargs) -> dict[str, float]:
   for name in CRITERIA:
     result[f"{name}_fraction"] = float(np.mean([getattr(report, name) for report in reports]))
   motion_kwargs = {k: kwargs[k] for k in ("max_speed", "min_area") if k in kwargs}
-  result["continuous_motion_fraction"] = float(np.mean(
-      [continuous_motion(video, **motion_kwargs) for video in videos]))
+  result["continuous_motion_fraction"] = float(
+    np.mean([continuous_motion(video, **motion_kwargs) for video in videos])
+  )
   result["motion_error_median_px"] = float(np.median([r.motion_error_px for r in reports]))
   result["num_videos"] = len(reports)
   return result
@@ -306,8 +367,12 @@ def reference_validity(num_videos: int = 200, seed: int = 0, **generator_kwargs)
   source = BouncingShapes(num_videos=num_videos, seed=seed, **generator_kwargs)
   videos = np.stack([source[i]["video"] for i in range(num_videos)])
   limits = source.generator_kwargs
-  return synthetic_video_validity(videos, max_shapes=limits["max_shapes"],
-                                  min_speed=limits["min_speed"], max_speed=limits["max_speed"])
+  return synthetic_video_validity(
+    videos,
+    max_shapes=limits["max_shapes"],
+    min_speed=limits["min_speed"],
+    max_speed=limits["max_speed"],
+  )
 
 
 def caption_match_fraction(videos: np.ndarray, captions: np.ndarray) -> float:
@@ -318,7 +383,11 @@ def caption_match_fraction(videos: np.ndarray, captions: np.ndarray) -> float:
     captions: int [N, L] caption tokens (`jvdm.data.captions`), one per video.
   """
   if len(videos) != len(captions):
-    raise ShapeError(f"Expected one caption per video, got {len(captions)} captions for "
-                     f"{len(videos)} videos.")
-  return float(np.mean([video_colours(video) == caption_colours(caption)
-                        for video, caption in zip(videos, captions)]))
+    raise ShapeError(
+      f"Expected one caption per video, got {len(captions)} captions for {len(videos)} videos."
+    )
+  return float(
+    np.mean(
+      [video_colours(video) == caption_colours(caption) for video, caption in zip(videos, captions)]
+    )
+  )

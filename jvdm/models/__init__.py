@@ -13,9 +13,9 @@ from jvdm.models.vae import autoencoder
 from jvdm.models.vae.autoencoder import VideoAutoencoder
 
 _BUILDERS: dict[str, Callable[[ml_collections.ConfigDict], nn.Module]] = {
-    "unet3d": unet3d.from_config,
-    "dit": dit.from_config,
-    "vae": autoencoder.from_config,
+  "unet3d": unet3d.from_config,
+  "dit": dit.from_config,
+  "vae": autoencoder.from_config,
 }
 
 

@@ -74,23 +74,40 @@ class DiTBlock(nn.Module):
     channels = x.shape[-1]
     kinds = ("spatial", "temporal") if self.layout == "factorized" else (self.layout,)
     kwargs = dict(dtype=self.dtype, param_dtype=self.param_dtype)
-    modulation = dense(3 * channels * (len(kinds) + 1), zero_init=True, name="modulation",
-                       **kwargs)(nn.silu(embedding))[:, :, None, :]  # [B, F, 1, 3C * (n + 1)]
+    modulation = dense(
+      3 * channels * (len(kinds) + 1), zero_init=True, name="modulation", **kwargs
+    )(nn.silu(embedding))[:, :, None, :]  # [B, F, 1, 3C * (n + 1)]
     modulation = jnp.split(modulation, 3 * (len(kinds) + 1), axis=-1)
     norm = lambda h: nn.LayerNorm(use_scale=False, use_bias=False, dtype=self.dtype)(h)
     new_kv = None
     for i, kind in enumerate(kinds):
-      shift, scale, gate = modulation[3 * i:3 * i + 3]
-      attention = Attention(self.num_heads, kind, self.causal, self.temporal_window, self.rope,
-                            self.attention_implementation, self.context_parallel,
-                            self.long_attention, self.grid, name=f"attention_{kind}", **kwargs)
-      out, kv = attention(norm(x) * (1 + scale) + shift, frames, rows, cols,
-                          layer_cache if kind != "spatial" else None)
+      shift, scale, gate = modulation[3 * i : 3 * i + 3]
+      attention = Attention(
+        self.num_heads,
+        kind,
+        self.causal,
+        self.temporal_window,
+        self.rope,
+        self.attention_implementation,
+        self.context_parallel,
+        self.long_attention,
+        self.grid,
+        name=f"attention_{kind}",
+        **kwargs,
+      )
+      out, kv = attention(
+        norm(x) * (1 + scale) + shift,
+        frames,
+        rows,
+        cols,
+        layer_cache if kind != "spatial" else None,
+      )
       new_kv = kv if kind != "spatial" else new_kv
       x = nn.with_logical_constraint(x + gate * out, TOKEN_AXES)
     if cond is not None:
-      x = x + CrossAttention(self.num_heads, self.attention_implementation, name="cross_attention",
-                             **kwargs)(norm(x), cond, cond_mask)
+      x = x + CrossAttention(
+        self.num_heads, self.attention_implementation, name="cross_attention", **kwargs
+      )(norm(x), cond, cond_mask)
     shift, scale, gate = modulation[-3:]
     h = norm(x) * (1 + scale) + shift
     h = dense(int(channels * self.mlp_ratio), name="mlp_in", **kwargs)(h)
@@ -156,24 +173,38 @@ class VideoDiT(nn.Module):
     if self.position not in POSITIONS:
       raise ConfigError(f"Unknown position embedding {self.position!r}; valid: {list(POSITIONS)}.")
     if self.context_parallel and self.layout == "factorized":
-      raise ConfigError("context_parallel splits the token sequence of the 'full' and 'windowed' "
-                        "layouts; the 'factorized' layout attends within frames and across them.")
+      raise ConfigError(
+        "context_parallel splits the token sequence of the 'full' and 'windowed' "
+        "layouts; the 'factorized' layout attends within frames and across them."
+      )
     if self.long_attention is not None and not isinstance(self.long_attention, LongAttention):
-      raise ConfigError(f"long_attention must be a LongAttention or None, got "
-                        f"{self.long_attention!r}.")
+      raise ConfigError(
+        f"long_attention must be a LongAttention or None, got {self.long_attention!r}."
+      )
     if self.hidden_size % self.num_heads:
-      raise ConfigError(f"hidden_size {self.hidden_size} is not divisible by num_heads "
-                        f"{self.num_heads}.")
+      raise ConfigError(
+        f"hidden_size {self.hidden_size} is not divisible by num_heads {self.num_heads}."
+      )
     if x.ndim != 5:
       raise ShapeError(f"Expected a video [B, T, H, W, C], got shape {x.shape}.")
     for axis, size, patch in zip("THW", x.shape[1:4], self.patch_size):
       if size % patch:
-        raise ShapeError(f"The video's {axis} = {size} frames/pixels is not divisible by the "
-                         f"patch size {patch} along {axis} (patch_size={self.patch_size}).")
+        raise ShapeError(
+          f"The video's {axis} = {size} frames/pixels is not divisible by the "
+          f"patch size {patch} along {axis} (patch_size={self.patch_size})."
+        )
 
   @nn.compact
-  def __call__(self, x, t, train: bool = False, cache: KVCache | None = None, first_frame=0,
-               cond=None, cond_mask=None):
+  def __call__(
+    self,
+    x,
+    t,
+    train: bool = False,
+    cache: KVCache | None = None,
+    first_frame=0,
+    cond=None,
+    cond_mask=None,
+  ):
     del train  # no dropout
     self._check(x)
     batch, num_frames, height, width, _ = x.shape
@@ -181,15 +212,20 @@ class VideoDiT(nn.Module):
     frames_out, rows_out, cols_out = num_frames // pt, height // ph, width // pw
     kwargs = dict(dtype=self.dtype, param_dtype=self.param_dtype)
     if cache is not None and (self.layout == "factorized" or not self.causal):
-      raise ConfigError("A KV cache needs a causal DiT with the 'full' or 'windowed' layout; "
-                        f"got layout={self.layout!r}, causal={self.causal}.")
+      raise ConfigError(
+        "A KV cache needs a causal DiT with the 'full' or 'windowed' layout; "
+        f"got layout={self.layout!r}, causal={self.causal}."
+      )
     if cache is not None and self.long_attention is not None:
-      raise ConfigError(f"long_attention={self.long_attention} does not work with a KV cache: "
-                        "a cached chunk attends to earlier frames outside any window; use "
-                        "model.clone(long_attention=None) for autoregressive generation.")
+      raise ConfigError(
+        f"long_attention={self.long_attention} does not work with a KV cache: "
+        "a cached chunk attends to earlier frames outside any window; use "
+        "model.clone(long_attention=None) for autoregressive generation."
+      )
 
-    tokens = einops.rearrange(x, "b (f pt) (h ph) (w pw) c -> b f (h w) (pt ph pw c)",
-                              pt=pt, ph=ph, pw=pw)
+    tokens = einops.rearrange(
+      x, "b (f pt) (h ph) (w pw) c -> b f (h w) (pt ph pw c)", pt=pt, ph=ph, pw=pw
+    )
     tokens = dense(self.hidden_size, name="patch_embed", **kwargs)(tokens)  # [B, F, P, C]
     frames = first_frame + jnp.arange(frames_out)
     rows = jnp.repeat(jnp.arange(rows_out), cols_out)
@@ -197,40 +233,55 @@ class VideoDiT(nn.Module):
     if self.position == "sincos":
       third = 2 * (self.hidden_size // 6)
       grid = (frames_out, rows.shape[0])
-      embedding = jnp.concatenate([
-          jnp.broadcast_to(sinusoidal_embedding(frames, self.hidden_size - 2 * third)[:, None],
-                           grid + (self.hidden_size - 2 * third,)),
+      embedding = jnp.concatenate(
+        [
+          jnp.broadcast_to(
+            sinusoidal_embedding(frames, self.hidden_size - 2 * third)[:, None],
+            grid + (self.hidden_size - 2 * third,),
+          ),
           jnp.broadcast_to(sinusoidal_embedding(rows, third)[None], grid + (third,)),
           jnp.broadcast_to(sinusoidal_embedding(cols, third)[None], grid + (third,)),
-      ], axis=-1)
+        ],
+        axis=-1,
+      )
       tokens = tokens + embedding.astype(tokens.dtype)
     tokens = nn.with_logical_constraint(tokens, TOKEN_AXES)
 
     t = jnp.broadcast_to(t[:, None], (batch, num_frames)) if t.ndim == 1 else t
     if t.shape != (batch, num_frames):
-      raise ShapeError(f"Timesteps must be [B]=({batch},) or [B, T]=({batch}, {num_frames}); "
-                       f"got {t.shape}.")
+      raise ShapeError(
+        f"Timesteps must be [B]=({batch},) or [B, T]=({batch}, {num_frames}); got {t.shape}."
+      )
     t = t.reshape(batch, frames_out, pt).mean(axis=-1)  # one level per latent frame
     embedding = TimestepEmbedding(self.hidden_size, 256, name="time_embedding", **kwargs)(t)
     if self.text_encoder is not None:
       if self.text_encoder.width != self.cond_dim:
-        raise ConfigError(f"cond_dim={self.cond_dim} must equal the text encoder's width "
-                          f"{self.text_encoder.width}.")
+        raise ConfigError(
+          f"cond_dim={self.cond_dim} must equal the text encoder's width {self.text_encoder.width}."
+        )
       if cond is None or cond.ndim not in (2, 3):
-        raise ShapeError(f"This DiT is caption-conditioned: pass caption tokens [{batch}, L] "
-                         f"(or [{batch}, T, L], one caption per frame) as cond (the null caption "
-                         f"for an unconditional sample); got "
-                         f"{None if cond is None else cond.shape}.")
+        raise ShapeError(
+          f"This DiT is caption-conditioned: pass caption tokens [{batch}, L] "
+          f"(or [{batch}, T, L], one caption per frame) as cond (the null caption "
+          f"for an unconditional sample); got "
+          f"{None if cond is None else cond.shape}."
+        )
       leading = cond.shape[:-1]  # [B] or [B, T]: one caption per video or per frame
       cond, cond_mask = self.text_encoder(cond.reshape(-1, cond.shape[-1]))
       cond = cond.reshape(leading + cond.shape[1:])
       cond_mask = cond_mask.reshape(leading + cond_mask.shape[1:])
-    if self.cond_dim and (cond is None or cond.ndim not in (3, 4) or cond.shape[0] != batch
-                          or cond.shape[-1] != self.cond_dim
-                          or (cond.ndim == 4 and cond.shape[1] != num_frames)):
-      raise ShapeError(f"This DiT cross-attends to conditioning embeddings [B, L, {self.cond_dim}]"
-                       f" (or [B, T, L, {self.cond_dim}], one per frame) with B = {batch}, "
-                       f"T = {num_frames}; got {None if cond is None else cond.shape}.")
+    if self.cond_dim and (
+      cond is None
+      or cond.ndim not in (3, 4)
+      or cond.shape[0] != batch
+      or cond.shape[-1] != self.cond_dim
+      or (cond.ndim == 4 and cond.shape[1] != num_frames)
+    ):
+      raise ShapeError(
+        f"This DiT cross-attends to conditioning embeddings [B, L, {self.cond_dim}]"
+        f" (or [B, T, L, {self.cond_dim}], one per frame) with B = {batch}, "
+        f"T = {num_frames}; got {None if cond is None else cond.shape}."
+      )
     if cond is not None and cond.ndim == 4:  # the first frame of each temporal patch speaks
       cond = cond[:, ::pt]
       cond_mask = None if cond_mask is None else cond_mask[:, ::pt]
@@ -238,29 +289,45 @@ class VideoDiT(nn.Module):
       raise ConfigError("This DiT is unconditional (cond_dim = 0) but got a condition.")
     context = (embedding, frames, rows, cols, cond, cond_mask)
 
-    block_kwargs = dict(num_heads=self.num_heads, mlp_ratio=self.mlp_ratio, layout=self.layout,
-                        causal=self.causal, temporal_window=self.temporal_window,
-                        rope=self.position == "rope",
-                        attention_implementation=self.attention_implementation,
-                        context_parallel=self.context_parallel,
-                        long_attention=self.long_attention, grid=(rows_out, cols_out), **kwargs)
+    block_kwargs = dict(
+      num_heads=self.num_heads,
+      mlp_ratio=self.mlp_ratio,
+      layout=self.layout,
+      causal=self.causal,
+      temporal_window=self.temporal_window,
+      rope=self.position == "rope",
+      attention_implementation=self.attention_implementation,
+      context_parallel=self.context_parallel,
+      long_attention=self.long_attention,
+      grid=(rows_out, cols_out),
+      **kwargs,
+    )
     block_cls = DiTBlock
     if self.remat != "none":
-      policy = (jax.checkpoint_policies.dots_with_no_batch_dims_saveable if self.remat == "dots"
-                else None)
+      policy = (
+        jax.checkpoint_policies.dots_with_no_batch_dims_saveable if self.remat == "dots" else None
+      )
       block_cls = nn.remat(DiTBlock, policy=policy)
     layer_caches = None if cache is None else (cache.keys, cache.values)
     slot_frames = None if cache is None else cache.slot_frames
     if self.scan_layers:
+
       def body(block, h, shared, layer_cache):
         block_context, block_slot_frames = shared
         full_cache = None if layer_cache is None else layer_cache + (block_slot_frames,)
         return block(h, block_context, full_cache)
-      blocks = nn.scan(body, variable_axes={"params": 0}, split_rngs={"params": True},
-                       in_axes=(nn.broadcast, 0), length=self.depth,
-                       metadata_params={nn.PARTITION_NAME: LAYERS})
-      tokens, new_kv = blocks(block_cls(name="blocks", **block_kwargs), tokens,
-                              (context, slot_frames), layer_caches)
+
+      blocks = nn.scan(
+        body,
+        variable_axes={"params": 0},
+        split_rngs={"params": True},
+        in_axes=(nn.broadcast, 0),
+        length=self.depth,
+        metadata_params={nn.PARTITION_NAME: LAYERS},
+      )
+      tokens, new_kv = blocks(
+        block_cls(name="blocks", **block_kwargs), tokens, (context, slot_frames), layer_caches
+      )
     else:
       collected = []
       for i in range(self.depth):
@@ -269,14 +336,21 @@ class VideoDiT(nn.Module):
         collected.append(kv)
       new_kv = jax.tree.map(lambda *a: jnp.stack(a), *collected)
 
-    shift, scale = jnp.split(dense(2 * self.hidden_size, zero_init=True, name="final_modulation",
-                                   **kwargs)(nn.silu(embedding))[:, :, None, :], 2, axis=-1)
+    shift, scale = jnp.split(
+      dense(2 * self.hidden_size, zero_init=True, name="final_modulation", **kwargs)(
+        nn.silu(embedding)
+      )[:, :, None, :],
+      2,
+      axis=-1,
+    )
     tokens = nn.LayerNorm(use_scale=False, use_bias=False, dtype=self.dtype)(tokens)
     tokens = tokens * (1 + scale) + shift
-    out = dense(pt * ph * pw * self.out_channels, zero_init=True, name="unpatchify",
-                **kwargs)(tokens)
-    out = einops.rearrange(out, "b f (h w) (pt ph pw c) -> b (f pt) (h ph) (w pw) c",
-                           h=rows_out, pt=pt, ph=ph, pw=pw).astype(jnp.float32)
+    out = dense(pt * ph * pw * self.out_channels, zero_init=True, name="unpatchify", **kwargs)(
+      tokens
+    )
+    out = einops.rearrange(
+      out, "b f (h w) (pt ph pw c) -> b (f pt) (h ph) (w pw) c", h=rows_out, pt=pt, ph=ph, pw=pw
+    ).astype(jnp.float32)
     if cache is None:
       return out
     return out, new_kv
@@ -289,22 +363,36 @@ def from_config(config: ml_collections.ConfigDict) -> VideoDiT:
     text_encoder, cond_dim = None, int(model.cond_dim)
     if model.condition == "caption":
       from jvdm.data.captions import VOCAB_SIZE  # pylint: disable=g-import-not-at-top
+
       encoder = model.text_encoder
       text_encoder = TextEncoder(
-          VOCAB_SIZE, width=int(encoder.width), depth=int(encoder.depth),
-          num_heads=int(encoder.num_heads), dtype=config_dtype(model.dtype, "dtype"),
-          param_dtype=config_dtype(model.param_dtype, "param_dtype"))
+        VOCAB_SIZE,
+        width=int(encoder.width),
+        depth=int(encoder.depth),
+        num_heads=int(encoder.num_heads),
+        dtype=config_dtype(model.dtype, "dtype"),
+        param_dtype=config_dtype(model.param_dtype, "param_dtype"),
+      )
       cond_dim = text_encoder.width
     return VideoDiT(
-        out_channels=model_channels(config), patch_size=tuple(int(p) for p in model.patch_size),
-        hidden_size=int(model.hidden_size), depth=int(model.depth), num_heads=int(model.num_heads),
-        mlp_ratio=float(model.mlp_ratio), layout=str(model.layout), causal=bool(model.causal),
-        temporal_window=int(model.temporal_window), position=str(model.position),
-        scan_layers=bool(model.scan_layers), remat=str(model.remat),
-        attention_implementation=model.attention_implementation,
-        context_parallel=context_parallel_method(model.context_parallel),
-        cond_dim=cond_dim, text_encoder=text_encoder,
-        dtype=config_dtype(model.dtype, "dtype"),
-        param_dtype=config_dtype(model.param_dtype, "param_dtype"))
+      out_channels=model_channels(config),
+      patch_size=tuple(int(p) for p in model.patch_size),
+      hidden_size=int(model.hidden_size),
+      depth=int(model.depth),
+      num_heads=int(model.num_heads),
+      mlp_ratio=float(model.mlp_ratio),
+      layout=str(model.layout),
+      causal=bool(model.causal),
+      temporal_window=int(model.temporal_window),
+      position=str(model.position),
+      scan_layers=bool(model.scan_layers),
+      remat=str(model.remat),
+      attention_implementation=model.attention_implementation,
+      context_parallel=context_parallel_method(model.context_parallel),
+      cond_dim=cond_dim,
+      text_encoder=text_encoder,
+      dtype=config_dtype(model.dtype, "dtype"),
+      param_dtype=config_dtype(model.param_dtype, "param_dtype"),
+    )
   except AttributeError as e:
     raise ConfigError(f"config is missing a field the dit model needs: {e}") from e

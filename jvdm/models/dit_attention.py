@@ -41,25 +41,43 @@ class Attention(nn.Module):
     channels = x.shape[-1]
     head_dim = channels // self.num_heads
     qkv_kernel = self.param(
-        "qkv_kernel",
-        nn.with_logical_partitioning(nn.initializers.lecun_normal(in_axis=0, out_axis=(1, 2, 3)),
-                                     (EMBED, None, QKV_HEADS, HEAD_DIM)),
-        (channels, 3, self.num_heads, head_dim), self.param_dtype)
+      "qkv_kernel",
+      nn.with_logical_partitioning(
+        nn.initializers.lecun_normal(in_axis=0, out_axis=(1, 2, 3)),
+        (EMBED, None, QKV_HEADS, HEAD_DIM),
+      ),
+      (channels, 3, self.num_heads, head_dim),
+      self.param_dtype,
+    )
     x, qkv_kernel = nn.dtypes.promote_dtype(x, qkv_kernel, dtype=self.dtype)
     qkv = jnp.einsum("bfpc,cknd->bfpknd", x, qkv_kernel)
     query, key, value = (qkv[..., i, :, :] for i in range(3))  # [B, F, P, N, D]
     # a [B, F', P, N, D], a_frames [F']
     rotate = (lambda a, a_frames: video_rope(a, a_frames, rows, cols)) if self.rope else None
     out, rotated_key = video_attention(
-        query, key, value, layout=self.layout, frames=frames, grid=self.grid, rotate=rotate,
-        causal=self.causal, window=self.temporal_window, long=self.long_attention, cache=cache,
-        implementation=self.attention_implementation, context_parallel=self.context_parallel)
+      query,
+      key,
+      value,
+      layout=self.layout,
+      frames=frames,
+      grid=self.grid,
+      rotate=rotate,
+      causal=self.causal,
+      window=self.temporal_window,
+      long=self.long_attention,
+      cache=cache,
+      implementation=self.attention_implementation,
+      context_parallel=self.context_parallel,
+    )
 
     out_kernel = self.param(
-        "out_kernel",
-        nn.with_logical_partitioning(nn.initializers.lecun_normal(in_axis=(0, 1), out_axis=2),
-                                     (QKV_HEADS, HEAD_DIM, EMBED)),
-        (self.num_heads, head_dim, channels), self.param_dtype)
+      "out_kernel",
+      nn.with_logical_partitioning(
+        nn.initializers.lecun_normal(in_axis=(0, 1), out_axis=2), (QKV_HEADS, HEAD_DIM, EMBED)
+      ),
+      (self.num_heads, head_dim, channels),
+      self.param_dtype,
+    )
     out, out_kernel = nn.dtypes.promote_dtype(out, out_kernel, dtype=self.dtype)
     return jnp.einsum("bfpnd,ndc->bfpc", out, out_kernel), (rotated_key, value)
 
@@ -81,18 +99,28 @@ class CrossAttention(nn.Module):
     batch, num_frames, num_tokens, channels = x.shape
     head_dim = channels // self.num_heads
     init = nn.initializers.lecun_normal(in_axis=0, out_axis=(1, 2))
-    q_kernel = self.param("q_kernel", nn.with_logical_partitioning(
-        init, (EMBED, QKV_HEADS, HEAD_DIM)), (channels, self.num_heads, head_dim),
-                          self.param_dtype)
+    q_kernel = self.param(
+      "q_kernel",
+      nn.with_logical_partitioning(init, (EMBED, QKV_HEADS, HEAD_DIM)),
+      (channels, self.num_heads, head_dim),
+      self.param_dtype,
+    )
     kv_init = nn.initializers.lecun_normal(in_axis=0, out_axis=(1, 2, 3))
-    kv_kernel = self.param("kv_kernel", nn.with_logical_partitioning(
-        kv_init, (None, None, QKV_HEADS, HEAD_DIM)), (cond.shape[-1], 2, self.num_heads, head_dim),
-                           self.param_dtype)
-    out_kernel = self.param("out_kernel", nn.with_logical_partitioning(
-        nn.initializers.zeros_init(), (QKV_HEADS, HEAD_DIM, EMBED)),
-                            (self.num_heads, head_dim, channels), self.param_dtype)
+    kv_kernel = self.param(
+      "kv_kernel",
+      nn.with_logical_partitioning(kv_init, (None, None, QKV_HEADS, HEAD_DIM)),
+      (cond.shape[-1], 2, self.num_heads, head_dim),
+      self.param_dtype,
+    )
+    out_kernel = self.param(
+      "out_kernel",
+      nn.with_logical_partitioning(nn.initializers.zeros_init(), (QKV_HEADS, HEAD_DIM, EMBED)),
+      (self.num_heads, head_dim, channels),
+      self.param_dtype,
+    )
     x, cond, q_kernel, kv_kernel, out_kernel = nn.dtypes.promote_dtype(
-        x, cond, q_kernel, kv_kernel, out_kernel, dtype=self.dtype)
+      x, cond, q_kernel, kv_kernel, out_kernel, dtype=self.dtype
+    )
     query = jnp.einsum("bfpc,cnd->bfpnd", x, q_kernel)
     if cond.ndim == 4:  # each frame's tokens attend to that frame's condition
       query = query.reshape(batch * num_frames, num_tokens, self.num_heads, head_dim)
@@ -101,7 +129,12 @@ class CrossAttention(nn.Module):
     else:
       query = query.reshape(batch, num_frames * num_tokens, self.num_heads, head_dim)
     key_value = jnp.einsum("blc,cknd->blknd", cond, kv_kernel)
-    out = attention(query, key_value[:, :, 0], key_value[:, :, 1],
-                    implementation=self.attention_implementation, key_valid=cond_mask)
+    out = attention(
+      query,
+      key_value[:, :, 0],
+      key_value[:, :, 1],
+      implementation=self.attention_implementation,
+      key_valid=cond_mask,
+    )
     out = jnp.einsum("blnd,ndc->blc", out, out_kernel)
     return out.reshape(batch, num_frames, num_tokens, channels)

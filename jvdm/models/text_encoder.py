@@ -36,24 +36,30 @@ class TextEncoder(nn.Module):
   @nn.compact
   def __call__(self, tokens: jnp.ndarray) -> tuple[jnp.ndarray, jnp.ndarray]:
     if tokens.ndim != 2 or not jnp.issubdtype(tokens.dtype, jnp.integer):
-      raise ShapeError(f"Caption tokens must be integers [B, L], got {tokens.dtype} "
-                       f"{tokens.shape}.")
+      raise ShapeError(
+        f"Caption tokens must be integers [B, L], got {tokens.dtype} {tokens.shape}."
+      )
     if self.width % self.num_heads:
-      raise ShapeError(f"Text encoder width {self.width} is not divisible by num_heads "
-                       f"{self.num_heads}.")
+      raise ShapeError(
+        f"Text encoder width {self.width} is not divisible by num_heads {self.num_heads}."
+      )
     kwargs = dict(dtype=self.dtype, param_dtype=self.param_dtype)
     valid = tokens != PAD  # [B, L]
-    table = self.param("token_embedding", nn.with_logical_partitioning(
-        nn.initializers.normal(0.02), (VOCAB, EMBED)), (self.vocab_size, self.width),
-                       self.param_dtype)
+    table = self.param(
+      "token_embedding",
+      nn.with_logical_partitioning(nn.initializers.normal(0.02), (VOCAB, EMBED)),
+      (self.vocab_size, self.width),
+      self.param_dtype,
+    )
     h = jnp.take(table, tokens, axis=0).astype(self.dtype)
     h = h + sinusoidal_embedding(jnp.arange(tokens.shape[1]), self.width).astype(self.dtype)
     head_dim = self.width // self.num_heads
     for i in range(self.depth):
       x = nn.LayerNorm(dtype=self.dtype, name=f"attention_norm_{i}")(h)
       qkv = dense(3 * self.width, name=f"qkv_{i}", **kwargs)(x)
-      q, k, v = (a.reshape(a.shape[:2] + (self.num_heads, head_dim))
-                 for a in jnp.split(qkv, 3, axis=-1))
+      q, k, v = (
+        a.reshape(a.shape[:2] + (self.num_heads, head_dim)) for a in jnp.split(qkv, 3, axis=-1)
+      )
       out = attention(q, k, v, key_valid=valid).reshape(h.shape)  # padding keys ignored
       h = h + dense(self.width, name=f"attention_out_{i}", **kwargs)(out)
       x = nn.LayerNorm(dtype=self.dtype, name=f"mlp_norm_{i}")(h)

@@ -105,46 +105,59 @@ class UNet3D(nn.Module):
   def _validate_fields(self):
     if not self.channel_mults or any(m <= 0 for m in self.channel_mults):
       raise ConfigError(f"model.channel_mults must be positive ints, got {self.channel_mults}")
-    for name in ("out_channels", "patch_size", "base_channels", "num_res_blocks", "head_dim", "num_groups"):
+    for name in (
+      "out_channels",
+      "patch_size",
+      "base_channels",
+      "num_res_blocks",
+      "head_dim",
+      "num_groups",
+    ):
       if getattr(self, name) <= 0:
         raise ConfigError(f"model.{name} must be positive, got {getattr(self, name)}")
     if self.pixel_head_channels < 0 or self.pixel_head_channels % self.num_groups:
-      raise ConfigError(f"model.pixel_head_channels must be 0 (none) or a positive multiple of "
-                        f"model.num_groups={self.num_groups}, got {self.pixel_head_channels}")
+      raise ConfigError(
+        f"model.pixel_head_channels must be 0 (none) or a positive multiple of "
+        f"model.num_groups={self.num_groups}, got {self.pixel_head_channels}"
+      )
     if self.pixel_head_channels and self.patch_size == 1:
-      raise ConfigError(f"model.pixel_head_channels={self.pixel_head_channels} adds a "
-                        "full-resolution head behind a patch stem; with patch_size=1 the UNet "
-                        "already runs at full resolution (set pixel_head_channels=0)")
+      raise ConfigError(
+        f"model.pixel_head_channels={self.pixel_head_channels} adds a "
+        "full-resolution head behind a patch stem; with patch_size=1 the UNet "
+        "already runs at full resolution (set pixel_head_channels=0)"
+      )
     if not 0.0 <= self.dropout < 1.0:
       raise ConfigError(f"model.dropout must be in [0, 1), got {self.dropout}")
     if self.long_attention is not None and not isinstance(self.long_attention, LongAttention):
-      raise ConfigError(f"model.long_attention must be a LongAttention or None, got "
-                        f"{self.long_attention!r}")
+      raise ConfigError(
+        f"model.long_attention must be a LongAttention or None, got {self.long_attention!r}"
+      )
     for field in ("middle_attention", "level_attention"):
       if getattr(self, field) not in ATTENTION_KINDS:
-        raise ConfigError(f"model.{field} must be one of {tuple(ATTENTION_KINDS)}, got "
-                          f"{getattr(self, field)!r}")
+        raise ConfigError(
+          f"model.{field} must be one of {tuple(ATTENTION_KINDS)}, got {getattr(self, field)!r}"
+        )
     num_levels = len(self.channel_mults)
     bad_levels = [level for level in self.attention_levels if not 0 <= level < num_levels]
     if bad_levels:
       raise ConfigError(
-          f"model.attention_levels {self.attention_levels} has levels {bad_levels} outside "
-          f"0..{num_levels - 1} (channel_mults {self.channel_mults} has {num_levels} levels)"
+        f"model.attention_levels {self.attention_levels} has levels {bad_levels} outside "
+        f"0..{num_levels - 1} (channel_mults {self.channel_mults} has {num_levels} levels)"
       )
     widths = [self.base_channels * m for m in self.channel_mults]
     for width in [self.base_channels, *widths]:
       if width % self.num_groups:
         raise ConfigError(
-            f"model.num_groups={self.num_groups} must divide every level's channels "
-            f"{[self.base_channels, *widths]}; {width} is not divisible"
+          f"model.num_groups={self.num_groups} must divide every level's channels "
+          f"{[self.base_channels, *widths]}; {width} is not divisible"
         )
     attended = [widths[level] for level in self.attention_levels] + [widths[-1]]
     for width in attended:
       if width % self.head_dim:
         raise ConfigError(
-            f"model.head_dim={self.head_dim} must divide the channels of every attention "
-            f"level (levels {self.attention_levels} and the middle: {attended}); "
-            f"{width} is not divisible"
+          f"model.head_dim={self.head_dim} must divide the channels of every attention "
+          f"level (levels {self.attention_levels} and the middle: {attended}); "
+          f"{width} is not divisible"
         )
 
   def _check_inputs(self, x: jnp.ndarray, t: jnp.ndarray):
@@ -153,15 +166,15 @@ class UNet3D(nn.Module):
     batch, num_frames, height, width, _ = x.shape
     if t.shape not in ((batch,), (batch, num_frames)):
       raise ShapeError(
-          f"t must have shape [B]={(batch,)} or [B, T]={(batch, num_frames)} for x of shape "
-          f"{x.shape}, got {t.shape}"
+        f"t must have shape [B]={(batch,)} or [B, T]={(batch, num_frames)} for x of shape "
+        f"{x.shape}, got {t.shape}"
       )
     factor = self.patch_size * 2 ** (len(self.channel_mults) - 1)
     if height % factor or width % factor:
       raise ShapeError(
-          f"x height and width must be divisible by patch_size * 2**(len(channel_mults) - 1) = "
-          f"{factor} (patch_size {self.patch_size}, channel_mults {self.channel_mults}), got x of "
-          f"shape {x.shape}"
+        f"x height and width must be divisible by patch_size * 2**(len(channel_mults) - 1) = "
+        f"{factor} (patch_size {self.patch_size}, channel_mults {self.channel_mults}), got x of "
+        f"shape {x.shape}"
       )
 
   @nn.compact
@@ -183,7 +196,7 @@ class UNet3D(nn.Module):
 
     kwargs = dict(dtype=self.dtype, param_dtype=self.param_dtype)
     time_embedding = TimestepEmbedding(
-        4 * self.base_channels, self.base_channels, name="time_embedding", **kwargs
+      4 * self.base_channels, self.base_channels, name="time_embedding", **kwargs
     )(t)  # [B, T, 4 * base_channels]: one embedding per frame
 
     # train (argument 3, counting self) is a Python bool and must stay static under remat.
@@ -191,22 +204,23 @@ class UNet3D(nn.Module):
     attention_cls = nn.remat(VideoSelfAttention) if self.remat else VideoSelfAttention
 
     def res_block(h, features, name):
-      block = res_block_cls(features, self.num_groups, self.dropout,
-                            self.identity_init_temporal, name=name, **kwargs)
+      block = res_block_cls(
+        features, self.num_groups, self.dropout, self.identity_init_temporal, name=name, **kwargs
+      )
       return _constrain(block(h, time_embedding, train))
 
     def attention(h, name, kind=self.level_attention):
       for axis in ATTENTION_KINDS[kind]:
         h = attention_cls(
-            axis,
-            self.head_dim,
-            self.num_groups,
-            self.attention_implementation,
-            self.causal_temporal_attention,
-            self.long_attention,
-            self.space_time_rope,
-            name=f"{name}_{axis}_attention",
-            **kwargs,
+          axis,
+          self.head_dim,
+          self.num_groups,
+          self.attention_implementation,
+          self.causal_temporal_attention,
+          self.long_attention,
+          self.space_time_rope,
+          name=f"{name}_{axis}_attention",
+          **kwargs,
         )(h)
         h = _constrain(h)
       return h
@@ -281,25 +295,25 @@ def from_config(config: ml_collections.ConfigDict) -> UNet3D:
   model_config = config.model
   try:
     return UNet3D(
-        out_channels=model_channels(config),
-        patch_size=int(model_config.patch_size),
-        base_channels=int(model_config.base_channels),
-        channel_mults=tuple(int(m) for m in model_config.channel_mults),
-        num_res_blocks=int(model_config.num_res_blocks),
-        attention_levels=tuple(int(level) for level in model_config.attention_levels),
-        middle_attention=str(model_config.middle_attention),
-        level_attention=str(model_config.level_attention),
-        space_time_rope=bool(model_config.space_time_rope),
-        head_dim=int(model_config.head_dim),
-        num_groups=int(model_config.num_groups),
-        dropout=float(model_config.dropout),
-        identity_init_temporal=bool(model_config.identity_init_temporal),
-        remat=bool(model_config.remat),
-        attention_implementation=model_config.attention_implementation,
-        causal_temporal_attention=bool(model_config.causal_temporal_attention),
-        pixel_head_channels=int(model_config.pixel_head_channels),
-        dtype=config_dtype(model_config.dtype, "dtype"),
-        param_dtype=config_dtype(model_config.param_dtype, "param_dtype"),
+      out_channels=model_channels(config),
+      patch_size=int(model_config.patch_size),
+      base_channels=int(model_config.base_channels),
+      channel_mults=tuple(int(m) for m in model_config.channel_mults),
+      num_res_blocks=int(model_config.num_res_blocks),
+      attention_levels=tuple(int(level) for level in model_config.attention_levels),
+      middle_attention=str(model_config.middle_attention),
+      level_attention=str(model_config.level_attention),
+      space_time_rope=bool(model_config.space_time_rope),
+      head_dim=int(model_config.head_dim),
+      num_groups=int(model_config.num_groups),
+      dropout=float(model_config.dropout),
+      identity_init_temporal=bool(model_config.identity_init_temporal),
+      remat=bool(model_config.remat),
+      attention_implementation=model_config.attention_implementation,
+      causal_temporal_attention=bool(model_config.causal_temporal_attention),
+      pixel_head_channels=int(model_config.pixel_head_channels),
+      dtype=config_dtype(model_config.dtype, "dtype"),
+      param_dtype=config_dtype(model_config.param_dtype, "param_dtype"),
     )
   except AttributeError as e:
     raise ConfigError(f"config is missing a field the unet3d model needs: {e}") from e

@@ -12,8 +12,9 @@ LOCAL_MASKS = ("adjusted", "strict")  # FreeLong's local attention masks (band_m
 LOW_PASSES = ("gaussian", "box")  # FreeLong's SpectralBlend filters (low_pass_filter)
 
 
-def band_mask(num_frames: int, window: int, tokens_per_frame: int = 1,
-              kind: str = "adjusted") -> np.ndarray:
+def band_mask(
+  num_frames: int, window: int, tokens_per_frame: int = 1, kind: str = "adjusted"
+) -> np.ndarray:
   """FreeLong's local attention mask: `[T * S, T * S]`, True where a token of frame i may attend
   to a token of frame j. Tokens are frame-major (S tokens of frame 0 first).
 
@@ -36,8 +37,9 @@ def band_mask(num_frames: int, window: int, tokens_per_frame: int = 1,
   return (frames[None, :] >= start[frames][:, None]) & (frames[None, :] < end[frames][:, None])
 
 
-def low_pass_filter(shape: tuple[int, int, int], temporal_cutoff: float,
-                    spatial_cutoff: float, kind: str = "gaussian") -> np.ndarray:
+def low_pass_filter(
+  shape: tuple[int, int, int], temporal_cutoff: float, spatial_cutoff: float, kind: str = "gaussian"
+) -> np.ndarray:
   """`[T, H, W]` low-pass filter in numpy's (unshifted) FFT order; a cutoff of 0 along any axis
   gives the zero filter (FreeInit's and FreeLong's convention).
 
@@ -49,17 +51,19 @@ def low_pass_filter(shape: tuple[int, int, int], temporal_cutoff: float,
   and `spatial_cutoff` along rows and columns, so a cutoff of 1 passes every frequency.
   """
   if kind not in LOW_PASSES:
-    raise ConfigError(f"Unknown FreeLong low-pass filter {kind!r}; expected one of "
-                      f"{LOW_PASSES}.")
+    raise ConfigError(f"Unknown FreeLong low-pass filter {kind!r}; expected one of {LOW_PASSES}.")
   if temporal_cutoff == 0 or spatial_cutoff == 0:
     return np.zeros(shape, np.float32)
   cutoffs = (temporal_cutoff, spatial_cutoff, spatial_cutoff)
   if kind == "gaussian":
     # The integer frequency k sits at position k + n // 2 of the fftshifted spectrum.
-    grids = [(2.0 * (np.fft.fftfreq(n, 1 / n) + n // 2) / n - 1.0) / cutoff
-             for n, cutoff in zip(shape, cutoffs)]
-    square = (grids[0][:, None, None]**2 + grids[1][None, :, None]**2
-              + grids[2][None, None, :]**2)
+    grids = [
+      (2.0 * (np.fft.fftfreq(n, 1 / n) + n // 2) / n - 1.0) / cutoff
+      for n, cutoff in zip(shape, cutoffs)
+    ]
+    square = (
+      grids[0][:, None, None] ** 2 + grids[1][None, :, None] ** 2 + grids[2][None, None, :] ** 2
+    )
     return np.exp(-0.5 * square).astype(np.float32)
 
   def passes(n, cutoff):
@@ -70,8 +74,13 @@ def low_pass_filter(shape: tuple[int, int, int], temporal_cutoff: float,
   return (time[:, None, None] & rows[None, :, None] & cols[None, None, :]).astype(np.float32)
 
 
-def spectral_blend(global_x: jnp.ndarray, local_x: jnp.ndarray, temporal_cutoff: float,
-                   spatial_cutoff: float, low_pass: str = "gaussian") -> jnp.ndarray:
+def spectral_blend(
+  global_x: jnp.ndarray,
+  local_x: jnp.ndarray,
+  temporal_cutoff: float,
+  spatial_cutoff: float,
+  low_pass: str = "gaussian",
+) -> jnp.ndarray:
   """FreeLong's SpectralBlend (sec. 3.2) of `[B, T, H, W, C]` features, over (T, H, W):
   `Re IFFT3D(FFT3D(global) * LP + FFT3D(local) * (1 - LP))` with LP = `low_pass_filter`.
 
@@ -79,8 +88,10 @@ def spectral_blend(global_x: jnp.ndarray, local_x: jnp.ndarray, temporal_cutoff:
   transform pair), in float32, returned in global_x's dtype.
   """
   if global_x.shape != local_x.shape or global_x.ndim != 5:
-    raise ConfigError(f"spectral_blend takes two [B, T, H, W, C] arrays of one shape, got "
-                      f"{global_x.shape} and {local_x.shape}.")
+    raise ConfigError(
+      f"spectral_blend takes two [B, T, H, W, C] arrays of one shape, got "
+      f"{global_x.shape} and {local_x.shape}."
+    )
   axes = (1, 2, 3)
   pass_band = low_pass_filter(global_x.shape[1:4], temporal_cutoff, spatial_cutoff, low_pass)
   local_x32 = local_x.astype(jnp.float32)

@@ -21,11 +21,15 @@ WEIGHTINGS = ("uniform", "pyramid")
 def window_starts(num_frames: int, window: int, stride: int) -> tuple[int, ...]:
   """First frames of the windows covering `[0, num_frames)`."""
   if window < 1 or window > num_frames:
-    raise ConfigError(f"A window of {window} frames does not fit a video of {num_frames} frames "
-                      f"(expected 1 <= window <= {num_frames}).")
+    raise ConfigError(
+      f"A window of {window} frames does not fit a video of {num_frames} frames "
+      f"(expected 1 <= window <= {num_frames})."
+    )
   if stride < 1 or stride > window:
-    raise ConfigError(f"The window stride must be in [1, window={window}] so that windows "
-                      f"overlap or touch; got {stride}.")
+    raise ConfigError(
+      f"The window stride must be in [1, window={window}] so that windows "
+      f"overlap or touch; got {stride}."
+    )
   starts = list(range(0, num_frames - window + 1, stride))
   if starts[-1] + window < num_frames:
     starts.append(num_frames - window)
@@ -43,7 +47,7 @@ def window_weights(window: int, weighting: str = "uniform") -> np.ndarray:
     return np.ones(window, np.float32)
   if weighting == "pyramid":
     rise = np.arange(1, (window + 1) // 2 + 1, dtype=np.float32)
-    return np.concatenate([rise, rise[::-1][window % 2:]])
+    return np.concatenate([rise, rise[::-1][window % 2 :]])
   raise ConfigError(f"Unknown window weighting {weighting!r}; expected one of {WEIGHTINGS}.")
 
 
@@ -51,14 +55,16 @@ def _frame_indices(starts: tuple[int, ...], window: int) -> np.ndarray:
   return np.asarray(starts)[:, None] + np.arange(window)[None, :]  # [W, window]
 
 
-def extract_windows(x: jnp.ndarray, starts: tuple[int, ...], window: int,
-                    axis: int = 1) -> jnp.ndarray:
+def extract_windows(
+  x: jnp.ndarray, starts: tuple[int, ...], window: int, axis: int = 1
+) -> jnp.ndarray:
   """`x [..., T, ...]` -> `[..., W, window, ...]`: the windows' frames along `axis`."""
   return jnp.take(x, _frame_indices(starts, window), axis=axis)
 
 
-def merge_windows(windows: jnp.ndarray, starts: tuple[int, ...], num_frames: int,
-                  weights: np.ndarray | None = None) -> jnp.ndarray:
+def merge_windows(
+  windows: jnp.ndarray, starts: tuple[int, ...], num_frames: int, weights: np.ndarray | None = None
+) -> jnp.ndarray:
   """`[B, W, window, ...]` -> `[B, T, ...]`: each frame the weighted mean of its windows."""
   window = windows.shape[2]
   if weights is None:

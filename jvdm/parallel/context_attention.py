@@ -48,8 +48,9 @@ def context_parallel_method(value: Any) -> str | None:
   if value is True:
     return "all_to_all"
   if value not in METHODS:
-    raise ConfigError(f"model.context_parallel={value!r}: expected one of none, "
-                      f"{', '.join(METHODS)}.")
+    raise ConfigError(
+      f"model.context_parallel={value!r}: expected one of none, {', '.join(METHODS)}."
+    )
   return str(value)
 
 
@@ -85,8 +86,9 @@ def _ring_attention(q, k, v, full_mask):
     weights = jnp.exp(logits - finite_max[..., None])
     rescale = jnp.exp(running_max - finite_max)
     running_sum = running_sum * rescale + weights.sum(axis=-1)
-    accumulated = (accumulated * jnp.moveaxis(rescale, 1, 2)[..., None]
-                   + jnp.einsum("bnqk,bknd->bqnd", weights, v.astype(jnp.float32)))
+    accumulated = accumulated * jnp.moveaxis(rescale, 1, 2)[..., None] + jnp.einsum(
+      "bnqk,bknd->bqnd", weights, v.astype(jnp.float32)
+    )
     running_max = new_max
     if step < context - 1:
       k, v = (jax.lax.ppermute(a, CONTEXT, to_next) for a in (k, v))
@@ -98,17 +100,25 @@ def _all_to_all_attention(implementation):
     # [b, L / c, n, d] -> [b, L, n / c, d]: the whole sequence, a slice of the heads.
     gather = lambda a: jax.lax.all_to_all(a, CONTEXT, split_axis=2, concat_axis=1, tiled=True)
     out = jax.nn.dot_product_attention(
-        gather(q), gather(k), gather(v),
-        mask=None if full_mask is None else full_mask[None, None],
-        implementation=implementation)
+      gather(q),
+      gather(k),
+      gather(v),
+      mask=None if full_mask is None else full_mask[None, None],
+      implementation=implementation,
+    )
     return jax.lax.all_to_all(out, CONTEXT, split_axis=1, concat_axis=2, tiled=True)
+
   return local
 
 
-def context_parallel_attention(query: jnp.ndarray, key: jnp.ndarray, value: jnp.ndarray,
-                               mask: jnp.ndarray | None = None,
-                               implementation: str | None = None,
-                               method: str = "all_to_all") -> jnp.ndarray:
+def context_parallel_attention(
+  query: jnp.ndarray,
+  key: jnp.ndarray,
+  value: jnp.ndarray,
+  mask: jnp.ndarray | None = None,
+  implementation: str | None = None,
+  method: str = "all_to_all",
+) -> jnp.ndarray:
   """`jax.nn.dot_product_attention` over `[B, L, N, D]` with L split over the `context` axis.
 
   `method`: "all_to_all" (Ulysses) or "ring" (ring attention; `implementation` unused).
@@ -121,19 +131,25 @@ def context_parallel_attention(query: jnp.ndarray, key: jnp.ndarray, value: jnp.
   """
   spec = nn.logical_to_mesh_axes((BATCH, LENGTH, HEADS, None))
   if spec[1] != CONTEXT:
-    raise ConfigError(f"Context-parallel attention needs the logical axis {LENGTH!r} mapped to "
-                      f"the mesh axis {CONTEXT!r}; the rules map it to {spec[1]!r}.")
+    raise ConfigError(
+      f"Context-parallel attention needs the logical axis {LENGTH!r} mapped to "
+      f"the mesh axis {CONTEXT!r}; the rules map it to {spec[1]!r}."
+    )
   mesh = jax.sharding.get_abstract_mesh()
   context = mesh.shape[CONTEXT]
   head_shards = context * (mesh.shape[spec[2]] if isinstance(spec[2], str) else 1)
   if method == "ring":
     if query.shape[1] % context:
-      raise ConfigError(f"Ring attention splits {query.shape[1]} tokens into {context} blocks "
-                        f"(the context axis): it must divide evenly.")
+      raise ConfigError(
+        f"Ring attention splits {query.shape[1]} tokens into {context} blocks "
+        f"(the context axis): it must divide evenly."
+      )
   elif query.shape[2] % head_shards or query.shape[1] % context:
-    raise ConfigError(f"Context-parallel attention splits {query.shape[2]} heads into "
-                      f"{head_shards} (context x tensor) and {query.shape[1]} tokens into "
-                      f"{context}: both must divide evenly.")
+    raise ConfigError(
+      f"Context-parallel attention splits {query.shape[2]} heads into "
+      f"{head_shards} (context x tensor) and {query.shape[1]} tokens into "
+      f"{context}: both must divide evenly."
+    )
   batch_shards = 1
   for axis in (spec[0],) if isinstance(spec[0], str) else (spec[0] or ()):
     batch_shards *= mesh.shape[axis]
@@ -143,11 +159,19 @@ def context_parallel_attention(query: jnp.ndarray, key: jnp.ndarray, value: jnp.
   local = _ring_attention if method == "ring" else _all_to_all_attention(implementation)
   mask_spec = None if mask is None else PartitionSpec()
   return jax.shard_map(local, in_specs=(spec, spec, spec, mask_spec), out_specs=spec)(
-      query, key, value, mask)
+    query, key, value, mask
+  )
 
 
-def attention(query, key, value, mask=None, implementation: str | None = None,
-              context_parallel: str | None = None, key_valid=None) -> Any:
+def attention(
+  query,
+  key,
+  value,
+  mask=None,
+  implementation: str | None = None,
+  context_parallel: str | None = None,
+  key_valid=None,
+) -> Any:
   """The attention kernel every layer calls: q `[B, Lq, N, D]`, k/v `[B, Lk, N, D]`; `mask`
   `[Lq, Lk]` (True = may attend) and `key_valid` `[B, Lk]` (False = padding), both optional.
   Plain attention (`jax.nn.dot_product_attention`, `implementation` None/"xla"/"cudnn"), or

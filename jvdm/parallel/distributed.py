@@ -50,11 +50,17 @@ def detected_cluster() -> str | None:
   return None
 
 
-def _check_arguments(coordinator_address: str | None, num_processes: int | None,
-                     process_id: int | None, cluster: str | None) -> None:
+def _check_arguments(
+  coordinator_address: str | None,
+  num_processes: int | None,
+  process_id: int | None,
+  cluster: str | None,
+) -> None:
   """Raises ConfigError for arguments that cannot describe a job."""
-  given = (f"coordinator_address={coordinator_address!r}, num_processes={num_processes}, "
-           f"process_id={process_id}")
+  given = (
+    f"coordinator_address={coordinator_address!r}, num_processes={num_processes}, "
+    f"process_id={process_id}"
+  )
   if num_processes is not None and num_processes < 1:
     raise ConfigError(f"num_processes must be >= 1; got {given}.")
   if process_id is not None and process_id < 0:
@@ -65,20 +71,30 @@ def _check_arguments(coordinator_address: str | None, num_processes: int | None,
     host, _, port = coordinator_address.rpartition(":")
     if not host or not port.isdigit() or int(port) == 0:
       raise ConfigError(f"coordinator_address must be HOST:PORT with a port > 0; got {given}.")
-  missing = [name for name, value in (("coordinator_address", coordinator_address),
-                                      ("num_processes", num_processes),
-                                      ("process_id", process_id)) if value is None]
+  missing = [
+    name
+    for name, value in (
+      ("coordinator_address", coordinator_address),
+      ("num_processes", num_processes),
+      ("process_id", process_id),
+    )
+    if value is None
+  ]
   if missing and cluster is None:  # no cluster environment to fill them in
     raise ConfigError(
-        f"A multi-process run needs coordinator_address, num_processes and process_id on every "
-        f"process (or a Slurm, Open MPI or Cloud TPU environment); {' and '.join(missing)} "
-        f"missing from {given} (JAX_COORDINATOR_ADDRESS is "
-        f"{os.environ.get('JAX_COORDINATOR_ADDRESS')!r}).")
+      f"A multi-process run needs coordinator_address, num_processes and process_id on every "
+      f"process (or a Slurm, Open MPI or Cloud TPU environment); {' and '.join(missing)} "
+      f"missing from {given} (JAX_COORDINATOR_ADDRESS is "
+      f"{os.environ.get('JAX_COORDINATOR_ADDRESS')!r})."
+    )
 
 
-def initialize_distributed(coordinator_address: str | None = None,
-                           num_processes: int | None = None, process_id: int | None = None,
-                           local_device_ids: int | Sequence[int] | None = None) -> bool:
+def initialize_distributed(
+  coordinator_address: str | None = None,
+  num_processes: int | None = None,
+  process_id: int | None = None,
+  local_device_ids: int | Sequence[int] | None = None,
+) -> bool:
   """Joins this process to a multi-process JAX job, when there is one.
 
   Must run before anything touches devices (`jax.devices()`, any computation). Arguments left
@@ -102,11 +118,14 @@ def initialize_distributed(coordinator_address: str | None = None,
     ConfigError: for arguments that are inconsistent or incomplete, naming them.
   """
   if jax.distributed.is_initialized():
-    if (num_processes not in (None, jax.process_count()) or
-        process_id not in (None, jax.process_index())):
+    if num_processes not in (None, jax.process_count()) or process_id not in (
+      None,
+      jax.process_index(),
+    ):
       raise ConfigError(
-          f"jax.distributed is already initialized as process {jax.process_index()} of "
-          f"{jax.process_count()}; got num_processes={num_processes}, process_id={process_id}.")
+        f"jax.distributed is already initialized as process {jax.process_index()} of "
+        f"{jax.process_count()}; got num_processes={num_processes}, process_id={process_id}."
+      )
     return True
   coordinator_address = coordinator_address or os.environ.get("JAX_COORDINATOR_ADDRESS")
   cluster = detected_cluster()
@@ -116,13 +135,20 @@ def initialize_distributed(coordinator_address: str | None = None,
   # Cross-process collectives for CPU devices (gloo needs no MPI); other backends ignore it.
   if not os.environ.get("JAX_CPU_COLLECTIVES_IMPLEMENTATION"):
     jax.config.update("jax_cpu_collectives_implementation", "gloo")
-  logger.info("Joining a multi-process job (coordinator %s, process %s of %s%s)",
-              coordinator_address or "from the environment",
-              "auto" if process_id is None else process_id,
-              "auto" if num_processes is None else num_processes,
-              f", {cluster} environment" if cluster else "")
+  logger.info(
+    "Joining a multi-process job (coordinator %s, process %s of %s%s)",
+    coordinator_address or "from the environment",
+    "auto" if process_id is None else process_id,
+    "auto" if num_processes is None else num_processes,
+    f", {cluster} environment" if cluster else "",
+  )
   jax.distributed.initialize(coordinator_address, num_processes, process_id, local_device_ids)
-  logger.info("Process %d of %d: %d local devices, %d global devices (%s)", jax.process_index(),
-              jax.process_count(), jax.local_device_count(), jax.device_count(),
-              jax.default_backend())
+  logger.info(
+    "Process %d of %d: %d local devices, %d global devices (%s)",
+    jax.process_index(),
+    jax.process_count(),
+    jax.local_device_count(),
+    jax.device_count(),
+    jax.default_backend(),
+  )
   return True

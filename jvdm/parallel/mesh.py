@@ -32,34 +32,44 @@ def resolve_mesh_shape(shape: Mapping[str, int], num_devices: int) -> dict[str, 
   if free:
     if num_devices % known:
       raise ConfigError(
-          f"Mesh axes {sizes} leave {num_devices} / {known} devices for '{free[0]}', which is not "
-          "a whole number.")
+        f"Mesh axes {sizes} leave {num_devices} / {known} devices for '{free[0]}', which is not "
+        "a whole number."
+      )
     sizes[free[0]] = num_devices // known
   if math.prod(sizes.values()) != num_devices:
     raise ConfigError(
-        f"Mesh axes {sizes} multiply to {math.prod(sizes.values())}, but there are {num_devices} "
-        "devices.")
+      f"Mesh axes {sizes} multiply to {math.prod(sizes.values())}, but there are {num_devices} "
+      "devices."
+    )
   return sizes
 
 
-def split_mesh_shape(shape: Mapping[str, int], dcn_shape: Mapping[str, int] | None,
-                     num_devices: int) -> tuple[dict[str, int], dict[str, int]]:
+def split_mesh_shape(
+  shape: Mapping[str, int], dcn_shape: Mapping[str, int] | None, num_devices: int
+) -> tuple[dict[str, int], dict[str, int]]:
   """(within-slice sizes, across-slice sizes) of every axis for `num_devices` devices; the
   across-slice sizes are given in full (no -1), the within-slice ones may use one -1."""
   dcn = {name: int((dcn_shape or {}).get(name, 1)) for name in axes.MESH_AXES}
   unknown = set(dcn_shape or {}) - set(axes.MESH_AXES)
   if unknown or min(dcn.values()) < 1:
-    raise ConfigError(f"dcn_shape must give positive sizes for the axes {list(axes.MESH_AXES)}; "
-                      f"got {dict(dcn_shape)}.")
+    raise ConfigError(
+      f"dcn_shape must give positive sizes for the axes {list(axes.MESH_AXES)}; "
+      f"got {dict(dcn_shape)}."
+    )
   slices = math.prod(dcn.values())
   if num_devices % slices:
-    raise ConfigError(f"dcn_shape {dcn} asks for {slices} slices/processes, which do not split "
-                      f"{num_devices} devices evenly.")
+    raise ConfigError(
+      f"dcn_shape {dcn} asks for {slices} slices/processes, which do not split "
+      f"{num_devices} devices evenly."
+    )
   return resolve_mesh_shape(shape, num_devices // slices), dcn
 
 
-def make_mesh(shape: Mapping[str, int], devices: Sequence[jax.Device] | None = None,
-              dcn_shape: Mapping[str, int] | None = None) -> Mesh:
+def make_mesh(
+  shape: Mapping[str, int],
+  devices: Sequence[jax.Device] | None = None,
+  dcn_shape: Mapping[str, int] | None = None,
+) -> Mesh:
   """A mesh over `devices` (default: all) with Auto axes named `axes.MESH_AXES`.
 
   Args:
@@ -74,15 +84,19 @@ def make_mesh(shape: Mapping[str, int], devices: Sequence[jax.Device] | None = N
   ici, dcn = split_mesh_shape(shape, dcn_shape, len(devices))
   if math.prod(dcn.values()) == 1:
     # jax.make_mesh orders devices by the physical topology (ICI rings on TPU, hosts on GPU).
-    return jax.make_mesh(tuple(ici.values()), axes.MESH_AXES,
-                         axis_types=(AxisType.Auto,) * len(ici), devices=devices)
+    return jax.make_mesh(
+      tuple(ici.values()), axes.MESH_AXES, axis_types=(AxisType.Auto,) * len(ici), devices=devices
+    )
   on_tpu = devices[0].platform == "tpu"
   try:
     grid = mesh_utils.create_hybrid_device_mesh(
-        tuple(ici.values()), tuple(dcn.values()), devices, process_is_granule=not on_tpu)
+      tuple(ici.values()), tuple(dcn.values()), devices, process_is_granule=not on_tpu
+    )
   except ValueError as error:
-    raise ConfigError(f"Cannot lay out mesh {ici} within and {dcn} across "
-                      f"{'slices' if on_tpu else 'processes'}: {error}") from error
+    raise ConfigError(
+      f"Cannot lay out mesh {ici} within and {dcn} across "
+      f"{'slices' if on_tpu else 'processes'}: {error}"
+    ) from error
   return Mesh(grid, axes.MESH_AXES, axis_types=(AxisType.Auto,) * len(axes.MESH_AXES))
 
 

@@ -55,32 +55,38 @@ class CausalVideoSampler:
 
   def __post_init__(self):
     if not self.model.causal or self.model.layout == "factorized":
-      raise ConfigError("Autoregressive generation needs a causal DiT with the 'full' or "
-                        f"'windowed' layout; got causal={self.model.causal}, "
-                        f"layout={self.model.layout!r}.")
+      raise ConfigError(
+        "Autoregressive generation needs a causal DiT with the 'full' or "
+        f"'windowed' layout; got causal={self.model.causal}, "
+        f"layout={self.model.layout!r}."
+      )
     if self.sampler not in SOLVERS:
       raise ConfigError(f"Unknown sampler {self.sampler!r}; valid samplers: {list(SOLVERS)}.")
     patch = self.model.patch_size[0]
     for name in ("chunk_frames", "cache_frames", "sink_frames"):
       if getattr(self, name) % patch or getattr(self, name) < (0 if name == "sink_frames" else 1):
-        raise ConfigError(f"{name}={getattr(self, name)} must be a positive multiple of the "
-                          f"temporal patch size {patch}.")
+        raise ConfigError(
+          f"{name}={getattr(self, name)} must be a positive multiple of the "
+          f"temporal patch size {patch}."
+        )
     if self.cache_frames - self.sink_frames < self.chunk_frames:
-      raise ConfigError(f"The cache holds {self.cache_frames} frames, {self.sink_frames} of them "
-                        f"sinks, which leaves {self.cache_frames - self.sink_frames} for recent "
-                        f"frames: fewer than a chunk of {self.chunk_frames}.")
+      raise ConfigError(
+        f"The cache holds {self.cache_frames} frames, {self.sink_frames} of them "
+        f"sinks, which leaves {self.cache_frames - self.sink_frames} for recent "
+        f"frames: fewer than a chunk of {self.chunk_frames}."
+      )
     self.time_grid  # pylint: disable=pointless-statement  # validates steps and spacing
 
   @functools.cached_property
   def time_grid(self):
-    return sampling_time_grid(self.process, SOLVERS[self.sampler][1], self.num_steps,
-                              self.spacing)
+    return sampling_time_grid(self.process, SOLVERS[self.sampler][1], self.num_steps, self.spacing)
 
   def _call(self, params, z, t, cache, first_frame, condition):
     model_input = self.process.scale_model_input(z, t)
     kwargs = {} if condition is None else {"cond": condition}
-    return self.model.apply({"params": params}, model_input, t, cache=cache,
-                            first_frame=first_frame, **kwargs)
+    return self.model.apply(
+      {"params": params}, model_input, t, cache=cache, first_frame=first_frame, **kwargs
+    )
 
   def _commit(self, params, clean, cache, first_frame, condition):
     """Writes the keys and values of clean frames (t = 0) starting at latent frame first_frame."""
@@ -88,16 +94,22 @@ class CausalVideoSampler:
     _, (keys, values) = self._call(params, clean, t, cache, first_frame, condition)
     return cache.write(keys, values, first_frame)
 
-  def empty_cache(self, batch: int, frame_shape, params=None, prompt=None,
-                  condition=None) -> tuple[KVCache, Any]:
+  def empty_cache(
+    self, batch: int, frame_shape, params=None, prompt=None, condition=None
+  ) -> tuple[KVCache, Any]:
     """(an empty cache, or one prefilled with the clean prompt; the next latent frame index)."""
     height, width, _ = frame_shape
     pt, ph, pw = self.model.patch_size
     cache = KVCache.create(
-        num_layers=self.model.depth, batch=batch, capacity=self.cache_frames // pt,
-        tokens_per_frame=(height // ph) * (width // pw), num_heads=self.model.num_heads,
-        head_dim=self.model.hidden_size // self.model.num_heads, num_sinks=self.sink_frames // pt,
-        dtype=self.model.dtype)
+      num_layers=self.model.depth,
+      batch=batch,
+      capacity=self.cache_frames // pt,
+      tokens_per_frame=(height // ph) * (width // pw),
+      num_heads=self.model.num_heads,
+      head_dim=self.model.hidden_size // self.model.num_heads,
+      num_sinks=self.sink_frames // pt,
+      dtype=self.model.dtype,
+    )
     if prompt is None:
       return cache, jnp.int32(0)
     cache = self._commit(params, prompt, cache, jnp.int32(0), condition)
@@ -137,9 +149,16 @@ class CausalVideoSampler:
   def _jitted(self):
     return jax.jit(self._generate, static_argnums=(4, 5))
 
-  def generate(self, params, seed: int, num_videos: int, num_chunks: int,
-               frame_shape: tuple[int, int, int], prompt: np.ndarray | None = None,
-               condition: np.ndarray | None = None) -> np.ndarray:
+  def generate(
+    self,
+    params,
+    seed: int,
+    num_videos: int,
+    num_chunks: int,
+    frame_shape: tuple[int, int, int],
+    prompt: np.ndarray | None = None,
+    condition: np.ndarray | None = None,
+  ) -> np.ndarray:
     """`[num_videos, num_chunks * chunk_frames, H, W, C]` generated frames (float32, [-1, 1]).
 
     Args:
@@ -159,20 +178,23 @@ class CausalVideoSampler:
     if prompt is not None:
       prompt = jnp.asarray(prompt, jnp.float32)
       if prompt.shape[0] != num_videos or prompt.shape[2:] != tuple(frame_shape):
-        raise ShapeError(f"The prompt must be [{num_videos}, Tp, *{tuple(frame_shape)}], got "
-                         f"{prompt.shape}.")
+        raise ShapeError(
+          f"The prompt must be [{num_videos}, Tp, *{tuple(frame_shape)}], got {prompt.shape}."
+        )
       room = self.cache_frames - self.chunk_frames
       if prompt.shape[1] > room or prompt.shape[1] % self.model.patch_size[0]:
-        raise ConfigError(f"A prompt of {prompt.shape[1]} frames does not fit: the cache of "
-                          f"{self.cache_frames} frames keeps {room} besides a chunk of "
-                          f"{self.chunk_frames}, and the prompt must be a multiple of the "
-                          f"temporal patch {self.model.patch_size[0]}.")
+        raise ConfigError(
+          f"A prompt of {prompt.shape[1]} frames does not fit: the cache of "
+          f"{self.cache_frames} frames keeps {room} besides a chunk of "
+          f"{self.chunk_frames}, and the prompt must be a multiple of the "
+          f"temporal patch {self.model.patch_size[0]}."
+        )
     base = jax.random.key(seed)
     keys = jax.vmap(lambda i: jax.random.fold_in(base, i))(jnp.arange(num_videos))
     if condition is not None:
       condition = jnp.asarray(condition)
       if condition.shape[0] != num_videos:
-        raise ShapeError(f"Expected one condition per video, [{num_videos}, ...]; got "
-                         f"{condition.shape}.")
-    return np.asarray(self._jitted(params, keys, prompt, condition, num_chunks,
-                                   tuple(frame_shape)))
+        raise ShapeError(
+          f"Expected one condition per video, [{num_videos}, ...]; got {condition.shape}."
+        )
+    return np.asarray(self._jitted(params, keys, prompt, condition, num_chunks, tuple(frame_shape)))

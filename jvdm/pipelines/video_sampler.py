@@ -14,12 +14,15 @@ from jvdm.data.captions import null_condition_for
 from jvdm.diffusion import FlowProcess, Process, make_process
 from jvdm.errors import ConfigError, ShapeError
 from jvdm.samplers.denoiser import make_denoiser
-from jvdm.samplers.driver import (normal_per_sample, run_solver, split_per_sample,
-                                  staggered_time_grid)
+from jvdm.samplers.driver import (
+  normal_per_sample,
+  run_solver,
+  split_per_sample,
+  staggered_time_grid,
+)
 from jvdm.samplers.grids import sampling_time_grid
 from jvdm.samplers.guidance import classifier_free_guidance
 from jvdm.samplers.solvers import SAMPLERS, SOLVERS
-
 
 
 @dataclasses.dataclass(frozen=True)
@@ -60,27 +63,37 @@ class VideoSampler:
     staggered_time_grid(self.num_steps, 2, self.frame_stagger, self.time_power)  # validates
     self.time_grid  # pylint: disable=pointless-statement  # validates spacing and process
     if self.frame_stagger and self.spacing != "uniform":
-      raise ConfigError(f"frame_stagger={self.frame_stagger} staggers the uniform grid; it does "
-                        f"not combine with spacing={self.spacing!r}.")
+      raise ConfigError(
+        f"frame_stagger={self.frame_stagger} staggers the uniform grid; it does "
+        f"not combine with spacing={self.spacing!r}."
+      )
     if self.eta < 0:
       raise ConfigError(f"DDIM eta must be >= 0, got {self.eta}.")
     if self.eta and self.sampler != "ddim":
-      raise ConfigError(f"eta={self.eta} applies to the 'ddim' sampler only, not "
-                        f"{self.sampler!r}.")
+      raise ConfigError(f"eta={self.eta} applies to the 'ddim' sampler only, not {self.sampler!r}.")
     if self.sampler == "heun" and isinstance(self.process, FlowProcess):
-      raise ConfigError("The 'heun' sampler steps in sigma / alpha, which is infinite at the flow "
-                        "process's t = 1; use 'flow_euler', 'dpmpp_2m' or 'unipc'.")
+      raise ConfigError(
+        "The 'heun' sampler steps in sigma / alpha, which is infinite at the flow "
+        "process's t = 1; use 'flow_euler', 'dpmpp_2m' or 'unipc'."
+      )
     if self.guidance_scale != 1.0 and self.null_condition is None:
       raise ConfigError(
-          f"guidance_scale={self.guidance_scale} needs a conditional model and its null "
-          "condition (e.g. a DiT with model.condition='caption'); this model is unconditional. "
-          "Use guidance_scale=1.")
+        f"guidance_scale={self.guidance_scale} needs a conditional model and its null "
+        "condition (e.g. a DiT with model.condition='caption'); this model is unconditional. "
+        "Use guidance_scale=1."
+      )
 
   @functools.cached_property
   def time_grid(self):
     """float64 numpy `[S + 1]` times or (t_cur, t_next) pairs, computed once outside jit."""
-    return sampling_time_grid(self.process, SOLVERS[self.sampler][1], self.num_steps, self.spacing,
-                              self.steps_offset, time_power=self.time_power)
+    return sampling_time_grid(
+      self.process,
+      SOLVERS[self.sampler][1],
+      self.num_steps,
+      self.spacing,
+      self.steps_offset,
+      time_power=self.time_power,
+    )
 
   def denoiser(self, params: Any, conditional: bool):
     """The x0 denoiser `(z, t, cond)` of the network at `params`, with classifier-free
@@ -97,8 +110,9 @@ class VideoSampler:
 
     return guided
 
-  def sample_batch(self, params: Any, keys: jax.Array, condition: jax.Array | None,
-                   video_shape: tuple[int, ...]) -> jnp.ndarray:
+  def sample_batch(
+    self, params: Any, keys: jax.Array, condition: jax.Array | None, video_shape: tuple[int, ...]
+  ) -> jnp.ndarray:
     """Traceable: `[B, *video_shape]` videos from `[B]` keys (and a `[B, ...]` condition);
     `sample` runs it jitted, with the params as arguments."""
     denoise = self.denoiser(params, condition is not None)
@@ -109,11 +123,15 @@ class VideoSampler:
       denoise = lambda z, t, _: conditional(z, t, condition)
     solver = SOLVERS[self.sampler][0](denoise, self.process, self.eta, self.clip_x0)
     solver_keys, init_keys = split_per_sample(keys)
-    x_init = (normal_per_sample(init_keys, video_shape) if self.initial_noise is None else
-              self.initial_noise(init_keys, video_shape))
+    x_init = (
+      normal_per_sample(init_keys, video_shape)
+      if self.initial_noise is None
+      else self.initial_noise(init_keys, video_shape)
+    )
     if self.frame_stagger:
-      grid = staggered_time_grid(self.num_steps, video_shape[0], self.frame_stagger,
-                                 self.time_power)
+      grid = staggered_time_grid(
+        self.num_steps, video_shape[0], self.frame_stagger, self.time_power
+      )
       grid = jnp.broadcast_to(grid[:, None], (grid.shape[0], keys.shape[0], video_shape[0]))
     else:
       grid = self.time_grid
@@ -124,27 +142,42 @@ class VideoSampler:
     """`sample_batch` under `jax.jit` (video_shape static): one compile per batch shape."""
     return jax.jit(self.sample_batch, static_argnums=3)
 
-  def check_request(self, num_videos: int, batch_size: int, video_shape: tuple[int, ...],
-                    condition: np.ndarray | None) -> np.ndarray | None:
+  def check_request(
+    self,
+    num_videos: int,
+    batch_size: int,
+    video_shape: tuple[int, ...],
+    condition: np.ndarray | None,
+  ) -> np.ndarray | None:
     """Validates the arguments of `sample`; returns the condition as numpy."""
     if num_videos < 1 or batch_size < 1:
       raise ConfigError(f"num_videos and batch_size must be >= 1, got {num_videos}, {batch_size}.")
     if (condition is None) != (self.null_condition is None):
-      raise ConfigError("This model is conditional: pass one condition per video (e.g. caption "
-                        "tokens)." if condition is None else
-                        "This model is unconditional; it takes no condition.")
+      raise ConfigError(
+        "This model is conditional: pass one condition per video (e.g. caption tokens)."
+        if condition is None
+        else "This model is unconditional; it takes no condition."
+      )
     if condition is not None:
       condition = np.asarray(condition)
       if condition.shape[0] != num_videos:
-        raise ShapeError(f"Expected one condition per video, [{num_videos}, ...]; got "
-                         f"{condition.shape}.")
+        raise ShapeError(
+          f"Expected one condition per video, [{num_videos}, ...]; got {condition.shape}."
+        )
     if len(video_shape) != 4:
       raise ShapeError(f"video_shape must be (T, H, W, C), got {video_shape}.")
     return condition
 
-  def sample(self, params: Any, seed: int, num_videos: int, video_shape: tuple[int, int, int, int],
-             batch_size: int = 8, progress: bool = True,
-             condition: np.ndarray | None = None) -> np.ndarray:
+  def sample(
+    self,
+    params: Any,
+    seed: int,
+    num_videos: int,
+    video_shape: tuple[int, int, int, int],
+    batch_size: int = 8,
+    progress: bool = True,
+    condition: np.ndarray | None = None,
+  ) -> np.ndarray:
     """Returns `num_videos` videos `[N, T, H, W, C]` (float32 in about [-1, 1]) as numpy.
 
     Args:
@@ -158,7 +191,9 @@ class VideoSampler:
         by a conditional model, refused by an unconditional one.
     """
     condition = self.check_request(num_videos, batch_size, video_shape, condition)
-    sample_batch = lambda keys, cond: self.jitted_sample_batch(params, keys, cond, tuple(video_shape))
+    sample_batch = lambda keys, cond: self.jitted_sample_batch(
+      params, keys, cond, tuple(video_shape)
+    )
     return sample_in_batches(sample_batch, seed, num_videos, batch_size, condition, progress)
 
 
@@ -167,9 +202,14 @@ def video_keys(seed: int, num_videos: int) -> jax.Array:
   return jax.vmap(lambda i: jax.random.fold_in(jax.random.key(seed), i))(jnp.arange(num_videos))
 
 
-def sample_in_batches(sample_batch: Callable[[jax.Array, Any], jnp.ndarray], seed: int,
-                      num_videos: int, batch_size: int, condition: np.ndarray | None = None,
-                      progress: bool = True) -> np.ndarray:
+def sample_in_batches(
+  sample_batch: Callable[[jax.Array, Any], jnp.ndarray],
+  seed: int,
+  num_videos: int,
+  batch_size: int,
+  condition: np.ndarray | None = None,
+  progress: bool = True,
+) -> np.ndarray:
   """Runs `sample_batch(keys [b], condition [b, ...] | None) -> videos [b, ...]` over batches
   of `batch_size` videos (the last padded, so one compiled shape) with a progress bar; video i
   gets the key fold_in(key(seed), i), so it does not depend on the batch size. Returns numpy
@@ -179,8 +219,8 @@ def sample_in_batches(sample_batch: Callable[[jax.Array, Any], jnp.ndarray], see
   outputs = []
   starts = range(0, num_videos, batch_size)
   for start in tqdm.tqdm(starts, desc="sampling", unit="batch", disable=not progress):
-    keys = all_keys[start:start + batch_size]
-    batch_condition = None if condition is None else condition[start:start + batch_size]
+    keys = all_keys[start : start + batch_size]
+    batch_condition = None if condition is None else condition[start : start + batch_size]
     count = keys.shape[0]
     if count < batch_size:  # pad to keep a single compiled shape
       pad = lambda a: jnp.concatenate([a, jnp.repeat(a[:1], batch_size - count, axis=0)])
@@ -191,8 +231,17 @@ def sample_in_batches(sample_batch: Callable[[jax.Array, Any], jnp.ndarray], see
 
 
 # The config.sample fields a caller may override.
-SAMPLE_FIELDS = ("sampler", "steps", "eta", "clip_x0", "frame_stagger", "spacing", "time_power",
-                 "steps_offset", "guidance_scale")
+SAMPLE_FIELDS = (
+  "sampler",
+  "steps",
+  "eta",
+  "clip_x0",
+  "frame_stagger",
+  "spacing",
+  "time_power",
+  "steps_offset",
+  "guidance_scale",
+)
 
 
 def make_video_sampler(config: ml_collections.ConfigDict, apply_fn, **overrides) -> VideoSampler:
@@ -201,11 +250,16 @@ def make_video_sampler(config: ml_collections.ConfigDict, apply_fn, **overrides)
   unknown = set(overrides) - set(SAMPLE_FIELDS)
   if unknown:
     raise ConfigError(
-        f"Unknown sampler settings {sorted(unknown)}; valid: {sorted(SAMPLE_FIELDS)}.")
+      f"Unknown sampler settings {sorted(unknown)}; valid: {sorted(SAMPLE_FIELDS)}."
+    )
   settings = {name: config.sample[name] for name in SAMPLE_FIELDS}
   settings.update({name: value for name, value in overrides.items() if value is not None})
   settings["num_steps"] = settings.pop("steps")
   null = null_condition_for(config)
-  return VideoSampler(apply_fn, make_process(config.diffusion), config.diffusion.prediction,
-                      null_condition=None if null is None else tuple(int(v) for v in null),
-                      **settings)
+  return VideoSampler(
+    apply_fn,
+    make_process(config.diffusion),
+    config.diffusion.prediction,
+    null_condition=None if null is None else tuple(int(v) for v in null),
+    **settings,
+  )

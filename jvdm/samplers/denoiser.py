@@ -19,15 +19,15 @@ def alpha_sigma_like(process, t: jnp.ndarray, x: jnp.ndarray) -> tuple[jnp.ndarr
   return broadcast_to_video(alpha, x), broadcast_to_video(sigma, x)
 
 
-def clean_estimate(denoise: Denoiser, z: jnp.ndarray, t: jnp.ndarray,
-                   clip_x0: bool) -> jnp.ndarray:
+def clean_estimate(denoise: Denoiser, z: jnp.ndarray, t: jnp.ndarray, clip_x0: bool) -> jnp.ndarray:
   """The denoiser's x0 at (z, t), clipped to the data range [-1, 1] when `clip_x0`."""
   x0 = denoise(z, t, None)
   return jnp.clip(x0, -1.0, 1.0) if clip_x0 else x0
 
 
-def make_denoiser(apply_fn: Callable[..., jnp.ndarray], params: Any, process,
-                  prediction: str) -> Denoiser:
+def make_denoiser(
+  apply_fn: Callable[..., jnp.ndarray], params: Any, process, prediction: str
+) -> Denoiser:
   """Wraps `apply_fn({'params': params}, z, t[, cond])` into an x0-predicting denoiser.
 
   Args:

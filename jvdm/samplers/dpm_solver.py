@@ -29,8 +29,9 @@ def multistep_history(x, t):
   return dict(x0_1=jnp.zeros_like(x), t_1=t, count=jnp.zeros(t.shape, jnp.int32))
 
 
-def dpm_solver_2m_step(denoise: Denoiser, process, sde: bool = False,
-                       clip_x0: bool = False) -> Solver:
+def dpm_solver_2m_step(
+  denoise: Denoiser, process, sde: bool = False, clip_x0: bool = False
+) -> Solver:
 
   def step(x, history, t_cur, t_next, noise):
     x0 = clean_estimate(denoise, x, t_cur, clip_x0)

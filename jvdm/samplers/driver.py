@@ -52,11 +52,13 @@ def uniform_time_grid(num_steps: int, t_start: float = 1.0, t_end: float = 0.0) 
 def check_num_steps(num_steps) -> None:
   if not isinstance(num_steps, int) or isinstance(num_steps, bool) or num_steps < 1:
     raise ConfigError(
-        f"The number of sampling steps must be a positive integer, got {num_steps!r}.")
+      f"The number of sampling steps must be a positive integer, got {num_steps!r}."
+    )
 
 
-def staggered_time_grid(num_steps: int, num_frames: int, stagger: float,
-                        time_power: float = 1.0) -> jnp.ndarray:
+def staggered_time_grid(
+  num_steps: int, num_frames: int, stagger: float, time_power: float = 1.0
+) -> jnp.ndarray:
   """`[num_steps + 1, num_frames]` per-frame times in which later frames lag behind earlier ones.
 
   The pyramid scheduling of Diffusion Forcing (Chen et al. 2024, sec. 3.4) with a continuous
@@ -98,9 +100,14 @@ def _hold(moved: jnp.ndarray, new, old):
   return jax.tree.map(select, new, old)
 
 
-def run_solver(solver: Solver, x_init: jnp.ndarray,
-               time_grid: jnp.ndarray | tuple[jnp.ndarray, jnp.ndarray], rng: jax.Array,
-               noise: Optional[jnp.ndarray] = None, trajectory: bool = False) -> jnp.ndarray:
+def run_solver(
+  solver: Solver,
+  x_init: jnp.ndarray,
+  time_grid: jnp.ndarray | tuple[jnp.ndarray, jnp.ndarray],
+  rng: jax.Array,
+  noise: Optional[jnp.ndarray] = None,
+  trajectory: bool = False,
+) -> jnp.ndarray:
   """Runs `solver` from `x_init` over consecutive pairs of `time_grid`.
 
   Args:
@@ -124,11 +131,14 @@ def run_solver(solver: Solver, x_init: jnp.ndarray,
     t_cur, t_next = time_grid[:-1], time_grid[1:]
   num_steps, batch = t_cur.shape[0], x_init.shape[0]
   if t_cur.shape != t_next.shape or t_cur.ndim > 3:
-    raise ShapeError(f"Time grids must be [S] or [S, B] or [S, B, T]; got t_cur {t_cur.shape}, "
-                     f"t_next {t_next.shape}.")
+    raise ShapeError(
+      f"Time grids must be [S] or [S, B] or [S, B, T]; got t_cur {t_cur.shape}, "
+      f"t_next {t_next.shape}."
+    )
   if noise is not None and noise.shape != (num_steps,) + x_init.shape:
-    raise ShapeError(f"noise must be [S, *x.shape] = {(num_steps,) + x_init.shape}, got "
-                     f"{noise.shape}.")
+    raise ShapeError(
+      f"noise must be [S, *x.shape] = {(num_steps,) + x_init.shape}, got {noise.shape}."
+    )
   per_sample = lambda t: jnp.broadcast_to(t, (batch,)) if t.ndim == 0 else t
 
   def body(carry, inputs):

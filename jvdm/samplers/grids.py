@@ -18,19 +18,23 @@ et al. 2022, eq. 5 (rho = 7) between the process's smallest and largest noise le
 
 import numpy as np
 
-from jvdm.diffusion.discrete import (DiscreteSchedule, ddim_time_pairs, discrete_timesteps,
-                                     index_to_time)
+from jvdm.diffusion.discrete import (
+  DiscreteSchedule,
+  ddim_time_pairs,
+  discrete_timesteps,
+  index_to_time,
+)
 from jvdm.errors import ConfigError
 from jvdm.samplers.driver import check_num_steps, check_time_power
 
 SPACINGS = ("uniform", "linspace", "leading", "trailing", "karras")
 GRID_RULES = ("ddim", "euler", "multistep", "lcm", "flow")
 _RULE_SPACINGS = {
-    "ddim": ("uniform", "linspace", "leading", "trailing"),
-    "euler": SPACINGS,
-    "multistep": SPACINGS,
-    "lcm": ("uniform", "lcm"),
-    "flow": ("uniform", "flow"),
+  "ddim": ("uniform", "linspace", "leading", "trailing"),
+  "euler": SPACINGS,
+  "multistep": SPACINGS,
+  "lcm": ("uniform", "lcm"),
+  "flow": ("uniform", "flow"),
 }
 DEFAULT_NUM_TRAIN_TIMESTEPS = 1000
 
@@ -38,13 +42,16 @@ DEFAULT_NUM_TRAIN_TIMESTEPS = 1000
 def karras_noise_ratios(r_min: float, r_max: float, num_steps: int, rho: float = 7.0) -> np.ndarray:
   """`[S]` noise levels from r_max down to r_min, evenly spaced in r^(1 / rho)."""
   ramp = np.linspace(0.0, 1.0, num_steps)
-  return (r_max**(1 / rho) + ramp * (r_min**(1 / rho) - r_max**(1 / rho)))**rho
+  return (r_max ** (1 / rho) + ramp * (r_min ** (1 / rho) - r_max ** (1 / rho))) ** rho
 
 
 def num_train_timesteps(process) -> int:
   schedule = getattr(process, "logsnr_fn", None)
-  return schedule.num_train_timesteps if isinstance(schedule, DiscreteSchedule) else (
-      DEFAULT_NUM_TRAIN_TIMESTEPS)
+  return (
+    schedule.num_train_timesteps
+    if isinstance(schedule, DiscreteSchedule)
+    else (DEFAULT_NUM_TRAIN_TIMESTEPS)
+  )
 
 
 def training_noise_ratios(process, n: int) -> np.ndarray:
@@ -77,9 +84,15 @@ def _multistep_indices(num_steps, n, spacing, steps_offset):
   return np.arange(n, 0, -n / num_steps).round() - 1.0
 
 
-def sampling_time_grid(process, rule: str, num_steps: int, spacing: str = "uniform",
-                       steps_offset: int = 0, lcm_original_steps: int = 50,
-                       time_power: float = 1.0):
+def sampling_time_grid(
+  process,
+  rule: str,
+  num_steps: int,
+  spacing: str = "uniform",
+  steps_offset: int = 0,
+  lcm_original_steps: int = 50,
+  time_power: float = 1.0,
+):
   """The grid of a sampler family: float64 `[S + 1]` times, or (t_cur, t_next) `[S]` pairs.
 
   Numpy, built once outside jit (samplers keep it as a constant).
@@ -99,12 +112,16 @@ def sampling_time_grid(process, rule: str, num_steps: int, spacing: str = "unifo
   if rule not in GRID_RULES:
     raise ConfigError(f"Unknown grid rule {rule!r}; valid: {list(GRID_RULES)}.")
   if spacing not in _RULE_SPACINGS[rule]:
-    raise ConfigError(f"Spacing {spacing!r} does not apply to the {rule!r} grid; valid: "
-                      f"{list(_RULE_SPACINGS[rule])}.")
+    raise ConfigError(
+      f"Spacing {spacing!r} does not apply to the {rule!r} grid; valid: "
+      f"{list(_RULE_SPACINGS[rule])}."
+    )
   check_time_power(time_power)
   if time_power != 1.0 and spacing != "uniform":
-    raise ConfigError(f"time_power={time_power} warps the 'uniform' spacing; spacing "
-                      f"{spacing!r} has its own (use time_power=1).")
+    raise ConfigError(
+      f"time_power={time_power} warps the 'uniform' spacing; spacing "
+      f"{spacing!r} has its own (use time_power=1)."
+    )
   if spacing == "uniform":
     return np.linspace(1.0, 0.0, num_steps + 1) ** time_power
   n = num_train_timesteps(process)
@@ -115,15 +132,17 @@ def sampling_time_grid(process, rule: str, num_steps: int, spacing: str = "unifo
     return ddim_time_pairs(indices, n, set_alpha_to_one=True)
   if rule == "lcm":
     if not 1 <= num_steps <= lcm_original_steps <= n:
-      raise ConfigError(f"LCM needs 1 <= steps ({num_steps}) <= original steps "
-                        f"({lcm_original_steps}) <= {n}.")
+      raise ConfigError(
+        f"LCM needs 1 <= steps ({num_steps}) <= original steps ({lcm_original_steps}) <= {n}."
+      )
     origin = (np.arange(1, lcm_original_steps + 1) * (n // lcm_original_steps) - 1)[::-1]
     chosen = np.floor(np.linspace(0, len(origin), num_steps, endpoint=False)).astype(np.int64)
     return _clean_end(index_to_time(origin[chosen], n))
   if rule == "flow":
     if not hasattr(process, "shifted"):
-      raise ConfigError("The 'flow' spacing needs the flow process (config.diffusion.process="
-                        "'flow').")
+      raise ConfigError(
+        "The 'flow' spacing needs the flow process (config.diffusion.process='flow')."
+      )
     start = 1.0 / n
     return _clean_end(np.linspace(1.0, process.shifted(start), num_steps))
   table = training_noise_ratios(process, n)
@@ -133,6 +152,7 @@ def sampling_time_grid(process, rule: str, num_steps: int, spacing: str = "unifo
       ratios = karras_noise_ratios(ratios[-1], ratios[0], num_steps)
     return _clean_end(process.time_at_noise_ratio(ratios))
   if spacing == "karras":  # multistep: over the whole training range
-    return _clean_end(process.time_at_noise_ratio(
-        karras_noise_ratios(*process.noise_ratio_range(), num_steps)))
+    return _clean_end(
+      process.time_at_noise_ratio(karras_noise_ratios(*process.noise_ratio_range(), num_steps))
+    )
   return _clean_end(index_to_time(_multistep_indices(num_steps, n, spacing, steps_offset), n))

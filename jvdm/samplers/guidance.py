@@ -28,8 +28,10 @@ def _scale_like(scale, x):
   if scale.ndim == 0:
     return scale
   if scale.shape not in (x.shape[:1], x.shape[:2]):
-    raise ShapeError(f"A guidance scale must be a scalar, [B]={x.shape[:1]} or [B, T]="
-                     f"{x.shape[:2]}; got {scale.shape}.")
+    raise ShapeError(
+      f"A guidance scale must be a scalar, [B]={x.shape[:1]} or [B, T]="
+      f"{x.shape[:2]}; got {scale.shape}."
+    )
   return scale.reshape(scale.shape + (1,) * (x.ndim - scale.ndim))
 
 
@@ -45,8 +47,9 @@ def rescale_guidance(guided, conditional, phi: float, axes=None):
   return phi * rescaled + (1.0 - phi) * guided
 
 
-def classifier_free_guidance(denoise: Denoiser, unconditional: Any, scale,
-                             rescale: float = 0.0, process=None) -> Denoiser:
+def classifier_free_guidance(
+  denoise: Denoiser, unconditional: Any, scale, rescale: float = 0.0, process=None
+) -> Denoiser:
   """x0 = x0(z, t, uncond) + scale * (x0(z, t, cond) - x0(z, t, uncond)), both in one call.
 
   Args:
@@ -73,8 +76,9 @@ def classifier_free_guidance(denoise: Denoiser, unconditional: Any, scale,
   return guided
 
 
-def dual_guidance(denoise: Denoiser, image_only: Any, unconditional: Any, image_scale,
-                  text_scale) -> Denoiser:
+def dual_guidance(
+  denoise: Denoiser, image_only: Any, unconditional: Any, image_scale, text_scale
+) -> Denoiser:
   """Guidance with separate image and text scales (InstructPix2Pix, Brooks et al. 2023, eq. 3;
   used by SVD-style image-to-video and DreamVideo):
     x0 = x0(none) + s_image (x0(image) - x0(none)) + s_text (x0(image, text) - x0(image)),
@@ -83,14 +87,18 @@ def dual_guidance(denoise: Denoiser, image_only: Any, unconditional: Any, image_
 
   def guided(z, t, cond):
     full, image, plain = _batched(denoise, z, t, [cond, image_only, unconditional])
-    return (plain + _scale_like(image_scale, z) * (image - plain)
-            + _scale_like(text_scale, z) * (full - image))
+    return (
+      plain
+      + _scale_like(image_scale, z) * (image - plain)
+      + _scale_like(text_scale, z) * (full - image)
+    )
 
   return guided
 
 
-def frame_guidance_ramp(min_scale: float, max_scale: float, num_frames: int,
-                        batch: int) -> jnp.ndarray:
+def frame_guidance_ramp(
+  min_scale: float, max_scale: float, num_frames: int, batch: int
+) -> jnp.ndarray:
   """`[B, T]` scales rising linearly from the first frame to the last (SVD's
   min_guidance_scale / max_guidance_scale, Blattmann et al. 2023)."""
   return jnp.broadcast_to(jnp.linspace(min_scale, max_scale, num_frames), (batch, num_frames))

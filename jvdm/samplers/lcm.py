@@ -18,8 +18,13 @@ from jvdm.samplers.driver import Solver
 LCM_SIGMA_DATA = 0.5
 
 
-def lcm_step(denoise: Denoiser, process, num_train_timesteps: int = 1000,
-             timestep_scaling: float = 10.0, clip_x0: bool = False) -> Solver:
+def lcm_step(
+  denoise: Denoiser,
+  process,
+  num_train_timesteps: int = 1000,
+  timestep_scaling: float = 10.0,
+  clip_x0: bool = False,
+) -> Solver:
 
   def step(x, history, t_cur, t_next, noise):
     x0 = clean_estimate(denoise, x, t_cur, clip_x0)

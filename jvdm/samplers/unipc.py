@@ -29,8 +29,13 @@ def unipc_step(denoise: Denoiser, process, variant: str = "bh2", clip_x0: bool =
   b_of_h = (lambda hh: hh) if variant == "bh1" else jnp.expm1
 
   def init_history(x, t):
-    return dict(multistep_history(x, t), x_1=jnp.zeros_like(x), x0_2=jnp.zeros_like(x), t_2=t,
-                order_1=jnp.zeros(t.shape, jnp.int32))
+    return dict(
+      multistep_history(x, t),
+      x_1=jnp.zeros_like(x),
+      x0_2=jnp.zeros_like(x),
+      t_2=t,
+      order_1=jnp.zeros(t.shape, jnp.int32),
+    )
 
   def step(x, history, t_cur, t_next, noise):
     del noise
@@ -66,7 +71,14 @@ def unipc_step(denoise: Denoiser, process, variant: str = "bh2", clip_x0: bool =
     order = jnp.where((history["count"] > 0) & (process.alpha_sigma(t_next)[1] > 0), 2, 1)
     order = order.astype(jnp.int32)
     x_next = jnp.where(broadcast_to_video(order, x) == 2, predicted_2, predicted_1)
-    return x_next, dict(x0_1=x0, t_1=t_cur, count=history["count"] + 1, x_1=x, x0_2=x0_1,
-                        t_2=history["t_1"], order_1=order)
+    return x_next, dict(
+      x0_1=x0,
+      t_1=t_cur,
+      count=history["count"] + 1,
+      x_1=x,
+      x0_2=x0_1,
+      t_2=history["t_1"],
+      order_1=order,
+    )
 
   return Solver(step=step, init_history=init_history)

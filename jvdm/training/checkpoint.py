@@ -21,18 +21,23 @@ CHECKPOINT_DIR = "checkpoints"  # inside the workdir
 class Checkpointer:
   """Saves and restores (state, data iterator) pairs under `directory`."""
 
-  def __init__(self, directory: str | epath.Path, keep: int = 3, read_only: bool = False,
-               keep_every: int = 0):
+  def __init__(
+    self, directory: str | epath.Path, keep: int = 3, read_only: bool = False, keep_every: int = 0
+  ):
     """`keep` latest checkpoints are kept, and with `keep_every` > 0 also every checkpoint whose
     step is a multiple of it (for evaluating a run's history)."""
     self.directory = epath.Path(directory).resolve()  # orbax requires absolute paths
     policy = ocp.checkpoint_managers.LatestN(keep)
     if keep_every:
       policy = ocp.checkpoint_managers.AnyPreservationPolicy(
-          [policy, ocp.checkpoint_managers.EveryNSteps(keep_every)])
+        [policy, ocp.checkpoint_managers.EveryNSteps(keep_every)]
+      )
     options = ocp.CheckpointManagerOptions(
-        preservation_policy=policy,
-        enable_async_checkpointing=not read_only, create=not read_only, read_only=read_only)
+      preservation_policy=policy,
+      enable_async_checkpointing=not read_only,
+      create=not read_only,
+      read_only=read_only,
+    )
     self._manager = ocp.CheckpointManager(self.directory, options=options)
 
   def latest_step(self) -> int | None:
@@ -71,8 +76,9 @@ class Checkpointer:
       restored = self._manager.restore(step, args=ocp.args.Composite(**items))
     except (ValueError, KeyError, TypeError) as error:
       raise CheckpointError(
-          f"The checkpoint at step {step} in {self.directory} does not match the model built "
-          f"from this config (was it written with another config?). Orbax said: {error}") from error
+        f"The checkpoint at step {step} in {self.directory} does not match the model built "
+        f"from this config (was it written with another config?). Orbax said: {error}"
+      ) from error
     logger.info("Restored step %d from %s", step, self.directory)
     return restored["state"]
 
@@ -82,14 +88,15 @@ class Checkpointer:
     with Adam), and whatever else the state holds."""
     item = {name: abstract_params}
     restore = ocp.args.PyTreeRestore(
-        item, restore_args=ocp.checkpoint_utils.construct_restore_args(item),
-        partial_restore=True)
+      item, restore_args=ocp.checkpoint_utils.construct_restore_args(item), partial_restore=True
+    )
     try:
       restored = self._manager.restore(step, args=ocp.args.Composite(state=restore))
     except (ValueError, KeyError, TypeError) as error:
       raise CheckpointError(
-          f"The {name} of the checkpoint at step {step} in {self.directory} do not match the "
-          f"model built from this config. Orbax said: {error}") from error
+        f"The {name} of the checkpoint at step {step} in {self.directory} do not match the "
+        f"model built from this config. Orbax said: {error}"
+      ) from error
     return restored["state"][name]
 
   def wait_until_finished(self) -> None:

@@ -28,32 +28,51 @@ logger = logging.getLogger(__name__)
 Evaluate = Callable[[int, Any], None]
 
 
-def diffusion_evaluation(config: ml_collections.ConfigDict, model: Any, workdir: epath.Path,
-                         metrics_log: MetricsLog, video_shape: tuple[int, ...],
-                         latent_space: LatentSpace | None = None) -> Evaluate:
+def diffusion_evaluation(
+  config: ml_collections.ConfigDict,
+  model: Any,
+  workdir: epath.Path,
+  metrics_log: MetricsLog,
+  video_shape: tuple[int, ...],
+  latent_space: LatentSpace | None = None,
+) -> Evaluate:
   """Samples `train.num_sample_videos` videos and logs how many are valid and move."""
-  from jvdm.sampling import (evaluate_samples, evaluation_captions,  # pylint: disable=g-import-not-at-top
-                             make_video_sampler, write_samples)
+  from jvdm.sampling import (
+    evaluate_samples,
+    evaluation_captions,  # pylint: disable=g-import-not-at-top
+    make_video_sampler,
+    write_samples,
+  )
+
   sampler = make_video_sampler(config, model.apply)
   captions = evaluation_captions(config, config.train.num_sample_videos)
 
   def evaluate(step: int, ema_params: Any) -> None:
-    videos = sampler.sample(ema_params, config.seed, config.train.num_sample_videos, video_shape,
-                            progress=False, condition=captions)
+    videos = sampler.sample(
+      ema_params,
+      config.seed,
+      config.train.num_sample_videos,
+      video_shape,
+      progress=False,
+      condition=captions,
+    )
     if latent_space is not None:
       videos = latent_space.decode(videos)
     videos = to_uint8(videos)
     if jax.process_index() != 0:
       return
-    write_samples(workdir / "samples", f"step_{step:07d}", videos, config.sample.fps,
-                  config.sample.video_scale)
+    write_samples(
+      workdir / "samples", f"step_{step:07d}", videos, config.sample.fps, config.sample.video_scale
+    )
     metric = evaluate_samples(config, videos, captions)
     if metric is not None:
       generated = metric["generated"]
-      values = {"sample_valid_fraction": generated["valid_fraction"],
-                "sample_continuous_motion_fraction": generated["continuous_motion_fraction"],
-                "sample_motion_error_median_px": generated["motion_error_median_px"],
-                "sample_factor_distance": metric["factor_distance"]["factor_distance"]}
+      values = {
+        "sample_valid_fraction": generated["valid_fraction"],
+        "sample_continuous_motion_fraction": generated["continuous_motion_fraction"],
+        "sample_motion_error_median_px": generated["motion_error_median_px"],
+        "sample_factor_distance": metric["factor_distance"]["factor_distance"],
+      }
       if "caption_match_fraction" in generated:
         values["sample_caption_match_fraction"] = generated["caption_match_fraction"]
       metrics_log.write(step, values)
@@ -61,18 +80,24 @@ def diffusion_evaluation(config: ml_collections.ConfigDict, model: Any, workdir:
   return evaluate
 
 
-def reconstruct(model: VideoAutoencoder, params: Any, pixels: jnp.ndarray,
-                key: jax.Array) -> tuple[jnp.ndarray, jnp.ndarray]:
+def reconstruct(
+  model: VideoAutoencoder, params: Any, pixels: jnp.ndarray, key: jax.Array
+) -> tuple[jnp.ndarray, jnp.ndarray]:
   """Traceable: `pixels` in [-1, 1] through the posterior mean -> (reconstructions clipped to
   [-1, 1], a posterior sample of the latents, for their statistics)."""
   reconstructions, mean, logvar = model.apply({"params": params}, pixels)
   return jnp.clip(reconstructions, -1, 1), sample_posterior(key, mean, logvar)
 
 
-def autoencoder_evaluation(config: ml_collections.ConfigDict, model: VideoAutoencoder,
-                           workdir: epath.Path, metrics_log: MetricsLog) -> Evaluate:
+def autoencoder_evaluation(
+  config: ml_collections.ConfigDict,
+  model: VideoAutoencoder,
+  workdir: epath.Path,
+  metrics_log: MetricsLog,
+) -> Evaluate:
   """Reconstructs `train.num_sample_videos` held-out clips (`evaluation_videos`)."""
   from jvdm.sampling import write_samples  # pylint: disable=g-import-not-at-top
+
   videos = evaluation_videos(config.data, config.train.num_sample_videos)
   pixels = to_model_range(videos)
   jitted_reconstruct = jax.jit(lambda params, key: reconstruct(model, params, pixels, key))
@@ -80,19 +105,32 @@ def autoencoder_evaluation(config: ml_collections.ConfigDict, model: VideoAutoen
 
   def evaluate(step: int, ema_params: Any) -> None:
     reconstructions, latents = jitted_reconstruct(ema_params, key)
-    values = {"eval_psnr": float(jnp.mean(psnr(reconstructions, pixels))),
-              "eval_ssim": float(jnp.mean(ssim(reconstructions, pixels)))}
+    values = {
+      "eval_psnr": float(jnp.mean(psnr(reconstructions, pixels))),
+      "eval_ssim": float(jnp.mean(ssim(reconstructions, pixels))),
+    }
     if jax.process_index() != 0:
       return
     statistics = latent_statistics(np.asarray(latents))
     save_latent_statistics(workdir, statistics, step)
     side_by_side = np.concatenate([videos, to_uint8(reconstructions)], axis=3)  # original | ours
-    write_samples(workdir / "samples", f"reconstructions_step_{step:07d}", side_by_side,
-                  config.sample.fps, config.sample.video_scale)
-    metrics_log.write(step, {**values, "latent_shift": statistics["shift"],
-                             "latent_scale": statistics["scale"]})
-    logger.info("Step %d: held-out PSNR %.2f dB, SSIM %.3f; latent shift %.3f, scale %.3f", step,
-                values["eval_psnr"], values["eval_ssim"], statistics["shift"],
-                statistics["scale"])
+    write_samples(
+      workdir / "samples",
+      f"reconstructions_step_{step:07d}",
+      side_by_side,
+      config.sample.fps,
+      config.sample.video_scale,
+    )
+    metrics_log.write(
+      step, {**values, "latent_shift": statistics["shift"], "latent_scale": statistics["scale"]}
+    )
+    logger.info(
+      "Step %d: held-out PSNR %.2f dB, SSIM %.3f; latent shift %.3f, scale %.3f",
+      step,
+      values["eval_psnr"],
+      values["eval_ssim"],
+      statistics["shift"],
+      statistics["scale"],
+    )
 
   return evaluate

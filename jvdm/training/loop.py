@@ -31,8 +31,13 @@ from jvdm.training.optimizer import make_optimizer
 from jvdm.training.preemption import PreemptionNotice
 from jvdm.training.run_config import check_run_config_matches, save_run_config
 from jvdm.training.state import TrainState, abstract_train_state
-from jvdm.training.throughput import (device_peak_flops, matmul_dtype, step_flops, throughput,
-                                      tokens_per_example)
+from jvdm.training.throughput import (
+  device_peak_flops,
+  matmul_dtype,
+  step_flops,
+  throughput,
+  tokens_per_example,
+)
 from jvdm.training.step import train_step_from_config
 from jvdm.training.vae_objective import vae_train_step_from_config
 from jvdm.workdir import diffusion_video_shape, load_latent_space
@@ -47,8 +52,9 @@ class NonFiniteLossError(JvdmError):
 class _ThroughputRate:
   """examples/s, tokens/s, model TFLOP/s and MFU from steps/s (`jvdm.training.throughput`)."""
 
-  def __init__(self, config: ml_collections.ConfigDict, compiled_step,
-               video_shape: tuple[int, ...]):
+  def __init__(
+    self, config: ml_collections.ConfigDict, compiled_step, video_shape: tuple[int, ...]
+  ):
     self.batch = config.data.batch_size
     self.tokens = tokens_per_example(config, video_shape)
     try:  # XLA's count is per device; every device runs the same partitioned program
@@ -59,17 +65,27 @@ class _ThroughputRate:
     dtype = matmul_dtype(config.model.dtype)
     self.peak, source = device_peak_flops(jax.devices()[0], dtype)
     # Simulated CPU devices share their host, whose measured matmul rate is their joint peak.
-    self.peak_devices = (jax.process_count() if jax.devices()[0].platform == "cpu"
-                         else jax.device_count())
-    logger.info("Step: %.3g FLOP; peak %.3g FLOP/s per device (%s, %s %s)",
-                self.flops or float("nan"), self.peak, dtype, jax.devices()[0].device_kind, source)
+    self.peak_devices = (
+      jax.process_count() if jax.devices()[0].platform == "cpu" else jax.device_count()
+    )
+    logger.info(
+      "Step: %.3g FLOP; peak %.3g FLOP/s per device (%s, %s %s)",
+      self.flops or float("nan"),
+      self.peak,
+      dtype,
+      jax.devices()[0].device_kind,
+      source,
+    )
 
   def __call__(self, steps_per_second: float) -> dict[str, float]:
     if self.flops is None:
-      return {"examples_per_s": steps_per_second * self.batch,
-              "tokens_per_s": steps_per_second * self.batch * self.tokens}
-    return throughput(steps_per_second, self.batch, self.tokens, self.flops, self.peak,
-                      self.peak_devices)
+      return {
+        "examples_per_s": steps_per_second * self.batch,
+        "tokens_per_s": steps_per_second * self.batch * self.tokens,
+      }
+    return throughput(
+      steps_per_second, self.batch, self.tokens, self.flops, self.peak, self.peak_devices
+    )
 
 
 def _check_skipped(metrics, step: int, max_consecutive: int, checkpointer: Checkpointer) -> None:
@@ -79,27 +95,34 @@ def _check_skipped(metrics, step: int, max_consecutive: int, checkpointer: Check
   if consecutive and consecutive >= max_consecutive:
     checkpointer.wait_until_finished()
     raise NonFiniteLossError(
-        f"{consecutive} consecutive steps up to step {step} had a non-finite loss or gradient "
-        f"(last loss {float(jax.device_get(metrics['loss']))}) and were skipped; stopping at "
-        f"train.max_consecutive_skipped={max_consecutive}. The state is unchanged since the last "
-        f"finite step; the last checkpoint is step {checkpointer.latest_step()}. Look for bad "
-        "input data or lower optim.learning_rate.")
+      f"{consecutive} consecutive steps up to step {step} had a non-finite loss or gradient "
+      f"(last loss {float(jax.device_get(metrics['loss']))}) and were skipped; stopping at "
+      f"train.max_consecutive_skipped={max_consecutive}. The state is unchanged since the last "
+      f"finite step; the last checkpoint is step {checkpointer.latest_step()}. Look for bad "
+      "input data or lower optim.learning_rate."
+    )
 
 
-def _check_latent_batch(videos: np.ndarray, latent_shape: tuple[int, ...],
-                        config: ml_collections.ConfigDict) -> None:
+def _check_latent_batch(
+  videos: np.ndarray, latent_shape: tuple[int, ...], config: ml_collections.ConfigDict
+) -> None:
   """Prepared latents (float batches) must have the shape of this VAE's latents."""
   if videos.dtype != np.uint8 and tuple(videos.shape[1:]) != tuple(latent_shape):
     raise ShapeError(
-        f"The dataset gives latents of shape {tuple(videos.shape[1:])}, but the VAE in "
-        f"{config.latent.vae_workdir} makes {tuple(latent_shape)} for "
-        f"{config.data.num_frames}x{config.data.height}x{config.data.width} videos: were they "
-        "prepared with another VAE or video size?")
+      f"The dataset gives latents of shape {tuple(videos.shape[1:])}, but the VAE in "
+      f"{config.latent.vae_workdir} makes {tuple(latent_shape)} for "
+      f"{config.data.num_frames}x{config.data.height}x{config.data.width} videos: were they "
+      "prepared with another VAE or video size?"
+    )
 
 
-def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str,
-                       stop_after_step: int | None = None, progress: bool = True,
-                       stop_after_seconds: float | None = None) -> TrainState:
+def train_and_evaluate(
+  config: ml_collections.ConfigDict,
+  workdir: str,
+  stop_after_step: int | None = None,
+  progress: bool = True,
+  stop_after_seconds: float | None = None,
+) -> TrainState:
   """Trains `config` in `workdir`, resuming from its latest checkpoint if there is one.
 
   Args:
@@ -139,10 +162,14 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str,
     latent_space = load_latent_space(config.latent, mesh) if is_latent(config) else None
     latent_rng = jax.random.fold_in(jax.random.key(config.seed), 1)  # posterior samples
     null_condition = null_condition_for(config)
-    init, state_shardings, abstract_state = abstract_train_state(model, tx, video_shape, mesh, rules,
-                                                                 null_condition)
-    checkpointer = Checkpointer(workdir / CHECKPOINT_DIR, keep=config.train.keep_checkpoints,
-                                keep_every=config.train.keep_checkpoint_every)
+    init, state_shardings, abstract_state = abstract_train_state(
+      model, tx, video_shape, mesh, rules, null_condition
+    )
+    checkpointer = Checkpointer(
+      workdir / CHECKPOINT_DIR,
+      keep=config.train.keep_checkpoints,
+      keep_every=config.train.keep_checkpoint_every,
+    )
     bar = None
     stack = contextlib.ExitStack()
     try:
@@ -157,8 +184,13 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str,
         save_run_config(workdir, config)
       start_step = int(state.step)
       num_params = sum(math.prod(x.shape) for x in jax.tree.leaves(state.params))
-      logger.info("Model: %s, %.2fM params; starting at step %d of %d", config.model.name,
-                  num_params / 1e6, start_step, config.train.num_steps)
+      logger.info(
+        "Model: %s, %.2fM params; starting at step %d of %d",
+        config.model.name,
+        num_params / 1e6,
+        start_step,
+        config.train.num_steps,
+      )
 
       # Step.
       batch_shardings = {"video": batch_sharding(mesh, 1 + len(video_shape))}
@@ -166,25 +198,34 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str,
         batch_shardings["caption"] = batch_sharding(mesh, 2)
       make_step = vae_train_step_from_config if is_autoencoder else train_step_from_config
       train_step = jax.jit(
-          make_step(config, model, tx, schedule),
-          in_shardings=(state_shardings, batch_shardings, replicated(mesh)),
-          out_shardings=(state_shardings, replicated(mesh)),
-          donate_argnums=0)
+        make_step(config, model, tx, schedule),
+        in_shardings=(state_shardings, batch_shardings, replicated(mesh)),
+        out_shardings=(state_shardings, replicated(mesh)),
+        donate_argnums=0,
+      )
       if is_autoencoder:
         evaluate = autoencoder_evaluation(config, model, workdir, metrics_log)
       else:
-        evaluate = diffusion_evaluation(config, model, workdir, metrics_log, video_shape,
-                                        latent_space)
+        evaluate = diffusion_evaluation(
+          config, model, workdir, metrics_log, video_shape, latent_space
+        )
       if latent_space is not None:  # pixels -> normalized latents (prepared latents: normalized)
-        to_latents = jax.jit(LatentSpace.to_latents,
-                             out_shardings=batch_sharding(mesh, 1 + len(video_shape)))
+        to_latents = jax.jit(
+          LatentSpace.to_latents, out_shardings=batch_sharding(mesh, 1 + len(video_shape))
+        )
 
       # Loop.
       end_step = config.train.num_steps
       if stop_after_step is not None:
         end_step = min(end_step, stop_after_step)
-      bar = tqdm.tqdm(total=config.train.num_steps, initial=start_step, desc="training", unit="step",
-                      disable=not (progress and is_main_process), dynamic_ncols=True)
+      bar = tqdm.tqdm(
+        total=config.train.num_steps,
+        initial=start_step,
+        desc="training",
+        unit="step",
+        disable=not (progress and is_main_process),
+        dynamic_ncols=True,
+      )
       window_start, window_steps = time.perf_counter(), 0
       max_skipped = config.train.max_consecutive_skipped
       previous_metrics = None
@@ -194,11 +235,14 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str,
         local_batch = next(data_iterator)
         if latent_space is not None:
           _check_latent_batch(local_batch["video"], video_shape, config)
-        batch = {key: jax.make_array_from_process_local_data(sharding, local_batch[key])
-                 for key, sharding in batch_shardings.items()}
+        batch = {
+          key: jax.make_array_from_process_local_data(sharding, local_batch[key])
+          for key, sharding in batch_shardings.items()
+        }
         if latent_space is not None:
-          batch["video"] = to_latents(latent_space, batch["video"],
-                                      jax.random.fold_in(latent_rng, step))
+          batch["video"] = to_latents(
+            latent_space, batch["video"], jax.random.fold_in(latent_rng, step)
+          )
         if step == start_step + 1:  # compile once, ahead of time, to read its FLOP count
           train_step = train_step.lower(state, batch, train_rng).compile()
           rate = _ThroughputRate(config, train_step, video_shape)
@@ -213,8 +257,9 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str,
           window_steps += 1
         bar.update(1)
         preempted = notice.received or checkpointer.reached_preemption(step)
-        out_of_time = (stop_after_seconds is not None
-                       and time.perf_counter() - loop_start >= stop_after_seconds)
+        out_of_time = (
+          stop_after_seconds is not None and time.perf_counter() - loop_start >= stop_after_seconds
+        )
         is_last = step == end_step or preempted or out_of_time
         should_log = step % config.train.log_every == 0 or is_last
         should_save = step % config.train.checkpoint_every == 0 or is_last
@@ -226,13 +271,16 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str,
             metrics["steps_per_second"] = window_steps / (time.perf_counter() - window_start)
             metrics.update(rate(metrics["steps_per_second"]))
           metrics_log.write(step, metrics)
-          bar.set_postfix(loss=f"{metrics['loss']:.4f}",
-                          steps_per_s=f"{metrics.get('steps_per_second', float('nan')):.2f}")
+          bar.set_postfix(
+            loss=f"{metrics['loss']:.4f}",
+            steps_per_s=f"{metrics.get('steps_per_second', float('nan')):.2f}",
+          )
         if should_save:
           checkpointer.save(step, state, data_iterator)
         sample_every = config.train.sample_every
         if ((sample_every and step % sample_every == 0) or step == config.train.num_steps) and (
-            not preempted):  # a preempted job has seconds left: save only
+          not preempted
+        ):  # a preempted job has seconds left: save only
           evaluate(step, state.ema_params)
         if should_log or should_save:  # saving and sampling are not training time
           window_start, window_steps = time.perf_counter(), 0
@@ -240,8 +288,9 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str,
           logger.warning("Preempted: saved step %d; run the same command again to resume.", step)
           break
         if out_of_time:
-          logger.info("Stopped after %.0f s at step %d (stop_after_seconds).", stop_after_seconds,
-                      step)
+          logger.info(
+            "Stopped after %.0f s at step %d (stop_after_seconds).", stop_after_seconds, step
+          )
           break
     finally:
       stack.close()

@@ -10,7 +10,6 @@ from etils import epath
 
 
 class MetricsLog:
-
   def __init__(self, path: str | epath.Path):
     self.path = epath.Path(path)
     self._enabled = jax.process_index() == 0

@@ -10,20 +10,27 @@ import optax
 from jvdm.errors import ConfigError
 
 
-def make_optimizer(optim_config: ml_collections.ConfigDict,
-                   num_steps: int) -> tuple[optax.GradientTransformation, optax.Schedule]:
+def make_optimizer(
+  optim_config: ml_collections.ConfigDict, num_steps: int
+) -> tuple[optax.GradientTransformation, optax.Schedule]:
   """Returns (optimizer, learning-rate schedule)."""
   if not 0 <= optim_config.warmup_steps < num_steps:
-    raise ConfigError(f"optim.warmup_steps={optim_config.warmup_steps} must be in [0, "
-                      f"train.num_steps={num_steps}).")
+    raise ConfigError(
+      f"optim.warmup_steps={optim_config.warmup_steps} must be in [0, train.num_steps={num_steps})."
+    )
   schedule = optax.warmup_cosine_decay_schedule(
-      init_value=0.0, peak_value=optim_config.learning_rate,
-      warmup_steps=optim_config.warmup_steps, decay_steps=num_steps,
-      end_value=optim_config.learning_rate * optim_config.end_learning_rate_factor)
+    init_value=0.0,
+    peak_value=optim_config.learning_rate,
+    warmup_steps=optim_config.warmup_steps,
+    decay_steps=num_steps,
+    end_value=optim_config.learning_rate * optim_config.end_learning_rate_factor,
+  )
   tx = optax.chain(
-      optax.clip_by_global_norm(optim_config.grad_clip_norm),
-      optax.adamw(schedule, b1=optim_config.b1, b2=optim_config.b2,
-                  weight_decay=optim_config.weight_decay))
+    optax.clip_by_global_norm(optim_config.grad_clip_norm),
+    optax.adamw(
+      schedule, b1=optim_config.b1, b2=optim_config.b2, weight_decay=optim_config.weight_decay
+    ),
+  )
   return tx, schedule
 
 

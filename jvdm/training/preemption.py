@@ -28,8 +28,9 @@ class PreemptionNotice:
 
   def _handle(self, signum, frame):
     del frame
-    logger.warning("Received signal %d: saving a checkpoint after this step, then stopping.",
-                   signum)
+    logger.warning(
+      "Received signal %d: saving a checkpoint after this step, then stopping.", signum
+    )
     self.received = True
 
   def __enter__(self) -> "PreemptionNotice":

@@ -14,28 +14,64 @@ logger = logging.getLogger(__name__)
 
 CONFIG_FILE = "config.json"
 # Sections that decide the shapes of the params and the meaning of the network's output.
-_MUST_MATCH = ("model", "diffusion", "data.num_frames", "data.height", "data.width", "data.channels")
+_MUST_MATCH = (
+  "model",
+  "diffusion",
+  "data.num_frames",
+  "data.height",
+  "data.width",
+  "data.channels",
+)
 
 # Fields added to the configs after workdirs were first written, with the value that
 # reproduces how such a workdir was trained. `load_run_config` adds the missing ones, so the
 # code reads every field directly. Keyed by the section that must exist (a model's fields
 # also by its name).
 FIELDS_ADDED = {
-    "mesh": {"dcn_shape": {"data": 1, "fsdp": 1, "context": 1, "tensor": 1}},
-    "train": {"microbatches": 1, "keep_checkpoint_every": 0, "max_consecutive_skipped": 10,
-              "condition_dropout": 0.0},
-    "diffusion": {"process": "vp", "loss_weighting": "uniform", "min_snr_gamma": 5.0,
-                  "time_sampling": "uniform", "logit_mean": 0.0, "logit_std": 1.0,
-                  "context_frames": 0},
-    "sample": {"sampler": "ddim", "steps": 50, "eta": 0.0, "clip_x0": True,
-               "frame_stagger": 0.0, "spacing": "uniform", "time_power": 1.0,
-               "steps_offset": 0, "guidance_scale": 1.0, "chunk_frames": 4,
-               "cache_frames": 16, "sink_frames": 0},
-    "latent": {"decode_chunk_frames": 0, "decode_tile": 0, "decode_tile_overlap": 0,
-               "decode_row_slices": 1, "sample_posterior": True},
-    "model:unet3d": {"level_attention": "factorized", "space_time_rope": False,
-                     "causal_temporal_attention": False, "pixel_head_channels": 0},
-    "model:dit": {"cond_dim": 0, "condition": "none", "context_parallel": None},
+  "mesh": {"dcn_shape": {"data": 1, "fsdp": 1, "context": 1, "tensor": 1}},
+  "train": {
+    "microbatches": 1,
+    "keep_checkpoint_every": 0,
+    "max_consecutive_skipped": 10,
+    "condition_dropout": 0.0,
+  },
+  "diffusion": {
+    "process": "vp",
+    "loss_weighting": "uniform",
+    "min_snr_gamma": 5.0,
+    "time_sampling": "uniform",
+    "logit_mean": 0.0,
+    "logit_std": 1.0,
+    "context_frames": 0,
+  },
+  "sample": {
+    "sampler": "ddim",
+    "steps": 50,
+    "eta": 0.0,
+    "clip_x0": True,
+    "frame_stagger": 0.0,
+    "spacing": "uniform",
+    "time_power": 1.0,
+    "steps_offset": 0,
+    "guidance_scale": 1.0,
+    "chunk_frames": 4,
+    "cache_frames": 16,
+    "sink_frames": 0,
+  },
+  "latent": {
+    "decode_chunk_frames": 0,
+    "decode_tile": 0,
+    "decode_tile_overlap": 0,
+    "decode_row_slices": 1,
+    "sample_posterior": True,
+  },
+  "model:unet3d": {
+    "level_attention": "factorized",
+    "space_time_rope": False,
+    "causal_temporal_attention": False,
+    "pixel_head_channels": 0,
+  },
+  "model:dit": {"cond_dim": 0, "condition": "none", "context_parallel": None},
 }
 
 
@@ -69,8 +105,9 @@ def load_run_config(workdir: str | epath.Path) -> ml_collections.ConfigDict:
   path = epath.Path(workdir) / CONFIG_FILE
   if not path.exists():
     raise CheckpointError(
-        f"{workdir} holds no {CONFIG_FILE}: it is not a jvdm workdir (expected the --workdir "
-        "given to train.py).")
+      f"{workdir} holds no {CONFIG_FILE}: it is not a jvdm workdir (expected the --workdir "
+      "given to train.py)."
+    )
   config = _as_tuples(json.loads(path.read_text()))
   for section, fields in FIELDS_ADDED.items():
     section, _, model_name = section.partition(":")
@@ -95,5 +132,7 @@ def check_run_config_matches(workdir: str | epath.Path, config: ml_collections.C
     logger.warning("Resuming %s with changed settings:\n  %s", workdir, "\n  ".join(other_changes))
   if differences:
     raise CheckpointError(
-        f"The workdir {workdir} was trained with an incompatible config:\n  " +
-        "\n  ".join(differences) + "\nUse a new --workdir, or the config it was trained with.")
+      f"The workdir {workdir} was trained with an incompatible config:\n  "
+      + "\n  ".join(differences)
+      + "\nUse a new --workdir, or the config it was trained with."
+    )

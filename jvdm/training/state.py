@@ -26,8 +26,9 @@ class TrainState:
 def _unbox(tree: Any) -> Any:
   """Drops flax's logical-axis boxes, keeping the values (no sharding constraint applied)."""
   is_box = lambda x: isinstance(x, nn.meta.AxisMetadata)
-  return jax.tree.map(lambda x: x.unbox(apply_constraint=False) if is_box(x) else x, tree,
-                      is_leaf=is_box)
+  return jax.tree.map(
+    lambda x: x.unbox(apply_constraint=False) if is_box(x) else x, tree, is_leaf=is_box
+  )
 
 
 def _divisible_sharding(shape: tuple[int, ...], sharding: NamedSharding) -> NamedSharding:
@@ -44,9 +45,14 @@ def _divisible_sharding(shape: tuple[int, ...], sharding: NamedSharding) -> Name
   return NamedSharding(sharding.mesh, PartitionSpec(*spec))
 
 
-def abstract_train_state(model: nn.Module, tx: optax.GradientTransformation,
-                         video_shape: tuple[int, int, int, int], mesh: Mesh, rules,
-                         null_condition=None) -> tuple[Callable[[jax.Array], TrainState], Any, Any]:
+def abstract_train_state(
+  model: nn.Module,
+  tx: optax.GradientTransformation,
+  video_shape: tuple[int, int, int, int],
+  mesh: Mesh,
+  rules,
+  null_condition=None,
+) -> tuple[Callable[[jax.Array], TrainState], Any, Any]:
   """The state's shapes and shardings, computed without allocating it.
 
   Args:
@@ -71,26 +77,43 @@ def abstract_train_state(model: nn.Module, tx: optax.GradientTransformation,
   def boxed_init(rng):
     params = model.init({"params": rng}, *args, **kwargs)["params"]
     zero = jnp.zeros((), jnp.int32)
-    return TrainState(step=zero, params=params, ema_params=params, opt_state=tx.init(params),
-                      skipped_steps=zero, consecutive_skipped=zero)
+    return TrainState(
+      step=zero,
+      params=params,
+      ema_params=params,
+      opt_state=tx.init(params),
+      skipped_steps=zero,
+      consecutive_skipped=zero,
+    )
 
   boxed = jax.eval_shape(boxed_init, jax.random.key(0))
   shardings = nn.logical_to_mesh_sharding(nn.get_partition_spec(boxed), mesh, rules)
-  shardings = jax.tree.map(lambda s, sharding: _divisible_sharding(s.shape, sharding),
-                           _unbox(boxed), shardings)
-  abstract = jax.tree.map(lambda s, sharding: jax.ShapeDtypeStruct(s.shape, s.dtype, sharding=sharding),
-                          _unbox(boxed), shardings)
+  shardings = jax.tree.map(
+    lambda s, sharding: _divisible_sharding(s.shape, sharding), _unbox(boxed), shardings
+  )
+  abstract = jax.tree.map(
+    lambda s, sharding: jax.ShapeDtypeStruct(s.shape, s.dtype, sharding=sharding),
+    _unbox(boxed),
+    shardings,
+  )
   return (lambda rng: _unbox(boxed_init(rng))), shardings, abstract
 
 
-def create_sharded_state(model: nn.Module, tx: optax.GradientTransformation, rng: jax.Array,
-                         video_shape: tuple[int, int, int, int], mesh: Mesh, rules,
-                         null_condition=None) -> tuple[TrainState, Any, Any]:
+def create_sharded_state(
+  model: nn.Module,
+  tx: optax.GradientTransformation,
+  rng: jax.Array,
+  video_shape: tuple[int, int, int, int],
+  mesh: Mesh,
+  rules,
+  null_condition=None,
+) -> tuple[TrainState, Any, Any]:
   """Initializes the state directly into its shardings: `jit(init, out_shardings=...)`.
 
   Returns:
     (state, shardings, abstract state); see `abstract_train_state`.
   """
-  init, shardings, abstract = abstract_train_state(model, tx, video_shape, mesh, rules,
-                                                   null_condition)
+  init, shardings, abstract = abstract_train_state(
+    model, tx, video_shape, mesh, rules, null_condition
+  )
   return jax.jit(init, out_shardings=shardings)(rng), shardings, abstract

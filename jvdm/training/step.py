@@ -19,8 +19,9 @@ from jvdm.training.state import TrainState
 Batch = dict[str, jnp.ndarray]
 
 
-def drop_condition(rng: jax.Array, condition: jnp.ndarray, null_condition: jnp.ndarray,
-                   probability: float) -> jnp.ndarray:
+def drop_condition(
+  rng: jax.Array, condition: jnp.ndarray, null_condition: jnp.ndarray, probability: float
+) -> jnp.ndarray:
   """Replaces each video's condition by the null one with `probability` (classifier-free
   guidance training, Ho & Salimans 2022, Algorithm 1), so one network learns both the
   conditional and the unconditional model."""
@@ -40,10 +41,16 @@ LossFn = Callable[[Any, dict, jax.Array], tuple[jnp.ndarray, dict]]
 MakeInputs = Callable[[Batch, jax.Array], dict]
 
 
-def make_train_step(model: nn.Module, denoising_loss: Callable[..., jnp.ndarray],
-                    tx: optax.GradientTransformation, schedule: optax.Schedule,
-                    ema_decay: float, null_condition=None, condition_dropout: float = 0.0,
-                    microbatches: int = 1) -> Callable[[TrainState, Batch, jax.Array], tuple[TrainState, dict]]:
+def make_train_step(
+  model: nn.Module,
+  denoising_loss: Callable[..., jnp.ndarray],
+  tx: optax.GradientTransformation,
+  schedule: optax.Schedule,
+  ema_decay: float,
+  null_condition=None,
+  condition_dropout: float = 0.0,
+  microbatches: int = 1,
+) -> Callable[[TrainState, Batch, jax.Array], tuple[TrainState, dict]]:
   """Builds the diffusion train step for `model` trained with `denoising_loss(network,
   x=videos, rng=rng)`, the loss of `jvdm.diffusion.make_loss`.
 
@@ -63,23 +70,29 @@ def make_train_step(model: nn.Module, denoising_loss: Callable[..., jnp.ndarray]
     _, loss_rng = jax.random.split(step_rng)  # the first half is the dropout key
     inputs = {"videos": videos, "keys": jax.random.split(loss_rng, videos.shape[0])}
     if null_condition is not None:
-      inputs["cond"] = drop_condition(jax.random.fold_in(step_rng, 1), batch["caption"],
-                                      null_condition, condition_dropout)
+      inputs["cond"] = drop_condition(
+        jax.random.fold_in(step_rng, 1), batch["caption"], null_condition, condition_dropout
+      )
     return inputs
 
   def loss_fn(params, inputs, dropout_key):
     condition = {"cond": inputs["cond"]} if "cond" in inputs else {}
-    network = lambda z, t: model.apply({"params": params}, z, t, train=True,
-                                       rngs={"dropout": dropout_key}, **condition)
+    network = lambda z, t: model.apply(
+      {"params": params}, z, t, train=True, rngs={"dropout": dropout_key}, **condition
+    )
     return denoising_loss(network, x=inputs["videos"], rng=inputs["keys"]), {}
 
   return make_step_for_loss(loss_fn, make_inputs, tx, schedule, ema_decay, microbatches)
 
 
-def make_step_for_loss(loss_fn: LossFn, make_inputs: MakeInputs,
-                       tx: optax.GradientTransformation, schedule: optax.Schedule,
-                       ema_decay: float, microbatches: int = 1
-                       ) -> Callable[[TrainState, Batch, jax.Array], tuple[TrainState, dict]]:
+def make_step_for_loss(
+  loss_fn: LossFn,
+  make_inputs: MakeInputs,
+  tx: optax.GradientTransformation,
+  schedule: optax.Schedule,
+  ema_decay: float,
+  microbatches: int = 1,
+) -> Callable[[TrainState, Batch, jax.Array], tuple[TrainState, dict]]:
   """The train step of any objective: gradients, optimizer, EMA and non-finite skipping.
 
   Args:
@@ -105,26 +118,34 @@ def make_step_for_loss(loss_fn: LossFn, make_inputs: MakeInputs,
     inputs = make_inputs(batch, step_rng)
     batch_size = jax.tree.leaves(inputs)[0].shape[0]
     if batch_size % microbatches:
-      raise ShapeError(f"The per-step batch of {batch_size} videos does not split into "
-                       f"train.microbatches={microbatches} equal micro-batches.")
+      raise ShapeError(
+        f"The per-step batch of {batch_size} videos does not split into "
+        f"train.microbatches={microbatches} equal micro-batches."
+      )
     value_and_grad = jax.value_and_grad(loss_fn, has_aux=True)
 
     if microbatches == 1:
       (loss, extra), grads = value_and_grad(state.params, inputs, dropout_rng)
     else:
       split = jax.tree.map(
-          lambda a: a.reshape((microbatches, a.shape[0] // microbatches) + a.shape[1:]), inputs)
+        lambda a: a.reshape((microbatches, a.shape[0] // microbatches) + a.shape[1:]), inputs
+      )
 
       def accumulate(carry, micro):
         index, micro_inputs = micro
-        (loss, extra), grads = value_and_grad(state.params, micro_inputs,
-                                              jax.random.fold_in(dropout_rng, index))
+        (loss, extra), grads = value_and_grad(
+          state.params, micro_inputs, jax.random.fold_in(dropout_rng, index)
+        )
         return jax.tree.map(jnp.add, carry, (loss, extra, grads)), None
 
-      extra_shapes = jax.eval_shape(loss_fn, state.params, jax.tree.map(lambda a: a[0], split),
-                                    dropout_rng)[1]
-      zeros = (jnp.zeros((), jnp.float32), jax.tree.map(jnp.zeros_like, extra_shapes),
-               jax.tree.map(jnp.zeros_like, state.params))
+      extra_shapes = jax.eval_shape(
+        loss_fn, state.params, jax.tree.map(lambda a: a[0], split), dropout_rng
+      )[1]
+      zeros = (
+        jnp.zeros((), jnp.float32),
+        jax.tree.map(jnp.zeros_like, extra_shapes),
+        jax.tree.map(jnp.zeros_like, state.params),
+      )
       (loss, extra, grads), _ = jax.lax.scan(accumulate, zeros, (jnp.arange(microbatches), split))
       loss, extra, grads = jax.tree.map(lambda a: a / microbatches, (loss, extra, grads))
 
@@ -135,22 +156,37 @@ def make_step_for_loss(loss_fn: LossFn, make_inputs: MakeInputs,
     ema_params = ema_update(state.ema_params, params, state.step, ema_decay)
     skipped = (~finite).astype(jnp.int32)
     new_state = TrainState(
-        step=state.step + 1, params=_keep_if(finite, params, state.params),
-        ema_params=_keep_if(finite, ema_params, state.ema_params),
-        opt_state=_keep_if(finite, opt_state, state.opt_state),
-        skipped_steps=state.skipped_steps + skipped,
-        consecutive_skipped=(state.consecutive_skipped + 1) * skipped)
-    metrics = {"loss": loss, "grad_norm": grad_norm, "learning_rate": schedule(state.step),
-               "skipped_steps": new_state.skipped_steps,
-               "consecutive_skipped": new_state.consecutive_skipped, **extra}
+      step=state.step + 1,
+      params=_keep_if(finite, params, state.params),
+      ema_params=_keep_if(finite, ema_params, state.ema_params),
+      opt_state=_keep_if(finite, opt_state, state.opt_state),
+      skipped_steps=state.skipped_steps + skipped,
+      consecutive_skipped=(state.consecutive_skipped + 1) * skipped,
+    )
+    metrics = {
+      "loss": loss,
+      "grad_norm": grad_norm,
+      "learning_rate": schedule(state.step),
+      "skipped_steps": new_state.skipped_steps,
+      "consecutive_skipped": new_state.consecutive_skipped,
+      **extra,
+    }
     return new_state, metrics
 
   return train_step
 
 
-def train_step_from_config(config, model: nn.Module, tx: optax.GradientTransformation,
-                           schedule: optax.Schedule):
+def train_step_from_config(
+  config, model: nn.Module, tx: optax.GradientTransformation, schedule: optax.Schedule
+):
   """`make_train_step` with the loss, EMA, caption conditioning and micro-batches of `config`."""
-  return make_train_step(model, make_loss(config.diffusion), tx, schedule,
-                         config.optim.ema_decay, null_condition_for(config),
-                         config.train.condition_dropout, config.train.microbatches)
+  return make_train_step(
+    model,
+    make_loss(config.diffusion),
+    tx,
+    schedule,
+    config.optim.ema_decay,
+    null_condition_for(config),
+    config.train.condition_dropout,
+    config.train.microbatches,
+  )

@@ -30,43 +30,43 @@ _TPU_V5E = {"bfloat16": 197e12}  # Cloud TPU docs, "TPU v5e": 197 TFLOPs bf16 pe
 _TPU_V5P = {"bfloat16": 459e12}  # Cloud TPU docs, "TPU v5p": 459 TFLOPs bf16 per chip
 _TPU_V6E = {"bfloat16": 918e12}  # Cloud TPU docs, "TPU v6e" (Trillium): 918 TFLOPs bf16 per chip
 _H100_SXM = {
-    "bfloat16": 989.5e12,  # NVIDIA H100 Tensor Core GPU datasheet, SXM: BF16 1,979 sparse
-    "tensorfloat32": 494.5e12,  # same, SXM: TF32 Tensor Core 989 sparse
-    "float32": 67e12,  # same, SXM: FP32 67 TFLOPS
+  "bfloat16": 989.5e12,  # NVIDIA H100 Tensor Core GPU datasheet, SXM: BF16 1,979 sparse
+  "tensorfloat32": 494.5e12,  # same, SXM: TF32 Tensor Core 989 sparse
+  "float32": 67e12,  # same, SXM: FP32 67 TFLOPS
 }
 _H100_PCIE = {
-    "bfloat16": 756.5e12,  # NVIDIA H100 Tensor Core GPU datasheet, PCIe: BF16 1,513 sparse
-    "tensorfloat32": 378e12,  # same, PCIe: TF32 Tensor Core 756 sparse
-    "float32": 51e12,  # same, PCIe: FP32 51 TFLOPS
+  "bfloat16": 756.5e12,  # NVIDIA H100 Tensor Core GPU datasheet, PCIe: BF16 1,513 sparse
+  "tensorfloat32": 378e12,  # same, PCIe: TF32 Tensor Core 756 sparse
+  "float32": 51e12,  # same, PCIe: FP32 51 TFLOPS
 }
 _H200 = {
-    "bfloat16": 989.5e12,  # NVIDIA H200 Tensor Core GPU datasheet, SXM: BF16 1,979 sparse
-    "tensorfloat32": 494.5e12,  # same, SXM: TF32 Tensor Core 989 sparse
-    "float32": 67e12,  # same, SXM: FP32 67 TFLOPS
+  "bfloat16": 989.5e12,  # NVIDIA H200 Tensor Core GPU datasheet, SXM: BF16 1,979 sparse
+  "tensorfloat32": 494.5e12,  # same, SXM: TF32 Tensor Core 989 sparse
+  "float32": 67e12,  # same, SXM: FP32 67 TFLOPS
 }
 _A100 = {  # the SXM4 and PCIe, 40 and 80 GB, share these rates
-    "bfloat16": 312e12,  # NVIDIA A100 Tensor Core GPU datasheet: BF16 Tensor Core 312 TFLOPS
-    "tensorfloat32": 156e12,  # same: TF32 Tensor Core 156 TFLOPS
-    "float32": 19.5e12,  # same: FP32 19.5 TFLOPS
+  "bfloat16": 312e12,  # NVIDIA A100 Tensor Core GPU datasheet: BF16 Tensor Core 312 TFLOPS
+  "tensorfloat32": 156e12,  # same: TF32 Tensor Core 156 TFLOPS
+  "float32": 19.5e12,  # same: FP32 19.5 TFLOPS
 }
 _L4 = {
-    "bfloat16": 121e12,  # NVIDIA L4 Tensor Core GPU datasheet: BF16 242 sparse
-    "tensorfloat32": 60e12,  # same: TF32 Tensor Core 120 sparse
-    "float32": 30.3e12,  # same: FP32 30.3 TFLOPS
+  "bfloat16": 121e12,  # NVIDIA L4 Tensor Core GPU datasheet: BF16 242 sparse
+  "tensorfloat32": 60e12,  # same: TF32 Tensor Core 120 sparse
+  "float32": 30.3e12,  # same: FP32 30.3 TFLOPS
 }
 PEAK_FLOPS: dict[str, dict[str, float]] = {
-    "TPU v4": _TPU_V4,
-    "TPU v5 lite": _TPU_V5E,
-    "TPU v5": _TPU_V5P,
-    "TPU v6 lite": _TPU_V6E,
-    "NVIDIA H100 80GB HBM3": _H100_SXM,
-    "NVIDIA H100 PCIe": _H100_PCIE,
-    "NVIDIA H200": _H200,
-    "NVIDIA A100-SXM4-40GB": _A100,
-    "NVIDIA A100-SXM4-80GB": _A100,
-    "NVIDIA A100-PCIE-40GB": _A100,
-    "NVIDIA A100 80GB PCIe": _A100,
-    "NVIDIA L4": _L4,
+  "TPU v4": _TPU_V4,
+  "TPU v5 lite": _TPU_V5E,
+  "TPU v5": _TPU_V5P,
+  "TPU v6 lite": _TPU_V6E,
+  "NVIDIA H100 80GB HBM3": _H100_SXM,
+  "NVIDIA H100 PCIe": _H100_PCIE,
+  "NVIDIA H200": _H200,
+  "NVIDIA A100-SXM4-40GB": _A100,
+  "NVIDIA A100-SXM4-80GB": _A100,
+  "NVIDIA A100-PCIE-40GB": _A100,
+  "NVIDIA A100 80GB PCIe": _A100,
+  "NVIDIA L4": _L4,
 }
 
 # (device_kind, dtype) -> measured matmul FLOP/s, so a process measures each once.
@@ -80,8 +80,9 @@ def _dtype_name(dtype) -> str:
   try:
     return jnp.dtype(dtype).name
   except TypeError as error:
-    raise ConfigError(f"Unknown dtype {dtype!r}; expected e.g. 'bfloat16', 'float32' or "
-                      "'tensorfloat32'.") from error
+    raise ConfigError(
+      f"Unknown dtype {dtype!r}; expected e.g. 'bfloat16', 'float32' or 'tensorfloat32'."
+    ) from error
 
 
 def matmul_dtype(compute_dtype, device: jax.Device | None = None) -> str:
@@ -122,11 +123,13 @@ def measure_matmul_flops(dtype=jnp.float32, size: int = 2048, repeats: int = 5) 
     FLOP/s.
   """
   if size < 1 or repeats < 1:
-    raise ConfigError(f"measure_matmul_flops needs size >= 1 and repeats >= 1; got size={size}, "
-                      f"repeats={repeats}.")
+    raise ConfigError(
+      f"measure_matmul_flops needs size >= 1 and repeats >= 1; got size={size}, repeats={repeats}."
+    )
   name = _dtype_name(dtype)
-  x = jax.random.normal(jax.random.key(0), (size, size),
-                        jnp.float32 if name == "tensorfloat32" else name)
+  x = jax.random.normal(
+    jax.random.key(0), (size, size), jnp.float32 if name == "tensorfloat32" else name
+  )
   matmul = jax.jit(jnp.matmul).lower(x, x).compile()
   matmul(x, x).block_until_ready()  # warm-up
   best = math.inf
@@ -137,8 +140,7 @@ def measure_matmul_flops(dtype=jnp.float32, size: int = 2048, repeats: int = 5) 
   return 2 * size**3 / best
 
 
-def device_peak_flops(device: jax.Device | None = None,
-                      dtype="bfloat16") -> tuple[float, str]:
+def device_peak_flops(device: jax.Device | None = None, dtype="bfloat16") -> tuple[float, str]:
   """The peak FLOP/s of one device for matmuls in `dtype` (see `matmul_dtype`).
 
   Args:
@@ -179,21 +181,30 @@ def step_flops(compiled) -> float:
     FLOPs per call.
   """
   if not hasattr(compiled, "cost_analysis"):
-    raise JvdmError(f"step_flops needs a compiled step, jax.jit(f).lower(...).compile(); got "
-                    f"{type(compiled).__name__}.")
+    raise JvdmError(
+      f"step_flops needs a compiled step, jax.jit(f).lower(...).compile(); got "
+      f"{type(compiled).__name__}."
+    )
   cost = compiled.cost_analysis()
   # Older JAX versions return one dict per HLO module.
   costs = cost if isinstance(cost, (list, tuple)) else [cost]
   flops = [c.get("flops") if isinstance(c, dict) else None for c in costs]
   if not flops or any(f is None or not math.isfinite(f) for f in flops):
-    raise JvdmError(f"XLA's cost analysis on {jax.devices()[0].platform} gave no FLOP count "
-                    f"(cost_analysis() returned {cost!r:.200}); expected a dict with 'flops'.")
+    raise JvdmError(
+      f"XLA's cost analysis on {jax.devices()[0].platform} gave no FLOP count "
+      f"(cost_analysis() returned {cost!r:.200}); expected a dict with 'flops'."
+    )
   return float(sum(flops))
 
 
-def throughput(steps_per_second: float, global_batch: int, tokens_per_example: int,
-               flops_per_step: float, peak_flops_per_device: float,
-               num_devices: int) -> dict[str, float]:
+def throughput(
+  steps_per_second: float,
+  global_batch: int,
+  tokens_per_example: int,
+  flops_per_step: float,
+  peak_flops_per_device: float,
+  num_devices: int,
+) -> dict[str, float]:
   """Examples/s, tokens/s, model TFLOP/s and MFU of a train step.
 
   Args:
@@ -207,23 +218,34 @@ def throughput(steps_per_second: float, global_batch: int, tokens_per_example: i
   Returns:
     {"examples_per_s", "tokens_per_s", "model_tflops_per_s" (all devices together), "mfu"}.
   """
-  values = dict(steps_per_second=steps_per_second, global_batch=global_batch,
-                tokens_per_example=tokens_per_example, flops_per_step=flops_per_step,
-                peak_flops_per_device=peak_flops_per_device, num_devices=num_devices)
-  bad = {k: v for k, v in values.items()
-         if not (isinstance(v, numbers.Real) and math.isfinite(v) and v > 0)}
+  values = dict(
+    steps_per_second=steps_per_second,
+    global_batch=global_batch,
+    tokens_per_example=tokens_per_example,
+    flops_per_step=flops_per_step,
+    peak_flops_per_device=peak_flops_per_device,
+    num_devices=num_devices,
+  )
+  bad = {
+    k: v
+    for k, v in values.items()
+    if not (isinstance(v, numbers.Real) and math.isfinite(v) and v > 0)
+  }
   if bad:
     raise ConfigError(f"throughput() needs positive finite numbers; got {bad}.")
   examples_per_s = steps_per_second * global_batch
   flops_per_s = steps_per_second * flops_per_step
-  return {"examples_per_s": examples_per_s,
-          "tokens_per_s": examples_per_s * tokens_per_example,
-          "model_tflops_per_s": flops_per_s / 1e12,
-          "mfu": flops_per_s / (peak_flops_per_device * num_devices)}
+  return {
+    "examples_per_s": examples_per_s,
+    "tokens_per_s": examples_per_s * tokens_per_example,
+    "model_tflops_per_s": flops_per_s / 1e12,
+    "mfu": flops_per_s / (peak_flops_per_device * num_devices),
+  }
 
 
-def tokens_per_example(config: ml_collections.ConfigDict,
-                       video_shape: tuple[int, ...] | None = None) -> int:
+def tokens_per_example(
+  config: ml_collections.ConfigDict, video_shape: tuple[int, ...] | None = None
+) -> int:
   """Positions per video that the network's first level runs at.
 
   DiT (`model.name == "dit"`, `patch_size` (pt, ph, pw)): patch tokens, T/pt * H/ph * W/pw.
@@ -244,10 +266,13 @@ def tokens_per_example(config: ml_collections.ConfigDict,
   elif model.name == "vae":
     patch = (1, 1, 1)
   else:
-    raise ConfigError(f"tokens_per_example knows model.name 'dit', 'unet3d' and 'vae', got "
-                      f"{model.name!r}.")
+    raise ConfigError(
+      f"tokens_per_example knows model.name 'dit', 'unet3d' and 'vae', got {model.name!r}."
+    )
   sizes = tuple(video_shape[:3]) if video_shape else (data.num_frames, data.height, data.width)
   if len(patch) != 3 or any(p < 1 or size % p for size, p in zip(sizes, patch)):
-    raise ConfigError(f"model.patch_size {patch} (frames, rows, columns) must be positive and "
-                      f"divide the video's (num_frames, height, width) = {sizes}.")
+    raise ConfigError(
+      f"model.patch_size {patch} (frames, rows, columns) must be positive and "
+      f"divide the video's (num_frames, height, width) = {sizes}."
+    )
   return math.prod(size // p for size, p in zip(sizes, patch))

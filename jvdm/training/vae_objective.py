@@ -22,14 +22,22 @@ from jvdm.training.step import Batch, make_step_for_loss
 RECONSTRUCTION_LOSSES = ("l1", "l2")
 
 
-def make_vae_train_step(model: VideoAutoencoder, tx: optax.GradientTransformation,
-                        schedule: optax.Schedule, ema_decay: float, kl_weight: float = 1e-6,
-                        reconstruction_loss: str = "l1", microbatches: int = 1):
+def make_vae_train_step(
+  model: VideoAutoencoder,
+  tx: optax.GradientTransformation,
+  schedule: optax.Schedule,
+  ema_decay: float,
+  kl_weight: float = 1e-6,
+  reconstruction_loss: str = "l1",
+  microbatches: int = 1,
+):
   """The train step of `model` (see `jvdm.training.step.make_step_for_loss`); logs the
   reconstruction and KL terms beside the loss."""
   if reconstruction_loss not in RECONSTRUCTION_LOSSES:
-    raise ConfigError(f"vae reconstruction_loss must be one of {RECONSTRUCTION_LOSSES}, got "
-                      f"{reconstruction_loss!r}.")
+    raise ConfigError(
+      f"vae reconstruction_loss must be one of {RECONSTRUCTION_LOSSES}, got "
+      f"{reconstruction_loss!r}."
+    )
   if kl_weight < 0:
     raise ConfigError(f"vae kl_weight must be >= 0, got {kl_weight}.")
 
@@ -51,9 +59,18 @@ def make_vae_train_step(model: VideoAutoencoder, tx: optax.GradientTransformatio
   return make_step_for_loss(loss_fn, make_inputs, tx, schedule, ema_decay, microbatches)
 
 
-def vae_train_step_from_config(config: ml_collections.ConfigDict, model: VideoAutoencoder,
-                               tx: optax.GradientTransformation, schedule: optax.Schedule):
-  return make_vae_train_step(model, tx, schedule, config.optim.ema_decay,
-                             kl_weight=config.vae_loss.kl_weight,
-                             reconstruction_loss=config.vae_loss.reconstruction,
-                             microbatches=config.train.microbatches)
+def vae_train_step_from_config(
+  config: ml_collections.ConfigDict,
+  model: VideoAutoencoder,
+  tx: optax.GradientTransformation,
+  schedule: optax.Schedule,
+):
+  return make_vae_train_step(
+    model,
+    tx,
+    schedule,
+    config.optim.ema_decay,
+    kl_weight=config.vae_loss.kl_weight,
+    reconstruction_loss=config.vae_loss.reconstruction,
+    microbatches=config.train.microbatches,
+  )

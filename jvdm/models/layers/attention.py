@@ -47,10 +47,22 @@ def frame_mask(query_frames, key_frames, causal: bool, window: int | None, key_v
   return allowed
 
 
-def video_attention(query, key, value, *, layout: str, frames, grid: tuple[int, int],
-                    rotate: Callable | None = None, causal: bool = False,
-                    window: int | None = None, long: LongAttention | None = None, cache=None,
-                    implementation: str | None = None, context_parallel: str | None = None):
+def video_attention(
+  query,
+  key,
+  value,
+  *,
+  layout: str,
+  frames,
+  grid: tuple[int, int],
+  rotate: Callable | None = None,
+  causal: bool = False,
+  window: int | None = None,
+  long: LongAttention | None = None,
+  cache=None,
+  implementation: str | None = None,
+  context_parallel: str | None = None,
+):
   """Attention over video tokens (module docstring).
 
   Args:
@@ -86,21 +98,33 @@ def video_attention(query, key, value, *, layout: str, frames, grid: tuple[int, 
     if causal or window is not None:
       mask = frame_mask(window_frames, window_frames, causal, window)
     out = window_fused_attention(
-        unrotated_query, unrotated_key, value, long.window, long.stride, long.weighting,
-        per_position=layout == "temporal", frame_mask=mask, rotate=rotate,
-        implementation=implementation,
-        context_parallel=None if layout == "temporal" else context_parallel)
+      unrotated_query,
+      unrotated_key,
+      value,
+      long.window,
+      long.stride,
+      long.weighting,
+      per_position=layout == "temporal",
+      frame_mask=mask,
+      rotate=rotate,
+      implementation=implementation,
+      context_parallel=None if layout == "temporal" else context_parallel,
+    )
     return out, key
   if layout == "spatial":
-    out = attention(*(einops.rearrange(a, "b f p n d -> (b f) p n d") for a in (query, key, value)),
-                    implementation=implementation)
+    out = attention(
+      *(einops.rearrange(a, "b f p n d -> (b f) p n d") for a in (query, key, value)),
+      implementation=implementation,
+    )
     return einops.rearrange(out, "(b f) p n d -> b f p n d", b=batch), key
   if layout == "temporal":
     mask = frame_mask(frames, frames, causal, window) if causal or window is not None else None
     sequence = lambda a: einops.rearrange(a, "b f p n d -> (b p) f n d")
     attend = lambda mask: einops.rearrange(
-        attention(sequence(query), sequence(key), sequence(value), mask, implementation),
-        "(b p) f n d -> b f p n d", b=batch)
+      attention(sequence(query), sequence(key), sequence(value), mask, implementation),
+      "(b p) f n d -> b f p n d",
+      b=batch,
+    )
   else:  # full or windowed, over all tokens of the chunk and the cache
     query_frames = jnp.repeat(frames, num_tokens)
     flat = lambda a: einops.rearrange(a, "b f p n d -> b (f p) n d")
@@ -116,19 +140,24 @@ def video_attention(query, key, value, *, layout: str, frames, grid: tuple[int, 
     if causal or window is not None or key_valid is not None:
       mask = frame_mask(query_frames, key_frames, causal, window, key_valid)
     attend = lambda mask: einops.rearrange(
-        attention(flat(query), keys, values, mask, implementation,
-                  context_parallel if cache is None else None),
-        "b (f p) n d -> b f p n d", f=num_frames)
+      attention(
+        flat(query), keys, values, mask, implementation, context_parallel if cache is None else None
+      ),
+      "b (f p) n d -> b f p n d",
+      f=num_frames,
+    )
   out = attend(mask)
   if long is not None:  # freelong
     # FreeLong (sec. 3.2): the same attention again, local (frames within the band), and the
     # low temporal/spatial frequencies of the global pass with the high ones of the local.
-    band = band_mask(num_frames, long.window, 1 if layout == "temporal" else num_tokens,
-                     long.local_mask)
+    band = band_mask(
+      num_frames, long.window, 1 if layout == "temporal" else num_tokens, long.local_mask
+    )
     local = attend(band if mask is None else mask & band)
     on_grid = lambda a: a.reshape((batch, num_frames) + tuple(grid) + (-1,))
-    out = spectral_blend(on_grid(out), on_grid(local), long.temporal_cutoff,
-                         long.spatial_cutoff, long.low_pass).reshape(out.shape)
+    out = spectral_blend(
+      on_grid(out), on_grid(local), long.temporal_cutoff, long.spatial_cutoff, long.low_pass
+    ).reshape(out.shape)
   return out, key
 
 
@@ -178,12 +207,14 @@ class VideoSelfAttention(nn.Module):
       cols = jnp.tile(jnp.arange(width), height)
       # Spatial attention mixes one frame only: every token at frame 0.
       return lambda a, frames: video_rope(
-          a, frames if self.axis == "joint" else jnp.zeros_like(frames), rows, cols)
+        a, frames if self.axis == "joint" else jnp.zeros_like(frames), rows, cols
+      )
     if self.axis == "spatial":
       return None
     # By frame index only, over the whole head dimension.
-    return lambda a, frames: apply_rope(a.reshape(a.shape[:2] + (-1, a.shape[-1])),
-                                        frames).reshape(a.shape)
+    return lambda a, frames: apply_rope(a.reshape(a.shape[:2] + (-1, a.shape[-1])), frames).reshape(
+      a.shape
+    )
 
   @nn.compact
   def __call__(self, x: jnp.ndarray) -> jnp.ndarray:
@@ -193,30 +224,30 @@ class VideoSelfAttention(nn.Module):
       raise ConfigError(f"attention axis must be one of {AXES}, got {self.axis!r}")
     if channels % self.head_dim:
       raise ConfigError(
-          f"attention over {channels} channels needs channels divisible by head_dim, "
-          f"got head_dim={self.head_dim}"
+        f"attention over {channels} channels needs channels divisible by head_dim, "
+        f"got head_dim={self.head_dim}"
       )
     num_heads = channels // self.head_dim
 
     h = frame_group_norm(
-        self.num_groups, dtype=self.dtype, param_dtype=self.param_dtype, name="norm"
+      self.num_groups, dtype=self.dtype, param_dtype=self.param_dtype, name="norm"
     )(x)
     # Raw params rather than nn.DenseGeneral: DenseGeneral initializes a flattened 2D kernel,
     # which cannot carry 4 logical axis names.
     qkv_kernel = self.param(
-        "qkv_kernel",
-        nn.with_logical_partitioning(
-            nn.initializers.lecun_normal(in_axis=0, out_axis=(1, 2, 3)),
-            (EMBED, None, QKV_HEADS, HEAD_DIM),
-        ),
-        (channels, 3, num_heads, self.head_dim),
-        self.param_dtype,
+      "qkv_kernel",
+      nn.with_logical_partitioning(
+        nn.initializers.lecun_normal(in_axis=0, out_axis=(1, 2, 3)),
+        (EMBED, None, QKV_HEADS, HEAD_DIM),
+      ),
+      (channels, 3, num_heads, self.head_dim),
+      self.param_dtype,
     )
     qkv_bias = self.param(
-        "qkv_bias",
-        nn.with_logical_partitioning(nn.initializers.zeros_init(), (None, QKV_HEADS, HEAD_DIM)),
-        (3, num_heads, self.head_dim),
-        self.param_dtype,
+      "qkv_bias",
+      nn.with_logical_partitioning(nn.initializers.zeros_init(), (None, QKV_HEADS, HEAD_DIM)),
+      (3, num_heads, self.head_dim),
+      self.param_dtype,
     )
     h, qkv_kernel, qkv_bias = nn.dtypes.promote_dtype(h, qkv_kernel, qkv_bias, dtype=self.dtype)
     qkv = jnp.einsum("bthwc,cknd->bthwknd", h, qkv_kernel) + qkv_bias  # [B, T, H, W, 3, N, D]
@@ -224,24 +255,31 @@ class VideoSelfAttention(nn.Module):
 
     tokens = lambda a: a.reshape(batch, num_frames, height * width, num_heads, self.head_dim)
     out, _ = video_attention(
-        tokens(query), tokens(key), tokens(value),
-        layout="full" if self.axis == "joint" else self.axis, frames=jnp.arange(num_frames),
-        grid=(height, width), rotate=self._rotation(height, width), causal=self.causal,
-        long=self.long_attention, implementation=self.attention_implementation)
+      tokens(query),
+      tokens(key),
+      tokens(value),
+      layout="full" if self.axis == "joint" else self.axis,
+      frames=jnp.arange(num_frames),
+      grid=(height, width),
+      rotate=self._rotation(height, width),
+      causal=self.causal,
+      long=self.long_attention,
+      implementation=self.attention_implementation,
+    )
     out = out.reshape(query.shape)
 
     out_kernel = self.param(
-        "out_kernel",
-        # Zero init: the block starts as the identity.
-        nn.with_logical_partitioning(nn.initializers.zeros_init(), (QKV_HEADS, HEAD_DIM, EMBED)),
-        (num_heads, self.head_dim, channels),
-        self.param_dtype,
+      "out_kernel",
+      # Zero init: the block starts as the identity.
+      nn.with_logical_partitioning(nn.initializers.zeros_init(), (QKV_HEADS, HEAD_DIM, EMBED)),
+      (num_heads, self.head_dim, channels),
+      self.param_dtype,
     )
     out_bias = self.param(
-        "out_bias",
-        nn.with_logical_partitioning(nn.initializers.zeros_init(), (EMBED,)),
-        (channels,),
-        self.param_dtype,
+      "out_bias",
+      nn.with_logical_partitioning(nn.initializers.zeros_init(), (EMBED,)),
+      (channels,),
+      self.param_dtype,
     )
     out, out_kernel, out_bias = nn.dtypes.promote_dtype(out, out_kernel, out_bias, dtype=self.dtype)
     out = jnp.einsum("bthwnd,ndc->bthwc", out, out_kernel) + out_bias  # [B, T, H, W, C]

@@ -47,12 +47,12 @@ class SpatialConv(nn.Module):
     if self.kernel_size % 2 != 1:
       raise ConfigError(f"SpatialConv kernel_size must be odd, got {self.kernel_size}")
     kernel = self.param(
-        "kernel",
-        nn.with_logical_partitioning(
-            _kernel_init(self.zero_init), (CONV_HEIGHT, CONV_WIDTH, EMBED, MLP)
-        ),
-        (self.kernel_size, self.kernel_size, x.shape[-1], self.features),
-        self.param_dtype,
+      "kernel",
+      nn.with_logical_partitioning(
+        _kernel_init(self.zero_init), (CONV_HEIGHT, CONV_WIDTH, EMBED, MLP)
+      ),
+      (self.kernel_size, self.kernel_size, x.shape[-1], self.features),
+      self.param_dtype,
     )
     bias = self.param("bias", _bias_init(), (self.features,), self.param_dtype)
     x, kernel, bias = nn.dtypes.promote_dtype(x, kernel, bias, dtype=self.dtype)
@@ -87,16 +87,16 @@ class TemporalConv(nn.Module):
     pixels = einops.rearrange(x, "b t h w c -> (b h w) t c")
     pad = self.kernel_size // 2
     pixels = nn.Conv(
-        self.features,
-        (self.kernel_size,),
-        padding=((pad, pad),),
-        dtype=self.dtype,
-        param_dtype=self.param_dtype,
-        kernel_init=nn.with_logical_partitioning(
-            _kernel_init(self.zero_init), (CONV_TEMPORAL, EMBED, MLP)
-        ),
-        bias_init=_bias_init(),
-        name="conv",
+      self.features,
+      (self.kernel_size,),
+      padding=((pad, pad),),
+      dtype=self.dtype,
+      param_dtype=self.param_dtype,
+      kernel_init=nn.with_logical_partitioning(
+        _kernel_init(self.zero_init), (CONV_TEMPORAL, EMBED, MLP)
+      ),
+      bias_init=_bias_init(),
+      name="conv",
     )(pixels)
     return einops.rearrange(pixels, "(b h w) t c -> b t h w c", b=batch, h=height, w=width)
 
@@ -129,7 +129,10 @@ class Conv2Plus1D(nn.Module):
     kwargs = dict(dtype=self.dtype, param_dtype=self.param_dtype)
     h = SpatialConv(self.features, self.kernel_size, name="spatial", **kwargs)(x)
     temporal = TemporalConv(
-        self.features, self.temporal_kernel_size, zero_init=self.identity_init_temporal,
-        name="temporal", **kwargs
+      self.features,
+      self.temporal_kernel_size,
+      zero_init=self.identity_init_temporal,
+      name="temporal",
+      **kwargs,
     )(h)
     return h + temporal

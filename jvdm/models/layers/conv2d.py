@@ -25,11 +25,11 @@ def _padding(kernel_size: int) -> tuple[tuple[int, int], tuple[int, int]]:
 
 def _xla_conv(x: jnp.ndarray, kernel: jnp.ndarray, strides: int) -> jnp.ndarray:
   return lax.conv_general_dilated(
-      x,
-      kernel,
-      (strides, strides),
-      _padding(kernel.shape[0]),
-      dimension_numbers=_DIMENSION_NUMBERS,
+    x,
+    kernel,
+    (strides, strides),
+    _padding(kernel.shape[0]),
+    dimension_numbers=_DIMENSION_NUMBERS,
   )
 
 
@@ -45,10 +45,10 @@ def _shifted_matmul_conv(x: jnp.ndarray, kernel: jnp.ndarray, strides: int) -> j
   for i in range(kernel_size):
     for j in range(kernel_size):
       window = lax.slice(
-          padded,
-          (0, i, j, 0),
-          (batch, i + strides * (out_height - 1) + 1, j + strides * (out_width - 1) + 1, channels),
-          (1, strides, strides, 1),
+        padded,
+        (0, i, j, 0),
+        (batch, i + strides * (out_height - 1) + 1, j + strides * (out_width - 1) + 1, channels),
+        (1, strides, strides, 1),
       )  # [N, H', W', C_in]
       term = jnp.einsum("nhwc,cd->nhwd", window, kernel[i, j])
       out = term if out is None else out + term
@@ -76,9 +76,9 @@ def _conv2d_jvp(strides, primals, tangents):
   x_tangent, kernel_tangent = tangents
   out = _xla_conv(x, kernel, strides)
   kernel_term = lax.platform_dependent(
-      x,
-      kernel_tangent,
-      cpu=functools.partial(_shifted_matmul_conv, strides=strides),
-      default=functools.partial(_xla_conv, strides=strides),
+    x,
+    kernel_tangent,
+    cpu=functools.partial(_shifted_matmul_conv, strides=strides),
+    default=functools.partial(_xla_conv, strides=strides),
   )
   return out, _xla_conv(x_tangent, kernel, strides) + kernel_term

@@ -7,12 +7,12 @@ from jvdm.parallel.axes import EMBED, MLP
 
 
 def dense(
-    features: int,
-    *,
-    dtype: jnp.dtype,
-    param_dtype: jnp.dtype,
-    zero_init: bool = False,
-    name: str | None = None,
+  features: int,
+  *,
+  dtype: jnp.dtype,
+  param_dtype: jnp.dtype,
+  zero_init: bool = False,
+  name: str | None = None,
 ) -> nn.Dense:
   """Returns a Dense layer over the last axis, kernel `(EMBED, MLP)`, bias `(MLP,)`.
 
@@ -25,10 +25,10 @@ def dense(
   """
   kernel_init = nn.initializers.zeros_init() if zero_init else nn.initializers.lecun_normal()
   return nn.Dense(
-      features,
-      dtype=dtype,
-      param_dtype=param_dtype,
-      kernel_init=nn.with_logical_partitioning(kernel_init, (EMBED, MLP)),
-      bias_init=nn.with_logical_partitioning(nn.initializers.zeros_init(), (MLP,)),
-      name=name,
+    features,
+    dtype=dtype,
+    param_dtype=param_dtype,
+    kernel_init=nn.with_logical_partitioning(kernel_init, (EMBED, MLP)),
+    bias_init=nn.with_logical_partitioning(nn.initializers.zeros_init(), (MLP,)),
+    name=name,
   )

@@ -14,7 +14,7 @@ from jvdm.models.layers.dense import dense
 
 
 def sinusoidal_embedding(
-    positions: jnp.ndarray, dim: int, max_period: float = 10_000.0
+  positions: jnp.ndarray, dim: int, max_period: float = 10_000.0
 ) -> jnp.ndarray:
   """Transformer sinusoids (Vaswani et al. 2017) of real-valued positions.
 

@@ -22,16 +22,30 @@ class KVCache:
   num_sinks: int = flax.struct.field(pytree_node=False, default=0)
 
   @classmethod
-  def create(cls, num_layers: int, batch: int, capacity: int, tokens_per_frame: int,
-             num_heads: int, head_dim: int, num_sinks: int = 0,
-             dtype=jnp.float32) -> "KVCache":
+  def create(
+    cls,
+    num_layers: int,
+    batch: int,
+    capacity: int,
+    tokens_per_frame: int,
+    num_heads: int,
+    head_dim: int,
+    num_sinks: int = 0,
+    dtype=jnp.float32,
+  ) -> "KVCache":
     """An empty cache of `capacity` frames, `num_sinks` of them kept from the video's start."""
     if not 0 <= num_sinks < capacity:
-      raise ConfigError(f"The cache needs 0 <= sink frames < capacity, got {num_sinks} sink "
-                        f"frames for a capacity of {capacity} frames.")
+      raise ConfigError(
+        f"The cache needs 0 <= sink frames < capacity, got {num_sinks} sink "
+        f"frames for a capacity of {capacity} frames."
+      )
     shape = (num_layers, batch, capacity, tokens_per_frame, num_heads, head_dim)
-    return cls(keys=jnp.zeros(shape, dtype), values=jnp.zeros(shape, dtype),
-               slot_frames=jnp.full((capacity,), -1, jnp.int32), num_sinks=num_sinks)
+    return cls(
+      keys=jnp.zeros(shape, dtype),
+      values=jnp.zeros(shape, dtype),
+      slot_frames=jnp.full((capacity,), -1, jnp.int32),
+      num_sinks=num_sinks,
+    )
 
   @property
   def capacity(self) -> int:
@@ -40,15 +54,18 @@ class KVCache:
   def slots(self, frames: jnp.ndarray) -> jnp.ndarray:
     """The slot of each (traced) frame index: sinks first, then the ring of recent frames."""
     ring = self.capacity - self.num_sinks
-    return jnp.where(frames < self.num_sinks, frames,
-                     self.num_sinks + (frames - self.num_sinks) % ring)
+    return jnp.where(
+      frames < self.num_sinks, frames, self.num_sinks + (frames - self.num_sinks) % ring
+    )
 
   def check_chunk(self, num_frames: int) -> None:
     ring = self.capacity - self.num_sinks
     if num_frames > ring:
-      raise ConfigError(f"A chunk of {num_frames} frames does not fit the cache's ring of "
-                        f"{ring} frames (capacity {self.capacity}, {self.num_sinks} sinks); "
-                        "use a capacity of at least chunk + sinks frames.")
+      raise ConfigError(
+        f"A chunk of {num_frames} frames does not fit the cache's ring of "
+        f"{ring} frames (capacity {self.capacity}, {self.num_sinks} sinks); "
+        "use a capacity of at least chunk + sinks frames."
+      )
 
   def write(self, keys: jnp.ndarray, values: jnp.ndarray, first_frame) -> "KVCache":
     """Stores `[L, B, F, P, N, D]` keys and values of frames first_frame .. first_frame + F - 1.
@@ -59,6 +76,7 @@ class KVCache:
     frames = first_frame + jnp.arange(keys.shape[2], dtype=jnp.int32)
     slots = self.slots(frames)
     return self.replace(
-        keys=self.keys.at[:, :, slots].set(keys.astype(self.keys.dtype)),
-        values=self.values.at[:, :, slots].set(values.astype(self.values.dtype)),
-        slot_frames=self.slot_frames.at[slots].set(frames))
+      keys=self.keys.at[:, :, slots].set(keys.astype(self.keys.dtype)),
+      values=self.values.at[:, :, slots].set(values.astype(self.values.dtype)),
+      slot_frames=self.slot_frames.at[slots].set(frames),
+    )

@@ -43,8 +43,13 @@ import jax.numpy as jnp
 
 from jvdm.errors import ConfigError
 from jvdm.ops.freelong import LOCAL_MASKS, LOW_PASSES
-from jvdm.ops.windows import (WEIGHTINGS, extract_windows, merge_windows, window_starts,
-                              window_weights)
+from jvdm.ops.windows import (
+  WEIGHTINGS,
+  extract_windows,
+  merge_windows,
+  window_starts,
+  window_weights,
+)
 from jvdm.parallel.context_attention import attention
 
 METHODS = ("freenoise", "freelong")
@@ -79,26 +84,32 @@ class LongAttention:
 
   def __post_init__(self):
     if self.method not in METHODS:
-      raise ConfigError(f"Unknown long-attention method {self.method!r}; expected one of "
-                        f"{METHODS}.")
+      raise ConfigError(
+        f"Unknown long-attention method {self.method!r}; expected one of {METHODS}."
+      )
     if self.window < 1:
       raise ConfigError(f"The long-attention window must be >= 1 frame, got {self.window}.")
     if not 1 <= self.stride <= self.window:
-      raise ConfigError(f"The long-attention stride must be in [1, window={self.window}], got "
-                        f"{self.stride}.")
+      raise ConfigError(
+        f"The long-attention stride must be in [1, window={self.window}], got {self.stride}."
+      )
     if self.weighting not in WEIGHTINGS:
-      raise ConfigError(f"Unknown window weighting {self.weighting!r}; expected one of "
-                        f"{WEIGHTINGS}.")
+      raise ConfigError(
+        f"Unknown window weighting {self.weighting!r}; expected one of {WEIGHTINGS}."
+      )
     if self.local_mask not in LOCAL_MASKS:
-      raise ConfigError(f"Unknown FreeLong local mask {self.local_mask!r}; expected one of "
-                        f"{LOCAL_MASKS}.")
+      raise ConfigError(
+        f"Unknown FreeLong local mask {self.local_mask!r}; expected one of {LOCAL_MASKS}."
+      )
     if self.low_pass not in LOW_PASSES:
-      raise ConfigError(f"Unknown FreeLong low-pass filter {self.low_pass!r}; expected one of "
-                        f"{LOW_PASSES}.")
+      raise ConfigError(
+        f"Unknown FreeLong low-pass filter {self.low_pass!r}; expected one of {LOW_PASSES}."
+      )
     for name in ("temporal_cutoff", "spatial_cutoff"):
       if not 0.0 <= getattr(self, name) <= 1.0:
-        raise ConfigError(f"The long-attention {name} must be in [0, 1], got "
-                          f"{getattr(self, name)}.")
+        raise ConfigError(
+          f"The long-attention {name} must be in [0, 1], got {getattr(self, name)}."
+        )
 
   def applies(self, num_frames: int) -> bool:
     """Whether a video of `num_frames` frames is longer than the window (else: plain attention)."""
@@ -106,11 +117,19 @@ class LongAttention:
 
 
 def window_fused_attention(
-    query: jnp.ndarray, key: jnp.ndarray, value: jnp.ndarray, window: int, stride: int,
-    weighting: str = "pyramid", *, per_position: bool = False,
-    frame_mask: jnp.ndarray | None = None,
-    rotate: Callable[[jnp.ndarray, jnp.ndarray], jnp.ndarray] | None = None,
-    implementation: str | None = None, context_parallel: str | None = None) -> jnp.ndarray:
+  query: jnp.ndarray,
+  key: jnp.ndarray,
+  value: jnp.ndarray,
+  window: int,
+  stride: int,
+  weighting: str = "pyramid",
+  *,
+  per_position: bool = False,
+  frame_mask: jnp.ndarray | None = None,
+  rotate: Callable[[jnp.ndarray, jnp.ndarray], jnp.ndarray] | None = None,
+  implementation: str | None = None,
+  context_parallel: str | None = None,
+) -> jnp.ndarray:
   """FreeNoise's window-based attention fusion (sec. 3.3) over `[B, T, S, N, D]` q/k/v.
 
   T frames of S tokens each, N heads. The overlapping windows of `window` frames
@@ -148,9 +167,16 @@ def window_fused_attention(
     mask = frame_mask
   else:  # all tokens of the window's frames are the sequence
     sequence = (window * tokens, heads, head_dim)
-    mask = None if frame_mask is None else jnp.repeat(
-        jnp.repeat(jnp.asarray(frame_mask), tokens, axis=0), tokens, axis=1)
-  out = attention(*(a.reshape((-1,) + sequence) for a in (query, key, value)), mask,
-                  implementation, context_parallel)
+    mask = (
+      None
+      if frame_mask is None
+      else jnp.repeat(jnp.repeat(jnp.asarray(frame_mask), tokens, axis=0), tokens, axis=1)
+    )
+  out = attention(
+    *(a.reshape((-1,) + sequence) for a in (query, key, value)),
+    mask,
+    implementation,
+    context_parallel,
+  )
   out = out.reshape(batch, len(starts), window, tokens, heads, head_dim)
   return merge_windows(out, starts, num_frames, window_weights(window, weighting))

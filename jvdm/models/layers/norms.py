@@ -7,7 +7,7 @@ from jvdm.parallel.axes import NORM
 
 
 def frame_group_norm(
-    num_groups: int, *, dtype: jnp.dtype, param_dtype: jnp.dtype, name: str | None = None
+  num_groups: int, *, dtype: jnp.dtype, param_dtype: jnp.dtype, name: str | None = None
 ) -> nn.GroupNorm:
   """GroupNorm whose statistics are taken over (H, W, channels in group) of each frame.
 
@@ -17,11 +17,11 @@ def frame_group_norm(
   Statistics are reduced in float32 whatever `dtype` is.
   """
   return nn.GroupNorm(
-      num_groups=num_groups,
-      reduction_axes=(-3, -2, -1),  # H, W, C of a [B, T, H, W, C] input
-      dtype=dtype,
-      param_dtype=param_dtype,
-      scale_init=nn.with_logical_partitioning(nn.initializers.ones_init(), (NORM,)),
-      bias_init=nn.with_logical_partitioning(nn.initializers.zeros_init(), (NORM,)),
-      name=name,
+    num_groups=num_groups,
+    reduction_axes=(-3, -2, -1),  # H, W, C of a [B, T, H, W, C] input
+    dtype=dtype,
+    param_dtype=param_dtype,
+    scale_init=nn.with_logical_partitioning(nn.initializers.ones_init(), (NORM,)),
+    bias_init=nn.with_logical_partitioning(nn.initializers.zeros_init(), (NORM,)),
+    name=name,
   )

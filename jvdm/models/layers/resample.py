@@ -17,7 +17,7 @@ class Downsample(nn.Module):
   @nn.compact
   def __call__(self, x: jnp.ndarray) -> jnp.ndarray:
     return SpatialConv(
-        self.features, 3, strides=2, dtype=self.dtype, param_dtype=self.param_dtype, name="conv"
+      self.features, 3, strides=2, dtype=self.dtype, param_dtype=self.param_dtype, name="conv"
     )(x)
 
 
@@ -32,5 +32,5 @@ class Upsample(nn.Module):
   def __call__(self, x: jnp.ndarray) -> jnp.ndarray:
     x = einops.repeat(x, "b t h w c -> b t (h h2) (w w2) c", h2=2, w2=2)
     return SpatialConv(
-        self.features, 3, dtype=self.dtype, param_dtype=self.param_dtype, name="conv"
+      self.features, 3, dtype=self.dtype, param_dtype=self.param_dtype, name="conv"
     )(x)

@@ -31,7 +31,7 @@ class ResBlock(nn.Module):
 
   @nn.compact
   def __call__(
-      self, x: jnp.ndarray, time_embedding: jnp.ndarray, train: bool = False
+    self, x: jnp.ndarray, time_embedding: jnp.ndarray, train: bool = False
   ) -> jnp.ndarray:
     """Applies the block.
 

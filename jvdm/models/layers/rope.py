@@ -9,7 +9,7 @@ import jax.numpy as jnp
 
 
 def apply_rope(
-    x: jnp.ndarray, positions: jnp.ndarray, max_wavelength: float = 10_000.0
+  x: jnp.ndarray, positions: jnp.ndarray, max_wavelength: float = 10_000.0
 ) -> jnp.ndarray:
   """Rotates feature pairs `(x_i, x_{i + D/2})` by angle `position * f_i`.
 
@@ -37,16 +37,19 @@ def rope_3d(x: jnp.ndarray, frame: jnp.ndarray, row: jnp.ndarray, col: jnp.ndarr
   spatial = 2 * (x.shape[-1] // 6)
   temporal = x.shape[-1] - 2 * spatial
   parts = jnp.split(x, [temporal, temporal + spatial], axis=-1)
-  return jnp.concatenate([apply_rope(parts[0], frame), apply_rope(parts[1], row),
-                          apply_rope(parts[2], col)], axis=-1)
+  return jnp.concatenate(
+    [apply_rope(parts[0], frame), apply_rope(parts[1], row), apply_rope(parts[2], col)], axis=-1
+  )
 
 
-def video_rope(x: jnp.ndarray, frames: jnp.ndarray, rows: jnp.ndarray,
-               cols: jnp.ndarray) -> jnp.ndarray:
+def video_rope(
+  x: jnp.ndarray, frames: jnp.ndarray, rows: jnp.ndarray, cols: jnp.ndarray
+) -> jnp.ndarray:
   """`rope_3d` of a frame-major token grid: x `[B, F, P, N, D]`, `frames [F]`, the P tokens of
   every frame at `rows [P]`, `cols [P]`."""
   num_frames = frames.shape[0]
   flat = x.reshape((x.shape[0], -1) + x.shape[3:])
-  rotated = rope_3d(flat, jnp.repeat(frames, rows.shape[0]), jnp.tile(rows, num_frames),
-                    jnp.tile(cols, num_frames))
+  rotated = rope_3d(
+    flat, jnp.repeat(frames, rows.shape[0]), jnp.tile(rows, num_frames), jnp.tile(cols, num_frames)
+  )
   return rotated.reshape(x.shape)

@@ -38,7 +38,7 @@ NORMS = ("rms", "group")
 
 
 def make_norm(norm: str, num_groups: int, name: str, **kwargs) -> nn.Module:
-  """"rms": RMSNorm over the channels of each position (Wan 2.1's VAE), which sees no other
+  """ "rms": RMSNorm over the channels of each position (Wan 2.1's VAE), which sees no other
   pixel or frame, so chunks and spatial tiles of the convs' receptive field decode exactly.
   "group": GroupNorm with per-frame statistics over the whole frame (the LDM and SVD VAEs);
   spatial tiles then differ from whole frames wherever the statistics do."""
@@ -62,9 +62,14 @@ class VAEResBlock(nn.Module):
   @nn.compact
   def __call__(self, x: jnp.ndarray, first_chunk: bool = True) -> jnp.ndarray:
     kwargs = dict(dtype=self.dtype, param_dtype=self.param_dtype)
-    conv = lambda name: CausalConv3d(self.features, (self.temporal_kernel, 3, 3),
-                                     causal=self.causal, row_slices=self.row_slices, name=name,
-                                     **kwargs)
+    conv = lambda name: CausalConv3d(
+      self.features,
+      (self.temporal_kernel, 3, 3),
+      causal=self.causal,
+      row_slices=self.row_slices,
+      name=name,
+      **kwargs,
+    )
     h = nn.swish(make_norm(self.norm, self.num_groups, "norm_0", **kwargs)(x))
     h = conv("conv_0")(h, first_chunk)
     h = nn.swish(make_norm(self.norm, self.num_groups, "norm_1", **kwargs)(h))
@@ -137,25 +142,34 @@ class VideoAutoencoder(nn.Module):
   def __post_init__(self):
     super().__post_init__()
     if self.architecture not in ARCHITECTURES:
-      raise ConfigError(f"vae.architecture must be one of {ARCHITECTURES}, got "
-                        f"{self.architecture!r}.")
+      raise ConfigError(
+        f"vae.architecture must be one of {ARCHITECTURES}, got {self.architecture!r}."
+      )
     if self.norm not in NORMS:
       raise ConfigError(f"vae.norm must be one of {NORMS}, got {self.norm!r}.")
     transitions = len(self.channel_mults) - 1
     for name in ("spatial_downsample", "temporal_downsample"):
       if len(getattr(self, name)) != transitions:
-        raise ConfigError(f"vae.{name}={getattr(self, name)} needs one entry per level "
-                          f"transition: {transitions} for channel_mults {self.channel_mults}.")
+        raise ConfigError(
+          f"vae.{name}={getattr(self, name)} needs one entry per level "
+          f"transition: {transitions} for channel_mults {self.channel_mults}."
+        )
     if self.architecture == "temporal_decoder" and any(self.temporal_downsample):
-      raise ConfigError("The temporal_decoder VAE encodes frame by frame: vae.temporal_downsample "
-                        f"must be all False, got {self.temporal_downsample}.")
+      raise ConfigError(
+        "The temporal_decoder VAE encodes frame by frame: vae.temporal_downsample "
+        f"must be all False, got {self.temporal_downsample}."
+      )
     for width in [self.base_channels * m for m in self.channel_mults]:
       if width % self.num_groups:
-        raise ConfigError(f"vae.num_groups={self.num_groups} must divide every level's width; "
-                          f"{width} is not divisible.")
+        raise ConfigError(
+          f"vae.num_groups={self.num_groups} must divide every level's width; "
+          f"{width} is not divisible."
+        )
     if self.middle_attention and (self.base_channels * self.channel_mults[-1]) % self.head_dim:
-      raise ConfigError(f"vae.head_dim={self.head_dim} must divide the middle width "
-                        f"{self.base_channels * self.channel_mults[-1]}.")
+      raise ConfigError(
+        f"vae.head_dim={self.head_dim} must divide the middle width "
+        f"{self.base_channels * self.channel_mults[-1]}."
+      )
 
   @property
   def causal(self) -> bool:
@@ -174,8 +188,10 @@ class VideoAutoencoder(nn.Module):
     c = self.temporal_compression
     if num_frames < 1 or (num_frames - 1) % c:
       valid = ", ".join(str(1 + c * k) for k in range(4))
-      raise ShapeError(f"The {what} has {num_frames} frames; this VAE compresses time by {c} "
-                       f"and keeps frame 0 alone, so it takes 1 + {c}k frames ({valid}, ...).")
+      raise ShapeError(
+        f"The {what} has {num_frames} frames; this VAE compresses time by {c} "
+        f"and keeps frame 0 alone, so it takes 1 + {c}k frames ({valid}, ...)."
+      )
 
   def latent_shape(self, video_shape: tuple[int, int, int, int]) -> tuple[int, int, int, int]:
     """`(T, H, W, C)` of a video -> `(t, h, w, latent_channels)` of its latent."""
@@ -183,10 +199,15 @@ class VideoAutoencoder(nn.Module):
     self.check_num_frames(num_frames)
     s = self.spatial_compression
     if height % s or width % s:
-      raise ShapeError(f"Frames of {height}x{width} do not divide by this VAE's spatial "
-                       f"compression {s}.")
-    return (1 + (num_frames - 1) // self.temporal_compression, height // s, width // s,
-            self.latent_channels)
+      raise ShapeError(
+        f"Frames of {height}x{width} do not divide by this VAE's spatial compression {s}."
+      )
+    return (
+      1 + (num_frames - 1) // self.temporal_compression,
+      height // s,
+      width // s,
+      self.latent_channels,
+    )
 
   def video_frames(self, latent_frames: int) -> int:
     return 1 + (latent_frames - 1) * self.temporal_compression
@@ -223,16 +244,30 @@ class VideoAutoencoder(nn.Module):
 
   def _res_block(self, features: int, name: str, row_slices: int = 1) -> VAEResBlock:
     temporal_kernel = 3 if self.causal else 1
-    return VAEResBlock(features, self.num_groups, temporal_kernel, causal=True, norm=self.norm,
-                       row_slices=row_slices, name=name, **self._kwargs())
+    return VAEResBlock(
+      features,
+      self.num_groups,
+      temporal_kernel,
+      causal=True,
+      norm=self.norm,
+      row_slices=row_slices,
+      name=name,
+      **self._kwargs(),
+    )
 
-  def _middle(self, h: jnp.ndarray, first_chunk: bool, prefix: str,
-              row_slices: int = 1) -> jnp.ndarray:
+  def _middle(
+    self, h: jnp.ndarray, first_chunk: bool, prefix: str, row_slices: int = 1
+  ) -> jnp.ndarray:
     width = h.shape[-1]
     h = self._res_block(width, f"{prefix}_middle_res_0", row_slices)(h, first_chunk)
     if self.middle_attention:
-      h = VideoSelfAttention("spatial", self.head_dim, self.num_groups,
-                             name=f"{prefix}_middle_attention", **self._kwargs())(h)
+      h = VideoSelfAttention(
+        "spatial",
+        self.head_dim,
+        self.num_groups,
+        name=f"{prefix}_middle_attention",
+        **self._kwargs(),
+      )(h)
     return self._res_block(width, f"{prefix}_middle_res_1", row_slices)(h, first_chunk)
 
   @nn.compact
@@ -247,16 +282,20 @@ class VideoAutoencoder(nn.Module):
     if first_chunk:
       self.check_num_frames(x.shape[1])
     elif x.shape[1] % self.temporal_compression:
-      raise ShapeError(f"A chunk after the first has {x.shape[1]} frames; expected a multiple "
-                       f"of the temporal compression {self.temporal_compression}.")
+      raise ShapeError(
+        f"A chunk after the first has {x.shape[1]} frames; expected a multiple "
+        f"of the temporal compression {self.temporal_compression}."
+      )
     s = self.spatial_compression
     if x.shape[2] % s or x.shape[3] % s:
-      raise ShapeError(f"Frames of {x.shape[2]}x{x.shape[3]} do not divide by this VAE's "
-                       f"spatial compression {s}.")
+      raise ShapeError(
+        f"Frames of {x.shape[2]}x{x.shape[3]} do not divide by this VAE's spatial compression {s}."
+      )
     kwargs = self._kwargs()
     kt = 3 if self.causal else 1
     h = CausalConv3d(self.base_channels, (kt, 3, 3), name="encoder_conv_in", **kwargs)(
-        x, first_chunk)
+      x, first_chunk
+    )
     for level, mult in enumerate(self.channel_mults):
       for i in range(self.num_res_blocks):
         h = self._res_block(self.base_channels * mult, f"encoder_{level}_res_{i}")(h, first_chunk)
@@ -264,12 +303,14 @@ class VideoAutoencoder(nn.Module):
         if self.spatial_downsample[level]:
           h = SpatialConv(h.shape[-1], strides=2, name=f"encoder_{level}_down", **kwargs)(h)
         if self.temporal_downsample[level]:
-          h = CausalConv3d(h.shape[-1], (3, 1, 1), temporal_stride=2,
-                           name=f"encoder_{level}_time_down", **kwargs)(h, first_chunk)
+          h = CausalConv3d(
+            h.shape[-1], (3, 1, 1), temporal_stride=2, name=f"encoder_{level}_time_down", **kwargs
+          )(h, first_chunk)
     h = self._middle(h, first_chunk, "encoder")
     h = nn.swish(make_norm(self.norm, self.num_groups, "encoder_norm_out", **kwargs)(h))
-    moments = CausalConv3d(2 * self.latent_channels, (kt, 3, 3), name="encoder_conv_out",
-                           **kwargs)(h, first_chunk).astype(jnp.float32)
+    moments = CausalConv3d(2 * self.latent_channels, (kt, 3, 3), name="encoder_conv_out", **kwargs)(
+      h, first_chunk
+    ).astype(jnp.float32)
     mean, logvar = jnp.split(moments, 2, axis=-1)
     return mean, jnp.clip(logvar, *_LOGVAR_RANGE)
 
@@ -280,22 +321,26 @@ class VideoAutoencoder(nn.Module):
     In chunked mode the first chunk is latent frame 0 alone (`first_chunk=True`).
     """
     if z.ndim != 5 or z.shape[-1] != self.latent_channels:
-      raise ShapeError(f"VAE decode takes latents [B, t, h, w, {self.latent_channels}], got "
-                       f"shape {z.shape}.")
+      raise ShapeError(
+        f"VAE decode takes latents [B, t, h, w, {self.latent_channels}], got shape {z.shape}."
+      )
     kwargs = self._kwargs()
     kt = 3 if self.causal else 1
     top = self.base_channels * self.channel_mults[-1]
     slices = self.decoder_row_slices
     h = CausalConv3d(top, (kt, 3, 3), row_slices=slices, name="decoder_conv_in", **kwargs)(
-        z, first_chunk)
+      z, first_chunk
+    )
     h = self._middle(h, first_chunk, "decoder", slices)
     for level in reversed(range(len(self.channel_mults))):
       for i in range(self.num_res_blocks + 1):
-        h = self._res_block(self.base_channels * self.channel_mults[level],
-                            f"decoder_{level}_res_{i}", slices)(h, first_chunk)
+        h = self._res_block(
+          self.base_channels * self.channel_mults[level], f"decoder_{level}_res_{i}", slices
+        )(h, first_chunk)
         if not self.causal:
-          h = TemporalMix(self.num_groups, self.norm, name=f"decoder_{level}_temporal_{i}",
-                          **kwargs)(h)
+          h = TemporalMix(
+            self.num_groups, self.norm, name=f"decoder_{level}_temporal_{i}", **kwargs
+          )(h)
       if level > 0:
         if self.temporal_downsample[level - 1]:
           h = self._time_upsample(h, first_chunk, f"decoder_{level}_time_up")
@@ -303,8 +348,9 @@ class VideoAutoencoder(nn.Module):
           h = jnp.repeat(jnp.repeat(h, 2, axis=2), 2, axis=3)  # nearest
           h = SpatialConv(h.shape[-1], name=f"decoder_{level}_up", **kwargs)(h)
     h = nn.swish(make_norm(self.norm, self.num_groups, "decoder_norm_out", **kwargs)(h))
-    return CausalConv3d(self.out_channels, (kt, 3, 3), row_slices=slices, name="decoder_conv_out",
-                        **kwargs)(h, first_chunk).astype(jnp.float32)
+    return CausalConv3d(
+      self.out_channels, (kt, 3, 3), row_slices=slices, name="decoder_conv_out", **kwargs
+    )(h, first_chunk).astype(jnp.float32)
 
   def _time_upsample(self, h: jnp.ndarray, first_chunk: bool, name: str) -> jnp.ndarray:
     """Doubles the frame rate (depth to time) and, on frame 0, keeps one frame: `1 + k` -> `1 + 2k`
@@ -315,8 +361,9 @@ class VideoAutoencoder(nn.Module):
     h = h.reshape(batch, 2 * frames, height, width, channels)
     return h[:, 1:] if first_chunk else h
 
-  def __call__(self, x: jnp.ndarray, noise_key: jax.Array | None = None
-               ) -> tuple[jnp.ndarray, jnp.ndarray, jnp.ndarray]:
+  def __call__(
+    self, x: jnp.ndarray, noise_key: jax.Array | None = None
+  ) -> tuple[jnp.ndarray, jnp.ndarray, jnp.ndarray]:
     """Reconstructs x through a posterior sample (the mean when `noise_key` is None).
 
     Returns:
@@ -341,23 +388,24 @@ def kl_to_standard_normal(mean: jnp.ndarray, logvar: jnp.ndarray) -> jnp.ndarray
 def from_config(config: ml_collections.ConfigDict) -> VideoAutoencoder:
   """Builds the VAE from `config.model` (with `model.name == "vae"`) and `config.data`."""
   from jvdm.models.unet3d import config_dtype  # pylint: disable=g-import-not-at-top
+
   model = config.model
   try:
     return VideoAutoencoder(
-        architecture=str(model.architecture),
-        latent_channels=int(model.latent_channels),
-        base_channels=int(model.base_channels),
-        channel_mults=tuple(int(m) for m in model.channel_mults),
-        spatial_downsample=tuple(bool(d) for d in model.spatial_downsample),
-        temporal_downsample=tuple(bool(d) for d in model.temporal_downsample),
-        num_res_blocks=int(model.num_res_blocks),
-        norm=str(model.norm),
-        num_groups=int(model.num_groups),
-        middle_attention=bool(model.middle_attention),
-        head_dim=int(model.head_dim),
-        out_channels=int(config.data.channels),
-        dtype=config_dtype(model.dtype, "dtype"),
-        param_dtype=config_dtype(model.param_dtype, "param_dtype"),
+      architecture=str(model.architecture),
+      latent_channels=int(model.latent_channels),
+      base_channels=int(model.base_channels),
+      channel_mults=tuple(int(m) for m in model.channel_mults),
+      spatial_downsample=tuple(bool(d) for d in model.spatial_downsample),
+      temporal_downsample=tuple(bool(d) for d in model.temporal_downsample),
+      num_res_blocks=int(model.num_res_blocks),
+      norm=str(model.norm),
+      num_groups=int(model.num_groups),
+      middle_attention=bool(model.middle_attention),
+      head_dim=int(model.head_dim),
+      out_channels=int(config.data.channels),
+      dtype=config_dtype(model.dtype, "dtype"),
+      param_dtype=config_dtype(model.param_dtype, "param_dtype"),
     )
   except AttributeError as error:
     raise ConfigError(f"config is missing a field the vae model needs: {error}") from error

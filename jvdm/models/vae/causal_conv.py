@@ -65,15 +65,23 @@ class CausalConv3d(nn.Module):
     if self.temporal_stride not in (1, 2):
       raise ConfigError(f"CausalConv3d temporal_stride must be 1 or 2, got {self.temporal_stride}.")
     if self.temporal_stride > kt:
-      raise ConfigError(f"A temporal stride of {self.temporal_stride} with a temporal kernel of "
-                        f"{kt} would skip frames; use kt >= stride.")
+      raise ConfigError(
+        f"A temporal stride of {self.temporal_stride} with a temporal kernel of "
+        f"{kt} would skip frames; use kt >= stride."
+      )
     init = nn.initializers.zeros_init() if self.zero_init else nn.initializers.lecun_normal()
     kernel = self.param(
-        "kernel", nn.with_logical_partitioning(init, (CONV_TEMPORAL, CONV_HEIGHT, CONV_WIDTH,
-                                                      EMBED, MLP)),
-        (kt, kh, kw, x.shape[-1], self.features), self.param_dtype)
-    bias = self.param("bias", nn.with_logical_partitioning(nn.initializers.zeros_init(), (MLP,)),
-                      (self.features,), self.param_dtype)
+      "kernel",
+      nn.with_logical_partitioning(init, (CONV_TEMPORAL, CONV_HEIGHT, CONV_WIDTH, EMBED, MLP)),
+      (kt, kh, kw, x.shape[-1], self.features),
+      self.param_dtype,
+    )
+    bias = self.param(
+      "bias",
+      nn.with_logical_partitioning(nn.initializers.zeros_init(), (MLP,)),
+      (self.features,),
+      self.param_dtype,
+    )
     x, kernel, bias = nn.dtypes.promote_dtype(x, kernel, bias, dtype=self.dtype)
 
     if not self.causal:
@@ -86,14 +94,15 @@ class CausalConv3d(nn.Module):
       if self.is_mutable_collection(CACHE):  # chunked: carry the last kt - 1 input frames
         past = self.variable(CACHE, "past", jnp.zeros, past_shape, x.dtype)
         x_with_past = jnp.concatenate([past.value, x], axis=1)
-        past.value = x_with_past[:, -(kt - 1):]
+        past.value = x_with_past[:, -(kt - 1) :]
       else:
         x_with_past = jnp.concatenate([jnp.zeros(past_shape, x.dtype), x], axis=1)
       # Output j starts at padded frame j * stride; a chunk after the first starts at an odd
       # frame, one past a stride-2 boundary.
-      x = x_with_past[:, 0 if first_chunk else self.temporal_stride - 1:]
+      x = x_with_past[:, 0 if first_chunk else self.temporal_stride - 1 :]
     else:
       time_padding = (0, 0)
+
     def conv(x):
       if self.temporal_stride == 1 and kh == kw:
         x = jnp.pad(x, ((0, 0), time_padding, (0, 0), (0, 0), (0, 0)))
@@ -113,20 +122,29 @@ def _in_row_bands(conv, x: jnp.ndarray, bands: int, halo: int) -> jnp.ndarray:
     raise ConfigError(f"row_slices={bands} does not divide the feature height {height}.")
   rows = height // bands
   padded = jnp.pad(x, ((0, 0), (0, 0), (halo, halo), (0, 0), (0, 0)))
-  pieces = jnp.stack([padded[:, :, i * rows:(i + 1) * rows + 2 * halo] for i in range(bands)])
-  out = lax.map(lambda piece: conv(piece)[:, :, halo:halo + rows], pieces)  # [bands, B, T, r, W, C]
+  pieces = jnp.stack([padded[:, :, i * rows : (i + 1) * rows + 2 * halo] for i in range(bands)])
+  out = lax.map(
+    lambda piece: conv(piece)[:, :, halo : halo + rows], pieces
+  )  # [bands, B, T, r, W, C]
   out = jnp.moveaxis(out, 0, 2)  # [B, T, bands, rows, W, C]
   return out.reshape(out.shape[:2] + (height,) + out.shape[4:])
 
 
-def _conv3d(x: jnp.ndarray, kernel: jnp.ndarray, temporal_stride: int = 1,
-            time_padding: tuple[int, int] = (0, 0)) -> jnp.ndarray:
+def _conv3d(
+  x: jnp.ndarray,
+  kernel: jnp.ndarray,
+  temporal_stride: int = 1,
+  time_padding: tuple[int, int] = (0, 0),
+) -> jnp.ndarray:
   """XLA's 3D conv, "same" in space, `time_padding` frames in time."""
   _, kh, kw = kernel.shape[:3]
   return lax.conv_general_dilated(
-      x, kernel, window_strides=(temporal_stride, 1, 1),
-      padding=(time_padding, (kh // 2, kh // 2), (kw // 2, kw // 2)),
-      dimension_numbers=("NDHWC", "DHWIO", "NDHWC"))
+    x,
+    kernel,
+    window_strides=(temporal_stride, 1, 1),
+    padding=(time_padding, (kh // 2, kh // 2), (kw // 2, kw // 2)),
+    dimension_numbers=("NDHWC", "DHWIO", "NDHWC"),
+  )
 
 
 def _conv3d_as_2d_sum(x: jnp.ndarray, kernel: jnp.ndarray) -> jnp.ndarray:
@@ -137,7 +155,7 @@ def _conv3d_as_2d_sum(x: jnp.ndarray, kernel: jnp.ndarray) -> jnp.ndarray:
   batch, frames = x.shape[0], x.shape[1] - kt + 1
   out = None
   for i in range(kt):
-    window = x[:, i:i + frames].reshape((batch * frames,) + x.shape[2:])
+    window = x[:, i : i + frames].reshape((batch * frames,) + x.shape[2:])
     term = conv2d(window, kernel[i])
     out = term if out is None else out + term
   return out.reshape((batch, frames) + out.shape[1:])

@@ -24,15 +24,16 @@ from jvdm.models.vae.causal_conv import CACHE
 
 def _check_chunk(chunk_frames: int, multiple: int, what: str) -> None:
   if not isinstance(chunk_frames, int) or chunk_frames < 1 or chunk_frames % multiple:
-    raise ConfigError(f"The {what} chunk size must be a positive multiple of {multiple}, got "
-                      f"{chunk_frames!r}.")
+    raise ConfigError(
+      f"The {what} chunk size must be a positive multiple of {multiple}, got {chunk_frames!r}."
+    )
 
 
 def _split_time(x: jnp.ndarray, chunk: int) -> tuple[jnp.ndarray, jnp.ndarray]:
   """`[B, T, ...]` -> (`[N, B, chunk, ...]` full chunks, `[B, T - N chunk, ...]` the rest)."""
   num = x.shape[1] // chunk
-  full = x[:, :num * chunk].reshape((x.shape[0], num, chunk) + x.shape[2:]).swapaxes(0, 1)
-  return full, x[:, num * chunk:]
+  full = x[:, : num * chunk].reshape((x.shape[0], num, chunk) + x.shape[2:]).swapaxes(0, 1)
+  return full, x[:, num * chunk :]
 
 
 def _merge_time(chunks: Any) -> Any:
@@ -71,11 +72,13 @@ def _apply_with_cache(model: VideoAutoencoder, params: Any, method: Callable) ->
     variables = {"params": params} if cache is None else {"params": params, CACHE: cache}
     out, state = model.apply(variables, x, first_chunk, method=method, mutable=[CACHE])
     return out, state[CACHE]
+
   return apply
 
 
-def decode_in_chunks(model: VideoAutoencoder, params: Any, latents: jnp.ndarray,
-                     chunk_frames: int) -> jnp.ndarray:
+def decode_in_chunks(
+  model: VideoAutoencoder, params: Any, latents: jnp.ndarray, chunk_frames: int
+) -> jnp.ndarray:
   """`[B, t, h, w, c]` latents -> `[B, T, H, W, C]` pixels, `chunk_frames` latent frames at a time."""
   _check_chunk(chunk_frames, 1, "decode")
   if model.causal:
@@ -84,8 +87,9 @@ def decode_in_chunks(model: VideoAutoencoder, params: Any, latents: jnp.ndarray,
   return _run_independent(decode, latents, chunk_frames)
 
 
-def encode_in_chunks(model: VideoAutoencoder, params: Any, videos: jnp.ndarray,
-                     chunk_frames: int) -> tuple[jnp.ndarray, jnp.ndarray]:
+def encode_in_chunks(
+  model: VideoAutoencoder, params: Any, videos: jnp.ndarray, chunk_frames: int
+) -> tuple[jnp.ndarray, jnp.ndarray]:
   """`[B, T, H, W, C]` -> posterior `(mean, logvar)`, `chunk_frames` frames at a time after
   frame 0 (a multiple of the temporal compression)."""
   _check_chunk(chunk_frames, model.temporal_compression, "encode")

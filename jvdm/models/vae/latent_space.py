@@ -28,12 +28,15 @@ from jvdm.models.vae.tiling import tiled_apply
 LATENT_STATISTICS_FILE = "latent_statistics.json"
 
 
-def check_latent_channels(model: VideoAutoencoder, latent_config: ml_collections.ConfigDict) -> None:
+def check_latent_channels(
+  model: VideoAutoencoder, latent_config: ml_collections.ConfigDict
+) -> None:
   if model.latent_channels != latent_config.channels:
     raise ConfigError(
-        f"config.latent.channels={latent_config.channels}, but the VAE in "
-        f"{latent_config.vae_workdir} has {model.latent_channels} latent channels. A latent "
-        "diffusion model works only with the VAE whose latents it was trained on.")
+      f"config.latent.channels={latent_config.channels}, but the VAE in "
+      f"{latent_config.vae_workdir} has {model.latent_channels} latent channels. A latent "
+      "diffusion model works only with the VAE whose latents it was trained on."
+    )
 
 
 def latent_statistics(latents: np.ndarray) -> dict[str, float]:
@@ -42,7 +45,9 @@ def latent_statistics(latents: np.ndarray) -> dict[str, float]:
   return {"shift": float(latents.mean()), "scale": float(1.0 / max(latents.std(), 1e-6))}
 
 
-def save_latent_statistics(workdir: str | epath.Path, statistics: dict[str, float], step: int) -> None:
+def save_latent_statistics(
+  workdir: str | epath.Path, statistics: dict[str, float], step: int
+) -> None:
   path = epath.Path(workdir) / LATENT_STATISTICS_FILE
   temporary = path.parent / (LATENT_STATISTICS_FILE + ".tmp")
   temporary.write_text(json.dumps({**statistics, "step": int(step)}, indent=2))
@@ -52,8 +57,10 @@ def save_latent_statistics(workdir: str | epath.Path, statistics: dict[str, floa
 def load_latent_statistics(workdir: str | epath.Path) -> dict[str, float]:
   path = epath.Path(workdir) / LATENT_STATISTICS_FILE
   if not path.exists():
-    raise CheckpointError(f"The VAE workdir {workdir} has no {LATENT_STATISTICS_FILE}: train the "
-                          "VAE until its first evaluation (train.sample_every, or the end).")
+    raise CheckpointError(
+      f"The VAE workdir {workdir} has no {LATENT_STATISTICS_FILE}: train the "
+      "VAE until its first evaluation (train.sample_every, or the end)."
+    )
   return json.loads(path.read_text())
 
 
@@ -99,8 +106,9 @@ class LatentSpace:
     z = sample_posterior(key, mean, logvar) if key is not None and self.sample_posterior else mean
     return self.normalize(z)
 
-  def encode_tiled(self, videos: jnp.ndarray, tile: int, overlap: int = 0,
-                   progress: bool = False) -> np.ndarray:
+  def encode_tiled(
+    self, videos: jnp.ndarray, tile: int, overlap: int = 0, progress: bool = False
+  ) -> np.ndarray:
     """`encode` (posterior means) over spatial tiles of `tile` pixels overlapping by `overlap`
     (0 = twice the encoder's receptive radius), one tile at a time (`tiling.tiled_apply`):
     for large frames. Exact for a VAE with norm="rms" and no middle attention."""
@@ -109,13 +117,22 @@ class LatentSpace:
     s = self.model.spatial_compression
     overlap = -(-overlap // s) * s  # whole latent pixels
     if tile < 2 * overlap:
-      raise ConfigError(f"An encode tile of {tile} pixels is smaller than twice the tile overlap "
-                        f"{overlap}, which must cover twice the encoder's receptive overlap of "
-                        f"{radius} pixels: use tile >= {2 * overlap}.")
+      raise ConfigError(
+        f"An encode tile of {tile} pixels is smaller than twice the tile overlap "
+        f"{overlap}, which must cover twice the encoder's receptive overlap of "
+        f"{radius} pixels: use tile >= {2 * overlap}."
+      )
     encode = jitted_encode(self.model)
     fn = lambda x: self.normalize(encode(self.params, x))
-    return tiled_apply(fn, to_network_input(jnp.asarray(videos)), tile=tile, overlap=overlap,
-                       scale=fractions.Fraction(1, s), margin=radius, progress=progress)
+    return tiled_apply(
+      fn,
+      to_network_input(jnp.asarray(videos)),
+      tile=tile,
+      overlap=overlap,
+      scale=fractions.Fraction(1, s),
+      margin=radius,
+      progress=progress,
+    )
 
   def to_latents(self, videos: jnp.ndarray, key: jax.Array) -> jnp.ndarray:
     """Traceable: a training batch -> normalized latents: uint8 pixels are encoded, float
@@ -129,23 +146,34 @@ class LatentSpace:
     tile)."""
     latents = jnp.asarray(latents, jnp.float32)
     if latents.ndim != 5 or latents.shape[-1] != self.model.latent_channels:
-      raise ConfigError(f"These latents have shape {latents.shape}, but the VAE decodes "
-                        f"[B, t, h, w, {self.model.latent_channels}] latents: was the diffusion "
-                        "model trained on another VAE's latents?")
-    decode = _jitted_decode(self.model.clone(decoder_row_slices=self.decode_row_slices),
-                            self.decode_chunk_frames)
+      raise ConfigError(
+        f"These latents have shape {latents.shape}, but the VAE decodes "
+        f"[B, t, h, w, {self.model.latent_channels}] latents: was the diffusion "
+        "model trained on another VAE's latents?"
+      )
+    decode = _jitted_decode(
+      self.model.clone(decoder_row_slices=self.decode_row_slices), self.decode_chunk_frames
+    )
     fn = lambda z: decode(self.params, z / self.scale + self.shift)
     if self.decode_tile and self.decode_tile < max(latents.shape[2:4]):
       radius = self.model.decoder_receptive_radius
       overlap = self.decode_tile_overlap or 2 * radius
       if self.decode_tile < 2 * overlap:
         raise ConfigError(
-            f"A decode tile of {self.decode_tile} latent pixels is smaller than twice the tile "
-            f"overlap {overlap}, which must cover twice the decoder's receptive overlap of "
-            f"{radius} latent pixels: use decode_tile >= {4 * radius}, or 0 to decode whole "
-            "frames.")
-      return tiled_apply(fn, latents, tile=self.decode_tile, overlap=overlap,
-                         scale=self.model.spatial_compression, margin=radius, progress=progress)
+          f"A decode tile of {self.decode_tile} latent pixels is smaller than twice the tile "
+          f"overlap {overlap}, which must cover twice the decoder's receptive overlap of "
+          f"{radius} latent pixels: use decode_tile >= {4 * radius}, or 0 to decode whole "
+          "frames."
+        )
+      return tiled_apply(
+        fn,
+        latents,
+        tile=self.decode_tile,
+        overlap=overlap,
+        scale=self.model.spatial_compression,
+        margin=radius,
+        progress=progress,
+      )
     return np.asarray(fn(latents))
 
 

@@ -56,13 +56,15 @@ def _scaled(value: int, scale: fractions.Fraction, what: str, error: type[Except
   """value * scale as an int, or `error` saying which size is not a whole number."""
   scaled = value * scale
   if scaled.denominator != 1:
-    raise error(f"{what}={value} times scale={scale} is {scaled}, expected a whole number of "
-                f"output pixels.")
+    raise error(
+      f"{what}={value} times scale={scale} is {scaled}, expected a whole number of output pixels."
+    )
   return int(scaled)
 
 
-def _axis_tiles(size: int, tile: int, overlap: int, scale: fractions.Fraction,
-                margin: int = 0) -> list[tuple[int, int, int, np.ndarray]]:
+def _axis_tiles(
+  size: int, tile: int, overlap: int, scale: fractions.Fraction, margin: int = 0
+) -> list[tuple[int, int, int, np.ndarray]]:
   """Per tile along one axis: (input start, output window start, output window end, weights
   over the window), for tiles of min(tile, size) input pixels (module docstring)."""
   out_size = int(size * scale)
@@ -73,8 +75,9 @@ def _axis_tiles(size: int, tile: int, overlap: int, scale: fractions.Fraction,
   ramp_width, out_tile = int(overlap * scale), int(tile * scale)
   # Zero over the `margin` output pixels next to the tile's cut edge, then linear, then one.
   out_margin = int(np.ceil(margin * scale))
-  ramp = np.clip((np.arange(ramp_width) - out_margin + 1) / (ramp_width - 2 * out_margin + 1),
-                 0.0, 1.0)
+  ramp = np.clip(
+    (np.arange(ramp_width) - out_margin + 1) / (ramp_width - 2 * out_margin + 1), 0.0, 1.0
+  )
   result = []
   for i, nominal in enumerate(starts + [len(starts) * stride]):
     window_start = int(nominal * scale)
@@ -83,13 +86,21 @@ def _axis_tiles(size: int, tile: int, overlap: int, scale: fractions.Fraction,
     if i > 0:
       weight[:ramp_width] = ramp
     if window_end < out_size:
-      weight[len(weight) - ramp_width:] = ramp[::-1]
+      weight[len(weight) - ramp_width :] = ramp[::-1]
     result.append((min(nominal, size - tile), window_start, window_end, weight))
   return result
 
 
-def tiled_apply(fn: Callable, x, *, tile: int, overlap: int, scale: int | fractions.Fraction,
-                margin: int = 0, progress: bool = False) -> np.ndarray:
+def tiled_apply(
+  fn: Callable,
+  x,
+  *,
+  tile: int,
+  overlap: int,
+  scale: int | fractions.Fraction,
+  margin: int = 0,
+  progress: bool = False,
+) -> np.ndarray:
   """fn(x) computed tile by tile over H and W and blended (module docstring).
 
   Args:
@@ -111,15 +122,20 @@ def tiled_apply(fn: Callable, x, *, tile: int, overlap: int, scale: int | fracti
   """
   scale = fractions.Fraction(scale)
   if scale <= 0:
-    raise ConfigError(f"scale={scale}, expected a positive number of output pixels per "
-                      f"input pixel.")
+    raise ConfigError(
+      f"scale={scale}, expected a positive number of output pixels per input pixel."
+    )
   if overlap < 0 or tile <= overlap or tile < 2 * overlap:
-    raise ConfigError(f"tile={tile}, overlap={overlap}: expected 0 <= overlap, tile > overlap "
-                      f"and tile >= 2 * overlap (a pixel in at most two tiles per axis).")
+    raise ConfigError(
+      f"tile={tile}, overlap={overlap}: expected 0 <= overlap, tile > overlap "
+      f"and tile >= 2 * overlap (a pixel in at most two tiles per axis)."
+    )
   if overlap < 2 * margin:
-    raise ConfigError(f"overlap={overlap} is a tile overlap smaller than the decoder's "
-                      f"receptive overlap: expected overlap >= 2 * margin = {2 * margin} (the "
-                      f"receptive radius is {margin} input pixels).")
+    raise ConfigError(
+      f"overlap={overlap} is a tile overlap smaller than the decoder's "
+      f"receptive overlap: expected overlap >= 2 * margin = {2 * margin} (the "
+      f"receptive radius is {margin} input pixels)."
+    )
   _scaled(tile, scale, "tile", ConfigError)
   _scaled(overlap, scale, "overlap", ConfigError)
   if np.ndim(x) != 5:
@@ -128,23 +144,29 @@ def tiled_apply(fn: Callable, x, *, tile: int, overlap: int, scale: int | fracti
   out_hw = (_scaled(height, scale, "H", ShapeError), _scaled(width, scale, "W", ShapeError))
   tile_hw = (min(tile, height), min(tile, width))
   expected = tuple(int(n * scale) for n in tile_hw)
-  piece_shape = jax.eval_shape(fn, jax.ShapeDtypeStruct(x.shape[:2] + tile_hw + x.shape[4:],
-                                                        x.dtype))
+  piece_shape = jax.eval_shape(
+    fn, jax.ShapeDtypeStruct(x.shape[:2] + tile_hw + x.shape[4:], x.dtype)
+  )
   if len(piece_shape.shape) != 5 or piece_shape.shape[2:4] != expected:
-    raise ShapeError(f"fn maps a tile {tile_hw} to shape {piece_shape.shape}, expected "
-                     f"[B, T', {expected[0]}, {expected[1]}, C] for scale={scale}.")
-  out = np.zeros(piece_shape.shape[:2] + out_hw + piece_shape.shape[4:],
-                 np.result_type(piece_shape.dtype, np.float32))
+    raise ShapeError(
+      f"fn maps a tile {tile_hw} to shape {piece_shape.shape}, expected "
+      f"[B, T', {expected[0]}, {expected[1]}, C] for scale={scale}."
+    )
+  out = np.zeros(
+    piece_shape.shape[:2] + out_hw + piece_shape.shape[4:],
+    np.result_type(piece_shape.dtype, np.float32),
+  )
   rows = _axis_tiles(height, tile, overlap, scale, margin)
   cols = _axis_tiles(width, tile, overlap, scale, margin)
-  with tqdm.tqdm(total=len(rows) * len(cols), desc="tiles", unit="tile",
-                 disable=not progress) as bar:
+  with tqdm.tqdm(
+    total=len(rows) * len(cols), desc="tiles", unit="tile", disable=not progress
+  ) as bar:
     for y, y0, y1, wy in rows:
       for x_start, x0, x1, wx in cols:
-        piece = np.asarray(fn(x[:, :, y:y + tile_hw[0], x_start:x_start + tile_hw[1]]))
+        piece = np.asarray(fn(x[:, :, y : y + tile_hw[0], x_start : x_start + tile_hw[1]]))
         # The window's offset inside the tile: nonzero only for an edge-aligned last tile.
         oy, ox = y0 - int(y * scale), x0 - int(x_start * scale)
         weight = (wy[:, None] * wx[None, :])[..., None].astype(out.dtype)
-        out[:, :, y0:y1, x0:x1] += piece[:, :, oy:oy + y1 - y0, ox:ox + x1 - x0] * weight
+        out[:, :, y0:y1, x0:x1] += piece[:, :, oy : oy + y1 - y0, ox : ox + x1 - x0] * weight
         bar.update()
   return out.astype(piece_shape.dtype)

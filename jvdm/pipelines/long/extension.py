@@ -27,8 +27,13 @@ import jax.numpy as jnp
 
 from jvdm.errors import ConfigError, ShapeError
 from jvdm.samplers.denoiser import Denoiser, alpha_sigma_like
-from jvdm.samplers.driver import (Solver, normal_per_sample, run_solver, split_per_sample,
-                                  staggered_time_grid)
+from jvdm.samplers.driver import (
+  Solver,
+  normal_per_sample,
+  run_solver,
+  split_per_sample,
+  staggered_time_grid,
+)
 from jvdm.samplers.grids import sampling_time_grid
 from jvdm.samplers.solvers import SOLVERS
 
@@ -48,27 +53,55 @@ def _replacing(solver: Solver, process, context: jnp.ndarray, known: jnp.ndarray
   return Solver(step=step, init_history=solver.init_history, stochastic=True)
 
 
-def frame_time_grid(process, sampler: str, num_steps: int, num_frames: int,
-                    frame_stagger: float = 0.0, time_power: float = 1.0) -> jnp.ndarray:
+def frame_time_grid(
+  process,
+  sampler: str,
+  num_steps: int,
+  num_frames: int,
+  frame_stagger: float = 0.0,
+  time_power: float = 1.0,
+) -> jnp.ndarray:
   """`[S + 1, num_frames]` per-frame times, as `VideoSampler` samples `num_frames` frames on
   the uniform grid (staggered when frame_stagger > 0)."""
   if frame_stagger:
     return staggered_time_grid(num_steps, num_frames, frame_stagger, time_power)
-  uniform = jnp.asarray(sampling_time_grid(process, SOLVERS[sampler][1], num_steps,
-                                           time_power=time_power), jnp.float32)
+  uniform = jnp.asarray(
+    sampling_time_grid(process, SOLVERS[sampler][1], num_steps, time_power=time_power), jnp.float32
+  )
   return jnp.broadcast_to(uniform[:, None], (num_steps + 1, num_frames))
 
 
-def _extend(keys, cond, *, denoise, process, num_frames, window, context_frames, frame_shape,
-            sampler, num_steps, eta, clip_x0, mode, frame_stagger, time_power, return_clips):
+def _extend(
+  keys,
+  cond,
+  *,
+  denoise,
+  process,
+  num_frames,
+  window,
+  context_frames,
+  frame_shape,
+  sampler,
+  num_steps,
+  eta,
+  clip_x0,
+  mode,
+  frame_stagger,
+  time_power,
+  return_clips,
+):
   batch, k = keys.shape[0], context_frames
   num_clips = 1 + -(-(num_frames - window) // (window - k))
-  frame_grid = lambda frames: frame_time_grid(process, sampler, num_steps, frames,
-                                              frame_stagger, time_power)
+  frame_grid = lambda frames: frame_time_grid(
+    process, sampler, num_steps, frames, frame_stagger, time_power
+  )
 
   first_grid = frame_grid(window)
-  later_grid = first_grid if mode == "replace" else jnp.concatenate(
-      [jnp.zeros((num_steps + 1, k)), frame_grid(window - k)], axis=1)
+  later_grid = (
+    first_grid
+    if mode == "replace"
+    else jnp.concatenate([jnp.zeros((num_steps + 1, k)), frame_grid(window - k)], axis=1)
+  )
   is_context = (jnp.arange(window) < k)[None, :, None, None, None]
 
   def clip_body(carry, inputs):
@@ -87,13 +120,14 @@ def _extend(keys, cond, *, denoise, process, num_frames, window, context_frames,
       x_init = jnp.where(known, given, noise)
     else:
       conditional = lambda z, t, _: denoise(z, t, cond)
-      solver = _replacing(SOLVERS[sampler][0](conditional, process, eta, clip_x0), process, given,
-                          known)
+      solver = _replacing(
+        SOLVERS[sampler][0](conditional, process, eta, clip_x0), process, given, known
+      )
       alpha, sigma = alpha_sigma_like(process, grid[0], noise)
       x_init = jnp.where(known, alpha * given + sigma * noise, noise)
     clip = run_solver(solver, x_init, grid, solver_keys)
     head = jnp.where(extending, head, clip[:, :k])
-    return (clip[:, window - k:], head), clip if return_clips else clip[:, k:]
+    return (clip[:, window - k :], head), clip if return_clips else clip[:, k:]
 
   fold = lambda c: jax.vmap(jax.random.fold_in, (0, None))(keys, c)
   clip_keys = jnp.concatenate([keys[None], jax.vmap(fold)(jnp.arange(1, num_clips))])
@@ -107,16 +141,43 @@ def _extend(keys, cond, *, denoise, process, num_frames, window, context_frames,
 
 
 _STATIC = (
-    "denoise", "process", "num_frames", "window", "context_frames", "frame_shape", "sampler",
-    "num_steps", "eta", "clip_x0", "mode", "frame_stagger", "time_power", "return_clips")
+  "denoise",
+  "process",
+  "num_frames",
+  "window",
+  "context_frames",
+  "frame_shape",
+  "sampler",
+  "num_steps",
+  "eta",
+  "clip_x0",
+  "mode",
+  "frame_stagger",
+  "time_power",
+  "return_clips",
+)
 _extend_jitted = jax.jit(_extend, static_argnames=_STATIC)
 
 
-def extend(denoise: Denoiser, process, keys: jax.Array, num_frames: int, window: int,
-           context_frames: int, frame_shape: Sequence[int], sampler: str = "ddim",
-           num_steps: int = 50, eta: float = 0.0, clip_x0: bool = True, mode: str = "clean",
-           frame_stagger: float = 0.0, time_power: float = 1.0, cond: Optional[Any] = None,
-           return_clips: bool = False, jit: bool = True) -> jnp.ndarray:
+def extend(
+  denoise: Denoiser,
+  process,
+  keys: jax.Array,
+  num_frames: int,
+  window: int,
+  context_frames: int,
+  frame_shape: Sequence[int],
+  sampler: str = "ddim",
+  num_steps: int = 50,
+  eta: float = 0.0,
+  clip_x0: bool = True,
+  mode: str = "clean",
+  frame_stagger: float = 0.0,
+  time_power: float = 1.0,
+  cond: Optional[Any] = None,
+  return_clips: bool = False,
+  jit: bool = True,
+) -> jnp.ndarray:
   """Generates `num_frames` frames clip by clip with a model trained on `window` frames.
 
   Clip 0 is sampled as `VideoSampler` samples one window (same keys, same numbers). Clip c > 0
@@ -152,23 +213,41 @@ def extend(denoise: Denoiser, process, keys: jax.Array, num_frames: int, window:
   if sampler not in SOLVERS:
     raise ConfigError(f"Unknown sampler {sampler!r}; valid samplers: {list(SOLVERS)}.")
   if eta < 0 or (eta and sampler != "ddim"):
-    raise ConfigError(f"eta must be >= 0 and applies to the 'ddim' sampler only; got eta={eta} "
-                      f"with {sampler!r}.")
+    raise ConfigError(
+      f"eta must be >= 0 and applies to the 'ddim' sampler only; got eta={eta} with {sampler!r}."
+    )
   staggered_time_grid(num_steps, 2, frame_stagger, time_power)  # validates all three
   if not 1 <= context_frames < window:
-    raise ConfigError(f"context_frames must be in [1, window - 1] = [1, {window - 1}] so that "
-                      f"each clip adds new frames; got {context_frames}.")
+    raise ConfigError(
+      f"context_frames must be in [1, window - 1] = [1, {window - 1}] so that "
+      f"each clip adds new frames; got {context_frames}."
+    )
   if window > num_frames:
-    raise ConfigError(f"A clip of window={window} frames is longer than the requested "
-                      f"num_frames={num_frames}; sample {num_frames} frames directly.")
+    raise ConfigError(
+      f"A clip of window={window} frames is longer than the requested "
+      f"num_frames={num_frames}; sample {num_frames} frames directly."
+    )
   frame_shape = tuple(int(size) for size in frame_shape)
   if len(frame_shape) != 3:
     raise ShapeError(f"frame_shape must be (H, W, C), got {frame_shape}.")
   if jax.dtypes.issubdtype(keys.dtype, jax.dtypes.prng_key) and keys.ndim != 1:
     raise ShapeError(f"keys must be [B], one key per video; got shape {keys.shape}.")
   run = _extend_jitted if jit else _extend
-  return run(keys, cond, denoise=denoise, process=process, num_frames=num_frames, window=window,
-             context_frames=context_frames, frame_shape=frame_shape, sampler=sampler,
-             num_steps=num_steps, eta=float(eta), clip_x0=clip_x0, mode=mode,
-             frame_stagger=float(frame_stagger), time_power=float(time_power),
-             return_clips=return_clips)
+  return run(
+    keys,
+    cond,
+    denoise=denoise,
+    process=process,
+    num_frames=num_frames,
+    window=window,
+    context_frames=context_frames,
+    frame_shape=frame_shape,
+    sampler=sampler,
+    num_steps=num_steps,
+    eta=float(eta),
+    clip_x0=clip_x0,
+    mode=mode,
+    frame_stagger=float(frame_stagger),
+    time_power=float(time_power),
+    return_clips=return_clips,
+  )

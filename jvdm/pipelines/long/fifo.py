@@ -85,12 +85,14 @@ def grid_levels(grid) -> np.ndarray:
   return np.asarray(grid, np.float64)[::-1]
 
 
-def queue_levels(process, sampler: str, num_levels: int, spacing: str = "uniform",
-                 steps_offset: int = 0) -> np.ndarray:
+def queue_levels(
+  process, sampler: str, num_levels: int, spacing: str = "uniform", steps_offset: int = 0
+) -> np.ndarray:
   """`grid_levels` of the S-step grid of `sampler`'s family with `spacing`
   (`jvdm.samplers.grids`), as the authors take their base sampler's timesteps."""
-  return grid_levels(sampling_time_grid(process, SOLVERS[sampler][1], num_levels, spacing,
-                                        steps_offset))
+  return grid_levels(
+    sampling_time_grid(process, SOLVERS[sampler][1], num_levels, spacing, steps_offset)
+  )
 
 
 def tail_noise(keys: jax.Array, iteration, shape) -> jnp.ndarray:
@@ -102,8 +104,7 @@ def tail_noise(keys: jax.Array, iteration, shape) -> jnp.ndarray:
 def coherent_tail(previous: jnp.ndarray, noise: jnp.ndarray, cutoff: float) -> jnp.ndarray:
   """Ouroboros-Diffusion's tail latent: the low spatial frequencies (`cutoff` of Nyquist) of
   `previous` `[B, k, H, W, C]` with the high frequencies of `noise` (same shape)."""
-  low_pass = low_pass_filter((1,) + previous.shape[2:4], 1.0, cutoff,
-                             "box")[None, :, :, :, None]
+  low_pass = low_pass_filter((1,) + previous.shape[2:4], 1.0, cutoff, "box")[None, :, :, :, None]
   spectrum = lambda a: jnp.fft.fft2(a, axes=(2, 3))
   mixed = spectrum(previous) * low_pass + spectrum(noise) * (1.0 - low_pass)
   return jnp.fft.ifft2(mixed, axes=(2, 3)).real.astype(noise.dtype)
@@ -143,25 +144,34 @@ class FIFODiffusion:
     if self.eta is None:  # the authors' eta (`videocrafter_main.py:131`)
       object.__setattr__(self, "eta", 1.0 if self.sampler == "ddim" else 0.0)
     if self.window < 1 or self.num_partitions < 1:
-      raise ConfigError(f"FIFO needs window >= 1 and num_partitions >= 1, got window="
-                        f"{self.window}, num_partitions={self.num_partitions}.")
+      raise ConfigError(
+        f"FIFO needs window >= 1 and num_partitions >= 1, got window="
+        f"{self.window}, num_partitions={self.num_partitions}."
+      )
     if self.frames_per_level < 1 or self.window % self.frames_per_level:
-      raise ConfigError(f"frames_per_level={self.frames_per_level} must divide the window of "
-                        f"{self.window} frames.")
+      raise ConfigError(
+        f"frames_per_level={self.frames_per_level} must divide the window of {self.window} frames."
+      )
     if self.lookahead and (self.window < 2 or self.window % 2):
-      raise ConfigError(f"Lookahead denoising updates the second half of each window; it needs "
-                        f"an even window, got {self.window}.")
+      raise ConfigError(
+        f"Lookahead denoising updates the second half of each window; it needs "
+        f"an even window, got {self.window}."
+      )
     if self.tail not in TAILS:
       raise ConfigError(f"Unknown FIFO tail {self.tail!r}; expected one of {TAILS}.")
     if not 0.0 <= self.tail_cutoff <= 1.0:
       raise ConfigError(f"tail_cutoff must be in [0, 1], got {self.tail_cutoff}.")
     if self.sampler not in SINGLE_STEP_SAMPLERS:
-      raise ConfigError(f"FIFO moves each frame along its own point of the grid, which needs a "
-                        f"single-step solver, one of {SINGLE_STEP_SAMPLERS}; got "
-                        f"{self.sampler!r}.")
+      raise ConfigError(
+        f"FIFO moves each frame along its own point of the grid, which needs a "
+        f"single-step solver, one of {SINGLE_STEP_SAMPLERS}; got "
+        f"{self.sampler!r}."
+      )
     if self.eta < 0 or (self.eta and self.sampler != "ddim"):
-      raise ConfigError(f"eta must be >= 0 and applies to the 'ddim' sampler only; got eta="
-                        f"{self.eta} with {self.sampler!r} (use eta=0 with it).")
+      raise ConfigError(
+        f"eta must be >= 0 and applies to the 'ddim' sampler only; got eta="
+        f"{self.eta} with {self.sampler!r} (use eta=0 with it)."
+      )
 
   @property
   def queue_length(self) -> int:
@@ -186,16 +196,25 @@ class FIFODiffusion:
   def check_length(self, num_frames: int) -> None:
     if num_frames < self.queue_length:
       raise ConfigError(
-          f"FIFO with a queue of {self.queue_length} frames (num_partitions="
-          f"{self.num_partitions} x window={self.window}) needs a video of at least that many "
-          f"frames; got num_frames={num_frames}. Use fewer partitions or sample directly.")
+        f"FIFO with a queue of {self.queue_length} frames (num_partitions="
+        f"{self.num_partitions} x window={self.window}) needs a video of at least that many "
+        f"frames; got num_frames={num_frames}. Use fewer partitions or sample directly."
+      )
     if num_frames % self.frames_per_level:
-      raise ConfigError(f"num_frames={num_frames} must be a multiple of frames_per_level="
-                        f"{self.frames_per_level}.")
+      raise ConfigError(
+        f"num_frames={num_frames} must be a multiple of frames_per_level={self.frames_per_level}."
+      )
 
-  def sample(self, denoise: Denoiser, process, keys: jax.Array, base: jnp.ndarray,
-             num_frames: int, cond: Optional[Any] = None,
-             levels: Optional[np.ndarray] = None) -> jnp.ndarray:
+  def sample(
+    self,
+    denoise: Denoiser,
+    process,
+    keys: jax.Array,
+    base: jnp.ndarray,
+    num_frames: int,
+    cond: Optional[Any] = None,
+    levels: Optional[np.ndarray] = None,
+  ) -> jnp.ndarray:
     """Generates `[B, num_frames, H, W, C]` from a base clip `[B, window, H, W, C]` (clean).
 
     Traceable (call it under `jax.jit`, with the params as arguments); one `lax.scan` over
@@ -204,20 +223,22 @@ class FIFODiffusion:
     """
     self.check_length(num_frames)
     if base.ndim != 5 or base.shape[1] != self.window:
-      raise ShapeError(f"The base clip must be [B, window={self.window}, H, W, C], got "
-                       f"{base.shape}.")
+      raise ShapeError(
+        f"The base clip must be [B, window={self.window}, H, W, C], got {base.shape}."
+      )
     batch, frame_shape = base.shape[0], base.shape[2:]
     k, head, queue_length = self.frames_per_level, self.head, self.queue_length
     levels = self.levels(process) if levels is None else np.asarray(levels, np.float64)
     if levels.shape != (self.num_levels + 1,) or levels[0] != 0.0:
-      raise ShapeError(f"FIFO's {self.num_levels} steps need {self.num_levels + 1} ascending "
-                       f"levels from t = 0; got {levels.shape} from {levels[0]}.")
+      raise ShapeError(
+        f"FIFO's {self.num_levels} steps need {self.num_levels + 1} ascending "
+        f"levels from t = 0; got {levels.shape} from {levels[0]}."
+      )
     levels = jnp.asarray(levels, jnp.float32)
     # Level index of every queue position. The head holds output frames, clean: level 0, as
     # the authors' head sits at their first (effectively clean) timestep. It is only context:
     # its step is computed with the window's and dropped.
-    level_index = jnp.concatenate([jnp.zeros(head, jnp.int32),
-                                   jnp.arange(queue_length) // k + 1])
+    level_index = jnp.concatenate([jnp.zeros(head, jnp.int32), jnp.arange(queue_length) // k + 1])
     t_cur = levels[level_index]
     t_next = levels[jnp.maximum(level_index - 1, 0)]
     stride = self.window // 2 if self.lookahead else self.window
@@ -230,13 +251,19 @@ class FIFODiffusion:
     def step_queue(queue, noise_keys):
       windows = extract_windows(queue, starts, self.window)  # [B, W, window, ...]
       fold = lambda a: a.reshape((-1,) + a.shape[2:])
-      t_windows = lambda t: jnp.broadcast_to(extract_windows(t[None], starts, self.window),
-                                             (batch, len(starts), self.window))
+      t_windows = lambda t: jnp.broadcast_to(
+        extract_windows(t[None], starts, self.window), (batch, len(starts), self.window)
+      )
       noise = None
       if solver.stochastic:
         noise = normal_per_sample(noise_keys, (len(starts), self.window) + frame_shape)
-      stepped, _ = solver.step(fold(windows), (), fold(t_windows(t_cur)), fold(t_windows(t_next)),
-                               None if noise is None else fold(noise))
+      stepped, _ = solver.step(
+        fold(windows),
+        (),
+        fold(t_windows(t_cur)),
+        fold(t_windows(t_next)),
+        None if noise is None else fold(noise),
+      )
       stepped = stepped.reshape(windows.shape)[:, :, first_updated:]
       return jnp.concatenate([queue[:, :head], stepped.reshape((batch, -1) + frame_shape)], 1)
 
@@ -244,7 +271,7 @@ class FIFODiffusion:
       queue, rng = carry
       rng, step_keys = split_per_sample(rng)
       queue = step_queue(queue, step_keys)
-      out = queue[:, head:head + k]  # at level 0: clean
+      out = queue[:, head : head + k]  # at level 0: clean
       fresh = tail_noise(keys, index, (k,) + tuple(frame_shape))
       if self.tail == "ouroboros":
         fresh = coherent_tail(queue[:, -k:], fresh, self.tail_cutoff)

@@ -56,8 +56,14 @@ from jvdm.errors import ConfigError, ShapeError
 from jvdm.ops.windows import window_starts
 
 
-def rescheduled_noise(key: jax.Array, num_frames: int, frame_shape: Sequence[int], window: int,
-                      stride: int, dtype=jnp.float32) -> jnp.ndarray:
+def rescheduled_noise(
+  key: jax.Array,
+  num_frames: int,
+  frame_shape: Sequence[int],
+  window: int,
+  stride: int,
+  dtype=jnp.float32,
+) -> jnp.ndarray:
   """`[num_frames, *frame_shape]` standard normal frames, rescheduled (FreeNoise sec. 3.2).
 
   Args:
@@ -84,16 +90,25 @@ def rescheduled_noise(key: jax.Array, num_frames: int, frame_shape: Sequence[int
     return jax.lax.dynamic_update_slice(source, shuffled, (start,)), None
 
   block_starts = window + stride * jnp.arange(blocks)
-  source, _ = jax.lax.scan(shuffle_block, source,
-                           (block_starts, jax.random.split(shuffle_key, blocks)))
+  source, _ = jax.lax.scan(
+    shuffle_block, source, (block_starts, jax.random.split(shuffle_key, blocks))
+  )
   return base[source[:num_frames]]
 
 
-def rescheduled_noise_per_sample(keys: jax.Array, num_frames: int, frame_shape: Sequence[int],
-                                 window: int, stride: int, dtype=jnp.float32) -> jnp.ndarray:
+def rescheduled_noise_per_sample(
+  keys: jax.Array,
+  num_frames: int,
+  frame_shape: Sequence[int],
+  window: int,
+  stride: int,
+  dtype=jnp.float32,
+) -> jnp.ndarray:
   """`[B, num_frames, *frame_shape]`: `rescheduled_noise` for each of the `[B]` keys."""
   return jax.vmap(
-      lambda key: rescheduled_noise(key, num_frames, frame_shape, window, stride, dtype))(keys)
+    lambda key: rescheduled_noise(key, num_frames, frame_shape, window, stride, dtype)
+  )(keys)
+
 
 INJECTION_STEPS = (0.1, 0.3)  # FreeNoise: DDIM steps 5 to 15 of 50
 
@@ -103,8 +118,9 @@ def prompt_coordinates(num_prompts: int, num_frames: int) -> np.ndarray:
   mixes prompts floor(c) and ceil(c) with weight c - floor(c) on the later one (FreeNoise's
   layout, module docstring)."""
   if num_prompts < 1 or num_prompts > num_frames:
-    raise ConfigError(f"FreeNoise spreads 1 to num_frames={num_frames} prompts over the video; "
-                      f"got {num_prompts}.")
+    raise ConfigError(
+      f"FreeNoise spreads 1 to num_frames={num_frames} prompts over the video; got {num_prompts}."
+    )
   coordinate = np.zeros(num_frames)
   frame = np.arange(num_frames)
   for k in range(1, num_prompts):
@@ -137,10 +153,11 @@ def injection_times(time_grid, injection_steps: tuple[float, float] = INJECTION_
   times, so float32 times of those steps fall inside. None if no step is inside."""
   first_fraction, last_fraction = injection_steps
   if not 0.0 <= first_fraction <= last_fraction <= 1.0:
-    raise ConfigError(f"injection_steps must be fractions (first, last) of the solver's steps "
-                      f"with 0 <= first <= last <= 1; got {injection_steps}.")
-  t_cur = np.asarray(time_grid[0] if isinstance(time_grid, tuple) else time_grid[:-1],
-                     np.float64)
+    raise ConfigError(
+      f"injection_steps must be fractions (first, last) of the solver's steps "
+      f"with 0 <= first <= last <= 1; got {injection_steps}."
+    )
+  t_cur = np.asarray(time_grid[0] if isinstance(time_grid, tuple) else time_grid[:-1], np.float64)
   steps = len(t_cur)
   first = math.ceil(first_fraction * steps - 1e-9)
   last = min(math.floor(last_fraction * steps + 1e-9), steps - 1)
@@ -161,8 +178,10 @@ def motion_injection(times: tuple[float, float] | None):
   def transform(denoise):
     def injected(z, t, cond):
       if cond.ndim < 2 or cond.shape[1] != z.shape[1]:
-        raise ShapeError(f"Motion injection takes one condition per frame [B, T={z.shape[1]}, "
-                         f"...]; got {cond.shape}.")
+        raise ShapeError(
+          f"Motion injection takes one condition per frame [B, T={z.shape[1]}, "
+          f"...]; got {cond.shape}."
+        )
       last = jnp.broadcast_to(cond[:, -1:], cond.shape)
       if times is None:
         return denoise(z, t, last)
@@ -170,6 +189,7 @@ def motion_injection(times: tuple[float, float] | None):
       inject = (t_frames >= times[0]) & (t_frames <= times[1])
       inject = inject.reshape(inject.shape + (1,) * (cond.ndim - 2))
       return denoise(z, t, jnp.where(inject, cond, last))
+
     return injected
 
   return transform

@@ -28,8 +28,7 @@ import jax.numpy as jnp
 
 from jvdm.errors import ConfigError, ShapeError
 from jvdm.samplers.denoiser import Denoiser
-from jvdm.ops.windows import (extract_windows, merge_windows, window_starts,
-                                        window_weights)
+from jvdm.ops.windows import extract_windows, merge_windows, window_starts, window_weights
 
 
 def _denoise_windows(denoise: Denoiser, inputs: Any, window_batch: Optional[int]) -> jnp.ndarray:
@@ -58,8 +57,14 @@ def _denoise_windows(denoise: Denoiser, inputs: Any, window_batch: Optional[int]
   return x0.reshape((groups * group, batch) + x0.shape[2:])[:count]
 
 
-def co_denoising(denoise: Denoiser, window: int, stride: int, weighting: str = "uniform",
-                 window_batch: Optional[int] = None, per_window_cond: bool = False) -> Denoiser:
+def co_denoising(
+  denoise: Denoiser,
+  window: int,
+  stride: int,
+  weighting: str = "uniform",
+  window_batch: Optional[int] = None,
+  per_window_cond: bool = False,
+) -> Denoiser:
   """A denoiser for videos of any length >= `window`, from one trained on `window` frames.
 
   Args:
@@ -92,8 +97,10 @@ def co_denoising(denoise: Denoiser, window: int, stride: int, weighting: str = "
     count = len(starts)
     t = jnp.asarray(t)
     if t.shape not in ((batch,), (batch, frames)):
-      raise ShapeError(f"Timesteps must be [B]=({batch},) or [B, T]=({batch}, {frames}) for a "
-                       f"video of shape {z.shape}; got {t.shape}.")
+      raise ShapeError(
+        f"Timesteps must be [B]=({batch},) or [B, T]=({batch}, {frames}) for a "
+        f"video of shape {z.shape}; got {t.shape}."
+      )
     to_windows = lambda a: jnp.moveaxis(extract_windows(a, starts, window), 1, 0)
 
     def window_cond(leaf):
@@ -102,9 +109,10 @@ def co_denoising(denoise: Denoiser, window: int, stride: int, weighting: str = "
         return jnp.broadcast_to(leaf[None], (count,) + leaf.shape)
       if leaf.ndim < 2 or leaf.shape[:2] != (batch, count):
         raise ShapeError(
-            f"per_window_cond: got prompts whose count doesn't match the segments: a condition "
-            f"of shape {leaf.shape}, expected [B, W, ...] = ({batch}, {count}, ...) for the "
-            f"{count} windows of {window} frames (stride {stride}) of a {frames}-frame video.")
+          f"per_window_cond: got prompts whose count doesn't match the segments: a condition "
+          f"of shape {leaf.shape}, expected [B, W, ...] = ({batch}, {count}, ...) for the "
+          f"{count} windows of {window} frames (stride {stride}) of a {frames}-frame video."
+        )
       return jnp.moveaxis(leaf, 1, 0)
 
     times = jnp.broadcast_to(t, (count, batch)) if t.ndim == 1 else to_windows(t)

@@ -46,13 +46,17 @@ from jvdm.samplers.driver import split_per_sample
 from jvdm.pipelines.long.gen_l_video import co_denoising
 from jvdm.pipelines.long.extension import MODES, extend
 from jvdm.pipelines.long.fifo import FIFODiffusion, grid_levels
-from jvdm.pipelines.long.freenoise import (INJECTION_STEPS, frame_conditions, injection_times,
-                                           motion_injection, rescheduled_noise_per_sample)
+from jvdm.pipelines.long.freenoise import (
+  INJECTION_STEPS,
+  frame_conditions,
+  injection_times,
+  motion_injection,
+  rescheduled_noise_per_sample,
+)
 from jvdm.ops.windows import window_starts, window_weights
 from jvdm.pipelines.video_sampler import VideoSampler, sample_in_batches
 
-METHODS = ("one_pass", "chunks", "freenoise", "freelong", "gen_l_video", "fifo",
-           "autoregressive")
+METHODS = ("one_pass", "chunks", "freenoise", "freelong", "gen_l_video", "fifo", "autoregressive")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -113,19 +117,22 @@ class LongVideoSampler:
     window_starts(self.window, self.window, self.stride_frames)  # window >= 1, stride in range
     window_weights(self.window, self.window_weighting)  # a known weighting
     if self.window % self.temporal_patch:
-      raise ConfigError(f"The window of {self.window} frames must be a multiple of the model's "
-                        f"temporal patch {self.temporal_patch}.")
+      raise ConfigError(
+        f"The window of {self.window} frames must be a multiple of the model's "
+        f"temporal patch {self.temporal_patch}."
+      )
     if self.method in ("freenoise", "freelong"):
       self.long_attention  # pylint: disable=pointless-statement  # validates its settings
     if self.method == "fifo":
       self.fifo  # pylint: disable=pointless-statement
     if self.method == "autoregressive" and self.extension_mode not in MODES:
-      raise ConfigError(f"Unknown extension mode {self.extension_mode!r}; expected one of "
-                        f"{MODES}.")
+      raise ConfigError(f"Unknown extension mode {self.extension_mode!r}; expected one of {MODES}.")
     if self.per_window_condition and self.method not in ("gen_l_video", "freenoise"):
-      raise ConfigError("A condition per window (per_window_condition) is Gen-L-Video's or "
-                        f"FreeNoise's multi-prompt generation; method {self.method!r} takes one "
-                        "per video.")
+      raise ConfigError(
+        "A condition per window (per_window_condition) is Gen-L-Video's or "
+        f"FreeNoise's multi-prompt generation; method {self.method!r} takes one "
+        "per video."
+      )
     if self.per_window_condition and self.method == "freenoise":
       motion_injection(self.injection_times)  # validates the steps or range
 
@@ -143,8 +150,10 @@ class LongVideoSampler:
     if self.injection_range is not None:
       low, high = self.injection_range
       if not 0.0 <= low <= high <= 1.0:
-        raise ConfigError(f"injection_range must be (low, high) with 0 <= low <= high <= 1; got "
-                          f"{self.injection_range}.")
+        raise ConfigError(
+          f"injection_range must be (low, high) with 0 <= low <= high <= 1; got "
+          f"{self.injection_range}."
+        )
       return tuple(self.injection_range)
     return injection_times(self.base.time_grid, self.injection_steps)
 
@@ -161,26 +170,43 @@ class LongVideoSampler:
   def long_attention(self) -> LongAttention:
     """The attention option of freenoise/freelong, in the model's attention frames."""
     if self.stride_frames % self.temporal_patch:
-      raise ConfigError(f"The stride of {self.stride_frames} frames must be a multiple of the "
-                        f"model's temporal patch {self.temporal_patch}.")
-    return LongAttention(self.method, self.window // self.temporal_patch,
-                         self.stride_frames // self.temporal_patch, self.window_weighting,
-                         self.temporal_cutoff, self.spatial_cutoff, self.local_mask,
-                         self.low_pass)
+      raise ConfigError(
+        f"The stride of {self.stride_frames} frames must be a multiple of the "
+        f"model's temporal patch {self.temporal_patch}."
+      )
+    return LongAttention(
+      self.method,
+      self.window // self.temporal_patch,
+      self.stride_frames // self.temporal_patch,
+      self.window_weighting,
+      self.temporal_cutoff,
+      self.spatial_cutoff,
+      self.local_mask,
+      self.low_pass,
+    )
 
   @functools.cached_property
   def fifo(self) -> FIFODiffusion:
-    return FIFODiffusion(self.window, self.num_partitions, self.frames_per_level, self.lookahead,
-                         self.tail, sampler=self.base.sampler, eta=self.fifo_eta,
-                         clip_x0=self.base.clip_x0, spacing=self.base.spacing,
-                         steps_offset=self.base.steps_offset)
+    return FIFODiffusion(
+      self.window,
+      self.num_partitions,
+      self.frames_per_level,
+      self.lookahead,
+      self.tail,
+      sampler=self.base.sampler,
+      eta=self.fifo_eta,
+      clip_x0=self.base.clip_x0,
+      spacing=self.base.spacing,
+      steps_offset=self.base.steps_offset,
+    )
 
   @functools.cached_property
   def fifo_base_sampler(self) -> VideoSampler:
     """The sampler of FIFO's base clip: the authors sample it with the queue's S steps and eta,
     one shared time per step."""
-    return dataclasses.replace(self.base, num_steps=self.fifo.num_levels, eta=self.fifo.eta,
-                               frame_stagger=0.0)
+    return dataclasses.replace(
+      self.base, num_steps=self.fifo.num_levels, eta=self.fifo.eta, frame_stagger=0.0
+    )
 
   @property
   def fifo_levels(self) -> np.ndarray:
@@ -194,31 +220,44 @@ class LongVideoSampler:
     replace = functools.partial(dataclasses.replace, self.base)
     if self.method == "freenoise":
       initial_noise = lambda keys, shape: rescheduled_noise_per_sample(
-          keys, shape[0], shape[1:], self.window, self.stride_frames)
-      return replace(apply_fn=self.model.clone(long_attention=self.long_attention).apply,
-                     initial_noise=initial_noise,
-                     denoiser_transform=(motion_injection(self.injection_times)
-                                         if self.per_window_condition else None))
+        keys, shape[0], shape[1:], self.window, self.stride_frames
+      )
+      return replace(
+        apply_fn=self.model.clone(long_attention=self.long_attention).apply,
+        initial_noise=initial_noise,
+        denoiser_transform=(
+          motion_injection(self.injection_times) if self.per_window_condition else None
+        ),
+      )
     if self.method == "freelong":
       return replace(apply_fn=self.model.clone(long_attention=self.long_attention).apply)
     if self.method == "gen_l_video":
-      return replace(denoiser_transform=lambda denoise: co_denoising(
-          denoise, self.window, self.stride_frames, self.window_weighting,
-          per_window_cond=self.per_window_condition))
+      return replace(
+        denoiser_transform=lambda denoise: co_denoising(
+          denoise,
+          self.window,
+          self.stride_frames,
+          self.window_weighting,
+          per_window_cond=self.per_window_condition,
+        )
+      )
     return self.base
 
-  def sample_batch(self, params: Any, keys: jax.Array, cond: Any,
-                   video_shape: tuple[int, ...]) -> jnp.ndarray:
+  def sample_batch(
+    self, params: Any, keys: jax.Array, cond: Any, video_shape: tuple[int, ...]
+  ) -> jnp.ndarray:
     """Traceable: `[B, *video_shape]` videos from `[B]` keys (and a `[B, ...]` condition, or
     `[B, W, ...]` / `[B, P, ...]` with `per_window_condition`); `sample` jits it with the params
     as arguments."""
     num_frames, frame_shape = video_shape[0], tuple(video_shape[1:])
     if self.method == "chunks":  # clip c of a video from fold_in(its key, c)
       clips = -(-num_frames // self.window)
-      clip_keys = jax.vmap(lambda key: jax.vmap(lambda c: jax.random.fold_in(key, c))(
-          jnp.arange(clips)))(keys).reshape(-1)
-      clip_cond = None if cond is None else jax.tree.map(
-          lambda leaf: jnp.repeat(leaf, clips, axis=0), cond)
+      clip_keys = jax.vmap(
+        lambda key: jax.vmap(lambda c: jax.random.fold_in(key, c))(jnp.arange(clips))
+      )(keys).reshape(-1)
+      clip_cond = (
+        None if cond is None else jax.tree.map(lambda leaf: jnp.repeat(leaf, clips, axis=0), cond)
+      )
       videos = self.base.sample_batch(params, clip_keys, clip_cond, (self.window,) + frame_shape)
       return videos.reshape((keys.shape[0], clips * self.window) + frame_shape)[:, :num_frames]
     if self.method == "freenoise" and self.per_window_condition:
@@ -228,16 +267,30 @@ class LongVideoSampler:
     denoise = self.base.denoiser(params, cond is not None)
     if self.method == "fifo":
       base_keys, keys = split_per_sample(keys)
-      base_clip = self.fifo_base_sampler.sample_batch(params, base_keys, cond,
-                                                      (self.window,) + frame_shape)
-      return self.fifo.sample(denoise, self.base.process, keys, base_clip, num_frames, cond,
-                              levels=self.fifo_levels)
-    return extend(denoise, self.base.process, keys, num_frames, self.window,
-                  self.context_frames or self.window // 2, frame_shape,
-                  sampler=self.base.sampler, num_steps=self.base.num_steps, eta=self.base.eta,
-                  clip_x0=self.base.clip_x0, mode=self.extension_mode,
-                  frame_stagger=self.base.frame_stagger, time_power=self.base.time_power,
-                  cond=cond, jit=False)
+      base_clip = self.fifo_base_sampler.sample_batch(
+        params, base_keys, cond, (self.window,) + frame_shape
+      )
+      return self.fifo.sample(
+        denoise, self.base.process, keys, base_clip, num_frames, cond, levels=self.fifo_levels
+      )
+    return extend(
+      denoise,
+      self.base.process,
+      keys,
+      num_frames,
+      self.window,
+      self.context_frames or self.window // 2,
+      frame_shape,
+      sampler=self.base.sampler,
+      num_steps=self.base.num_steps,
+      eta=self.base.eta,
+      clip_x0=self.base.clip_x0,
+      mode=self.extension_mode,
+      frame_stagger=self.base.frame_stagger,
+      time_power=self.base.time_power,
+      cond=cond,
+      jit=False,
+    )
 
   @functools.cached_property
   def jitted_sample_batch(self):
@@ -248,30 +301,44 @@ class LongVideoSampler:
     """Windows of a `num_frames` video (one condition each with `per_window_condition`)."""
     return len(window_starts(num_frames, self.window, self.stride_frames))
 
-  def sample(self, params: Any, seed: int, num_videos: int, video_shape: tuple[int, int, int, int],
-             batch_size: int = 8, progress: bool = True,
-             condition: np.ndarray | None = None) -> np.ndarray:
+  def sample(
+    self,
+    params: Any,
+    seed: int,
+    num_videos: int,
+    video_shape: tuple[int, int, int, int],
+    batch_size: int = 8,
+    progress: bool = True,
+    condition: np.ndarray | None = None,
+  ) -> np.ndarray:
     """`[num_videos, T, H, W, C]` videos (float32, about [-1, 1]); arguments as
     `VideoSampler.sample`. Video i depends only on (seed, i)."""
     condition = self.base.check_request(num_videos, batch_size, video_shape, condition)
     num_frames, frame_shape = int(video_shape[0]), tuple(int(s) for s in video_shape[1:])
     if num_frames < self.window:
-      raise ConfigError(f"A window of {self.window} frames is longer than the video of "
-                        f"{num_frames} frames; sample it directly (method 'one_pass').")
+      raise ConfigError(
+        f"A window of {self.window} frames is longer than the video of "
+        f"{num_frames} frames; sample it directly (method 'one_pass')."
+      )
     if num_frames % self.temporal_patch:
-      raise ConfigError(f"num_frames={num_frames} must be a multiple of the model's temporal "
-                        f"patch {self.temporal_patch}.")
+      raise ConfigError(
+        f"num_frames={num_frames} must be a multiple of the model's temporal "
+        f"patch {self.temporal_patch}."
+      )
     if self.per_window_condition and self.method == "freenoise":
       if condition.ndim < 2 or not 1 <= condition.shape[1] <= num_frames:
-        raise ShapeError(f"FreeNoise spreads prompts over the video: give condition [N, P, ...] "
-                         f"with 1 <= P <= {num_frames}; got {condition.shape}.")
+        raise ShapeError(
+          f"FreeNoise spreads prompts over the video: give condition [N, P, ...] "
+          f"with 1 <= P <= {num_frames}; got {condition.shape}."
+        )
     elif self.per_window_condition:
       windows = self.num_windows(num_frames)
       if condition.ndim < 2 or condition.shape[1] != windows:
         raise ShapeError(
-            f"Got {condition.shape[1] if condition.ndim >= 2 else 'no'} prompts per video for "
-            f"the {windows} windows of {self.window} frames (stride {self.stride_frames}) of a "
-            f"{num_frames}-frame video: give one per window, condition [N, {windows}, ...].")
+          f"Got {condition.shape[1] if condition.ndim >= 2 else 'no'} prompts per video for "
+          f"the {windows} windows of {self.window} frames (stride {self.stride_frames}) of a "
+          f"{num_frames}-frame video: give one per window, condition [N, {windows}, ...]."
+        )
     if self.method == "fifo":
       self.fifo.check_length(num_frames)
     video_shape = (num_frames,) + frame_shape
