@@ -54,7 +54,7 @@ def make_denoiser(
 def gaussian_denoiser(process, mean: float, std: float) -> Denoiser:
   """The exact x0 denoiser E[x | z_t] for data x ~ N(mean, std^2), i.i.d. per element: the
   analytic reference that tests samplers without a network (its probability-flow map is known
-  in closed form, `tests/test_solver_convergence.py`)."""
+  in closed form, `tests/samplers/test_solver_convergence.py`)."""
 
   def denoise(z, t, cond):
     del cond

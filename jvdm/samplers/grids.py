@@ -2,7 +2,7 @@
 
 diffusers spaces its steps over the training indices 0..N-1 of a DDPM schedule, with a rule of
 its own per scheduler family; each rule below reproduces one (tested against diffusers 0.42's
-numbers in tests/test_sampler_references.py):
+numbers in tests/samplers/test_sampler_references.py):
   "ddim"      DDIMScheduler, DDPMScheduler: integer indices; index k steps to k - N // S.
   "euler"     Euler(Ancestral)Discrete, HeunDiscrete: fractional indices, sigma interpolated
               linearly between the training sigmas.

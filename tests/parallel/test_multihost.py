@@ -15,7 +15,7 @@ from jvdm.errors import ConfigError
 from jvdm.parallel.distributed import detected_cluster, initialize_distributed
 from jvdm.training.loop import train_and_evaluate
 
-REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 TINY = os.path.join(REPO, "configs", "bouncing_shapes_unet.py") + ":tiny"
 TIMEOUT_S = 300
 # The tiny config for 4 steps, checkpointing at 2 and 4, sampling at the end; one UNet level

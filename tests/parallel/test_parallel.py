@@ -14,7 +14,7 @@ from jvdm.models import get_model
 from jvdm.parallel.axes import BATCH, HEADS, LENGTH
 from jvdm.parallel.context_attention import context_parallel_attention
 from jvdm.parallel.mesh import make_mesh, split_mesh_shape
-from test_training import _assert_8_devices_equal_1_device
+from step_equivalence import assert_8_devices_equal_1_device
 
 
 def _config(**model):
@@ -60,7 +60,7 @@ def test_context_parallel_train_step_on_8_devices_equals_1_device(method):
   config = _config(context_parallel=method, causal=True)
   with config.unlocked():
     config.mesh.shape = {"data": 2, "context": 4}
-  _assert_8_devices_equal_1_device(config, {"data": 2, "context": 4})
+  assert_8_devices_equal_1_device(config, {"data": 2, "context": 4})
 
 
 def test_ring_attention_gradients_equal_plain_attention():

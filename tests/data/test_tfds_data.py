@@ -20,7 +20,7 @@ from jvdm.data.video_folder import VideoFolderSource
 from jvdm.errors import ConfigError, DataError
 import jvdm.io as video_io
 
-REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 NUM_FRAMES, SIZE = 4, 16
 
 

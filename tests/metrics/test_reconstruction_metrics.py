@@ -14,7 +14,7 @@ import pytest
 from jvdm.errors import ConfigError, ShapeError
 from jvdm.metrics.reconstruction import psnr, ssim
 
-FIXTURE = pathlib.Path(__file__).parent / "fixtures" / "reconstruction_metric_references.npz"
+FIXTURE = pathlib.Path(__file__).parents[1] / "fixtures" / "reconstruction_metric_references.npz"
 
 
 def _cases():

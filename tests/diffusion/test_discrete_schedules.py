@@ -27,7 +27,7 @@ from jvdm.errors import ConfigError
 from jvdm.samplers import ddim_step
 from jvdm.samplers.driver import run_solver
 
-FIXTURE = pathlib.Path(__file__).parent / "fixtures" / "diffusers_ddim_references.npz"
+FIXTURE = pathlib.Path(__file__).parents[1] / "fixtures" / "diffusers_ddim_references.npz"
 CASES = (
   "ddim_linear_leading",
   "ddim_scaled_linear_leading",

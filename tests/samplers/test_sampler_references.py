@@ -19,7 +19,7 @@ from jvdm.diffusion.discrete import DiscreteSchedule
 from jvdm.samplers import SOLVERS, rescale_guidance, run_solver, sampling_time_grid, unipc_step
 from jvdm.samplers.denoiser import alpha_sigma_like
 
-FIXTURE = pathlib.Path(__file__).parent / "fixtures" / "diffusers_scheduler_references.npz"
+FIXTURE = pathlib.Path(__file__).parents[1] / "fixtures" / "diffusers_scheduler_references.npz"
 
 
 @pytest.fixture(scope="module")
