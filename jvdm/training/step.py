@@ -1,6 +1,6 @@
 """The train step: `(state, batch, rng) -> (state, metrics)`, pure, jitted by the loop."""
 
-from typing import Any, Callable
+from typing import Any, Callable, NamedTuple
 
 import flax.linen as nn
 import jax
@@ -19,6 +19,16 @@ from jvdm.training.state import TrainState
 Batch = dict[str, jnp.ndarray]
 
 
+class StepInputs(NamedTuple):
+  """What a loss sees of one batch, every field with the batch as its leading axis (so the
+  inputs split into micro-batches): the videos in the network's range, one key per video,
+  and for a conditional model the (partly dropped) conditions."""
+
+  video: jnp.ndarray  # float [B, T, H, W, C]
+  keys: jax.Array  # [B]
+  cond: jnp.ndarray | None = None  # e.g. caption tokens int [B, L]
+
+
 def drop_condition(
   rng: jax.Array, condition: jnp.ndarray, null_condition: jnp.ndarray, probability: float
 ) -> jnp.ndarray:
@@ -34,11 +44,10 @@ def _keep_if(finite: jnp.ndarray, new: Any, old: Any) -> Any:
   return jax.tree.map(lambda a, b: jnp.where(finite, a, b), new, old)
 
 
-# `loss_fn(params, inputs, dropout_key) -> (loss, metrics)`, where `inputs` is a dict of arrays
-# with the batch as their leading axis (so they split into micro-batches).
-LossFn = Callable[[Any, dict, jax.Array], tuple[jnp.ndarray, dict]]
+# `loss_fn(params, inputs, dropout_key) -> (loss, metrics)`.
+LossFn = Callable[[Any, StepInputs, jax.Array], tuple[jnp.ndarray, dict]]
 # `make_inputs(batch, step_rng) -> inputs`; `split(step_rng)[0]` is the dropout key.
-MakeInputs = Callable[[Batch, jax.Array], dict]
+MakeInputs = Callable[[Batch, jax.Array], StepInputs]
 
 
 def make_train_step(
@@ -65,22 +74,22 @@ def make_train_step(
       micro-batches are weighted equally rather than by their number of scored frames).
   """
 
-  def make_inputs(batch: Batch, step_rng: jax.Array) -> dict:
+  def make_inputs(batch: Batch, step_rng: jax.Array) -> StepInputs:
     videos = to_network_input(batch["video"])
     _, loss_rng = jax.random.split(step_rng)  # the first half is the dropout key
-    inputs = {"videos": videos, "keys": jax.random.split(loss_rng, videos.shape[0])}
+    cond = None
     if null_condition is not None:
-      inputs["cond"] = drop_condition(
+      cond = drop_condition(
         jax.random.fold_in(step_rng, 1), batch["caption"], null_condition, condition_dropout
       )
-    return inputs
+    return StepInputs(videos, jax.random.split(loss_rng, videos.shape[0]), cond)
 
-  def loss_fn(params, inputs, dropout_key):
-    condition = {"cond": inputs["cond"]} if "cond" in inputs else {}
+  def loss_fn(params, inputs: StepInputs, dropout_key):
+    condition = {} if inputs.cond is None else {"cond": inputs.cond}
     network = lambda z, t: model.apply(
       {"params": params}, z, t, train=True, rngs={"dropout": dropout_key}, **condition
     )
-    return denoising_loss(network, x=inputs["videos"], rng=inputs["keys"]), {}
+    return denoising_loss(network, x=inputs.video, rng=inputs.keys), {}
 
   return make_step_for_loss(loss_fn, make_inputs, tx, schedule, ema_decay, microbatches)
 

@@ -17,7 +17,7 @@ import optax
 from jvdm.errors import ConfigError
 from jvdm.models.vae.autoencoder import VideoAutoencoder, kl_to_standard_normal, sample_posterior
 from jvdm.data.transforms import to_network_input
-from jvdm.training.step import Batch, make_step_for_loss
+from jvdm.training.step import Batch, StepInputs, make_step_for_loss
 
 RECONSTRUCTION_LOSSES = ("l1", "l2")
 
@@ -41,16 +41,16 @@ def make_vae_train_step(
   if kl_weight < 0:
     raise ConfigError(f"vae kl_weight must be >= 0, got {kl_weight}.")
 
-  def make_inputs(batch: Batch, step_rng: jax.Array) -> dict:
+  def make_inputs(batch: Batch, step_rng: jax.Array) -> StepInputs:
     videos = to_network_input(batch["video"])
     _, noise_rng = jax.random.split(step_rng)
-    return {"videos": videos, "keys": jax.random.split(noise_rng, videos.shape[0])}
+    return StepInputs(videos, jax.random.split(noise_rng, videos.shape[0]))
 
-  def loss_fn(params, inputs, dropout_key):
+  def loss_fn(params, inputs: StepInputs, dropout_key):
     del dropout_key  # the VAE has no dropout
-    videos = inputs["videos"]
+    videos = inputs.video
     mean, logvar = model.apply({"params": params}, videos, method=model.encode)
-    z = jax.vmap(sample_posterior)(inputs["keys"], mean, logvar)  # a key per video
+    z = jax.vmap(sample_posterior)(inputs.keys, mean, logvar)  # a key per video
     error = model.apply({"params": params}, z, method=model.decode) - videos
     reconstruction = jnp.mean(jnp.abs(error) if reconstruction_loss == "l1" else jnp.square(error))
     kl = jnp.mean(kl_to_standard_normal(mean, logvar)) / math.prod(videos.shape[1:])
