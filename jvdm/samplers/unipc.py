@@ -12,6 +12,8 @@ The first step predicts at order 1, a step to clean data (sigma_s = 0) at order 
 (`lower_order_final`), and the corrector uses the order of the step it corrects.
 """
 
+from typing import NamedTuple
+
 import jax.numpy as jnp
 
 from jvdm.errors import ConfigError
@@ -23,18 +25,34 @@ from jvdm.samplers.driver import Solver
 UNIPC_VARIANTS = ("bh1", "bh2")
 
 
+class UniPCHistory(NamedTuple):
+  """UniPC's memory: the last two clean estimates and their times, the last sample (UniC
+  corrects it), the step count and the order of the last prediction."""
+
+  x0_1: jnp.ndarray
+  t_1: jnp.ndarray
+  count: jnp.ndarray
+  x_1: jnp.ndarray
+  x0_2: jnp.ndarray
+  t_2: jnp.ndarray
+  order_1: jnp.ndarray
+
+
 def unipc_step(denoise: Denoiser, process, variant: str = "bh2", clip_x0: bool = False) -> Solver:
   if variant not in UNIPC_VARIANTS:
     raise ConfigError(f"Unknown UniPC variant {variant!r}; valid: {list(UNIPC_VARIANTS)}.")
   b_of_h = (lambda hh: hh) if variant == "bh1" else jnp.expm1
 
   def init_history(x, t):
-    return dict(
-      multistep_history(x, t),
-      x_1=jnp.zeros_like(x),
-      x0_2=jnp.zeros_like(x),
-      t_2=t,
-      order_1=jnp.zeros(t.shape, jnp.int32),
+    first = multistep_history(x, t)
+    return UniPCHistory(
+      first.x0_1,
+      first.t_1,
+      first.count,
+      jnp.zeros_like(x),
+      jnp.zeros_like(x),
+      t,
+      jnp.zeros(t.shape, jnp.int32),
     )
 
   def step(x, history, t_cur, t_next, noise):
@@ -42,12 +60,12 @@ def unipc_step(denoise: Denoiser, process, variant: str = "bh2", clip_x0: bool =
     x0 = clean_estimate(denoise, x, t_cur, clip_x0)
     alpha_t, sigma_t = alpha_sigma_like(process, t_cur, x)
     alpha_s, sigma_s = alpha_sigma_like(process, t_next, x)
-    alpha_1, sigma_1 = alpha_sigma_like(process, history["t_1"], x)
+    alpha_1, sigma_1 = alpha_sigma_like(process, history.t_1, x)
     lam_t, lam_s = half_log_snr(alpha_t, sigma_t), half_log_snr(alpha_s, sigma_s)
     lam_1 = half_log_snr(alpha_1, sigma_1)
-    lam_2 = half_log_snr(*alpha_sigma_like(process, history["t_2"], x))
-    x0_1, x0_2 = history["x0_1"], history["x0_2"]
-    count = broadcast_to_video(history["count"], x)
+    lam_2 = half_log_snr(*alpha_sigma_like(process, history.t_2, x))
+    x0_1, x0_2 = history.x0_1, history.x0_2
+    count = broadcast_to_video(history.count, x)
 
     # UniC: correct x with x0, starting again from the previous sample x_1 at lambda_1.
     hh = lam_1 - lam_t
@@ -56,10 +74,10 @@ def unipc_step(denoise: Denoiser, process, variant: str = "bh2", clip_x0: bool =
     b2 = ((phi / hh - 1.0) / hh - 0.5) * 2.0 / b_h
     r = (lam_2 - lam_1) / (lam_t - lam_1)
     rho_0 = (b1 - b2) / (1.0 - r)
-    start = (sigma_t / sigma_1) * history["x_1"] - alpha_t * phi * x0_1
+    start = (sigma_t / sigma_1) * history.x_1 - alpha_t * phi * x0_1
     corrected_1 = start - alpha_t * b_h * 0.5 * (x0 - x0_1)
     corrected_2 = start - alpha_t * b_h * (rho_0 * (x0_2 - x0_1) / r + (b1 - rho_0) * (x0 - x0_1))
-    corrected = jnp.where(broadcast_to_video(history["order_1"], x) == 2, corrected_2, corrected_1)
+    corrected = jnp.where(broadcast_to_video(history.order_1, x) == 2, corrected_2, corrected_1)
     x = jnp.where(count > 0, corrected, x)
 
     # UniP: predict the sample at s.
@@ -68,17 +86,9 @@ def unipc_step(denoise: Denoiser, process, variant: str = "bh2", clip_x0: bool =
     r = (lam_1 - lam_t) / (lam_s - lam_t)
     predicted_2 = predicted_1 - alpha_s * b_of_h(hh) * 0.5 * (x0_1 - x0) / r
     # Order 2 after the first step, except for a step to clean data (lower_order_final).
-    order = jnp.where((history["count"] > 0) & (process.alpha_sigma(t_next)[1] > 0), 2, 1)
+    order = jnp.where((history.count > 0) & (process.alpha_sigma(t_next)[1] > 0), 2, 1)
     order = order.astype(jnp.int32)
     x_next = jnp.where(broadcast_to_video(order, x) == 2, predicted_2, predicted_1)
-    return x_next, dict(
-      x0_1=x0,
-      t_1=t_cur,
-      count=history["count"] + 1,
-      x_1=x,
-      x0_2=x0_1,
-      t_2=history["t_1"],
-      order_1=order,
-    )
+    return x_next, UniPCHistory(x0, t_cur, history.count + 1, x, x0_1, history.t_1, order)
 
   return Solver(step=step, init_history=init_history)
