@@ -21,6 +21,7 @@ from jvdm.training.loop import train_and_evaluate
 from jvdm.training.optimizer import make_optimizer
 from jvdm.training.state import abstract_train_state, create_sharded_state
 from jvdm.training.step import make_train_step
+from jvdm.workdir import load_trained_run
 from step_equivalence import assert_8_devices_equal_1_device
 
 
@@ -90,7 +91,12 @@ def test_resumed_training_is_bitwise_equal_to_uninterrupted(tmp_path, monkeypatc
 def test_workdir_outputs_and_sampling(tmp_path):
   config = tiny_config()
   workdir = tmp_path / "run"
-  train_and_evaluate(config, str(workdir), progress=False)
+  state = train_and_evaluate(config, str(workdir), progress=False)
+  run = load_trained_run(workdir)  # what sampling and the benchmarks load
+  assert run.step == config.train.num_steps and run.config.to_dict() == config.to_dict()
+  assert isinstance(run.model, type(get_model(config)))
+  for restored, trained in zip(jax.tree.leaves(run.params), jax.tree.leaves(state.ema_params)):
+    np.testing.assert_array_equal(restored, trained)
   records = [json.loads(line) for line in (workdir / "metrics.jsonl").read_text().splitlines()]
   assert {"loss", "grad_norm", "learning_rate"} <= set(records[0])
   assert "steps_per_second" in records[1]  # step 1 compiled; its time is not a rate
