@@ -21,7 +21,7 @@ import jax.numpy as jnp
 
 from benchmarks import common
 from jvdm.models import get_model
-from jvdm.sampling import make_video_sampler
+from jvdm.pipelines.video_sampler import make_video_sampler
 from jvdm.pipelines.video_sampler import video_keys
 from jvdm.samplers import make_denoiser
 

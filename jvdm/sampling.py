@@ -1,6 +1,7 @@
 """Sampling from a trained workdir: restore EMA params -> jitted sampler -> mp4, gif, npz.
 
-This is what `sample.py` runs; the training loop uses `write_samples` for its periodic samples.
+This is what `sample.py` runs. Writing and scoring samples (`jvdm.io.video_batch.write_samples`,
+`jvdm.training.evaluation.evaluate_samples`) are shared with the training loop's evaluations.
 """
 
 import json
@@ -9,26 +10,19 @@ from typing import Any
 
 import flax.linen as nn
 import jax
-import ml_collections
 import numpy as np
 from etils import epath
 
 from jvdm.data.captions import decode_caption, encode_caption, null_condition_for
-from jvdm.data.synthetic import BouncingShapes
 from jvdm.data.transforms import to_uint8
 from jvdm.errors import CheckpointError, ConfigError
-from jvdm.io.video_batch import save_npz, write_video_grid
-from jvdm.metrics import (
-  caption_match_fraction,
-  reference_factor_distance,
-  reference_validity,
-  synthetic_video_validity,
-)
+from jvdm.io.video_batch import write_samples
 from jvdm.models import get_model
 from jvdm.models.shapes import is_latent, pixel_video_shape
 from jvdm.pipelines.kv_cache_generation import CausalVideoSampler
 from jvdm.pipelines.long.long_video import LongVideoSampler
 from jvdm.pipelines.video_sampler import make_video_sampler
+from jvdm.training.evaluation import evaluate_samples, evaluation_captions
 from jvdm.training.run_config import load_run_config
 from jvdm.workdir import (
   config_mesh,
@@ -39,78 +33,6 @@ from jvdm.workdir import (
 )
 
 logger = logging.getLogger(__name__)
-
-
-def evaluation_captions(config: ml_collections.ConfigDict, num_videos: int) -> np.ndarray | None:
-  """Captions to sample a caption-conditioned model with: those of held-out synthetic videos
-  (the generator at seed + 1), int32 [N, L]; None for an unconditional model."""
-  if null_condition_for(config) is None:
-    return None
-  shapes = config.data.bouncing_shapes.to_dict()
-  shapes["seed"] += 1
-  shapes["num_videos"] = max(num_videos, 1)
-  source = BouncingShapes(
-    num_frames=1, height=config.data.height, width=config.data.width, **shapes
-  )
-  return np.stack([source[i]["caption"] for i in range(num_videos)])
-
-
-def evaluate_samples(
-  config: ml_collections.ConfigDict, videos: np.ndarray, captions: np.ndarray | None = None
-) -> dict[str, Any] | None:
-  """The synthetic-video validity of `videos` (uint8 [N, T, H, W, C]) and of real ones, the
-  distance of their factor distribution from real videos' (`reference_factor_distance`), and
-  with `captions` (the ones sampled with) the fraction whose colours match; None when the
-  model was not trained on the synthetic data."""
-  if config.data.name != "bouncing_shapes":
-    return None
-  shapes = config.data.bouncing_shapes
-  generated = synthetic_video_validity(
-    videos, max_shapes=shapes.max_shapes, min_speed=shapes.min_speed, max_speed=shapes.max_speed
-  )
-  reference = reference_validity(
-    num_videos=len(videos),
-    seed=shapes.seed + 1,
-    num_frames=videos.shape[1],
-    height=config.data.height,
-    width=config.data.width,
-    min_shapes=shapes.min_shapes,
-    max_shapes=shapes.max_shapes,
-    min_size=shapes.min_size,
-    max_size=shapes.max_size,
-    min_speed=shapes.min_speed,
-    max_speed=shapes.max_speed,
-  )
-  generator_settings = {
-    key: shapes[key]
-    for key in ("min_shapes", "max_shapes", "min_size", "max_size", "min_speed", "max_speed")
-  }
-  # The spread of the samples over the generator's factors (1 = one repeated video would do
-  # on validity alone); real videos against real ones score about 0.12 at 32 videos.
-  result = {
-    "generated": generated,
-    "reference_real_videos": reference,
-    "factor_distance": reference_factor_distance(
-      videos, seed=shapes.seed + 1, **generator_settings
-    ),
-  }
-  if captions is not None:
-    generated["caption_match_fraction"] = caption_match_fraction(videos, captions)
-  return result
-
-
-def write_samples(
-  out_dir: str | epath.Path, name: str, videos: np.ndarray, fps: int, scale: int
-) -> list[epath.Path]:
-  """Writes `videos` (uint8 [N, T, H, W, C]) as one grid mp4 and gif, and as `{name}.npz`
-  (key `videos`, exact, for rescoring); returns the paths."""
-  out_dir = epath.Path(out_dir)
-  out_dir.mkdir(parents=True, exist_ok=True)
-  paths = [out_dir / f"{name}.mp4", out_dir / f"{name}.gif"]
-  for path in paths:
-    write_video_grid(path, videos, fps=fps, scale=scale)
-  save_npz(out_dir / f"{name}.npz", videos)
-  return paths + [out_dir / f"{name}.npz"]
 
 
 def sample_from_workdir(

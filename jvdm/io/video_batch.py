@@ -5,6 +5,7 @@ import math
 import pathlib
 
 import numpy as np
+from etils import epath
 
 from jvdm.errors import ConfigError, DataError, JvdmError, ShapeError
 from jvdm.io.video import PathLike, upscale, write_video
@@ -145,3 +146,17 @@ def load_npz(path: PathLike) -> np.ndarray:
       f"{videos.shape}; expected uint8 [N, T, H, W, C]."
     )
   return videos
+
+
+def write_samples(
+  out_dir: str | epath.Path, name: str, videos: np.ndarray, fps: int, scale: int
+) -> list[epath.Path]:
+  """Writes `videos` (uint8 [N, T, H, W, C]) as one grid mp4 and gif, and as `{name}.npz`
+  (key `videos`, exact, for rescoring); returns the paths."""
+  out_dir = epath.Path(out_dir)
+  out_dir.mkdir(parents=True, exist_ok=True)
+  paths = [out_dir / f"{name}.mp4", out_dir / f"{name}.gif"]
+  for path in paths:
+    write_video_grid(path, videos, fps=fps, scale=scale)
+  save_npz(out_dir / f"{name}.npz", videos)
+  return paths + [out_dir / f"{name}.npz"]
