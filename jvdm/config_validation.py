@@ -19,6 +19,7 @@ from jvdm.parallel.axes import DATA, FSDP, TENSOR
 from jvdm.parallel.mesh import split_mesh_shape
 from jvdm.samplers import SAMPLERS
 from jvdm.pipelines.video_sampler import make_video_sampler
+from jvdm.training.tasks import AUTOENCODER, task_for
 from jvdm.workdir import diffusion_video_shape
 
 DTYPES = ("float32", "bfloat16", "float16")
@@ -93,7 +94,7 @@ def validate_config(config: ml_collections.ConfigDict) -> None:
     )
   if not 0.0 <= config.optim.ema_decay < 1.0:
     raise ConfigError(f"config.optim.ema_decay must be in [0, 1), got {config.optim.ema_decay}.")
-  if config.model.name == "vae":
+  if task_for(config) is AUTOENCODER:
     _validate_autoencoder(config)
   else:
     _validate_diffusion(config)

@@ -24,6 +24,7 @@ from jvdm.pipelines.long.long_video import LongVideoSampler
 from jvdm.pipelines.video_sampler import make_video_sampler
 from jvdm.training.evaluation import evaluate_samples, evaluation_captions
 from jvdm.training.run_config import load_run_config
+from jvdm.training.tasks import AUTOENCODER, task_for
 from jvdm.workdir import (
   config_mesh,
   diffusion_video_shape,
@@ -91,7 +92,7 @@ def sample_from_workdir(
   if not epath.Path(workdir).exists():
     raise CheckpointError(f"The workdir {workdir} does not exist; pass the --workdir of train.py.")
   config = load_run_config(workdir)
-  if config.model.name == "vae":
+  if task_for(config) is AUTOENCODER:
     raise ConfigError(
       f"{workdir} holds a VAE, which reconstructs rather than samples; sample "
       "from a latent diffusion workdir trained on it (configs/bouncing_shapes_latent.py)."

@@ -35,6 +35,7 @@ from jvdm.training.checkpoint import CHECKPOINT_DIR, Checkpointer
 from jvdm.training.optimizer import make_optimizer
 from jvdm.training.run_config import load_run_config
 from jvdm.training.state import abstract_train_state
+from jvdm.training.tasks import task_for
 
 logger = logging.getLogger(__name__)
 
@@ -67,6 +68,14 @@ def diffusion_video_shape(config: ml_collections.ConfigDict) -> tuple[int, int, 
   return vae.latent_shape(pixel_video_shape(config))
 
 
+def network_video_shape(config: ml_collections.ConfigDict) -> tuple[int, int, int, int]:
+  """`(T, H, W, C)` of what the network of `config`'s task sees: the pixel video for an
+  autoencoder, `diffusion_video_shape` for a diffusion model."""
+  return (
+    pixel_video_shape(config) if task_for(config).sees_pixels else diffusion_video_shape(config)
+  )
+
+
 def restore_ema_params(
   workdir: str | epath.Path,
   config: ml_collections.ConfigDict,
@@ -81,9 +90,7 @@ def restore_ema_params(
     if step is None:
       raise CheckpointError(f"The workdir {workdir} has no complete checkpoint yet; train first.")
     tx, _ = make_optimizer(config.optim, config.train.num_steps)
-    video_shape = (
-      pixel_video_shape(config) if config.model.name == "vae" else diffusion_video_shape(config)
-    )
+    video_shape = network_video_shape(config)
     _, _, abstract = abstract_train_state(
       model, tx, video_shape, mesh, config.mesh.logical_axis_rules, null_condition_for(config)
     )

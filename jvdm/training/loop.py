@@ -21,10 +21,9 @@ from jvdm.data.captions import null_condition_for
 from jvdm.data.pipeline import make_dataset
 from jvdm.errors import JvdmError, ShapeError
 from jvdm.models import get_model
-from jvdm.models.shapes import is_latent, pixel_video_shape
+from jvdm.models.shapes import is_latent
 from jvdm.models.vae.latent_space import LatentSpace
 from jvdm.parallel.mesh import batch_sharding, make_mesh, replicated
-from jvdm.training.evaluation import autoencoder_evaluation, diffusion_evaluation
 from jvdm.training.checkpoint import CHECKPOINT_DIR, Checkpointer
 from jvdm.training.metrics_log import MetricsLog
 from jvdm.training.optimizer import make_optimizer
@@ -38,9 +37,8 @@ from jvdm.training.throughput import (
   throughput,
   tokens_per_example,
 )
-from jvdm.training.step import train_step_from_config
-from jvdm.training.vae_objective import vae_train_step_from_config
-from jvdm.workdir import diffusion_video_shape, load_latent_space
+from jvdm.training.tasks import task_for
+from jvdm.workdir import load_latent_space, network_video_shape
 
 logger = logging.getLogger(__name__)
 
@@ -147,9 +145,9 @@ def train_and_evaluate(
   # Mesh.
   mesh = make_mesh(config.mesh.shape, dcn_shape=config.mesh.dcn_shape)
   rules = config.mesh.logical_axis_rules
-  is_autoencoder = config.model.name == "vae"
+  task = task_for(config)
   # What the network sees: pixels, or for latent diffusion the latents of a trained VAE.
-  video_shape = pixel_video_shape(config) if is_autoencoder else diffusion_video_shape(config)
+  video_shape = network_video_shape(config)
 
   # Data.
   data_iterator = iter(make_dataset(config.data))
@@ -196,19 +194,15 @@ def train_and_evaluate(
       batch_shardings = {"video": batch_sharding(mesh, 1 + len(video_shape))}
       if null_condition is not None:
         batch_shardings["caption"] = batch_sharding(mesh, 2)
-      make_step = vae_train_step_from_config if is_autoencoder else train_step_from_config
       train_step = jax.jit(
-        make_step(config, model, tx, schedule),
+        task.make_train_step(config, model, tx, schedule),
         in_shardings=(state_shardings, batch_shardings, replicated(mesh)),
         out_shardings=(state_shardings, replicated(mesh)),
         donate_argnums=0,
       )
-      if is_autoencoder:
-        evaluate = autoencoder_evaluation(config, model, workdir, metrics_log)
-      else:
-        evaluate = diffusion_evaluation(
-          config, model, workdir, metrics_log, video_shape, latent_space
-        )
+      evaluate = task.make_evaluation(
+        config, model, workdir, metrics_log, video_shape, latent_space
+      )
       if latent_space is not None:  # pixels -> normalized latents (prepared latents: normalized)
         to_latents = jax.jit(
           LatentSpace.to_latents, out_shardings=batch_sharding(mesh, 1 + len(video_shape))
