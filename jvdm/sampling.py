@@ -17,7 +17,6 @@ from jvdm.data.captions import decode_caption, encode_caption, null_condition_fo
 from jvdm.data.transforms import to_uint8
 from jvdm.errors import CheckpointError, ConfigError
 from jvdm.io.video_batch import write_samples
-from jvdm.models import get_model
 from jvdm.models.shapes import is_latent, pixel_video_shape
 from jvdm.pipelines.kv_cache_generation import CausalVideoSampler
 from jvdm.pipelines.long.long_video import LongVideoSampler
@@ -26,10 +25,9 @@ from jvdm.training.evaluation import evaluate_samples, evaluation_captions
 from jvdm.training.run_config import load_run_config
 from jvdm.training.tasks import AUTOENCODER, task_for
 from jvdm.workdir import (
-  config_mesh,
   diffusion_video_shape,
   load_latent_space,
-  restore_ema_params,
+  load_trained_run,
   vae_from_workdir,
 )
 
@@ -126,8 +124,8 @@ def sample_from_workdir(
       "Pass either --long or --chunks: --long autoregressive on a causal DiT "
       "already generates chunk by chunk with the KV cache."
     )
-  mesh = config_mesh(config)
-  model = get_model(config)
+  run = load_trained_run(workdir)
+  model, params, step, mesh = run.model, run.params, run.step, run.mesh
   pixel_frames = num_frames
   if is_latent(config):  # the sampler runs on latent frames
     vae, _ = vae_from_workdir(config.latent.vae_workdir)
@@ -139,7 +137,6 @@ def sample_from_workdir(
     latent_space = None
     if is_latent(config):
       latent_space = load_latent_space(config.latent, mesh).replace(**(decode_settings or {}))
-    params, step = restore_ema_params(workdir, config, model, mesh)
     video_sampler = make_video_sampler(
       config,
       model.apply,
@@ -151,20 +148,12 @@ def sample_from_workdir(
       time_power=time_power,
       guidance_scale=guidance_scale,
     )
-    if long is not None and chunks is None:
-      settings = {"window": video_shape[0], **(long_settings or {})}
-      long_sampler = LongVideoSampler(video_sampler, model, long, **settings)
-      videos = long_sampler.sample(
-        params,
-        seed,
-        num_samples,
-        (num_frames,) + video_shape[1:],
-        batch_size=batch_size,
-        progress=progress,
-        condition=captions,
-      )
-    elif chunks is None:
-      videos = video_sampler.sample(
+    if chunks is None:  # one jitted sampler over the whole length, or a long-video method
+      length_sampler = video_sampler
+      if long is not None:
+        settings = {"window": video_shape[0], **(long_settings or {})}
+        length_sampler = LongVideoSampler(video_sampler, model, long, **settings)
+      videos = length_sampler.sample(
         params,
         seed,
         num_samples,

@@ -23,7 +23,7 @@ from jvdm.errors import JvdmError, ShapeError
 from jvdm.models import get_model
 from jvdm.models.shapes import is_latent
 from jvdm.models.vae.latent_space import LatentSpace
-from jvdm.parallel.mesh import batch_sharding, make_mesh, replicated
+from jvdm.parallel.mesh import batch_sharding, replicated
 from jvdm.training.checkpoint import CHECKPOINT_DIR, Checkpointer
 from jvdm.training.metrics_log import MetricsLog
 from jvdm.training.optimizer import make_optimizer
@@ -38,7 +38,7 @@ from jvdm.training.throughput import (
   tokens_per_example,
 )
 from jvdm.training.tasks import task_for
-from jvdm.workdir import load_latent_space, network_video_shape
+from jvdm.workdir import config_mesh, load_latent_space, network_video_shape
 
 logger = logging.getLogger(__name__)
 
@@ -143,7 +143,7 @@ def train_and_evaluate(
   logger.info("Workdir: %s", workdir)
 
   # Mesh.
-  mesh = make_mesh(config.mesh.shape, dcn_shape=config.mesh.dcn_shape)
+  mesh = config_mesh(config)
   rules = config.mesh.logical_axis_rules
   task = task_for(config)
   # What the network sees: pixels, or for latent diffusion the latents of a trained VAE.

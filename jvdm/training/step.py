@@ -125,7 +125,7 @@ def make_step_for_loss(
     step_rng = jax.random.fold_in(rng, state.step)
     dropout_rng, _ = jax.random.split(step_rng)
     inputs = make_inputs(batch, step_rng)
-    batch_size = jax.tree.leaves(inputs)[0].shape[0]
+    batch_size = inputs.video.shape[0]
     if batch_size % microbatches:
       raise ShapeError(
         f"The per-step batch of {batch_size} videos does not split into "
