@@ -13,39 +13,54 @@ timestep gives each frame its own noise level (FVDM; diffusion forcing). Attenti
 earlier ones (ViD-GPT, Ca2-VDM). Positions are 3D rotary embeddings factorized over
 (frame, row, column) (`rope`), or fixed 3D sincos embeddings added to the tokens (`sincos`).
 
-With a `KVCache` (full or windowed layout, causal), a call on a chunk of frames also attends
-to the cached keys and values of earlier frames and returns the chunk's own keys and values,
-which the caller writes once the chunk is final (Ca2-VDM's cache sharing: the denoising steps
-of a chunk all reuse one cache of clean frames).
+With a `KVCache` (full or windowed layout, causal), `VideoDiT.with_cache` denoises a chunk of
+frames attending also to the cached keys and values of earlier frames, and returns the chunk's
+own keys and values (`CachedChunk`), which the caller writes once the chunk is final (Ca2-VDM's
+cache sharing: the denoising steps of a chunk all reuse one cache of clean frames).
 
 With `long_attention` (sampling videos longer than the training clips), the temporal, full and
 windowed attention over more than `long_attention.window` latent frames use FreeNoise's window
 fusion or FreeLong's SpectralBlend (`jvdm.models.layers.long_attention`).
 """
 
-from typing import Any
+from typing import Any, NamedTuple
 
 import einops
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
-import ml_collections
 
 from jvdm.errors import ConfigError, ShapeError
 from jvdm.models.dit_attention import Attention, CrossAttention
 from jvdm.models.layers.dense import dense
 from jvdm.models.layers.embeddings import TimestepEmbedding, sinusoidal_embedding
-from jvdm.models.layers.kv_cache import KVCache
+from jvdm.models.layers.kv_cache import KVCache, LayerCache
 from jvdm.models.layers.long_attention import LongAttention
 from jvdm.models.text_encoder import TextEncoder
-from jvdm.models.shapes import model_channels
-from jvdm.models.unet3d import config_dtype
-from jvdm.parallel.context_attention import context_parallel_method
 from jvdm.parallel.axes import ACT_EMBED, BATCH, FRAMES, LAYERS, LENGTH
 
 LAYOUTS = ("full", "factorized", "windowed")
 POSITIONS = ("rope", "sincos")
 TOKEN_AXES = (BATCH, FRAMES, LENGTH, ACT_EMBED)
+
+
+class BlockContext(NamedTuple):
+  """What every block sees besides the tokens."""
+
+  embedding: jax.Array  # [B, F, C], the time embedding of each latent frame
+  frames: jax.Array  # [F], absolute latent frame indices
+  rows: jax.Array  # [P], each token's row
+  cols: jax.Array  # [P], each token's column
+  cond: jax.Array | None  # [B, L, D] or [B, F, L, D] conditioning embeddings
+  cond_mask: jax.Array | None  # [B, L] or [B, F, L], False = padding
+
+
+class CachedChunk(NamedTuple):
+  """`VideoDiT.with_cache`'s output: the denoised chunk and its keys and values to cache."""
+
+  video: jax.Array  # [B, T, H, W, out_channels]
+  keys: jax.Array  # [L, B, F, P, N, D]
+  values: jax.Array  # like keys
 
 
 class DiTBlock(nn.Module):
@@ -67,16 +82,14 @@ class DiTBlock(nn.Module):
   grid: tuple[int, int] | None = None
 
   @nn.compact
-  def __call__(self, x, context, layer_cache):
-    """x `[B, F, P, C]`; context: (time embedding `[B, F, C]`, frames, rows, cols);
-    layer_cache: None or (keys, values, slot_frames). Returns (x, this chunk's (k, v))."""
-    embedding, frames, rows, cols, cond, cond_mask = context
+  def __call__(self, x, context: BlockContext, layer_cache: LayerCache | None):
+    """x `[B, F, P, C]`. Returns (x, this chunk's (keys, values))."""
     channels = x.shape[-1]
     kinds = ("spatial", "temporal") if self.layout == "factorized" else (self.layout,)
     kwargs = dict(dtype=self.dtype, param_dtype=self.param_dtype)
     modulation = dense(
       3 * channels * (len(kinds) + 1), zero_init=True, name="modulation", **kwargs
-    )(nn.silu(embedding))[:, :, None, :]  # [B, F, 1, 3C * (n + 1)]
+    )(nn.silu(context.embedding))[:, :, None, :]  # [B, F, 1, 3C * (n + 1)]
     modulation = jnp.split(modulation, 3 * (len(kinds) + 1), axis=-1)
     norm = lambda h: nn.LayerNorm(use_scale=False, use_bias=False, dtype=self.dtype)(h)
     new_kv = None
@@ -97,17 +110,17 @@ class DiTBlock(nn.Module):
       )
       out, kv = attention(
         norm(x) * (1 + scale) + shift,
-        frames,
-        rows,
-        cols,
+        context.frames,
+        context.rows,
+        context.cols,
         layer_cache if kind != "spatial" else None,
       )
       new_kv = kv if kind != "spatial" else new_kv
       x = nn.with_logical_constraint(x + gate * out, TOKEN_AXES)
-    if cond is not None:
+    if context.cond is not None:
       x = x + CrossAttention(
         self.num_heads, self.attention_implementation, name="cross_attention", **kwargs
-      )(norm(x), cond, cond_mask)
+      )(norm(x), context.cond, context.cond_mask)
     shift, scale, gate = modulation[-3:]
     h = norm(x) * (1 + scale) + shift
     h = dense(int(channels * self.mlp_ratio), name="mlp_in", **kwargs)(h)
@@ -118,8 +131,9 @@ class DiTBlock(nn.Module):
 class VideoDiT(nn.Module):
   """`(x [B, T, H, W, C], t [B] or [B, T]) -> [B, T, H, W, out_channels]`.
 
-  With `cache` (a `KVCache`) and `first_frame` (the traced index of x's first latent frame):
-  returns `(out, (keys, values))`, the chunk's keys and values `[L, B, F, P, N, D]` to write.
+  `with_cache(x, t, cache, first_frame)` denoises a chunk after the frames in `cache` (a
+  `KVCache`; first_frame is the traced index of x's first latent frame) and returns a
+  `CachedChunk`: the output and the chunk's keys and values `[L, B, F, P, N, D]` to write.
 
   Attributes:
     out_channels: channels of the output (the data's).
@@ -194,18 +208,18 @@ class VideoDiT(nn.Module):
           f"patch size {patch} along {axis} (patch_size={self.patch_size})."
         )
 
-  @nn.compact
-  def __call__(
-    self,
-    x,
-    t,
-    train: bool = False,
-    cache: KVCache | None = None,
-    first_frame=0,
-    cond=None,
-    cond_mask=None,
-  ):
+  def __call__(self, x, t, train: bool = False, cond=None, cond_mask=None):
     del train  # no dropout
+    video, _ = self.forward(x, t, None, 0, cond, cond_mask)
+    return video
+
+  def with_cache(self, x, t, cache: KVCache, first_frame, cond=None, cond_mask=None) -> CachedChunk:
+    video, (keys, values) = self.forward(x, t, cache, first_frame, cond, cond_mask)
+    return CachedChunk(video, keys, values)
+
+  @nn.compact
+  def forward(self, x, t, cache: KVCache | None, first_frame, cond, cond_mask):
+    """Both calls: (output, the keys and values of x's frames in every layer)."""
     self._check(x)
     batch, num_frames, height, width, _ = x.shape
     pt, ph, pw = self.patch_size
@@ -287,7 +301,7 @@ class VideoDiT(nn.Module):
       cond_mask = None if cond_mask is None else cond_mask[:, ::pt]
     if not self.cond_dim and cond is not None:
       raise ConfigError("This DiT is unconditional (cond_dim = 0) but got a condition.")
-    context = (embedding, frames, rows, cols, cond, cond_mask)
+    context = BlockContext(embedding, frames, rows, cols, cond, cond_mask)
 
     block_kwargs = dict(
       num_heads=self.num_heads,
@@ -314,7 +328,7 @@ class VideoDiT(nn.Module):
 
       def body(block, h, shared, layer_cache):
         block_context, block_slot_frames = shared
-        full_cache = None if layer_cache is None else layer_cache + (block_slot_frames,)
+        full_cache = None if layer_cache is None else LayerCache(*layer_cache, block_slot_frames)
         return block(h, block_context, full_cache)
 
       blocks = nn.scan(
@@ -331,7 +345,9 @@ class VideoDiT(nn.Module):
     else:
       collected = []
       for i in range(self.depth):
-        layer_cache = None if cache is None else (cache.keys[i], cache.values[i], slot_frames)
+        layer_cache = (
+          None if cache is None else LayerCache(cache.keys[i], cache.values[i], slot_frames)
+        )
         tokens, kv = block_cls(name=f"block_{i}", **block_kwargs)(tokens, context, layer_cache)
         collected.append(kv)
       new_kv = jax.tree.map(lambda *a: jnp.stack(a), *collected)
@@ -351,48 +367,4 @@ class VideoDiT(nn.Module):
     out = einops.rearrange(
       out, "b f (h w) (pt ph pw c) -> b (f pt) (h ph) (w pw) c", h=rows_out, pt=pt, ph=ph, pw=pw
     ).astype(jnp.float32)
-    if cache is None:
-      return out
     return out, new_kv
-
-
-def from_config(config: ml_collections.ConfigDict) -> VideoDiT:
-  """Builds a VideoDiT from `config.model` and `config.data` (see `jvdm.models.get_model`)."""
-  model = config.model
-  try:
-    text_encoder, cond_dim = None, int(model.cond_dim)
-    if model.condition == "caption":
-      from jvdm.data.captions import VOCAB_SIZE  # pylint: disable=g-import-not-at-top
-
-      encoder = model.text_encoder
-      text_encoder = TextEncoder(
-        VOCAB_SIZE,
-        width=int(encoder.width),
-        depth=int(encoder.depth),
-        num_heads=int(encoder.num_heads),
-        dtype=config_dtype(model.dtype, "dtype"),
-        param_dtype=config_dtype(model.param_dtype, "param_dtype"),
-      )
-      cond_dim = text_encoder.width
-    return VideoDiT(
-      out_channels=model_channels(config),
-      patch_size=tuple(int(p) for p in model.patch_size),
-      hidden_size=int(model.hidden_size),
-      depth=int(model.depth),
-      num_heads=int(model.num_heads),
-      mlp_ratio=float(model.mlp_ratio),
-      layout=str(model.layout),
-      causal=bool(model.causal),
-      temporal_window=int(model.temporal_window),
-      position=str(model.position),
-      scan_layers=bool(model.scan_layers),
-      remat=str(model.remat),
-      attention_implementation=model.attention_implementation,
-      context_parallel=context_parallel_method(model.context_parallel),
-      cond_dim=cond_dim,
-      text_encoder=text_encoder,
-      dtype=config_dtype(model.dtype, "dtype"),
-      param_dtype=config_dtype(model.param_dtype, "param_dtype"),
-    )
-  except AttributeError as e:
-    raise ConfigError(f"config is missing a field the dit model needs: {e}") from e

@@ -37,7 +37,7 @@ class Attention(nn.Module):
   @nn.compact
   def __call__(self, x, frames, rows, cols, cache=None):
     """x `[B, F, P, C]`; frames `[F]` (absolute frame indices), rows/cols `[P]`; cache: None
-    or (keys, values `[B, S, P, N, D]`, slot_frames `[S]`). Returns (out, (k, v) of x)."""
+    or a `LayerCache`. Returns (out, (k, v) of x)."""
     channels = x.shape[-1]
     head_dim = channels // self.num_heads
     qkv_kernel = self.param(

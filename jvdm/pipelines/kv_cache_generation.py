@@ -21,7 +21,7 @@ import numpy as np
 
 from jvdm.diffusion.parameterization import x0_from_prediction
 from jvdm.errors import ConfigError, ShapeError
-from jvdm.models.dit import VideoDiT
+from jvdm.models.dit import CachedChunk, VideoDiT
 from jvdm.models.layers.kv_cache import KVCache
 from jvdm.samplers.denoiser import alpha_sigma_like
 from jvdm.samplers.driver import normal_per_sample, run_solver, split_per_sample
@@ -81,18 +81,22 @@ class CausalVideoSampler:
   def time_grid(self):
     return sampling_time_grid(self.process, SOLVERS[self.sampler][1], self.num_steps, self.spacing)
 
-  def _call(self, params, z, t, cache, first_frame, condition):
-    model_input = self.process.scale_model_input(z, t)
-    kwargs = {} if condition is None else {"cond": condition}
+  def _call(self, params, z, t, cache, first_frame, condition) -> CachedChunk:
     return self.model.apply(
-      {"params": params}, model_input, t, cache=cache, first_frame=first_frame, **kwargs
+      {"params": params},
+      self.process.scale_model_input(z, t),
+      t,
+      cache,
+      first_frame,
+      cond=condition,
+      method=VideoDiT.with_cache,
     )
 
   def _commit(self, params, clean, cache, first_frame, condition):
     """Writes the keys and values of clean frames (t = 0) starting at latent frame first_frame."""
     t = jnp.zeros(clean.shape[:2])
-    _, (keys, values) = self._call(params, clean, t, cache, first_frame, condition)
-    return cache.write(keys, values, first_frame)
+    chunk = self._call(params, clean, t, cache, first_frame, condition)
+    return cache.write(chunk.keys, chunk.values, first_frame)
 
   def empty_cache(
     self, batch: int, frame_shape, params=None, prompt=None, condition=None
@@ -123,7 +127,7 @@ class CausalVideoSampler:
 
     def denoise(z, t, cond):
       del cond
-      output, _ = self._call(params, z, t, cache, first_frame, condition)
+      output = self._call(params, z, t, cache, first_frame, condition).video
       alpha, sigma = alpha_sigma_like(self.process, t, z)
       return x0_from_prediction(self.prediction, output, z, alpha, sigma)
 

@@ -9,9 +9,10 @@ import numpy as np
 import pytest
 
 from configs import bouncing_shapes_dit
+from jvdm.builders import get_model
 from jvdm.diffusion import VPProcess, get_schedule
 from jvdm.errors import ConfigError, ShapeError
-from jvdm.models import VideoDiT, get_model
+from jvdm.models import VideoDiT
 from jvdm.models.layers.kv_cache import KVCache
 from jvdm.pipelines.kv_cache_generation import CausalVideoSampler
 
@@ -35,6 +36,10 @@ def _model(**overrides):
 @functools.lru_cache(maxsize=None)
 def _apply(model):
   return jax.jit(model.apply)
+
+
+def _with_cache(model):
+  return jax.jit(functools.partial(model.apply, method=VideoDiT.with_cache))
 
 
 def _params(model, shape=SHAPE):
@@ -112,15 +117,11 @@ def test_chunks_with_the_cache_equal_the_full_causal_pass(layout, scan_layers, p
   )
   outputs = []
   for first in range(0, 8, 2):
-    out, (keys, values) = _apply(model)(
-      {"params": params},
-      x[:, first : first + 2],
-      t[:, first : first + 2],
-      cache=cache,
-      first_frame=first,
+    chunk = _with_cache(model)(
+      {"params": params}, x[:, first : first + 2], t[:, first : first + 2], cache, first
     )
-    cache = cache.write(keys, values, first)
-    outputs.append(out)
+    cache = cache.write(chunk.keys, chunk.values, first)
+    outputs.append(chunk.video)
   np.testing.assert_allclose(jnp.concatenate(outputs, axis=1), full, atol=2e-5)
 
 
@@ -151,15 +152,11 @@ def test_sliding_cache_equals_the_full_pass_with_the_same_window():
     num_layers=1, batch=1, capacity=6, tokens_per_frame=16, num_heads=4, head_dim=12, num_sinks=2
   )
   for first in range(0, 8, 2):
-    _, (keys, values) = _apply(model)(
-      {"params": params},
-      x[:, first : first + 2],
-      t[:, first : first + 2],
-      cache=cache,
-      first_frame=first,
+    chunk = _with_cache(model)(
+      {"params": params}, x[:, first : first + 2], t[:, first : first + 2], cache, first
     )
-    cache = cache.write(keys, values, first)
-  last, _ = _apply(model)({"params": params}, x[:, 8:], t[:, 8:], cache=cache, first_frame=8)
+    cache = cache.write(chunk.keys, chunk.values, first)
+  last = _with_cache(model)({"params": params}, x[:, 8:], t[:, 8:], cache, 8).video
   # The cache holds frames 0, 1 (sinks) and 4..7: exactly those and 8, 9 in one causal pass.
   assert sorted(np.asarray(cache.slot_frames).tolist()) == [0, 1, 4, 5, 6, 7]
   # One layer: each frame's output depends on the frames' inputs, not on their order.
@@ -168,17 +165,11 @@ def test_sliding_cache_equals_the_full_pass_with_the_same_window():
     num_layers=1, batch=1, capacity=8, tokens_per_frame=16, num_heads=4, head_dim=12
   )
   for frame in keep[:-2].tolist():
-    _, (keys, values) = _apply(model)(
-      {"params": params},
-      x[:, frame : frame + 1],
-      t[:, frame : frame + 1],
-      cache=window_cache,
-      first_frame=frame,
+    chunk = _with_cache(model)(
+      {"params": params}, x[:, frame : frame + 1], t[:, frame : frame + 1], window_cache, frame
     )
-    window_cache = window_cache.write(keys, values, frame)
-  reference, _ = _apply(model)(
-    {"params": params}, x[:, 8:], t[:, 8:], cache=window_cache, first_frame=8
-  )
+    window_cache = window_cache.write(chunk.keys, chunk.values, frame)
+  reference = _with_cache(model)({"params": params}, x[:, 8:], t[:, 8:], window_cache, 8).video
   np.testing.assert_allclose(last, reference, atol=2e-5)
 
 
@@ -250,7 +241,12 @@ def test_bad_input_names_the_numbers():
     model = _model(layout="factorized")
     cache = KVCache.create(2, 1, 4, 16, 4, 12)
     model.apply(
-      {"params": _params(model)}, jnp.zeros((1, 2, 8, 8, 3)), jnp.zeros((1,)), cache=cache
+      {"params": _params(model)},
+      jnp.zeros((1, 2, 8, 8, 3)),
+      jnp.zeros((1,)),
+      cache,
+      0,
+      method=VideoDiT.with_cache,
     )
 
 

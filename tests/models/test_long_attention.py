@@ -9,8 +9,9 @@ import numpy as np
 import pytest
 
 from configs import bouncing_shapes_dit, bouncing_shapes_unet
+from jvdm.builders import get_model
 from jvdm.errors import ConfigError
-from jvdm.models import get_model
+from jvdm.models import VideoDiT
 from jvdm.models.layers.kv_cache import KVCache
 from jvdm.models.layers.long_attention import LongAttention, window_fused_attention
 from jvdm.ops.freelong import band_mask, low_pass_filter, spectral_blend
@@ -114,7 +115,7 @@ def test_kv_cache_with_long_attention_raises():
     num_layers=2, batch=1, capacity=8, tokens_per_frame=16, num_heads=4, head_dim=12
   )
   with pytest.raises(ConfigError, match="does not work with a KV cache"):
-    model.init(jax.random.key(0), _video(2), jnp.zeros((1,)), cache=cache, first_frame=0)
+    model.init(jax.random.key(0), _video(2), jnp.zeros((1,)), cache, 0, method=VideoDiT.with_cache)
 
 
 # -- FreeNoise window fusion -------------------------------------------------------------------

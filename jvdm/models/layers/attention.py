@@ -73,8 +73,8 @@ def video_attention(
     rotate: positions, `rotate(a [B, F', P, N, D], frames [F']) -> a`; None = none.
     causal, window: the frame mask ("windowed" and "temporal" layouts take `window`).
     long: FreeNoise/FreeLong for videos longer than `long.window` frames (not "spatial").
-    cache: None, or (keys, values `[B, S, P, N, D]` rotated, slot_frames `[S]`, -1 = empty) of
-      earlier frames, read by the "full" and "windowed" layouts.
+    cache: None, or a `LayerCache` of earlier frames, read by the "full" and "windowed"
+      layouts.
     implementation, context_parallel: passed to `jvdm.parallel.context_attention.attention`.
 
   Returns:
@@ -130,10 +130,9 @@ def video_attention(
     flat = lambda a: einops.rearrange(a, "b f p n d -> b (f p) n d")
     keys, values, key_frames, key_valid = flat(key), flat(value), query_frames, None
     if cache is not None:
-      cache_keys, cache_values, slot_frames = cache
-      keys = jnp.concatenate([flat(cache_keys.astype(key.dtype)), keys], axis=1)
-      values = jnp.concatenate([flat(cache_values.astype(value.dtype)), values], axis=1)
-      cached_frames = jnp.repeat(slot_frames, num_tokens)
+      keys = jnp.concatenate([flat(cache.keys.astype(key.dtype)), keys], axis=1)
+      values = jnp.concatenate([flat(cache.values.astype(value.dtype)), values], axis=1)
+      cached_frames = jnp.repeat(cache.slot_frames, num_tokens)
       key_valid = jnp.concatenate([cached_frames >= 0, jnp.ones(query_frames.shape, bool)])
       key_frames = jnp.concatenate([cached_frames, query_frames])
     mask = None

@@ -8,10 +8,20 @@ Xiao et al. 2024), the others form a ring buffer of the most recent frames. Writ
 frame indices, so a whole rollout is one `lax.scan` with no Python bookkeeping between chunks.
 """
 
+from typing import NamedTuple
+
 import flax.struct
 import jax.numpy as jnp
 
 from jvdm.errors import ConfigError
+
+
+class LayerCache(NamedTuple):
+  """One layer's view of a `KVCache`, as the attention reads it."""
+
+  keys: jnp.ndarray  # [B, S, P, N, D], rotated
+  values: jnp.ndarray  # like keys
+  slot_frames: jnp.ndarray  # int32 [S], -1 = empty
 
 
 @flax.struct.dataclass
