@@ -2,8 +2,12 @@
 
 import os
 
+# The test programs are tiny: compiling them costs far more than running them, and LLVM's
+# optimization passes are half of the compile time (measured on the tiny train step: 10.3 s ->
+# 5.9 s). Subprocesses (train.py, sample.py, the multi-host workers) inherit the flags.
 os.environ["XLA_FLAGS"] = (
-  os.environ.get("XLA_FLAGS", "") + " --xla_force_host_platform_device_count=8"
+  os.environ.get("XLA_FLAGS", "")
+  + " --xla_force_host_platform_device_count=8 --xla_backend_optimization_level=0"
 ).strip()
 os.environ.setdefault("JAX_PLATFORMS", "cpu")
 

@@ -9,6 +9,8 @@ import sys
 import numpy as np
 import pytest
 
+from subprocess_env import cpu_environment
+
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 TINY = os.path.join(REPO, "configs", "bouncing_shapes_unet.py") + ":tiny"
 
@@ -18,10 +20,8 @@ def _env():
   config as it is (4 steps), so only the first compiles the step."""
   import jax  # pylint: disable=g-import-not-at-top
 
-  return dict(
-    os.environ,
-    JAX_PLATFORMS="cpu",
-    XLA_FLAGS="--xla_force_host_platform_device_count=2",
+  return cpu_environment(
+    2,
     JAX_COMPILATION_CACHE_DIR=jax.config.jax_compilation_cache_dir,
     JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS="0.5",
   )

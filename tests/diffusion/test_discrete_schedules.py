@@ -4,6 +4,7 @@ The fixture comes from scripts/make_sampler_references.py (diffusers' DDIMSchedu
 data with the exact denoiser); this file needs only numpy to read it.
 """
 
+import functools
 import json
 import pathlib
 
@@ -13,8 +14,9 @@ import numpy as np
 import pytest
 
 from configs import bouncing_shapes_unet
+from jvdm.builders import make_process
 from jvdm.config_validation import validate_config
-from jvdm.diffusion import VPProcess, broadcast_to_video, make_process
+from jvdm.diffusion import VPProcess, broadcast_to_video
 from jvdm.diffusion.discrete import (
   DiscreteSchedule,
   ddim_time_pairs,
@@ -94,10 +96,9 @@ def test_ddim_trajectory_matches_diffusers(reference, name):
     keys = jax.random.split(jax.random.key(0), x.shape[0])
     trajectory = case["trajectory"]
     # Step by step: every intermediate sample matches, not only the last.
+    one_step = jax.jit(functools.partial(run_solver, solver))  # compiled once for all steps
     for i in range(len(t_cur)):
-      x = run_solver(
-        solver, x, (jnp.asarray(t_cur[i : i + 1]), jnp.asarray(t_next[i : i + 1])), keys
-      )
+      x = one_step(x, (jnp.asarray(t_cur[i : i + 1]), jnp.asarray(t_next[i : i + 1])), keys)
       assert x.dtype == jnp.float64
       np.testing.assert_allclose(x, trajectory[i + 1], rtol=1e-9, atol=1e-12)
     # And the whole grid in one scan gives the same final sample.

@@ -14,20 +14,12 @@ from configs import bouncing_shapes_unet
 from jvdm.errors import ConfigError
 from jvdm.parallel.distributed import detected_cluster, initialize_distributed
 from jvdm.training.loop import train_and_evaluate
+from subprocess_env import cpu_environment
 
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 TINY = os.path.join(REPO, "configs", "bouncing_shapes_unet.py") + ":tiny"
 TIMEOUT_S = 300
-# The tiny config for 4 steps, checkpointing at 2 and 4, sampling at the end; one UNet level
-# without attention (the middle block keeps it) halves the compile time.
-OVERRIDES = {
-  "train.num_steps": 4,
-  "train.log_every": 1,
-  "train.sample_every": 0,
-  "train.checkpoint_every": 2,
-  "model.channel_mults": (1,),
-  "model.attention_levels": (),
-}
+# The tiny config as it is: 4 steps, checkpoints at 2 and 4, samples at the end.
 CLUSTER_VARIABLES = (
   "JAX_COORDINATOR_ADDRESS",
   "SLURM_JOB_ID",
@@ -105,11 +97,7 @@ def _free_port() -> int:
 
 def _start_process(workdir, log_prefix, num_devices, coordinator, process_id):
   """train.py as process `process_id` of 2, with `num_devices` CPU devices, in a subprocess."""
-  env = dict(
-    os.environ,
-    JAX_PLATFORMS="cpu",
-    XLA_FLAGS=f"--xla_force_host_platform_device_count={num_devices}",
-  )
+  env = cpu_environment(num_devices)
   # No persistent compilation cache: process 1 cannot use the entries process 0 writes, so it
   # would compile while process 0 waits at the first collective, and gloo gives up after 30 s.
   env.pop("JAX_COMPILATION_CACHE_DIR", None)
@@ -118,7 +106,6 @@ def _start_process(workdir, log_prefix, num_devices, coordinator, process_id):
     os.path.join(REPO, "train.py"),
     f"--config={TINY}",
     f"--workdir={workdir}",
-    *(f"--config.{key}={value}" for key, value in OVERRIDES.items()),
     # The data axis spans the two processes as DCN (make_mesh's hybrid layout).
     "--config.mesh.dcn_shape.data=2",
     f"--coordinator_address={coordinator}",
@@ -148,7 +135,6 @@ def test_two_processes_train_like_one_with_the_same_devices(tmp_path):
   try:
     # Meanwhile the reference: the same job in this process, on the same number of devices.
     config = bouncing_shapes_unet.get_config("tiny")
-    config.update_from_flattened_dict(OVERRIDES)
     train_and_evaluate(config, str(single), progress=False)
     for process in processes:
       process.wait(timeout=TIMEOUT_S)
