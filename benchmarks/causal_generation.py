@@ -20,9 +20,8 @@ import jax
 import jax.numpy as jnp
 
 from benchmarks import common
-from jvdm.diffusion import make_process
+from jvdm.builders import get_model, make_process
 from jvdm.diffusion.parameterization import x0_from_prediction
-from jvdm.models import get_model
 from jvdm.pipelines.kv_cache_generation import CausalVideoSampler
 from jvdm.samplers.denoiser import alpha_sigma_like
 from jvdm.samplers.driver import normal_per_sample, run_solver, split_per_sample

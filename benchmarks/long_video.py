@@ -31,10 +31,11 @@ import jax
 import numpy as np
 
 from benchmarks import common
+from jvdm.builders import make_video_sampler
 from jvdm.data.transforms import to_uint8
 from jvdm.metrics.long_video import long_video_metrics
 from jvdm.pipelines.long.long_video import METHODS, LongVideoSampler
-from jvdm.pipelines.video_sampler import make_video_sampler, video_keys
+from jvdm.pipelines.video_sampler import video_keys
 from jvdm.workdir import load_trained_run
 
 # Designed for one shared time per step; per-frame times (frame_stagger) only as a variant row.

@@ -23,13 +23,14 @@ import jax.numpy as jnp
 import numpy as np
 
 from benchmarks import common
+from jvdm.builders import make_video_sampler
 from jvdm.data.synthetic import BouncingShapes
 from jvdm.data.transforms import to_model_range, to_uint8
 from jvdm.metrics.shape_segmentation import bright_pixels
 from jvdm.metrics.synthetic_video import synthetic_video_validity
 from jvdm.samplers.driver import normal_per_sample, run_solver
 from jvdm.pipelines.long.extension import frame_time_grid
-from jvdm.pipelines.video_sampler import make_video_sampler, video_keys
+from jvdm.pipelines.video_sampler import video_keys
 from jvdm.samplers.solvers import SOLVERS
 from jvdm.workdir import load_trained_run
 

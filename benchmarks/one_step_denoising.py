@@ -17,7 +17,7 @@ import numpy as np
 from benchmarks import common
 from jvdm.data.synthetic import BouncingShapes
 from jvdm.data.transforms import to_model_range, to_uint8
-from jvdm.diffusion import make_process
+from jvdm.builders import make_process
 from jvdm.metrics import synthetic_video_validity
 from jvdm.samplers.denoiser import make_denoiser
 from jvdm.workdir import load_trained_run

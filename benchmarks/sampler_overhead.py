@@ -20,8 +20,7 @@ import jax
 import jax.numpy as jnp
 
 from benchmarks import common
-from jvdm.models import get_model
-from jvdm.pipelines.video_sampler import make_video_sampler
+from jvdm.builders import get_model, make_video_sampler
 from jvdm.pipelines.video_sampler import video_keys
 from jvdm.samplers import make_denoiser
 

@@ -28,10 +28,9 @@ import jax
 import numpy as np
 
 from benchmarks import common
-from jvdm.data.captions import null_condition_for
+from jvdm.builders import get_model, null_condition_for
 from jvdm.data.synthetic import BouncingShapes
 from jvdm.errors import ConfigError
-from jvdm.models import get_model
 from jvdm.parallel import axes
 from jvdm.parallel.mesh import batch_sharding, make_mesh
 from jvdm.training import throughput

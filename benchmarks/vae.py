@@ -23,7 +23,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from benchmarks import common
-from jvdm.models import get_model
+from jvdm.builders import get_model
 from jvdm.workdir import load_trained_run
 from jvdm.models.vae.chunked import decode_in_chunks, encode_in_chunks
 

@@ -3,22 +3,19 @@
 import jax
 import ml_collections
 
-from jvdm.data.captions import null_condition_for
-from jvdm.data.pipeline import DATASETS
-from jvdm.diffusion import (
-  LOSS_WEIGHTINGS,
-  PREDICTIONS,
-  PROCESSES,
-  SCHEDULES,
-  TIME_SAMPLINGS,
+from jvdm.builders import (
+  vae_from_config,
+  is_latent,
   make_process,
+  make_video_sampler,
+  null_condition_for,
 )
+from jvdm.data.pipeline import DATASETS
+from jvdm.diffusion import LOSS_WEIGHTINGS, PREDICTIONS, PROCESSES, SCHEDULES, TIME_SAMPLINGS
 from jvdm.errors import ConfigError
-from jvdm.models.shapes import is_latent
 from jvdm.parallel.axes import DATA, FSDP, TENSOR
 from jvdm.parallel.mesh import split_mesh_shape
 from jvdm.samplers import SAMPLERS
-from jvdm.pipelines.video_sampler import make_video_sampler
 from jvdm.training.tasks import AUTOENCODER, task_for
 from jvdm.workdir import diffusion_video_shape
 
@@ -102,10 +99,9 @@ def validate_config(config: ml_collections.ConfigDict) -> None:
 
 
 def _validate_autoencoder(config: ml_collections.ConfigDict) -> None:
-  from jvdm.models.vae.autoencoder import from_config  # pylint: disable=g-import-not-at-top
   from jvdm.training.vae_objective import RECONSTRUCTION_LOSSES  # pylint: disable=g-import-not-at-top
 
-  vae = from_config(config)  # checks the architecture's own fields
+  vae = vae_from_config(config)  # checks the architecture's own fields
   vae.latent_shape((config.data.num_frames, config.data.height, config.data.width))
   _one_of(config.vae_loss.reconstruction, RECONSTRUCTION_LOSSES, "vae_loss.reconstruction")
   if config.vae_loss.kl_weight < 0:

@@ -10,17 +10,17 @@ from typing import Any
 
 import flax.linen as nn
 import jax
+import ml_collections
 import numpy as np
 from etils import epath
 
-from jvdm.data.captions import decode_caption, encode_caption, null_condition_for
+from jvdm.data.captions import decode_caption, encode_caption
 from jvdm.data.transforms import to_uint8
 from jvdm.errors import CheckpointError, ConfigError
 from jvdm.io.video_batch import write_samples
-from jvdm.models.shapes import is_latent, pixel_video_shape
+from jvdm.builders import is_latent, make_video_sampler, null_condition_for, pixel_video_shape
 from jvdm.pipelines.kv_cache_generation import CausalVideoSampler
 from jvdm.pipelines.long.long_video import LongVideoSampler
-from jvdm.pipelines.video_sampler import make_video_sampler
 from jvdm.training.evaluation import evaluate_samples, evaluation_captions
 from jvdm.training.run_config import load_run_config
 from jvdm.training.tasks import AUTOENCODER, task_for
@@ -32,6 +32,10 @@ from jvdm.workdir import (
 )
 
 logger = logging.getLogger(__name__)
+
+
+# The sampler's settings that the summary records.
+SUMMARY_SETTINGS = ("sampler", "spacing", "frame_stagger", "time_power", "guidance_scale")
 
 
 def sample_from_workdir(
@@ -87,43 +91,11 @@ def sample_from_workdir(
   Returns:
     A summary: paths written, the step sampled, and the metric when available.
   """
-  if not epath.Path(workdir).exists():
-    raise CheckpointError(f"The workdir {workdir} does not exist; pass the --workdir of train.py.")
-  config = load_run_config(workdir)
-  if task_for(config) is AUTOENCODER:
-    raise ConfigError(
-      f"{workdir} holds a VAE, which reconstructs rather than samples; sample "
-      "from a latent diffusion workdir trained on it (configs/bouncing_shapes_latent.py)."
-    )
+  config = _checked_request(workdir, num_frames, num_samples, decode_settings, prompt, long, chunks)
   num_frames = config.data.num_frames if num_frames is None else num_frames
-  if num_frames < 1 or num_samples < 1:
-    raise ConfigError(f"num_frames and num_samples must be >= 1, got {num_frames}, {num_samples}.")
-  if decode_settings and not is_latent(config):
-    raise ConfigError(
-      f"Decode settings {decode_settings} apply to latent diffusion only; {workdir} "
-      "diffuses pixels."
-    )
-  null_condition = null_condition_for(config)
-  if prompt is not None and null_condition is None:
-    raise ConfigError(
-      "--prompt needs a caption-conditioned model (model.condition='caption'); "
-      "this one is unconditional."
-    )
-  if prompt is None:
-    captions = evaluation_captions(config, num_samples)
-  else:
-    max_shapes = config.data.bouncing_shapes.max_shapes
-    if long in ("gen_l_video", "freenoise") and "|" in prompt:  # one caption per window
-      per_window = np.stack([encode_caption(p.strip(), max_shapes) for p in prompt.split("|")])
-      captions = np.repeat(per_window[None], num_samples, axis=0)
-      long_settings = {**(long_settings or {}), "per_window_condition": True}
-    else:
-      captions = np.repeat(encode_caption(prompt, max_shapes)[None], num_samples, axis=0)
-  if long is not None and chunks is not None:
-    raise ConfigError(
-      "Pass either --long or --chunks: --long autoregressive on a causal DiT "
-      "already generates chunk by chunk with the KV cache."
-    )
+  captions = _captions(config, prompt, num_samples, long)
+  if captions is not None and captions.ndim == 3:
+    long_settings = {**(long_settings or {}), "per_window_condition": True}
   run = load_trained_run(workdir)
   model, params, step, mesh = run.model, run.params, run.step, run.mesh
   pixel_frames = num_frames
@@ -163,24 +135,7 @@ def sample_from_workdir(
         condition=captions,
       )
     else:
-      causal = CausalVideoSampler(
-        model,
-        video_sampler.process,
-        video_sampler.prediction,
-        sampler=video_sampler.sampler,
-        num_steps=video_sampler.num_steps,
-        spacing=video_sampler.spacing,
-        chunk_frames=config.sample.chunk_frames,
-        cache_frames=config.sample.cache_frames,
-        sink_frames=config.sample.sink_frames,
-        clip_x0=video_sampler.clip_x0,
-      )
-      if video_sampler.guidance_scale != 1.0:
-        raise ConfigError(
-          "Autoregressive generation (--chunks) does not support guidance yet "
-          f"(guidance_scale={video_sampler.guidance_scale}); use 1."
-        )
-      videos = causal.generate(
+      videos = _causal_sampler(config, model, video_sampler).generate(
         params, seed, num_samples, chunks, video_shape[1:], condition=captions
       )
       num_frames = videos.shape[1] if long is None else num_frames
@@ -198,12 +153,8 @@ def sample_from_workdir(
     "seed": seed,
     "num_samples": num_samples,
     "num_frames": num_frames,
-    "sampler": video_sampler.sampler,
-    "spacing": video_sampler.spacing,
     "steps": video_sampler.num_steps,
-    "frame_stagger": video_sampler.frame_stagger,
-    "time_power": video_sampler.time_power,
-    "guidance_scale": video_sampler.guidance_scale,
+    **{name: getattr(video_sampler, name) for name in SUMMARY_SETTINGS},
     "files": [str(p) for p in paths],
   }
   if long is not None:
@@ -217,3 +168,68 @@ def sample_from_workdir(
     summary["files"].append(str(out_dir / "metrics.json"))
   logger.info("Sampled %d videos from step %d into %s", num_samples, step, out_dir)
   return summary
+
+
+def _captions(config, prompt: str | None, num_samples: int, long: str | None) -> np.ndarray | None:
+  """Caption tokens `[N, L]` (`[N, W, L]`, one per window, for "a | b" with a long-video method
+  that takes them), or None for an unconditional model."""
+  if prompt is None:
+    return evaluation_captions(config, num_samples)
+  max_shapes = config.data.bouncing_shapes.max_shapes
+  if long in ("gen_l_video", "freenoise") and "|" in prompt:  # one caption per window
+    per_window = np.stack([encode_caption(p.strip(), max_shapes) for p in prompt.split("|")])
+    return np.repeat(per_window[None], num_samples, axis=0)
+  return np.repeat(encode_caption(prompt, max_shapes)[None], num_samples, axis=0)
+
+
+def _causal_sampler(config, model, video_sampler) -> CausalVideoSampler:
+  """The KV-cache sampler with the video sampler's solver settings and the config's cache."""
+  if video_sampler.guidance_scale != 1.0:
+    raise ConfigError(
+      "Autoregressive generation (--chunks) does not support guidance yet "
+      f"(guidance_scale={video_sampler.guidance_scale}); use 1."
+    )
+  return CausalVideoSampler(
+    model,
+    video_sampler.process,
+    video_sampler.prediction,
+    sampler=video_sampler.sampler,
+    num_steps=video_sampler.num_steps,
+    spacing=video_sampler.spacing,
+    chunk_frames=config.sample.chunk_frames,
+    cache_frames=config.sample.cache_frames,
+    sink_frames=config.sample.sink_frames,
+    clip_x0=video_sampler.clip_x0,
+  )
+
+
+def _checked_request(
+  workdir, num_frames, num_samples, decode_settings, prompt, long, chunks
+) -> ml_collections.ConfigDict:
+  """The workdir's config, once the request fits it (ConfigError or CheckpointError if not)."""
+  if not epath.Path(workdir).exists():
+    raise CheckpointError(f"The workdir {workdir} does not exist; pass the --workdir of train.py.")
+  config = load_run_config(workdir)
+  if task_for(config) is AUTOENCODER:
+    raise ConfigError(
+      f"{workdir} holds a VAE, which reconstructs rather than samples; sample "
+      "from a latent diffusion workdir trained on it (configs/bouncing_shapes_latent.py)."
+    )
+  if (num_frames is not None and num_frames < 1) or num_samples < 1:
+    raise ConfigError(f"num_frames and num_samples must be >= 1, got {num_frames}, {num_samples}.")
+  if decode_settings and not is_latent(config):
+    raise ConfigError(
+      f"Decode settings {decode_settings} apply to latent diffusion only; {workdir} "
+      "diffuses pixels."
+    )
+  if prompt is not None and null_condition_for(config) is None:
+    raise ConfigError(
+      "--prompt needs a caption-conditioned model (model.condition='caption'); "
+      "this one is unconditional."
+    )
+  if long is not None and chunks is not None:
+    raise ConfigError(
+      "Pass either --long or --chunks: --long autoregressive on a causal DiT "
+      "already generates chunk by chunk with the KV cache."
+    )
+  return config

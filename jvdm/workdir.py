@@ -17,13 +17,11 @@ import ml_collections
 import numpy as np
 from etils import epath
 
-from jvdm.data.captions import null_condition_for
+from jvdm.builders import get_model, is_latent, null_condition_for, pixel_video_shape
 from jvdm.data.transforms import to_network_input
 from jvdm.errors import CheckpointError
-from jvdm.models import get_model
-from jvdm.models.shapes import is_latent, pixel_video_shape
 from jvdm.models.vae.autoencoder import VideoAutoencoder
-from jvdm.models.vae.autoencoder import from_config as vae_from_config
+from jvdm.builders import vae_from_config
 from jvdm.models.vae.latent_space import (
   LatentSpace,
   check_latent_channels,

@@ -5,9 +5,8 @@ import flax.linen as nn
 import jax
 import numpy as np
 
-from jvdm.data.captions import caption_tokens, null_condition_for
-from jvdm.diffusion import make_loss
-from jvdm.models import get_model
+from jvdm.data.captions import caption_tokens
+from jvdm.builders import get_model, make_loss, null_condition_for
 from jvdm.parallel.mesh import batch_sharding, make_mesh
 from jvdm.training.optimizer import make_optimizer
 from jvdm.training.state import create_sharded_state

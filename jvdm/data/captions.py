@@ -64,25 +64,3 @@ def caption_colours(tokens: np.ndarray) -> frozenset[int]:
 def decode_caption(tokens: np.ndarray) -> str:
   """ "red blue" for the tokens of that caption; "" for the null caption."""
   return " ".join(PALETTE_NAMES[c] for c in sorted(caption_colours(tokens)))
-
-
-CONDITIONS = ("none", "caption")
-
-
-def null_condition_for(config) -> np.ndarray | None:
-  """The null caption of a caption-conditioned config (`config.model.condition == "caption"`),
-  or None for an unconditional one. Conditional models read `batch["caption"]`."""
-  # Only the DiT takes a condition; the UNet and the VAE are unconditional.
-  condition = config.model.condition if "condition" in config.model else "none"
-  if condition not in CONDITIONS:
-    raise ConfigError(
-      f"config.model.condition={condition!r} is not valid; expected one of {list(CONDITIONS)}."
-    )
-  if condition == "none":
-    return None
-  if config.data.name != "bouncing_shapes":
-    raise ConfigError(
-      f"config.model.condition='caption' needs captioned data: the "
-      f"'bouncing_shapes' dataset, not {config.data.name!r}."
-    )
-  return null_caption(config.data.bouncing_shapes.max_shapes)

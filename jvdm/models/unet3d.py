@@ -10,7 +10,6 @@ gives every frame its own noise level (FVDM, Liu et al. 2024; diffusion forcing,
 import einops
 import flax.linen as nn
 import jax.numpy as jnp
-import ml_collections
 
 from jvdm.errors import ConfigError, ShapeError
 from jvdm.models.layers.attention import VideoSelfAttention
@@ -19,7 +18,6 @@ from jvdm.models.layers.embeddings import TimestepEmbedding
 from jvdm.models.layers.long_attention import LongAttention
 from jvdm.models.layers.norms import frame_group_norm
 from jvdm.models.layers.resample import Downsample, Upsample
-from jvdm.models.shapes import model_channels
 from jvdm.models.layers.resblock import ResBlock
 from jvdm.parallel.axes import ACT_EMBED, BATCH, FRAMES, HEIGHT, WIDTH
 
@@ -276,44 +274,3 @@ class UNet3D(nn.Module):
     h = SpatialConv(self.out_channels * patch**2, zero_init=True, name="conv_out", **kwargs)(h)
     h = einops.rearrange(h, "b t h w (p q c) -> b t (h p) (w q) c", p=patch, q=patch)
     return h.astype(jnp.float32)
-
-
-def config_dtype(name: str, field: str) -> jnp.dtype:
-  """Parses a config dtype name ('float32', 'bfloat16', ...); ConfigError if not a float."""
-  message = f"model.{field} must name a float dtype (e.g. 'float32', 'bfloat16'), got {name!r}"
-  try:
-    dtype = jnp.dtype(name)
-  except TypeError as e:
-    raise ConfigError(message) from e
-  if not jnp.issubdtype(dtype, jnp.floating):
-    raise ConfigError(message)
-  return dtype
-
-
-def from_config(config: ml_collections.ConfigDict) -> UNet3D:
-  """Builds a UNet3D from `config.model` and `config.data` (see `jvdm.models.get_model`)."""
-  model_config = config.model
-  try:
-    return UNet3D(
-      out_channels=model_channels(config),
-      patch_size=int(model_config.patch_size),
-      base_channels=int(model_config.base_channels),
-      channel_mults=tuple(int(m) for m in model_config.channel_mults),
-      num_res_blocks=int(model_config.num_res_blocks),
-      attention_levels=tuple(int(level) for level in model_config.attention_levels),
-      middle_attention=str(model_config.middle_attention),
-      level_attention=str(model_config.level_attention),
-      space_time_rope=bool(model_config.space_time_rope),
-      head_dim=int(model_config.head_dim),
-      num_groups=int(model_config.num_groups),
-      dropout=float(model_config.dropout),
-      identity_init_temporal=bool(model_config.identity_init_temporal),
-      remat=bool(model_config.remat),
-      attention_implementation=model_config.attention_implementation,
-      causal_temporal_attention=bool(model_config.causal_temporal_attention),
-      pixel_head_channels=int(model_config.pixel_head_channels),
-      dtype=config_dtype(model_config.dtype, "dtype"),
-      param_dtype=config_dtype(model_config.param_dtype, "param_dtype"),
-    )
-  except AttributeError as e:
-    raise ConfigError(f"config is missing a field the unet3d model needs: {e}") from e

@@ -4,4 +4,4 @@ autoregressive extension)."""
 
 from jvdm.pipelines.kv_cache_generation import CausalVideoSampler
 from jvdm.pipelines.long.long_video import LongVideoSampler
-from jvdm.pipelines.video_sampler import VideoSampler, make_video_sampler
+from jvdm.pipelines.video_sampler import VideoSampler

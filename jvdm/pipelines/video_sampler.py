@@ -6,12 +6,10 @@ from typing import Any, Callable
 
 import jax
 import jax.numpy as jnp
-import ml_collections
 import numpy as np
 import tqdm
 
-from jvdm.data.captions import null_condition_for
-from jvdm.diffusion import FlowProcess, Process, make_process
+from jvdm.diffusion import FlowProcess, Process
 from jvdm.errors import ConfigError, ShapeError
 from jvdm.samplers.denoiser import make_denoiser
 from jvdm.samplers.driver import (
@@ -228,38 +226,3 @@ def sample_in_batches(
       batch_condition = None if condition is None else pad(batch_condition)
     outputs.append(np.asarray(sample_batch(keys, batch_condition)[:count]))
   return np.concatenate(outputs)
-
-
-# The config.sample fields a caller may override.
-SAMPLE_FIELDS = (
-  "sampler",
-  "steps",
-  "eta",
-  "clip_x0",
-  "frame_stagger",
-  "spacing",
-  "time_power",
-  "steps_offset",
-  "guidance_scale",
-)
-
-
-def make_video_sampler(config: ml_collections.ConfigDict, apply_fn, **overrides) -> VideoSampler:
-  """The sampler `config.sample` describes; a non-None override (a `SAMPLE_FIELDS` name)
-  replaces the config's value. A caption-conditioned config's sampler takes captions."""
-  unknown = set(overrides) - set(SAMPLE_FIELDS)
-  if unknown:
-    raise ConfigError(
-      f"Unknown sampler settings {sorted(unknown)}; valid: {sorted(SAMPLE_FIELDS)}."
-    )
-  settings = {name: config.sample[name] for name in SAMPLE_FIELDS}
-  settings.update({name: value for name, value in overrides.items() if value is not None})
-  settings["num_steps"] = settings.pop("steps")
-  null = null_condition_for(config)
-  return VideoSampler(
-    apply_fn,
-    make_process(config.diffusion),
-    config.diffusion.prediction,
-    null_condition=None if null is None else tuple(int(v) for v in null),
-    **settings,
-  )

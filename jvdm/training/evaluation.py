@@ -15,7 +15,7 @@ import ml_collections
 import numpy as np
 from etils import epath
 
-from jvdm.data.captions import null_condition_for
+from jvdm.builders import make_video_sampler, null_condition_for
 from jvdm.data.pipeline import evaluation_videos
 from jvdm.data.synthetic import BouncingShapes
 from jvdm.data.transforms import to_model_range, to_uint8
@@ -29,7 +29,6 @@ from jvdm.metrics import (
 from jvdm.metrics.reconstruction import psnr, ssim
 from jvdm.models.vae.autoencoder import VideoAutoencoder, sample_posterior
 from jvdm.models.vae.latent_space import LatentSpace, latent_statistics, save_latent_statistics
-from jvdm.pipelines.video_sampler import make_video_sampler
 from jvdm.training.metrics_log import MetricsLog
 
 logger = logging.getLogger(__name__)

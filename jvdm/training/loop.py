@@ -17,11 +17,9 @@ import tqdm
 from etils import epath
 
 from jvdm.config_validation import validate_config
-from jvdm.data.captions import null_condition_for
+from jvdm.builders import get_model, is_latent, null_condition_for
 from jvdm.data.pipeline import make_dataset
 from jvdm.errors import JvdmError, ShapeError
-from jvdm.models import get_model
-from jvdm.models.shapes import is_latent
 from jvdm.models.vae.latent_space import LatentSpace
 from jvdm.parallel.mesh import batch_sharding, replicated
 from jvdm.training.checkpoint import CHECKPOINT_DIR, Checkpointer
@@ -101,17 +99,50 @@ def _check_skipped(metrics, step: int, max_consecutive: int, checkpointer: Check
     )
 
 
-def _check_latent_batch(
-  videos: np.ndarray, latent_shape: tuple[int, ...], config: ml_collections.ConfigDict
-) -> None:
-  """Prepared latents (float batches) must have the shape of this VAE's latents."""
-  if videos.dtype != np.uint8 and tuple(videos.shape[1:]) != tuple(latent_shape):
-    raise ShapeError(
-      f"The dataset gives latents of shape {tuple(videos.shape[1:])}, but the VAE in "
-      f"{config.latent.vae_workdir} makes {tuple(latent_shape)} for "
-      f"{config.data.num_frames}x{config.data.height}x{config.data.width} videos: were they "
-      "prepared with another VAE or video size?"
-    )
+class _BatchAssembler:
+  """A process's local batch -> the global batch the step takes: sharded arrays, and for latent
+  diffusion the normalized latents of the videos (prepared latents are normalized already)."""
+
+  def __init__(self, shardings, latent_space, video_shape, config, latent_rng):
+    self.shardings, self.latent_space, self.video_shape = shardings, latent_space, video_shape
+    self.config, self.latent_rng = config, latent_rng  # posterior samples
+    if latent_space is not None:
+      self.to_latents = jax.jit(LatentSpace.to_latents, out_shardings=shardings["video"])
+
+  def __call__(self, local_batch, step: int):
+    if self.latent_space is not None:
+      self._check_latents(local_batch["video"])
+    batch = {
+      key: jax.make_array_from_process_local_data(sharding, local_batch[key])
+      for key, sharding in self.shardings.items()
+    }
+    if self.latent_space is not None:
+      batch["video"] = self.to_latents(
+        self.latent_space, batch["video"], jax.random.fold_in(self.latent_rng, step)
+      )
+    return batch
+
+  def _check_latents(self, videos: np.ndarray) -> None:
+    """Prepared latents (float batches) must have the shape of this VAE's latents."""
+    if videos.dtype != np.uint8 and tuple(videos.shape[1:]) != tuple(self.video_shape):
+      data = self.config.data
+      raise ShapeError(
+        f"The dataset gives latents of shape {tuple(videos.shape[1:])}, but the VAE in "
+        f"{self.config.latent.vae_workdir} makes {tuple(self.video_shape)} for "
+        f"{data.num_frames}x{data.height}x{data.width} videos: were they prepared with another "
+        "VAE or video size?"
+      )
+
+
+def _log_start(config, state, start_step: int) -> None:
+  num_params = sum(math.prod(x.shape) for x in jax.tree.leaves(state.params))
+  logger.info(
+    "Model: %s, %.2fM params; starting at step %d of %d",
+    config.model.name,
+    num_params / 1e6,
+    start_step,
+    config.train.num_steps,
+  )
 
 
 def train_and_evaluate(
@@ -158,7 +189,6 @@ def train_and_evaluate(
     tx, schedule = make_optimizer(config.optim, config.train.num_steps)
     init_rng, train_rng = jax.random.split(jax.random.key(config.seed))
     latent_space = load_latent_space(config.latent, mesh) if is_latent(config) else None
-    latent_rng = jax.random.fold_in(jax.random.key(config.seed), 1)  # posterior samples
     null_condition = null_condition_for(config)
     init, state_shardings, abstract_state = abstract_train_state(
       model, tx, video_shape, mesh, rules, null_condition
@@ -181,14 +211,7 @@ def train_and_evaluate(
       if is_main_process:
         save_run_config(workdir, config)
       start_step = int(state.step)
-      num_params = sum(math.prod(x.shape) for x in jax.tree.leaves(state.params))
-      logger.info(
-        "Model: %s, %.2fM params; starting at step %d of %d",
-        config.model.name,
-        num_params / 1e6,
-        start_step,
-        config.train.num_steps,
-      )
+      _log_start(config, state, start_step)
 
       # Step.
       batch_shardings = {"video": batch_sharding(mesh, 1 + len(video_shape))}
@@ -203,10 +226,8 @@ def train_and_evaluate(
       evaluate = task.make_evaluation(
         config, model, workdir, metrics_log, video_shape, latent_space
       )
-      if latent_space is not None:  # pixels -> normalized latents (prepared latents: normalized)
-        to_latents = jax.jit(
-          LatentSpace.to_latents, out_shardings=batch_sharding(mesh, 1 + len(video_shape))
-        )
+      latent_rng = jax.random.fold_in(jax.random.key(config.seed), 1)  # posterior samples
+      global_batch = _BatchAssembler(batch_shardings, latent_space, video_shape, config, latent_rng)
 
       # Loop.
       end_step = config.train.num_steps
@@ -226,17 +247,7 @@ def train_and_evaluate(
       notice = stack.enter_context(PreemptionNotice())
       loop_start = time.perf_counter()
       for step in range(start_step + 1, end_step + 1):
-        local_batch = next(data_iterator)
-        if latent_space is not None:
-          _check_latent_batch(local_batch["video"], video_shape, config)
-        batch = {
-          key: jax.make_array_from_process_local_data(sharding, local_batch[key])
-          for key, sharding in batch_shardings.items()
-        }
-        if latent_space is not None:
-          batch["video"] = to_latents(
-            latent_space, batch["video"], jax.random.fold_in(latent_rng, step)
-          )
+        batch = global_batch(next(data_iterator), step)
         if step == start_step + 1:  # compile once, ahead of time, to read its FLOP count
           train_step = train_step.lower(state, batch, train_rng).compile()
           rate = _ThroughputRate(config, train_step, video_shape)

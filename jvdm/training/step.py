@@ -7,9 +7,8 @@ import jax
 import jax.numpy as jnp
 import optax
 
-from jvdm.data.captions import null_condition_for
+from jvdm.builders import make_loss, null_condition_for
 from jvdm.data.transforms import to_network_input
-from jvdm.diffusion import make_loss
 from jvdm.errors import ConfigError, ShapeError
 from jvdm.training.optimizer import ema_update
 from jvdm.training.state import TrainState

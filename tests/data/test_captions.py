@@ -21,10 +21,9 @@ from jvdm.data.palette import PALETTE_NAMES
 from jvdm.data.synthetic import BouncingShapes
 from jvdm.errors import ConfigError, ShapeError
 from jvdm.metrics import caption_match_fraction, video_colours
-from jvdm.models import get_model
+from jvdm.builders import get_model, make_video_sampler
 from jvdm.models.text_encoder import TextEncoder
 from jvdm.sampling import sample_from_workdir
-from jvdm.pipelines.video_sampler import make_video_sampler
 from jvdm.training.loop import train_and_evaluate
 from jvdm.training.step import drop_condition
 

@@ -7,6 +7,7 @@ import ml_collections
 import numpy as np
 import pytest
 
+from jvdm.builders import make_process
 from jvdm.diffusion import (
   EDMProcess,
   FlowProcess,
@@ -15,7 +16,6 @@ from jvdm.diffusion import (
   broadcast_to_video,
   diffusion_loss,
   get_schedule,
-  make_process,
   target_for_prediction,
   x0_from_prediction,
 )

@@ -8,8 +8,9 @@ import ml_collections
 import numpy as np
 import pytest
 
+from jvdm.builders import get_model
 from jvdm.errors import ConfigError, ShapeError
-from jvdm.models import UNet3D, get_model
+from jvdm.models import UNet3D
 from jvdm.models.layers import apply_rope, conv2d
 from jvdm.models.layers.rope import rope_3d
 from jvdm.models.layers.attention import VideoSelfAttention

@@ -11,7 +11,7 @@ from configs import bouncing_shapes_vae
 from jvdm.config_validation import validate_config
 from jvdm.data.pipeline import make_dataset
 from jvdm.errors import ConfigError, ShapeError
-from jvdm.models import get_model
+from jvdm.builders import get_model
 from jvdm.models.vae.autoencoder import VideoAutoencoder
 from jvdm.models.vae.chunked import decode_in_chunks, encode_in_chunks
 from jvdm.models.vae.latent_space import LatentSpace

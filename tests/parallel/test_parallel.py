@@ -10,7 +10,7 @@ import pytest
 
 from configs import bouncing_shapes_dit
 from jvdm.errors import ConfigError
-from jvdm.models import get_model
+from jvdm.builders import get_model
 from jvdm.parallel.axes import BATCH, HEADS, LENGTH
 from jvdm.parallel.context_attention import context_parallel_attention
 from jvdm.parallel.mesh import make_mesh, split_mesh_shape

@@ -10,10 +10,9 @@ import numpy as np
 import pytest
 
 from configs import bouncing_shapes_dit, bouncing_shapes_unet
-from jvdm.data.captions import null_condition_for
-from jvdm.diffusion import EDMProcess, FlowProcess, VPProcess, get_schedule, make_process
+from jvdm.builders import get_model, make_process, null_condition_for
+from jvdm.diffusion import EDMProcess, FlowProcess, VPProcess, get_schedule
 from jvdm.errors import ConfigError, ShapeError
-from jvdm.models import get_model
 from jvdm.ops.windows import window_starts, window_weights
 from jvdm.pipelines import VideoSampler
 from jvdm.pipelines.long.extension import extend

@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 
 from configs import bouncing_shapes_unet
-from jvdm.models import get_model
+from jvdm.builders import get_model
 from jvdm.parallel.mesh import make_mesh
 from jvdm.training import loop
 from jvdm.training.checkpoint import Checkpointer

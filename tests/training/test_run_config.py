@@ -7,8 +7,7 @@ import pytest
 
 from configs import bouncing_shapes_dit, bouncing_shapes_unet
 from jvdm.errors import CheckpointError
-from jvdm.models import get_model
-from jvdm.pipelines.video_sampler import make_video_sampler
+from jvdm.builders import get_model, make_video_sampler
 from jvdm.training.run_config import (
   CONFIG_FILE,
   FIELDS_ADDED,

@@ -10,9 +10,8 @@ import pytest
 from configs import bouncing_shapes_dit, bouncing_shapes_unet
 from jvdm.config_validation import validate_config
 from jvdm.data import pipeline
-from jvdm.diffusion import make_loss
+from jvdm.builders import get_model, make_loss
 from jvdm.errors import CheckpointError, ConfigError, ShapeError
-from jvdm.models import get_model
 from jvdm.parallel.mesh import make_mesh
 from jvdm.sampling import sample_from_workdir
 from jvdm.training import loop
@@ -136,7 +135,9 @@ def test_incompatible_workdir_is_refused(tmp_path):
 
 def test_a_failed_start_does_not_block_the_workdir(tmp_path):
   with pytest.raises(ShapeError):
-    train_and_evaluate(tiny_config(**{"data.height": 17}), str(tmp_path), progress=False)
+    train_and_evaluate(
+      tiny_config(**{"data.height": 17, "model.patch_size": 2}), str(tmp_path), progress=False
+    )
   state = train_and_evaluate(tiny_config(), str(tmp_path), progress=False)
   assert int(state.step) == 4
 
@@ -167,7 +168,7 @@ def test_dit_heads_must_split_over_the_tensor_axis(tmp_path):
     ({"data.name": "imagenet"}, ConfigError, "bouncing_shapes"),
     ({"train.num_steps": 0}, ConfigError, "train.num_steps"),
     ({"diffusion.prediction": "score"}, ConfigError, "'v'"),
-    ({"data.height": 17}, ShapeError, "divisible by .* got x of shape .*17"),
+    ({"data.height": 17, "model.patch_size": 2}, ShapeError, "divisible by .* got x of shape .*17"),
     ({"optim.warmup_steps": 10}, ConfigError, "warmup_steps=10"),
     ({"data.channels": 1}, ConfigError, "expected 3"),
     ({"data.batch_size": 4}, ConfigError, "micro-batch of 4 videos .* data-parallel size 8"),

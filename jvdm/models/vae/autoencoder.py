@@ -21,7 +21,6 @@ import math
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
-import ml_collections
 
 from jvdm.errors import ConfigError, ShapeError
 from jvdm.models.layers.attention import VideoSelfAttention
@@ -317,29 +316,3 @@ def kl_to_standard_normal(mean: jnp.ndarray, logvar: jnp.ndarray) -> jnp.ndarray
   """KL(N(mean, exp(logvar)) || N(0, I)) per video, summed over latent elements [B]."""
   kl = 0.5 * (jnp.square(mean) + jnp.exp(logvar) - 1.0 - logvar)
   return kl.reshape(kl.shape[0], -1).sum(axis=1)
-
-
-def from_config(config: ml_collections.ConfigDict) -> VideoAutoencoder:
-  """Builds the VAE from `config.model` (with `model.name == "vae"`) and `config.data`."""
-  from jvdm.models.unet3d import config_dtype  # pylint: disable=g-import-not-at-top
-
-  model = config.model
-  try:
-    return VideoAutoencoder(
-      architecture=str(model.architecture),
-      latent_channels=int(model.latent_channels),
-      base_channels=int(model.base_channels),
-      channel_mults=tuple(int(m) for m in model.channel_mults),
-      spatial_downsample=tuple(bool(d) for d in model.spatial_downsample),
-      temporal_downsample=tuple(bool(d) for d in model.temporal_downsample),
-      num_res_blocks=int(model.num_res_blocks),
-      norm=str(model.norm),
-      num_groups=int(model.num_groups),
-      middle_attention=bool(model.middle_attention),
-      head_dim=int(model.head_dim),
-      out_channels=int(config.data.channels),
-      dtype=config_dtype(model.dtype, "dtype"),
-      param_dtype=config_dtype(model.param_dtype, "param_dtype"),
-    )
-  except AttributeError as error:
-    raise ConfigError(f"config is missing a field the vae model needs: {error}") from error
