@@ -22,12 +22,8 @@ from jvdm.data.transforms import to_network_input
 from jvdm.errors import CheckpointError
 from jvdm.models.vae.autoencoder import VideoAutoencoder
 from jvdm.builders import vae_from_config
-from jvdm.models.vae.latent_space import (
-  LatentSpace,
-  check_latent_channels,
-  jitted_encode,
-  load_latent_statistics,
-)
+from jvdm.io.latent_statistics import load_latent_statistics
+from jvdm.models.vae.latent_space import LatentSpace, check_latent_channels, jitted_encode
 from jvdm.parallel.mesh import make_mesh
 from jvdm.training.checkpoint import CHECKPOINT_DIR, Checkpointer
 from jvdm.training.optimizer import make_optimizer
@@ -90,7 +86,13 @@ def restore_ema_params(
     tx, _ = make_optimizer(config.optim, config.train.num_steps)
     video_shape = network_video_shape(config)
     _, _, abstract = abstract_train_state(
-      model, tx, video_shape, mesh, config.mesh.logical_axis_rules, null_condition_for(config)
+      model,
+      tx,
+      video_shape,
+      mesh,
+      config.mesh.logical_axis_rules,
+      null_condition_for(config),
+      denoiser=task_for(config).denoises,
     )
     return checkpointer.restore_params(abstract.ema_params, step), step
   finally:

@@ -14,7 +14,7 @@ from jvdm.data.prepare import prepare
 from jvdm.data.synthetic import BouncingShapes
 from jvdm.errors import ConfigError, ShapeError
 from jvdm.builders import get_model
-from jvdm.models.vae.latent_space import LATENT_STATISTICS_FILE
+from jvdm.io.latent_statistics import LATENT_STATISTICS_FILE
 from jvdm.sampling import sample_from_workdir
 from jvdm.workdir import diffusion_video_shape, vae_encoder
 from jvdm.training.loop import train_and_evaluate

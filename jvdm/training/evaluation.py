@@ -27,8 +27,8 @@ from jvdm.metrics import (
   synthetic_video_validity,
 )
 from jvdm.metrics.reconstruction import psnr, ssim
-from jvdm.models.vae.autoencoder import VideoAutoencoder, sample_posterior
-from jvdm.models.vae.latent_space import LatentSpace, latent_statistics, save_latent_statistics
+from jvdm.io.latent_statistics import latent_statistics, save_latent_statistics
+from jvdm.ops.gaussian import sample_posterior
 from jvdm.training.metrics_log import MetricsLog
 
 logger = logging.getLogger(__name__)
@@ -101,7 +101,7 @@ def diffusion_evaluation(
   workdir: epath.Path,
   metrics_log: MetricsLog,
   video_shape: tuple[int, ...],
-  latent_space: LatentSpace | None = None,
+  latent_space: Any = None,  # a jvdm.models.vae.latent_space.LatentSpace for latent diffusion
 ) -> Evaluate:
   """Samples `train.num_sample_videos` videos and logs how many are valid and move."""
   sampler = make_video_sampler(config, model.apply)
@@ -141,7 +141,7 @@ def diffusion_evaluation(
 
 
 def reconstruct(
-  model: VideoAutoencoder, params: Any, pixels: jnp.ndarray, key: jax.Array
+  model: Any, params: Any, pixels: jnp.ndarray, key: jax.Array
 ) -> tuple[jnp.ndarray, jnp.ndarray]:
   """Traceable: `pixels` in [-1, 1] through the posterior mean -> (reconstructions clipped to
   [-1, 1], a posterior sample of the latents, for their statistics)."""
@@ -151,7 +151,7 @@ def reconstruct(
 
 def autoencoder_evaluation(
   config: ml_collections.ConfigDict,
-  model: VideoAutoencoder,
+  model: Any,  # a VideoAutoencoder
   workdir: epath.Path,
   metrics_log: MetricsLog,
 ) -> Evaluate:

@@ -20,7 +20,6 @@ from jvdm.config_validation import validate_config
 from jvdm.builders import get_model, is_latent, null_condition_for
 from jvdm.data.pipeline import make_dataset
 from jvdm.errors import JvdmError, ShapeError
-from jvdm.models.vae.latent_space import LatentSpace
 from jvdm.parallel.mesh import batch_sharding, replicated
 from jvdm.training.checkpoint import CHECKPOINT_DIR, Checkpointer
 from jvdm.training.metrics_log import MetricsLog
@@ -107,7 +106,9 @@ class _BatchAssembler:
     self.shardings, self.latent_space, self.video_shape = shardings, latent_space, video_shape
     self.config, self.latent_rng = config, latent_rng  # posterior samples
     if latent_space is not None:
-      self.to_latents = jax.jit(LatentSpace.to_latents, out_shardings=shardings["video"])
+      self.to_latents = jax.jit(
+        lambda space, videos, rng: space.to_latents(videos, rng), out_shardings=shardings["video"]
+      )
 
   def __call__(self, local_batch, step: int):
     if self.latent_space is not None:
@@ -191,7 +192,7 @@ def train_and_evaluate(
     latent_space = load_latent_space(config.latent, mesh) if is_latent(config) else None
     null_condition = null_condition_for(config)
     init, state_shardings, abstract_state = abstract_train_state(
-      model, tx, video_shape, mesh, rules, null_condition
+      model, tx, video_shape, mesh, rules, null_condition, denoiser=task.denoises
     )
     checkpointer = Checkpointer(
       workdir / CHECKPOINT_DIR,

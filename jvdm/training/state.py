@@ -10,8 +10,6 @@ import jax.numpy as jnp
 import optax
 from jax.sharding import Mesh, NamedSharding, PartitionSpec
 
-from jvdm.models.vae.autoencoder import VideoAutoencoder
-
 
 @flax.struct.dataclass
 class TrainState:
@@ -52,11 +50,13 @@ def abstract_train_state(
   mesh: Mesh,
   rules,
   null_condition=None,
+  denoiser: bool = True,
 ) -> tuple[Callable[[jax.Array], TrainState], Any, Any]:
   """The state's shapes and shardings, computed without allocating it.
 
   Args:
-    model: the network: a denoiser `(x, t[, cond])`, or a `VideoAutoencoder` `(x)`.
+    model: the network: a denoiser `(x, t[, cond])`, or with `denoiser=False` a video
+      autoencoder `(x)` (`Task.denoises`).
     tx: the optimizer.
     video_shape: `(T, H, W, C)` of one training video (or latent).
     mesh: the device mesh.
@@ -68,9 +68,9 @@ def abstract_train_state(
     NamedShardings, and a tree of ShapeDtypeStructs carrying them (the restore target).
   """
   dummy_video = jnp.zeros((1,) + tuple(video_shape), jnp.float32)
-  if isinstance(model, VideoAutoencoder):
+  if not denoiser:
     args, kwargs = (dummy_video,), {}
-  else:  # a denoiser: (x, t, cond)
+  else:  # (x, t, cond)
     args = (dummy_video, jnp.zeros((1,), jnp.float32))
     kwargs = {} if null_condition is None else {"cond": jnp.asarray(null_condition)[None]}
 

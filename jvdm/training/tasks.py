@@ -19,6 +19,7 @@ class Task:
 
   Attributes:
     name: "diffusion" or "autoencoder".
+    denoises: the network is a denoiser `(x, t[, cond])`; False: an autoencoder `(x)`.
     sees_pixels: the network's input is the pixel video; False: what diffusion sees (the
       pixels, or a VAE's latents, `jvdm.workdir.diffusion_video_shape`).
     make_train_step: `(config, model, tx, schedule) -> train_step(state, batch, rng)`.
@@ -27,14 +28,16 @@ class Task:
   """
 
   name: str
+  denoises: bool
   sees_pixels: bool
   make_train_step: Callable[..., Any]
   make_evaluation: Callable[..., Evaluate]
 
 
-DIFFUSION = Task("diffusion", False, train_step_from_config, diffusion_evaluation)
+DIFFUSION = Task("diffusion", True, False, train_step_from_config, diffusion_evaluation)
 AUTOENCODER = Task(
   "autoencoder",
+  False,
   True,
   vae_train_step_from_config,
   # A VAE reconstructs held-out clips: no sampler shape, no latent space.

@@ -8,6 +8,7 @@ over pixels (Rombach et al. 2022, Appendix G; kl_weight 1e-6 there).
 """
 
 import math
+from typing import Any
 
 import jax
 import jax.numpy as jnp
@@ -15,7 +16,7 @@ import ml_collections
 import optax
 
 from jvdm.errors import ConfigError
-from jvdm.models.vae.autoencoder import VideoAutoencoder, kl_to_standard_normal, sample_posterior
+from jvdm.ops.gaussian import kl_to_standard_normal, sample_posterior
 from jvdm.data.transforms import to_network_input
 from jvdm.training.step import Batch, StepInputs, make_step_for_loss
 
@@ -23,7 +24,7 @@ RECONSTRUCTION_LOSSES = ("l1", "l2")
 
 
 def make_vae_train_step(
-  model: VideoAutoencoder,
+  model: Any,  # a jvdm.models.VideoAutoencoder
   tx: optax.GradientTransformation,
   schedule: optax.Schedule,
   ema_decay: float,
@@ -61,7 +62,7 @@ def make_vae_train_step(
 
 def vae_train_step_from_config(
   config: ml_collections.ConfigDict,
-  model: VideoAutoencoder,
+  model: Any,  # a jvdm.models.VideoAutoencoder
   tx: optax.GradientTransformation,
   schedule: optax.Schedule,
 ):

@@ -25,6 +25,7 @@ import jax.numpy as jnp
 from jvdm.errors import ConfigError, ShapeError
 from jvdm.models.layers.attention import VideoSelfAttention
 from jvdm.models.layers.conv import SpatialConv
+from jvdm.ops.gaussian import sample_posterior
 from jvdm.models.vae.blocks import NORMS, TemporalMix, VAEResBlock, make_norm
 from jvdm.models.vae.causal_conv import CausalConv3d
 
@@ -305,14 +306,3 @@ class VideoAutoencoder(nn.Module):
     mean, logvar = self.encode(x)
     z = mean if noise_key is None else sample_posterior(noise_key, mean, logvar)
     return self.decode(z), mean, logvar
-
-
-def sample_posterior(key: jax.Array, mean: jnp.ndarray, logvar: jnp.ndarray) -> jnp.ndarray:
-  """A draw from N(mean, exp(logvar)) (the reparameterization trick)."""
-  return mean + jnp.exp(0.5 * logvar) * jax.random.normal(key, mean.shape, mean.dtype)
-
-
-def kl_to_standard_normal(mean: jnp.ndarray, logvar: jnp.ndarray) -> jnp.ndarray:
-  """KL(N(mean, exp(logvar)) || N(0, I)) per video, summed over latent elements [B]."""
-  kl = 0.5 * (jnp.square(mean) + jnp.exp(logvar) - 1.0 - logvar)
-  return kl.reshape(kl.shape[0], -1).sum(axis=1)

@@ -9,7 +9,6 @@ statistics are computed when the VAE is evaluated and written beside its checkpo
 
 import fractions
 import functools
-import json
 from typing import Any
 
 import flax.struct
@@ -17,15 +16,13 @@ import jax
 import jax.numpy as jnp
 import ml_collections
 import numpy as np
-from etils import epath
 
 from jvdm.data.transforms import to_network_input
-from jvdm.errors import CheckpointError, ConfigError
-from jvdm.models.vae.autoencoder import VideoAutoencoder, sample_posterior
+from jvdm.errors import ConfigError
+from jvdm.models.vae.autoencoder import VideoAutoencoder
+from jvdm.ops.gaussian import sample_posterior
 from jvdm.models.vae.chunked import decode_in_chunks
 from jvdm.models.vae.tiling import tiled_apply
-
-LATENT_STATISTICS_FILE = "latent_statistics.json"
 
 
 def check_latent_channels(
@@ -37,31 +34,6 @@ def check_latent_channels(
       f"{latent_config.vae_workdir} has {model.latent_channels} latent channels. A latent "
       "diffusion model works only with the VAE whose latents it was trained on."
     )
-
-
-def latent_statistics(latents: np.ndarray) -> dict[str, float]:
-  """`shift` (mean) and `scale` (1 / std) of a sample of latents, over all their elements."""
-  latents = np.asarray(latents, np.float64)
-  return {"shift": float(latents.mean()), "scale": float(1.0 / max(latents.std(), 1e-6))}
-
-
-def save_latent_statistics(
-  workdir: str | epath.Path, statistics: dict[str, float], step: int
-) -> None:
-  path = epath.Path(workdir) / LATENT_STATISTICS_FILE
-  temporary = path.parent / (LATENT_STATISTICS_FILE + ".tmp")
-  temporary.write_text(json.dumps({**statistics, "step": int(step)}, indent=2))
-  temporary.replace(path)  # atomic
-
-
-def load_latent_statistics(workdir: str | epath.Path) -> dict[str, float]:
-  path = epath.Path(workdir) / LATENT_STATISTICS_FILE
-  if not path.exists():
-    raise CheckpointError(
-      f"The VAE workdir {workdir} has no {LATENT_STATISTICS_FILE}: train the "
-      "VAE until its first evaluation (train.sample_every, or the end)."
-    )
-  return json.loads(path.read_text())
 
 
 @flax.struct.dataclass
