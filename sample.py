@@ -16,55 +16,73 @@ Writes samples.mp4 and samples.gif (a grid), samples.npz (key `videos`, uint8
 """
 
 import json
-import sys
 
-from absl import app, flags
+from typing import Any, Sequence
 
-from jvdm.cli import configure_console_logging
-from jvdm.errors import JvdmError
-from jvdm.sampling import sample_from_workdir
+from absl import flags
+
+from jvdm.cli import parse_flags, reported_errors, run_script
 from jvdm.pipelines.long.long_video import METHODS as LONG_METHODS
+from jvdm.sampling import sample_from_workdir
 
-_WORKDIR = flags.DEFINE_string("workdir", None, "The --workdir given to train.py.", required=True)
-_OUT = flags.DEFINE_string("out", None, "Output folder; default WORKDIR/samples/sample_seed<SEED>.")
-_NUM_SAMPLES = flags.DEFINE_integer("num_samples", 8, "Number of videos.")
-_NUM_FRAMES = flags.DEFINE_integer("num_frames", None, "Frames per video; default: as trained.")
-_STEPS = flags.DEFINE_integer("steps", None, "Sampler steps; default: the config's.")
-_ETA = flags.DEFINE_float("eta", None, "DDIM eta (0 = deterministic); default: the config's.")
+FLAGS = flags.FlagValues()  # this script's own flags (train.py has its own)
+
+_WORKDIR = flags.DEFINE_string(
+  "workdir", None, "The --workdir given to train.py.", required=True, flag_values=FLAGS
+)
+_OUT = flags.DEFINE_string(
+  "out", None, "Output folder; default WORKDIR/samples/sample_seed<SEED>.", flag_values=FLAGS
+)
+_NUM_SAMPLES = flags.DEFINE_integer("num_samples", 8, "Number of videos.", flag_values=FLAGS)
+_NUM_FRAMES = flags.DEFINE_integer(
+  "num_frames", None, "Frames per video; default: as trained.", flag_values=FLAGS
+)
+_STEPS = flags.DEFINE_integer(
+  "steps", None, "Sampler steps; default: the config's.", flag_values=FLAGS
+)
+_ETA = flags.DEFINE_float(
+  "eta", None, "DDIM eta (0 = deterministic); default: the config's.", flag_values=FLAGS
+)
 _FRAME_STAGGER = flags.DEFINE_float(
   "frame_stagger",
   None,
   "In [0, 1): later frames lag on the time grid (Diffusion Forcing's "
   "pyramid schedule); default: the config's.",
+  flag_values=FLAGS,
 )
 _SAMPLER = flags.DEFINE_string(
   "sampler",
   None,
   "ddim | ddpm | euler | euler_ancestral | heun | dpmpp_2m | dpmpp_2m_sde | "
   "unipc | lcm | flow_euler; default: the config's.",
+  flag_values=FLAGS,
 )
 _SPACING = flags.DEFINE_string(
   "spacing",
   None,
   "uniform | linspace | leading | trailing | karras (diffusers' timestep "
   "spacings; lcm and flow_euler have their own); default: the config's.",
+  flag_values=FLAGS,
 )
 _TIME_POWER = flags.DEFINE_float(
   "time_power",
   None,
   "spacing uniform: each frame's time is level**time_power; > 1 crowds "
   "the steps near clean data; default: the config's.",
+  flag_values=FLAGS,
 )
 _GUIDANCE_SCALE = flags.DEFINE_float(
   "guidance_scale",
   None,
   "Classifier-free guidance scale (needs a conditional model); default: the config's.",
+  flag_values=FLAGS,
 )
 _CHUNKS = flags.DEFINE_integer(
   "chunks",
   None,
   "Generate autoregressively, this many chunks of config.sample.chunk_frames "
   "frames, with the KV cache (a causal DiT: configs/bouncing_shapes_dit.py:causal).",
+  flag_values=FLAGS,
 )
 _PROMPT = flags.DEFINE_string(
   "prompt",
@@ -73,6 +91,7 @@ _PROMPT = flags.DEFINE_string(
   "'red blue' ('' = unconditional); with --long gen_l_video, 'red | blue' gives one per "
   "window; with --long freenoise, any number spread over the video (motion injection); "
   "default: captions of held-out synthetic videos.",
+  flag_values=FLAGS,
 )
 _LONG = flags.DEFINE_enum(
   "long",
@@ -80,51 +99,65 @@ _LONG = flags.DEFINE_enum(
   list(LONG_METHODS),
   "Generate --num_frames beyond the training length with "
   "this long-video method (docs/long_videos.md).",
+  flag_values=FLAGS,
 )
 _WINDOW = flags.DEFINE_integer(
-  "window", None, "--long: frames per window; default: the training length."
+  "window", None, "--long: frames per window; default: the training length.", flag_values=FLAGS
 )
 _STRIDE = flags.DEFINE_integer(
   "stride",
   None,
   "--long freenoise | gen_l_video: frames between window starts; default: window / 2.",
+  flag_values=FLAGS,
 )
 _NUM_PARTITIONS = flags.DEFINE_integer(
   "num_partitions",
   None,
   "--long fifo: windows in the queue (steps per frame = partitions x window); default 4.",
+  flag_values=FLAGS,
 )
 _FIFO_TAIL = flags.DEFINE_enum(
-  "fifo_tail", None, ["gaussian", "ouroboros"], "--long fifo: new tail frames; default gaussian."
+  "fifo_tail",
+  None,
+  ["gaussian", "ouroboros"],
+  "--long fifo: new tail frames; default gaussian.",
+  flag_values=FLAGS,
 )
 _CONTEXT_FRAMES = flags.DEFINE_integer(
   "context_frames",
   None,
   "--long autoregressive: frames each clip continues from; default: window / 2.",
+  flag_values=FLAGS,
 )
 _DECODE_CHUNK_FRAMES = flags.DEFINE_integer(
   "decode_chunk_frames",
   None,
   "Latent diffusion: latent frames the VAE decodes at a time "
   "(memory stays flat in the video's length); 0 = all at once; default the config's.",
+  flag_values=FLAGS,
 )
 _DECODE_TILE = flags.DEFINE_integer(
   "decode_tile",
   None,
   "Latent diffusion: latent pixels per spatial tile when decoding (tiles "
   "overlap and are blended); 0 = whole frames; default the config's.",
+  flag_values=FLAGS,
 )
 _DECODE_TILE_OVERLAP = flags.DEFINE_integer(
-  "decode_tile_overlap", None, "Latent pixels shared by neighbouring decode tiles."
+  "decode_tile_overlap",
+  None,
+  "Latent pixels shared by neighbouring decode tiles.",
+  flag_values=FLAGS,
 )
 _DECODE_ROW_SLICES = flags.DEFINE_integer(
   "decode_row_slices",
   None,
   "Latent diffusion: the VAE decoder's convs run in this many bands "
   "of rows (feature slicing: the same result, less memory); default the config's.",
+  flag_values=FLAGS,
 )
-_SEED = flags.DEFINE_integer("seed", 0, "The same seed gives the same videos.")
-_BATCH_SIZE = flags.DEFINE_integer("batch_size", 8, "Videos per jitted call.")
+_SEED = flags.DEFINE_integer("seed", 0, "The same seed gives the same videos.", flag_values=FLAGS)
+_BATCH_SIZE = flags.DEFINE_integer("batch_size", 8, "Videos per jitted call.", flag_values=FLAGS)
 
 
 def _given(**flag_values):
@@ -153,35 +186,37 @@ def _long_settings():
   )
 
 
-def main(argv):
-  if len(argv) > 1:
-    raise app.UsageError(f"Unexpected arguments: {argv[1:]}")
-  try:
-    summary = sample_from_workdir(
-      _WORKDIR.value,
-      out=_OUT.value,
-      num_samples=_NUM_SAMPLES.value,
-      num_frames=_NUM_FRAMES.value,
-      steps=_STEPS.value,
-      seed=_SEED.value,
-      eta=_ETA.value,
-      frame_stagger=_FRAME_STAGGER.value,
-      sampler=_SAMPLER.value,
-      spacing=_SPACING.value,
-      time_power=_TIME_POWER.value,
-      guidance_scale=_GUIDANCE_SCALE.value,
-      chunks=_CHUNKS.value,
-      prompt=_PROMPT.value,
-      batch_size=_BATCH_SIZE.value,
-      long=_LONG.value,
-      long_settings=_long_settings(),
-      decode_settings=_decode_settings(),
-    )
-  except JvdmError as error:
-    sys.exit(f"error: {error}")
-  print(json.dumps(summary, indent=2))
+def parse_arguments(argv: Sequence[str]) -> dict[str, Any]:
+  """The command line as `sample_from_workdir`'s arguments; a bad flag exits with one line
+  (`jvdm.cli`)."""
+  FLAGS.unparse_flags()
+  with reported_errors(argv):
+    parse_flags(FLAGS, argv)
+  return dict(
+    workdir=_WORKDIR.value,
+    out=_OUT.value,
+    num_samples=_NUM_SAMPLES.value,
+    num_frames=_NUM_FRAMES.value,
+    steps=_STEPS.value,
+    seed=_SEED.value,
+    eta=_ETA.value,
+    frame_stagger=_FRAME_STAGGER.value,
+    sampler=_SAMPLER.value,
+    spacing=_SPACING.value,
+    time_power=_TIME_POWER.value,
+    guidance_scale=_GUIDANCE_SCALE.value,
+    chunks=_CHUNKS.value,
+    prompt=_PROMPT.value,
+    batch_size=_BATCH_SIZE.value,
+    long=_LONG.value,
+    long_settings=_long_settings(),
+    decode_settings=_decode_settings(),
+  )
+
+
+def main(argv: Sequence[str]) -> None:
+  print(json.dumps(sample_from_workdir(**parse_arguments(argv)), indent=2))
 
 
 if __name__ == "__main__":
-  configure_console_logging()
-  app.run(main)
+  run_script(main)

@@ -14,33 +14,69 @@ or nothing under Slurm (srun), Open MPI (mpirun) or Cloud TPU, where JAX reads t
 environment (jvdm/parallel/distributed.py). All processes need the same --workdir (shared storage).
 """
 
+import dataclasses
 import os
-import sys
+from typing import Sequence
 
 import jax
-from absl import app, flags
+import ml_collections
+from absl import flags
 from ml_collections import config_flags
 
-from jvdm.cli import configure_console_logging
-from jvdm.errors import JvdmError
+from jvdm.cli import parse_flags, reported_errors, run_script
+from jvdm.config_validation import validate_config
 from jvdm.parallel.distributed import initialize_distributed
 from jvdm.training.loop import train_and_evaluate
 
 _DEFAULT_CONFIG = os.path.join(
   os.path.dirname(os.path.abspath(__file__)), "configs", "bouncing_shapes_unet.py"
 )
-_CONFIG = config_flags.DEFINE_config_file(
-  "config", _DEFAULT_CONFIG, "Config file, optionally with ':variant'."
-)
-_WORKDIR = flags.DEFINE_string(
-  "workdir", None, "Output folder; default runs/<config name> in the current folder."
-)
-# Multi-host runs; None: a single process, or what the cluster's environment says.
-_COORDINATOR_ADDRESS = flags.DEFINE_string(
-  "coordinator_address", None, "HOST:PORT of process 0, the same on every process."
-)
-_NUM_PROCESSES = flags.DEFINE_integer("num_processes", None, "Number of processes in the job.")
-_PROCESS_ID = flags.DEFINE_integer("process_id", None, "This process's index, 0 to N - 1.")
+
+
+@dataclasses.dataclass(frozen=True)
+class Arguments:
+  config: ml_collections.ConfigDict
+  workdir: str
+  coordinator_address: str | None
+  num_processes: int | None
+  process_id: int | None
+
+
+def parse_arguments(argv: Sequence[str]) -> Arguments:
+  """The command line, read into its own flags; a bad flag, config file, variant or field
+  exits with one line (`jvdm.cli`). Does not touch devices."""
+  flag_values = flags.FlagValues()
+  define = dict(flag_values=flag_values)
+  with reported_errors(argv):
+    # config_flags reads the file and applies the --config.* overrides of argv right here.
+    config = config_flags.DEFINE_config_file(
+      "config",
+      _DEFAULT_CONFIG,
+      "Config file, optionally with ':variant'.",
+      sys_argv=list(argv),
+      **define,
+    )
+    workdir = flags.DEFINE_string(
+      "workdir", None, "Output folder; default runs/<config name> in the current folder.", **define
+    )
+    # Multi-host runs; None: a single process, or what the cluster's environment says.
+    coordinator = flags.DEFINE_string(
+      "coordinator_address", None, "HOST:PORT of process 0, the same on every process.", **define
+    )
+    num_processes = flags.DEFINE_integer("num_processes", None, "Processes in the job.", **define)
+    process_id = flags.DEFINE_integer(
+      "process_id", None, "This process's index, 0 to N - 1.", **define
+    )
+    parse_flags(flag_values, argv)
+    config.value.get("seed")  # a config file that could not be read raises here, not later
+    return Arguments(
+      config=config.value,
+      workdir=workdir.value
+      or default_workdir(config_flags.get_config_filename(flag_values["config"])),
+      coordinator_address=coordinator.value,
+      num_processes=num_processes.value,
+      process_id=process_id.value,
+    )
 
 
 def default_workdir(config_argument: str) -> str:
@@ -50,30 +86,17 @@ def default_workdir(config_argument: str) -> str:
   return os.path.join("runs", f"{name}_{variant}" if variant else name)
 
 
-def parse_flags(argv):
-  """absl's parser, with an unknown `--config.x` field reported as a one-line error."""
-  try:
-    return flags.FLAGS(argv)
-  except AttributeError as error:  # raised by ml_collections for a field the config lacks
-    overrides = [arg for arg in argv[1:] if arg.startswith("--config.")]
-    message = str(error).strip("'\"").replace("\\n", " ").replace("\n", " ")
-    sys.exit(f"error: unknown config field in {overrides}: {message}")
-
-
-def main(argv):
-  if len(argv) > 1:
-    raise app.UsageError(f"Unexpected arguments: {argv[1:]}")
-  workdir = _WORKDIR.value or default_workdir(
-    config_flags.get_config_filename(flags.FLAGS["config"])
+def main(argv: Sequence[str]) -> None:
+  arguments = parse_arguments(argv)
+  config, workdir = arguments.config, arguments.workdir
+  # Before anything touches devices.
+  initialize_distributed(
+    arguments.coordinator_address, arguments.num_processes, arguments.process_id
   )
-  try:
-    # Before anything touches devices.
-    initialize_distributed(_COORDINATOR_ADDRESS.value, _NUM_PROCESSES.value, _PROCESS_ID.value)
-    print(f"jvdm: writing checkpoints, metrics.jsonl and samples/ to {os.path.abspath(workdir)}")
-    train_and_evaluate(_CONFIG.value, workdir)
-  except JvdmError as error:
-    sys.exit(f"error: {error}")
-  if jax.process_index() == 0 and _CONFIG.value.model.name == "vae":
+  validate_config(config)  # every field, before anything is announced or created
+  print(f"jvdm: writing checkpoints, metrics.jsonl and samples/ to {os.path.abspath(workdir)}")
+  train_and_evaluate(config, workdir)
+  if jax.process_index() == 0 and config.model.name == "vae":
     print(
       "jvdm: done. Train a latent diffusion model on this VAE with: python train.py "
       f"--config configs/bouncing_shapes_latent.py --config.latent.vae_workdir={workdir}"
@@ -83,5 +106,4 @@ def main(argv):
 
 
 if __name__ == "__main__":
-  configure_console_logging()
-  app.run(main, flags_parser=parse_flags)
+  run_script(main)

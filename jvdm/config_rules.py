@@ -303,6 +303,19 @@ def rule_for(field: str, model_name: str) -> Any:
   return None
 
 
+def check_field(field: str, value: Any, model_name: str) -> None:
+  """Raises ConfigError if `value` breaks the rule of `field` (dotted, e.g. "sample.eta")."""
+  rule = rule_for(field, model_name)
+  if rule is None:
+    raise ConfigError(
+      f"config.{field} is not a field jvdm knows (model {model_name!r}); "
+      "check its spelling, or add its rule to jvdm/config_rules.py."
+    )
+  problem = rule.problem(value)
+  if problem:
+    raise ConfigError(f"config.{field}={value!r} is not valid; expected {problem}.")
+
+
 def check_fields(config: ml_collections.ConfigDict) -> None:
   """Raises ConfigError naming the first field whose value its rule does not allow."""
   model_name = config.model.name
@@ -310,12 +323,4 @@ def check_fields(config: ml_collections.ConfigDict) -> None:
   if problem:
     raise ConfigError(f"config.model.name={model_name!r} is not valid; expected {problem}.")
   for field, value in _leaves(config):
-    rule = rule_for(field, model_name)
-    if rule is None:
-      raise ConfigError(
-        f"config.{field} is not a field jvdm knows (model {model_name!r}); "
-        "check its spelling, or add its rule to jvdm/config_rules.py."
-      )
-    problem = rule.problem(value)
-    if problem:
-      raise ConfigError(f"config.{field}={value!r} is not valid; expected {problem}.")
+    check_field(field, value, model_name)

@@ -14,6 +14,7 @@ import ml_collections
 import numpy as np
 from etils import epath
 
+from jvdm.config_rules import check_field
 from jvdm.data.captions import decode_caption, encode_caption
 from jvdm.data.transforms import to_uint8
 from jvdm.errors import CheckpointError, ConfigError
@@ -91,7 +92,18 @@ def sample_from_workdir(
   Returns:
     A summary: paths written, the step sampled, and the metric when available.
   """
-  config = _checked_request(workdir, num_frames, num_samples, decode_settings, prompt, long, chunks)
+  sample_overrides = dict(
+    steps=steps,
+    eta=eta,
+    frame_stagger=frame_stagger,
+    sampler=sampler,
+    spacing=spacing,
+    time_power=time_power,
+    guidance_scale=guidance_scale,
+  )
+  config = _checked_request(
+    workdir, num_frames, num_samples, decode_settings, prompt, long, chunks, sample_overrides
+  )
   num_frames = config.data.num_frames if num_frames is None else num_frames
   captions = _captions(config, prompt, num_samples, long)
   if captions is not None and captions.ndim == 3:
@@ -204,9 +216,10 @@ def _causal_sampler(config, model, video_sampler) -> CausalVideoSampler:
 
 
 def _checked_request(
-  workdir, num_frames, num_samples, decode_settings, prompt, long, chunks
+  workdir, num_frames, num_samples, decode_settings, prompt, long, chunks, sample_overrides
 ) -> ml_collections.ConfigDict:
-  """The workdir's config, once the request fits it (ConfigError or CheckpointError if not)."""
+  """The workdir's config, once the request fits it (ConfigError or CheckpointError if not):
+  each sampler setting given must pass its config field's rule (`jvdm.config_rules`)."""
   if not epath.Path(workdir).exists():
     raise CheckpointError(f"The workdir {workdir} does not exist; pass the --workdir of train.py.")
   config = load_run_config(workdir)
@@ -232,4 +245,23 @@ def _checked_request(
       "Pass either --long or --chunks: --long autoregressive on a causal DiT "
       "already generates chunk by chunk with the KV cache."
     )
+  given = {name: value for name, value in sample_overrides.items() if value is not None}
+  for name, value in given.items():
+    check_field(f"sample.{name}", value, config.model.name)
+  if chunks is not None:
+    if chunks < 1:
+      raise ConfigError(f"--chunks must be >= 1, got {chunks}.")
+    if config.model.name != "dit" or not config.model.causal:
+      raise ConfigError(
+        f"--chunks {chunks} generates chunk by chunk with the KV cache of a causal DiT; "
+        f"{workdir} holds a {config.model.name!r} model"
+        + ("" if config.model.name != "dit" else " with causal=False")
+        + ". Leave out --chunks, or use --long for videos beyond the training length."
+      )
+    ignored = sorted(set(given) & {"eta", "frame_stagger", "time_power"})
+    if ignored:
+      raise ConfigError(
+        f"--chunks generates with the KV-cache sampler, which has no {ignored} setting; "
+        "leave them out."
+      )
   return config

@@ -101,6 +101,16 @@ def save_run_config(workdir: str | epath.Path, config: ml_collections.ConfigDict
   temporary.replace(path)  # atomic: readers never see half a file
 
 
+def _read_json(path: epath.Path) -> Any:
+  try:
+    return json.loads(path.read_text())
+  except (json.JSONDecodeError, UnicodeDecodeError) as error:
+    raise CheckpointError(
+      f"{path} is not valid JSON ({error}): the file is damaged or truncated. It is the "
+      "config the run was trained with; restore it, or train in a new --workdir."
+    ) from error
+
+
 def load_run_config(workdir: str | epath.Path) -> ml_collections.ConfigDict:
   path = epath.Path(workdir) / CONFIG_FILE
   if not path.exists():
@@ -108,7 +118,7 @@ def load_run_config(workdir: str | epath.Path) -> ml_collections.ConfigDict:
       f"{workdir} holds no {CONFIG_FILE}: it is not a jvdm workdir (expected the --workdir "
       "given to train.py)."
     )
-  config = _as_tuples(json.loads(path.read_text()))
+  config = _as_tuples(_read_json(path))
   for section, fields in FIELDS_ADDED.items():
     section, _, model_name = section.partition(":")
     if section in config and (not model_name or config[section].get("name") == model_name):
@@ -120,7 +130,7 @@ def check_run_config_matches(workdir: str | epath.Path, config: ml_collections.C
   """Raises CheckpointError when `workdir` was trained with a config of other shapes or meaning."""
   if not (epath.Path(workdir) / CONFIG_FILE).exists():
     return
-  old = _flatten(json.loads((epath.Path(workdir) / CONFIG_FILE).read_text()), "")
+  old = _flatten(_read_json(epath.Path(workdir) / CONFIG_FILE), "")
   new = _flatten(json.loads(config.to_json()), "")
   differences, other_changes = [], []
   for key in sorted(set(old) | set(new)):
