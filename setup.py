@@ -38,8 +38,10 @@ setup(
     "pillow",
     "tqdm",
     "absl-py",
+    "tensorboardX>=2.6",  # TensorBoard event files beside metrics.jsonl
   ],
   extras_require={
-    "test": ["pytest>=8", "pytest-xdist>=3.5", "chex>=0.1.90", "ruff>=0.8"],
+    # tensorboard: the tests read the event files as TensorBoard does.
+    "test": ["pytest>=8", "pytest-xdist>=3.5", "chex>=0.1.90", "ruff>=0.8", "tensorboard>=2.16"],
   },
 )

@@ -76,12 +76,11 @@ def restore_ema_params(
   model: nn.Module,
   mesh: jax.sharding.Mesh,
 ) -> tuple[Any, int]:
-  """(the EMA params of the latest complete checkpoint of `workdir`, its step), sharded on
+  """(the EMA params of the newest intact checkpoint of `workdir`, its step), sharded on
   `mesh` by the config's logical axis rules."""
   checkpointer = Checkpointer(epath.Path(workdir) / CHECKPOINT_DIR, read_only=True)
   try:
-    step = checkpointer.latest_step()
-    if step is None:
+    if checkpointer.latest_step() is None:
       raise CheckpointError(f"The workdir {workdir} has no complete checkpoint yet; train first.")
     tx, _ = make_optimizer(config.optim, config.train.num_steps)
     video_shape = network_video_shape(config)
@@ -94,7 +93,7 @@ def restore_ema_params(
       null_condition_for(config),
       denoiser=task_for(config).denoises,
     )
-    return checkpointer.restore_params(abstract.ema_params, step), step
+    return checkpointer.restore_params(abstract.ema_params)
   finally:
     checkpointer.close()
 

@@ -19,7 +19,7 @@ from jvdm.builders import make_video_sampler, null_condition_for
 from jvdm.data.pipeline import evaluation_videos
 from jvdm.data.synthetic import BouncingShapes
 from jvdm.data.transforms import to_model_range, to_uint8
-from jvdm.io.video_batch import write_samples
+from jvdm.io.video_batch import tile_videos, write_samples
 from jvdm.metrics import (
   caption_match_fraction,
   reference_factor_distance,
@@ -124,6 +124,7 @@ def diffusion_evaluation(
     write_samples(
       workdir / "samples", f"step_{step:07d}", videos, config.sample.fps, config.sample.video_scale
     )
+    metrics_log.write_video(step, "samples", tile_videos(videos), config.sample.fps)
     metric = evaluate_samples(config, videos, captions)
     if metric is not None:
       generated = metric["generated"]
@@ -180,6 +181,7 @@ def autoencoder_evaluation(
       config.sample.fps,
       config.sample.video_scale,
     )
+    metrics_log.write_video(step, "reconstructions", tile_videos(side_by_side), config.sample.fps)
     metrics_log.write(
       step, {**values, "latent_shift": statistics["shift"], "latent_scale": statistics["scale"]}
     )

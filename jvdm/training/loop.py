@@ -18,11 +18,11 @@ from etils import epath
 
 from jvdm.config_validation import validate_config
 from jvdm.builders import get_model, is_latent, null_condition_for
-from jvdm.data.pipeline import make_dataset
+from jvdm.data.pipeline import make_dataset, make_source
 from jvdm.errors import JvdmError, ShapeError
 from jvdm.parallel.mesh import batch_sharding, replicated
 from jvdm.training.checkpoint import CHECKPOINT_DIR, Checkpointer
-from jvdm.training.metrics_log import MetricsLog
+from jvdm.training.metrics_log import MetricsLog, read_records
 from jvdm.training.optimizer import make_optimizer
 from jvdm.training.preemption import PreemptionNotice
 from jvdm.training.run_config import check_run_config_matches, save_run_config
@@ -135,6 +135,46 @@ class _BatchAssembler:
       )
 
 
+class _SkippedFiles:
+  """Video files the source could not read: their count goes into every training record of
+  metrics.jsonl (`data_skipped_files`), the files and reasons into a record of their own each
+  time the set grows (`skipped_video_files`), and into the end-of-run summary. Counted in the
+  main process, so with `data.worker_count` 0 (with workers, each keeps its own count, and
+  only their warnings report them)."""
+
+  def __init__(self, source, worker_count: int):
+    self.source = source if hasattr(source, "skipped") and worker_count == 0 else None
+    self.reported = 0
+
+  def log(self, step: int, metrics: dict, metrics_log: MetricsLog) -> None:
+    if self.source is None:
+      return
+    skipped = self.source.skipped
+    metrics["data_skipped_files"] = len(skipped)
+    if len(skipped) > self.reported:
+      metrics_log.write_record(step, {"skipped_video_files": skipped})
+      self.reported = len(skipped)
+
+  def summarize(self) -> None:
+    if self.source is not None and self.source.skipped:
+      skipped = self.source.skipped
+      logger.warning(
+        "Skipped %d video file(s) that gave no clip (also in metrics.jsonl):\n  %s",
+        len(skipped),
+        "\n  ".join(f"{path}: {reason}" for path, reason in sorted(skipped.items())),
+      )
+
+
+# The metrics.jsonl key that marks a step's evaluation as complete (its duration).
+EVALUATION_KEY = "evaluation_seconds"
+
+
+def _is_evaluation_step(config, step: int) -> bool:
+  """Samples (or reconstructions) every `train.sample_every` steps and after the last."""
+  every = config.train.sample_every
+  return step > 0 and ((every and step % every == 0) or step == config.train.num_steps)
+
+
 def _log_start(config, state, start_step: int) -> None:
   num_params = sum(math.prod(x.shape) for x in jax.tree.leaves(state.params))
   logger.info(
@@ -182,7 +222,9 @@ def train_and_evaluate(
   video_shape = network_video_shape(config)
 
   # Data.
-  data_iterator = iter(make_dataset(config.data))
+  source = make_source(config.data)  # kept: it counts the video files it had to skip
+  data_iterator = iter(make_dataset(config.data, source=source))
+  skipped_files = _SkippedFiles(source, config.data.worker_count)
 
   with jax.set_mesh(mesh), nn.logical_axis_rules(rules):
     # Model and state: restored from the workdir if it has a checkpoint, else initialized.
@@ -202,17 +244,23 @@ def train_and_evaluate(
     bar = None
     stack = contextlib.ExitStack()
     try:
-      metrics_log = MetricsLog(workdir / "metrics.jsonl")
       if checkpointer.latest_step() is not None:
         check_run_config_matches(workdir, config)
         state = checkpointer.restore(abstract_state, data_iterator)
-        metrics_log.drop_after(int(state.step))  # steps after the checkpoint are run again
+        checkpointer.apply_keep_policy()  # a run killed mid-save may have left one too many
       else:
         state = jax.jit(init, out_shardings=state_shardings)(init_rng)
       if is_main_process:
         save_run_config(workdir, config)
       start_step = int(state.step)
       _log_start(config, state, start_step)
+      # A run killed between its checkpoint and that step's evaluation evaluates it now.
+      evaluation_missing = _is_evaluation_step(config, start_step) and not any(
+        r["step"] == start_step and EVALUATION_KEY in r for r in read_records(workdir)
+      )
+      metrics_log = stack.enter_context(
+        contextlib.closing(MetricsLog(workdir, start_step, redo_step=evaluation_missing))
+      )
 
       # Step.
       batch_shardings = {"video": batch_sharding(mesh, 1 + len(video_shape))}
@@ -224,9 +272,17 @@ def train_and_evaluate(
         out_shardings=(state_shardings, replicated(mesh)),
         donate_argnums=0,
       )
-      evaluate = task.make_evaluation(
+      task_evaluation = task.make_evaluation(
         config, model, workdir, metrics_log, video_shape, latent_space
       )
+
+      def evaluate(step: int) -> None:
+        started = time.perf_counter()
+        task_evaluation(step, state.ema_params)
+        metrics_log.write(step, {EVALUATION_KEY: time.perf_counter() - started})
+
+      if evaluation_missing:
+        evaluate(start_step)
       latent_rng = jax.random.fold_in(jax.random.key(config.seed), 1)  # posterior samples
       global_batch = _BatchAssembler(batch_shardings, latent_space, video_shape, config, latent_rng)
 
@@ -273,6 +329,7 @@ def train_and_evaluate(
           metrics = jax.device_get(metrics)
           _check_skipped(metrics, step, max_skipped, checkpointer)
         if should_log:
+          skipped_files.log(step, metrics, metrics_log)
           if window_steps:
             metrics["steps_per_second"] = window_steps / (time.perf_counter() - window_start)
             metrics.update(rate(metrics["steps_per_second"]))
@@ -283,11 +340,8 @@ def train_and_evaluate(
           )
         if should_save:
           checkpointer.save(step, state, data_iterator)
-        sample_every = config.train.sample_every
-        if ((sample_every and step % sample_every == 0) or step == config.train.num_steps) and (
-          not preempted
-        ):  # a preempted job has seconds left: save only
-          evaluate(step, state.ema_params)
+        if _is_evaluation_step(config, step) and not preempted:  # preempted: seconds left
+          evaluate(step)  # (the resumed run evaluates this step)
         if should_log or should_save:  # saving and sampling are not training time
           window_start, window_steps = time.perf_counter(), 0
         if preempted:
@@ -298,6 +352,7 @@ def train_and_evaluate(
             "Stopped after %.0f s at step %d (stop_after_seconds).", stop_after_seconds, step
           )
           break
+      skipped_files.summarize()
     finally:
       stack.close()
       if bar is not None:

@@ -9,7 +9,6 @@ import pytest
 
 from configs import bouncing_shapes_dit, bouncing_shapes_unet
 from jvdm.config_validation import validate_config
-from jvdm.data import pipeline
 from jvdm.builders import get_model, make_loss
 from jvdm.errors import CheckpointError, ConfigError, ShapeError
 from jvdm.parallel.mesh import make_mesh
@@ -289,10 +288,7 @@ def test_the_run_stops_after_k_consecutive_non_finite_steps_with_a_finite_checkp
     max_consecutive_skipped=3,
   )
   shape = (config.data.num_frames, config.data.height, config.data.width, 3)
-  real = pipeline.make_dataset
-  monkeypatch.setattr(
-    loop, "make_dataset", lambda data_config: real(data_config, source=_NaNVideos(shape))
-  )
+  monkeypatch.setattr(loop, "make_source", lambda data_config: _NaNVideos(shape))
   with pytest.raises(loop.NonFiniteLossError, match="3 consecutive steps up to step 3"):
     loop.train_and_evaluate(config, str(tmp_path), progress=False)
   # The checkpoint of step 2 holds the initial params: nothing non-finite was applied.
