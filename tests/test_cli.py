@@ -9,6 +9,7 @@ import sys
 import numpy as np
 import pytest
 
+from run_records import tensorboard_steps, untimed_records
 from subprocess_env import cpu_environment
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -161,6 +162,11 @@ def test_sigkilled_run_resumes_and_ends_bitwise_equal(tmp_path):
   records = map(json.loads, (killed_dir / "metrics.jsonl").read_text().splitlines())
   logged = [record["step"] for record in records if "loss" in record]
   assert logged == sorted(set(logged)), "a resumed run logged some steps twice"
+  # Nothing lost or repeated: the same records (timing aside), curves, samples and keep policy.
+  assert untimed_records(killed_dir) == untimed_records(tmp_path / "straight")
+  assert tensorboard_steps(killed_dir, "loss") == [1, 2, 3, 4]
+  assert (killed_dir / "samples" / "step_0000004.npz").exists()
+  assert len([p for p in (killed_dir / "checkpoints").iterdir() if p.name.isdigit()]) == 3
   step_a, params_a = _final_params(tmp_path / "straight")
   step_b, params_b = _final_params(killed_dir)
   assert step_a == step_b == 4

@@ -339,6 +339,7 @@ def train_and_evaluate(
             steps_per_s=f"{metrics.get('steps_per_second', float('nan')):.2f}",
           )
         if should_save:
+          metrics_log.flush()  # what a resumed run keeps is on disk before the checkpoint
           checkpointer.save(step, state, data_iterator)
         if _is_evaluation_step(config, step) and not preempted:  # preempted: seconds left
           evaluate(step)  # (the resumed run evaluates this step)

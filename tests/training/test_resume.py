@@ -9,17 +9,14 @@ import logging
 import jax
 import numpy as np
 import pytest
-from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
 import jvdm.io as video_io
 from configs import bouncing_shapes_unet
 from jvdm.training import evaluation, loop
 from jvdm.training.checkpoint import CHECKPOINT_DIR
 from jvdm.training.loop import train_and_evaluate
-from jvdm.training.metrics_log import TENSORBOARD_DIR
 from jvdm.workdir import load_trained_run
-
-TIMING = {"time", "steps_per_second", "examples_per_second", "tokens_per_s", "evaluation_seconds"}
+from run_records import tensorboard_steps, untimed_records
 
 
 def _config(**train):
@@ -31,22 +28,7 @@ def _config(**train):
 
 
 def _records(workdir):
-  lines = (workdir / "metrics.jsonl").read_text().splitlines()
-  return [json.loads(line) for line in lines]
-
-
-def _without_timing(records):
-  untimed = lambda key: key in TIMING or key.endswith("_per_s") or key.startswith("mfu")
-  return [{k: v for k, v in r.items() if not untimed(k)} for r in records]
-
-
-def _tensorboard_steps(workdir, tag):
-  """The steps of `tag` as TensorBoard shows them (killed runs' orphaned points purged)."""
-  events = EventAccumulator(str(workdir / TENSORBOARD_DIR), size_guidance={"images": 0})
-  events.Reload()
-  if tag in events.Tags()["scalars"]:
-    return [event.step for event in events.Scalars(tag)]
-  return [event.step for event in events.Images(tag)]
+  return [json.loads(line) for line in (workdir / "metrics.jsonl").read_text().splitlines()]
 
 
 class _Interrupted(Exception):
@@ -63,10 +45,10 @@ def fixture_straight(tmp_path_factory):
 
 def _assert_same_run(workdir, straight):
   straight_dir, straight_state = straight
-  assert _without_timing(_records(workdir)) == _without_timing(_records(straight_dir))
-  assert _tensorboard_steps(workdir, "loss") == [1, 2, 3, 4]
-  assert _tensorboard_steps(workdir, "sample_valid_fraction") == [4]
-  assert _tensorboard_steps(workdir, "samples") == [4]  # the sample grid, as an animated GIF
+  assert untimed_records(workdir) == untimed_records(straight_dir)
+  assert tensorboard_steps(workdir, "loss") == [1, 2, 3, 4]
+  assert tensorboard_steps(workdir, "sample_valid_fraction") == [4]
+  assert tensorboard_steps(workdir, "samples") == [4]  # the sample grid, as an animated GIF
   run = load_trained_run(workdir)
   for a, b in zip(jax.tree.leaves(run.params), jax.tree.leaves(straight_state.ema_params)):
     np.testing.assert_array_equal(a, b)
