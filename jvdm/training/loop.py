@@ -135,6 +135,26 @@ class _BatchAssembler:
       )
 
 
+class _StepTimer:
+  """Steps per second over the steps since the last restart (logging, saving and sampling
+  restart it; the first step, which compiles, is not timed)."""
+
+  def __init__(self):
+    self.restart()
+
+  def restart(self) -> None:
+    self.start, self.steps = time.perf_counter(), 0
+
+  def tick(self, compiled: bool = False) -> None:
+    if compiled:
+      self.restart()
+    else:
+      self.steps += 1
+
+  def steps_per_second(self) -> float | None:
+    return self.steps / (time.perf_counter() - self.start) if self.steps else None
+
+
 class _SkippedFiles:
   """Video files the source could not read: their count goes into every training record of
   metrics.jsonl (`data_skipped_files`), the files and reasons into a record of their own each
@@ -211,7 +231,6 @@ def train_and_evaluate(
   # Config: every check before any compute.
   validate_config(config)
   workdir = epath.Path(workdir)
-  is_main_process = jax.process_index() == 0
   logger.info("Workdir: %s", workdir)
 
   # Mesh.
@@ -250,7 +269,7 @@ def train_and_evaluate(
         checkpointer.apply_keep_policy()  # a run killed mid-save may have left one too many
       else:
         state = jax.jit(init, out_shardings=state_shardings)(init_rng)
-      if is_main_process:
+      if jax.process_index() == 0:
         save_run_config(workdir, config)
       start_step = int(state.step)
       _log_start(config, state, start_step)
@@ -295,10 +314,10 @@ def train_and_evaluate(
         initial=start_step,
         desc="training",
         unit="step",
-        disable=not (progress and is_main_process),
+        disable=not (progress and jax.process_index() == 0),
         dynamic_ncols=True,
       )
-      window_start, window_steps = time.perf_counter(), 0
+      timer = _StepTimer()
       max_skipped = config.train.max_consecutive_skipped
       previous_metrics = None
       notice = stack.enter_context(PreemptionNotice())
@@ -313,10 +332,7 @@ def train_and_evaluate(
         if previous_metrics is not None:
           _check_skipped(previous_metrics, step - 1, max_skipped, checkpointer)
         previous_metrics = metrics
-        if step == start_step + 1:  # the first call compiled: time only what follows
-          window_start, window_steps = time.perf_counter(), 0
-        else:
-          window_steps += 1
+        timer.tick(compiled=step == start_step + 1)
         bar.update(1)
         preempted = notice.received or checkpointer.reached_preemption(step)
         out_of_time = (
@@ -330,9 +346,9 @@ def train_and_evaluate(
           _check_skipped(metrics, step, max_skipped, checkpointer)
         if should_log:
           skipped_files.log(step, metrics, metrics_log)
-          if window_steps:
-            metrics["steps_per_second"] = window_steps / (time.perf_counter() - window_start)
-            metrics.update(rate(metrics["steps_per_second"]))
+          steps_per_second = timer.steps_per_second()
+          if steps_per_second is not None:
+            metrics.update(steps_per_second=steps_per_second, **rate(steps_per_second))
           metrics_log.write(step, metrics)
           bar.set_postfix(
             loss=f"{metrics['loss']:.4f}",
@@ -344,7 +360,7 @@ def train_and_evaluate(
         if _is_evaluation_step(config, step) and not preempted:  # preempted: seconds left
           evaluate(step)  # (the resumed run evaluates this step)
         if should_log or should_save:  # saving and sampling are not training time
-          window_start, window_steps = time.perf_counter(), 0
+          timer.restart()
         if preempted:
           logger.warning("Preempted: saved step %d; run the same command again to resume.", step)
           break
