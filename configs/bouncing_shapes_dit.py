@@ -21,15 +21,13 @@ from configs import bouncing_shapes_unet
 
 # name -> (hidden size, depth, heads): DiT-S/B/L/XL.
 SIZES = {"S": (384, 12, 6), "B": (768, 12, 12), "L": (1024, 24, 16), "XL": (1152, 28, 16)}
+VARIANTS = ("default", "causal", "caption", "tiny") + tuple(SIZES)
 
 
 def get_config(variant: str = "default") -> ml_collections.ConfigDict:
   """Returns the config for `variant` (see the module docstring)."""
-  if variant not in ("default", "causal", "caption", "tiny") + tuple(SIZES):
-    raise ValueError(
-      f"Unknown variant {variant!r}; expected default, causal, caption, tiny or "
-      f"one of {list(SIZES)}."
-    )
+  if variant not in VARIANTS:
+    raise ValueError(f"Unknown variant {variant!r}; expected one of {VARIANTS}.")
   config = bouncing_shapes_unet.get_config("tiny" if variant == "tiny" else "default")
   with config.unlocked():
     config.model = ml_collections.ConfigDict(

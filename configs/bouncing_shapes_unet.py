@@ -14,6 +14,8 @@ import ml_collections
 
 from jvdm.parallel import axes
 
+VARIANTS = ("default", "long", "tiny")
+
 
 def get_config(variant: str = "default") -> ml_collections.ConfigDict:
   """Returns the config for `variant` ('default', 'long' or 'tiny')."""
@@ -197,6 +199,8 @@ def get_config(variant: str = "default") -> ml_collections.ConfigDict:
   )
   config.mesh.logical_axis_rules = axes.DEFAULT_RULES
 
+  if variant not in VARIANTS:
+    raise ValueError(f"Unknown variant {variant!r}; expected one of {VARIANTS}.")
   if variant == "tiny":
     config.data.num_frames = 4
     config.data.height = 16
@@ -230,7 +234,5 @@ def get_config(variant: str = "default") -> ml_collections.ConfigDict:
     config.train.sample_every = 3000
     config.train.num_sample_videos = 32
     config.train.keep_checkpoint_every = 3000
-  elif variant != "default":
-    raise ValueError(f"Unknown variant {variant!r}; expected 'default', 'long' or 'tiny'.")
   config.lock()  # unknown keys are errors
   return config

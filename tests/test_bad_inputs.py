@@ -32,7 +32,7 @@ def _fails(main, argv, capsys) -> str:
     (["--config.data.batch_size=abc"], ["--config.data.batch_size=abc", "int"]),
     (["--config.data.batch_size=2.5"], ["--config.data.batch_size=2.5", "int"]),
     ([f"--config={REPO}/configs/nope.py"], ["cannot read the config file", "nope.py"]),
-    ([f"--config={UNET}:huge"], ["Unknown variant 'huge'", "'default', 'long' or 'tiny'"]),
+    ([f"--config={UNET}:huge"], ["Unknown variant 'huge'", "('default', 'long', 'tiny')"]),
     (["--nope=1"], ["Unknown command line flag 'nope'"]),
     (["--config.model.channel_mults=(1.5,2)"], ["channel_mults=(1.5, 2)", "an integer >= 1"]),
     (["--config.sample.eta=5"], ["sample.eta=5.0", "a number in [0, 1]"]),
