@@ -32,6 +32,12 @@ def _describe(error: Exception, argv: Sequence[str]) -> str:
   if isinstance(error, OSError):  # config_flags: the config file cannot be read
     return f"cannot read the config file: {str(error).splitlines()[-1].strip()}"
   message = " ".join(str(error).split())
+  literal = re.search(
+    r"^flag (\S+): (?:invalid literal for|could not convert string to) (int|float)", message
+  )
+  if literal:  # absl's parser of a typed field
+    expected = "an integer" if literal.group(2) == "int" else "a number"
+    return f"{literal.group(1)} is not valid; expected {expected} ({message})"
   if "Traceback (most recent call last)" in message:  # config_flags wraps get_config's error
     raised = list(re.finditer(r"\b\w+Error: ", message))
     return message[raised[-1].start() :] if raised else message

@@ -157,5 +157,5 @@ def test_config_switch_builds_the_discrete_process():
   )
   np.testing.assert_allclose(np.asarray(alpha) ** 2, alphas_cumprod[index], rtol=1e-4)
   config.diffusion.discrete.beta_schedule = "cosine"
-  with pytest.raises(ConfigError, match="beta schedule 'cosine'"):
+  with pytest.raises(ConfigError, match="beta_schedule='cosine'.*'scaled_linear'"):
     validate_config(config)
