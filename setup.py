@@ -39,6 +39,9 @@ setup(
     "tqdm",
     "absl-py",
     "tensorboardX>=2.6",  # TensorBoard event files beside metrics.jsonl
+    # Published models' files (jvdm.pretrained): weights and tokenizers.
+    "safetensors>=0.4",
+    "tokenizers>=0.20",
   ],
   extras_require={
     # tensorboard: the tests read the event files as TensorBoard does.

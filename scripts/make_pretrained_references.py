@@ -5,16 +5,24 @@ implementation's outputs.
   pip install torch==2.13.0 transformers safetensors
   python scripts/make_pretrained_references.py
 
-Written so far: a UMT5 encoder (transformers' `UMT5EncoderModel`, the text encoder of Wan 2.1)
-in `tests/fixtures/pretrained/umt5_tiny/` (`config.json`, `model.safetensors`, `io.npz`).
+Written so far, in `tests/fixtures/pretrained/`:
+- `umt5_tiny/`: a UMT5 encoder (transformers' `UMT5EncoderModel`, the text encoder of Wan 2.1):
+  `config.json`, `model.safetensors`, and `io.npz` (token ids, mask, last hidden state);
+- `tokenizer_tiny/`: a tiny tokenizer in the layout of Wan's `tokenizer/` folder
+  (a unigram `tokenizer.json`, T5's `</s>` appended, `tokenizer_config.json`), and `prompts.npz`:
+  what transformers' tokenizer and diffusers' `WanPipeline._get_t5_prompt_embeds` give for a
+  few prompts with the tiny encoder (ids, mask, embeddings zeroed after each prompt).
 Run once by hand; the test suite reads the files with numpy and safetensors only.
 """
 
 import pathlib
 
+import json
+
 import numpy as np
+import tokenizers
 import torch
-from transformers import UMT5Config, UMT5EncoderModel
+from transformers import AutoTokenizer, UMT5Config, UMT5EncoderModel
 
 OUT = pathlib.Path(__file__).resolve().parent.parent / "tests" / "fixtures" / "pretrained"
 
@@ -52,5 +60,75 @@ def umt5_tiny(out: pathlib.Path) -> None:
   print(f"wrote {out}")
 
 
+PROMPTS = [
+  "a red square bounces",
+  "  a   blue circle &amp; a green square\n",  # whitespace and HTML escapes to clean
+  "the red circle bounces off the wall and the blue square follows it to the floor",  # truncated
+  "",
+]
+MAX_LENGTH = 12
+
+
+def tokenizer_tiny(out: pathlib.Path, encoder_folder: pathlib.Path) -> None:
+  # A SentencePiece-style unigram model, as umt5's: whole words (most of them) and letters.
+  words = sorted({w for p in PROMPTS for w in p.replace("&amp;", "&").split()})[:-3]
+  letters = sorted(set("".join(PROMPTS)) - set(" \n"))
+  pieces = [("<pad>", 0.0), ("</s>", 0.0), ("<unk>", 0.0), ("\u2581", -2.0)]
+  pieces += [("\u2581" + w, -1.0) for w in words] + [(c, -5.0) for c in letters]
+  tokenizer = tokenizers.Tokenizer(tokenizers.models.Unigram(pieces, unk_id=2))
+  tokenizer.pre_tokenizer = tokenizers.pre_tokenizers.Metaspace(
+    replacement="\u2581", prepend_scheme="always"
+  )
+  tokenizer.decoder = tokenizers.decoders.Metaspace(replacement="\u2581", prepend_scheme="always")
+  tokenizer.post_processor = tokenizers.processors.TemplateProcessing(
+    single="$A </s>", special_tokens=[("</s>", 1)]
+  )
+  out.mkdir(parents=True, exist_ok=True)
+  tokenizer.save(str(out / "tokenizer.json"))
+  (out / "tokenizer_config.json").write_text(
+    json.dumps(
+      {
+        "tokenizer_class": "T5TokenizerFast",
+        "pad_token": "<pad>",
+        "eos_token": "</s>",
+        "unk_token": "<unk>",
+        "model_max_length": 512,
+      },
+      indent=2,
+    )
+  )
+  reference = AutoTokenizer.from_pretrained(out)
+  encoder = UMT5EncoderModel.from_pretrained(encoder_folder).eval()
+  # diffusers' WanPipeline._get_t5_prompt_embeds, step by step (its prompt_clean without ftfy).
+  import html  # pylint: disable=g-import-not-at-top
+  import re  # pylint: disable=g-import-not-at-top
+
+  cleaned = [re.sub(r"\s+", " ", html.unescape(html.unescape(p)).strip()).strip() for p in PROMPTS]
+  inputs = reference(
+    cleaned,
+    padding="max_length",
+    max_length=MAX_LENGTH,
+    truncation=True,
+    add_special_tokens=True,
+    return_attention_mask=True,
+    return_tensors="pt",
+  )
+  seq_lens = inputs.attention_mask.gt(0).sum(dim=1).long()
+  with torch.no_grad():
+    hidden = encoder(inputs.input_ids, inputs.attention_mask).last_hidden_state
+  embeds = torch.stack(
+    [torch.cat([u[:v], u.new_zeros(MAX_LENGTH - v, u.size(1))]) for u, v in zip(hidden, seq_lens)]
+  )
+  np.savez(
+    out / "prompts.npz",
+    prompts=np.array(PROMPTS),
+    ids=inputs.input_ids.numpy(),
+    mask=inputs.attention_mask.numpy(),
+    embeds=embeds.numpy(),
+  )
+  print(f"wrote {out}")
+
+
 if __name__ == "__main__":
   umt5_tiny(OUT / "umt5_tiny")
+  tokenizer_tiny(OUT / "tokenizer_tiny", OUT / "umt5_tiny")
