@@ -26,7 +26,8 @@ from jvdm.models.unet3d import ATTENTION_KINDS
 from jvdm.models.vae.autoencoder import ARCHITECTURES
 from jvdm.models.vae.blocks import NORMS
 from jvdm.parallel.context_attention import METHODS as CONTEXT_PARALLEL_METHODS
-from jvdm.samplers import SAMPLERS, SPACINGS
+from jvdm.samplers import SAMPLERS
+from jvdm.samplers.grids import ALL_SPACINGS
 from jvdm.training.vae_objective import RECONSTRUCTION_LOSSES
 
 DTYPES = ("float32", "bfloat16", "float16")
@@ -209,7 +210,7 @@ RULES: dict[str, Any] = {
   "sample.eta": PROBABILITY,  # DDIM's eta: 0 deterministic, 1 DDPM's variance
   "sample.clip_x0": Flag(),
   "sample.frame_stagger": number(0, 1, high_open=True),
-  "sample.spacing": OneOf(SPACINGS),
+  "sample.spacing": OneOf(ALL_SPACINGS),  # which rule takes which: jvdm.samplers.grids
   "sample.time_power": number(0, low_open=True),
   "sample.steps_offset": COUNT,
   "sample.guidance_scale": number(0),

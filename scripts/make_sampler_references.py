@@ -280,6 +280,23 @@ SCHEDULER_CASES = {
     10,
   ),
   "lcm_scaled_linear": ("LCMScheduler", _LCM, 4),
+  # Wan 2.1's scheduler: UniPC on flow sigmas with its shift (3 at 480p), velocity prediction.
+  "unipc_flow_shift3": (
+    "UniPCMultistepScheduler",
+    dict(
+      num_train_timesteps=1000,
+      prediction_type="flow_prediction",
+      use_flow_sigmas=True,
+      flow_shift=3.0,
+      solver_order=2,
+      solver_type="bh2",
+      predict_x0=True,
+      lower_order_final=True,
+      thresholding=False,
+      final_sigmas_type="zero",
+    ),
+    10,
+  ),
 }
 
 
@@ -476,7 +493,7 @@ def run_scheduler_case(torch, scheduler_cls, kwargs, num_steps, x_init):
   Returns:
     Its npz entries, keyed without the case prefix, and (alpha, sigma) of the first model call.
   """
-  kind = KINDS[scheduler_cls.__name__]
+  kind = "flow" if kwargs.get("use_flow_sigmas") else KINDS[scheduler_cls.__name__]
   scheduler = scheduler_cls(**kwargs)
   scheduler.set_timesteps(num_steps)
   upcast_tables(torch, scheduler)

@@ -7,6 +7,7 @@ import pytest
 
 import configs
 from jvdm.config_rules import RULES, check_fields, integer, number
+from jvdm.config_validation import validate_config
 from jvdm.errors import ConfigError
 
 SHIPPED = [
@@ -50,3 +51,41 @@ def test_number_rules(rule, good, bad, description):
   assert all(rule.problem(value) is None for value in good)
   assert all(rule.problem(value) is not None for value in bad)
   assert rule.describe() == description
+
+
+@pytest.mark.parametrize(
+  "overrides",
+  [
+    {  # README: rectified flow with SD3's logit-normal times, flow-matching Euler
+      "diffusion.process": "flow",
+      "diffusion.prediction": "flow",
+      "diffusion.time_sampling": "logit_normal",
+      "sample.sampler": "flow_euler",
+      "sample.spacing": "flow",
+      "sample.frame_stagger": 0.0,
+      "sample.time_power": 1.0,
+    },
+    {  # README: EDM, Heun on Karras sigmas
+      "diffusion.process": "edm",
+      "diffusion.prediction": "edm",
+      "sample.sampler": "heun",
+      "sample.spacing": "karras",
+      "sample.frame_stagger": 0.0,
+      "sample.time_power": 1.0,
+    },
+    {  # Wan 2.1's sampling: UniPC on shifted flow sigmas
+      "diffusion.process": "flow",
+      "diffusion.prediction": "flow",
+      "diffusion.flow.shift": 3.0,
+      "sample.sampler": "unipc",
+      "sample.spacing": "flow",
+      "sample.frame_stagger": 0.0,
+      "sample.time_power": 1.0,
+    },
+  ],
+)
+def test_the_documented_recipes_pass_validation(overrides):
+  """The README's command lines (the default's time_power=2 warps only the uniform spacing)."""
+  config = importlib.import_module("configs.bouncing_shapes_unet").get_config("default")
+  config.update_from_flattened_dict(overrides)
+  validate_config(config)

@@ -6,7 +6,9 @@ numbers in tests/samplers/test_sampler_references.py):
   "ddim"      DDIMScheduler, DDPMScheduler: integer indices; index k steps to k - N // S.
   "euler"     Euler(Ancestral)Discrete, HeunDiscrete: fractional indices, sigma interpolated
               linearly between the training sigmas.
-  "multistep" DPMSolverMultistep, UniPCMultistep: S of S + 1 evenly spaced integer indices.
+  "multistep" DPMSolverMultistep, UniPCMultistep: S of S + 1 evenly spaced integer indices;
+              with the "flow" spacing, their `use_flow_sigmas` grid (Wan 2.1's UniPC): shifted
+              flow sigmas of S of S + 1 points from 1 down to 1 / N, the first lowered by 1e-6.
   "lcm"       LCMScheduler: S of the 50 distillation indices.
   "flow"      FlowMatchEulerDiscrete: s from 1 down to shift(1 / N), before the shift.
 Grids end at t = 0, clean data. An index k is the time (k + 1) / N (`index_to_time`); for a
@@ -32,10 +34,12 @@ GRID_RULES = ("ddim", "euler", "multistep", "lcm", "flow")
 _RULE_SPACINGS = {
   "ddim": ("uniform", "linspace", "leading", "trailing"),
   "euler": SPACINGS,
-  "multistep": SPACINGS,
+  "multistep": SPACINGS + ("flow",),
   "lcm": ("uniform", "lcm"),
   "flow": ("uniform", "flow"),
 }
+# Every spacing name some rule takes (the config's `sample.spacing`).
+ALL_SPACINGS = tuple(dict.fromkeys(s for spacings in _RULE_SPACINGS.values() for s in spacings))
 DEFAULT_NUM_TRAIN_TIMESTEPS = 1000
 
 
@@ -145,6 +149,15 @@ def sampling_time_grid(
       )
     start = 1.0 / n
     return _clean_end(np.linspace(1.0, process.shifted(start), num_steps))
+  if rule == "multistep" and spacing == "flow":
+    if not hasattr(process, "shifted"):
+      raise ConfigError(
+        "The 'flow' spacing needs the flow process (config.diffusion.process='flow')."
+      )
+    sigmas = process.shifted(np.linspace(1.0, 1.0 / n, num_steps + 1)[:-1])
+    if abs(sigmas[0] - 1.0) < 1e-6:  # diffusers: keeps log(alpha) finite at the first step
+      sigmas[0] -= 1e-6
+    return _clean_end(process.time_at_noise_ratio(sigmas / (1.0 - sigmas)))
   table = training_noise_ratios(process, n)
   if rule == "euler":
     ratios = np.interp(_euler_indices(num_steps, n, spacing, steps_offset), np.arange(n), table)

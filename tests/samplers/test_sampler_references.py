@@ -48,6 +48,8 @@ def _sampler_and_spacing(config):
   if scheduler == "DPMSolverMultistepScheduler":
     sampler = "dpmpp_2m_sde" if kwargs.get("algorithm_type") == "sde-dpmsolver++" else "dpmpp_2m"
   default_spacing = {"ddpm": "leading", "lcm": "lcm", "flow_euler": "flow"}.get(sampler, "linspace")
+  if kwargs.get("use_flow_sigmas"):
+    default_spacing = "flow"
   spacing = (
     "karras" if kwargs.get("use_karras_sigmas") else kwargs.get("timestep_spacing", default_spacing)
   )
@@ -58,6 +60,8 @@ def _setup(reference, name):
   config = json.loads(str(reference[f"{name}/config"]))
   if config["scheduler"] == "FlowMatchEulerDiscreteScheduler":
     process = FlowProcess(shift=config["kwargs"]["shift"])
+  elif config["kwargs"].get("use_flow_sigmas"):  # UniPC on flow sigmas (Wan 2.1)
+    process = FlowProcess(shift=config["kwargs"]["flow_shift"])
   else:
     process = VPProcess(DiscreteSchedule(reference[f"{name}/alphas_cumprod"]))
   sampler, spacing = _sampler_and_spacing(config)
@@ -85,13 +89,13 @@ def test_grid_matches_diffusers(reference, name):
       sigmas = reference[f"{name}/sigmas"]
       if sampler == "heun":  # diffusers interleaves each inner sigma twice
         sigmas = np.concatenate([sigmas[:1], sigmas[1::2]])
-      if sampler == "flow_euler":  # diffusers' flow sigma s is the noise ratio s / (1 - s)
-        with np.errstate(divide="ignore"):
-          sigmas = sigmas / (1.0 - sigmas)
-      # diffusers rounds its sigma tables to float32.
-      np.testing.assert_allclose(
-        _noise_ratios(process, np.append(t_cur, t_next[-1])), sigmas, rtol=2e-6
-      )
+      times = np.append(t_cur, t_next[-1])
+      # diffusers rounds its sigma tables to float32. Its flow sigma is the noise weight s of
+      # z = (1 - s) x + s eps, compared as it is (as a noise ratio s / (1 - s), the rounding of
+      # s = 1 - 1e-6 would be a 1% error).
+      ours = process.shifted(times) if isinstance(process, FlowProcess) else None
+      ours = _noise_ratios(process, times) if ours is None else ours
+      np.testing.assert_allclose(ours, sigmas, rtol=2e-6)
     else:  # integer-index schedulers: DDPM, LCM
       np.testing.assert_allclose(t_cur * 1000 - 1, reference[f"{name}/timesteps"], atol=1e-9)
 
