@@ -1,0 +1,115 @@
+"""A diffusers-format model folder: `model_index.json` names each component's library and class,
+and each component has a folder of its own (`transformer/`, `vae/`, `text_encoder/`,
+`tokenizer/`, `scheduler/`). This module reads the index and the components jvdm can build
+so far: the UMT5 text encoder, its tokenizer, and the scheduler as jvdm sampler settings.
+"""
+
+import dataclasses
+import json
+import pathlib
+from typing import Any
+
+from jvdm.diffusion.flow import FlowProcess
+from jvdm.errors import CheckpointError, ConfigError
+from jvdm.pretrained.umt5 import load_umt5
+from jvdm.pretrained.wan_prompts import WAN_MAX_LENGTH, PromptEncoder, load_tokenizer
+
+MODEL_INDEX = "model_index.json"
+# Components jvdm reads: name in model_index.json -> the classes it can build from them.
+SUPPORTED_CLASSES = {
+  "text_encoder": ("UMT5EncoderModel",),
+  "tokenizer": ("T5TokenizerFast", "AutoTokenizer", "T5Tokenizer"),
+  "scheduler": ("UniPCMultistepScheduler", "FlowMatchEulerDiscreteScheduler"),
+}
+
+
+def read_model_index(folder: str | pathlib.Path) -> dict[str, tuple[str, str]]:
+  """component -> (library, class name), from the folder's `model_index.json`; CheckpointError
+  for a folder that is not in diffusers format or lacks a listed component's folder."""
+  folder = pathlib.Path(folder)
+  path = folder / MODEL_INDEX
+  if not path.exists():
+    raise CheckpointError(
+      f"{folder} has no {MODEL_INDEX}: not a diffusers-format model folder (expected "
+      "model_index.json beside transformer/, vae/, text_encoder/, tokenizer/, scheduler/)."
+    )
+  try:
+    index = json.loads(path.read_text())
+  except json.JSONDecodeError as error:
+    raise CheckpointError(f"{path} is not valid JSON: {error}.") from error
+  components = {
+    name: tuple(value)
+    for name, value in index.items()
+    if not name.startswith("_") and isinstance(value, list) and len(value) == 2 and value[1]
+  }
+  missing = [name for name in components if not (folder / name).is_dir()]
+  if missing:
+    raise CheckpointError(f"{path} lists components whose folders are missing: {missing}.")
+  return components
+
+
+def check_component(folder: str | pathlib.Path, name: str) -> pathlib.Path:
+  """The folder of component `name`, once jvdm can build its class (ConfigError naming the
+  class and what jvdm builds otherwise)."""
+  components = read_model_index(folder)
+  if name not in components:
+    raise CheckpointError(f"{pathlib.Path(folder) / MODEL_INDEX} lists no {name!r} component.")
+  _, class_name = components[name]
+  if class_name not in SUPPORTED_CLASSES.get(name, ()):
+    raise ConfigError(
+      f"The {name!r} of {folder} is a {class_name}, which jvdm cannot build yet; it builds "
+      + ", ".join(f"{n}: {list(c)}" for n, c in SUPPORTED_CLASSES.items())
+      + "."
+    )
+  return pathlib.Path(folder) / name
+
+
+@dataclasses.dataclass(frozen=True)
+class SchedulerSettings:
+  """A diffusers flow scheduler as jvdm's process and sampler settings (`config.sample`)."""
+
+  process: FlowProcess
+  prediction: str
+  sampler: str
+  spacing: str
+
+
+def scheduler_settings(folder: str | pathlib.Path) -> SchedulerSettings:
+  """The sampler that reproduces the folder's scheduler number for number: UniPC with
+  `use_flow_sigmas` (Wan 2.1) or flow-matching Euler. ConfigError names a setting jvdm's
+  sampler does not reproduce."""
+  path = check_component(folder, "scheduler") / "scheduler_config.json"
+  if not path.exists():
+    raise CheckpointError(f"{path.parent} has no scheduler_config.json.")
+  config: dict[str, Any] = json.loads(path.read_text())
+
+  def require(key, expected, default=None):
+    if config.get(key, default) != expected:
+      raise ConfigError(
+        f"{path}: {key}={config.get(key, default)!r}; jvdm's sampler reproduces {key}="
+        f"{expected!r} for a {config['_class_name']}."
+      )
+
+  require("num_train_timesteps", 1000)
+  require("use_dynamic_shifting", False, False)
+  if config["_class_name"] == "FlowMatchEulerDiscreteScheduler":
+    return SchedulerSettings(
+      FlowProcess(shift=config.get("shift", 1.0)), "flow", "flow_euler", "flow"
+    )
+  require("use_flow_sigmas", True)
+  require("prediction_type", "flow_prediction")
+  require("solver_order", 2)
+  require("solver_type", "bh2")
+  require("predict_x0", True)
+  require("final_sigmas_type", "zero", "zero")
+  require("thresholding", False, False)
+  return SchedulerSettings(FlowProcess(shift=config["flow_shift"]), "flow", "unipc", "flow")
+
+
+def load_prompt_encoder(
+  folder: str | pathlib.Path, max_length: int = WAN_MAX_LENGTH
+) -> PromptEncoder:
+  """Wan's prompt encoding from the folder's `text_encoder/` and `tokenizer/`."""
+  encoder, params = load_umt5(check_component(folder, "text_encoder"))
+  tokenizer = load_tokenizer(check_component(folder, "tokenizer"))
+  return PromptEncoder(tokenizer, encoder, params, max_length)
