@@ -2,7 +2,7 @@
 random-weight instances saved in their usual folder layout, with inputs and the reference
 implementation's outputs.
 
-  pip install torch==2.13.0 transformers safetensors
+  pip install torch==2.13.0 transformers safetensors diffusers==0.42.1
   python scripts/make_pretrained_references.py
 
 Written so far, in `tests/fixtures/pretrained/`:
@@ -11,7 +11,8 @@ Written so far, in `tests/fixtures/pretrained/`:
 - `tokenizer_tiny/`: a tiny tokenizer in the layout of Wan's `tokenizer/` folder
   (a unigram `tokenizer.json`, T5's `</s>` appended, `tokenizer_config.json`), and `prompts.npz`:
   what transformers' tokenizer and diffusers' `WanPipeline._get_t5_prompt_embeds` give for a
-  few prompts with the tiny encoder (ids, mask, embeddings zeroed after each prompt).
+  few prompts with the tiny encoder (ids, mask, embeddings zeroed after each prompt);
+- `wan_rope.npz`: diffusers' `WanRotaryPosEmbed` cos and sin tables on a 3 x 4 x 5 grid.
 Run once by hand; the test suite reads the files with numpy and safetensors only.
 """
 
@@ -129,6 +130,20 @@ def tokenizer_tiny(out: pathlib.Path, encoder_folder: pathlib.Path) -> None:
   print(f"wrote {out}")
 
 
+def wan_rope(out: pathlib.Path) -> None:
+  """diffusers' WanRotaryPosEmbed tables for a head of 12 on a 3 x 4 x 5 token grid."""
+  from diffusers.models.transformers.transformer_wan import (  # pylint: disable=g-import-not-at-top
+    WanRotaryPosEmbed,
+  )
+
+  rope = WanRotaryPosEmbed(attention_head_dim=12, patch_size=(1, 1, 1), max_seq_len=64)
+  cos, sin = rope(torch.zeros(1, 1, 3, 4, 5))
+  out.mkdir(parents=True, exist_ok=True)
+  np.savez(out / "wan_rope.npz", cos=cos[0, :, 0].numpy(), sin=sin[0, :, 0].numpy())
+  print(f"wrote {out / 'wan_rope.npz'}")
+
+
 if __name__ == "__main__":
+  wan_rope(OUT)
   umt5_tiny(OUT / "umt5_tiny")
   tokenizer_tiny(OUT / "tokenizer_tiny", OUT / "umt5_tiny")
