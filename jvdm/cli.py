@@ -15,6 +15,7 @@ from jvdm.errors import JvdmError
 
 def configure_console_logging() -> None:
   """jvdm's own INFO messages on the console; other libraries (orbax, grain) only warnings."""
+  absl_logging.use_absl_handler()  # as absl's app.run does
   absl_logging.set_verbosity(absl_logging.WARNING)
   logging.getLogger("jvdm").setLevel(logging.INFO)
   absl_logging.get_absl_handler().setFormatter(logging.Formatter("%(levelname).1s %(message)s"))

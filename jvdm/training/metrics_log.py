@@ -74,7 +74,8 @@ class MetricsLog:
 
   def _add_scalars(self, step: int, scalars: Mapping[str, float]) -> None:
     for key, value in scalars.items():
-      self._writer.add_scalar(key, value, step)
+      if np.isfinite(value):  # NaN (e.g. no valid sample to measure) stays in metrics.jsonl only
+        self._writer.add_scalar(key, value, step)
 
   def write_record(self, step: int, record: Mapping[str, Any]) -> None:
     """Any JSON-serializable fields, to `metrics.jsonl` only."""
