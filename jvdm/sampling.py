@@ -121,17 +121,9 @@ def sample_from_workdir(
     latent_space = None
     if is_latent(config):
       latent_space = load_latent_space(config.latent, mesh).replace(**(decode_settings or {}))
-    video_sampler = make_video_sampler(
-      config,
-      model.apply,
-      steps=steps,
-      eta=eta,
-      frame_stagger=frame_stagger if chunks is None else 0.0,
-      sampler=sampler,
-      spacing=spacing,
-      time_power=time_power,
-      guidance_scale=guidance_scale,
-    )
+    if chunks is not None:  # the KV-cache sampler has no stagger (refused above if given)
+      sample_overrides["frame_stagger"] = 0.0
+    video_sampler = make_video_sampler(config, model.apply, **sample_overrides)
     if chunks is None:  # one jitted sampler over the whole length, or a long-video method
       length_sampler = video_sampler
       if long is not None:

@@ -8,6 +8,7 @@ import re
 from typing import Any
 
 import numpy as np
+from flax import traverse_util
 
 from jvdm.errors import CheckpointError, ConfigError
 from jvdm.models.umt5 import UMT5Encoder
@@ -58,39 +59,23 @@ def umt5_from_config(config: dict[str, Any], path: str = "config.json") -> UMT5E
 def umt5_params(tensors, depth: int, source: str = "the checkpoint") -> dict[str, Any]:
   """jvdm params from transformers' UMT5 encoder keys; (key, array) pairs in, a nested dict
   out. Unknown or missing keys are CheckpointErrors naming them."""
-  params: dict[str, Any] = {}
-
-  def put(path, value):
-    node = params
-    for name in path[:-1]:
-      node = node.setdefault(name, {})
-    node[path[-1]] = value
-
+  flat: dict[tuple[str, ...], Any] = {}
   for key, array in tensors:
     match = re.fullmatch(r"encoder\.block\.(\d+)\.(.+)", key)
     if match and match.group(2) in _LAYER_KEYS:
       path, transposed = _LAYER_KEYS[match.group(2)]
-      put((f"layer_{match.group(1)}",) + path, np.asarray(array).T if transposed else array)
+      flat[(f"layer_{match.group(1)}",) + path] = np.asarray(array).T if transposed else array
     elif key in _GLOBAL_KEYS:
-      put(_GLOBAL_KEYS[key], array)
+      flat[_GLOBAL_KEYS[key]] = array
     else:
       raise CheckpointError(f"{source} has a key the UMT5 encoder does not know: {key!r}.")
   expected = {("token_embedding",), ("final_norm", "scale")} | {
     (f"layer_{i}",) + path for i in range(depth) for path, _ in _LAYER_KEYS.values()
   }
-
-  def present(path):
-    node = params
-    for name in path:
-      if name not in node:
-        return False
-      node = node[name]
-    return True
-
-  missing = sorted(".".join(path) for path in expected if not present(path))
+  missing = sorted(".".join(path) for path in expected - set(flat))
   if missing:
     raise CheckpointError(f"{source} lacks the UMT5 params {missing}.")
-  return params
+  return traverse_util.unflatten_dict(flat)
 
 
 def load_umt5(folder: str | pathlib.Path) -> tuple[UMT5Encoder, dict[str, Any]]:
