@@ -58,22 +58,15 @@ def test_a_run_killed_before_its_first_checkpoint_logs_each_step_once(
   tmp_path, monkeypatch, straight
 ):
   workdir = tmp_path / "run"
-  real_source = loop.make_source
+  assemble = loop._BatchAssembler.__call__
 
-  class DiesAtStep3:  # the data of steps 1 and 2, then the kill
-    def __init__(self, data_config):
-      self.source, self.reads = real_source(data_config), 0
+  def dies_at_step_3(self, local_batch, step):  # steps 1 and 2 run, then the kill
+    # (in the loop's own thread: a source that raised would be read ahead by grain's threads)
+    if step == 3:
+      raise _Interrupted
+    return assemble(self, local_batch, step)
 
-    def __len__(self):
-      return len(self.source)
-
-    def __getitem__(self, index):
-      self.reads += 1
-      if self.reads > 2 * 8:
-        raise _Interrupted
-      return self.source[index]
-
-  monkeypatch.setattr(loop, "make_source", DiesAtStep3)
+  monkeypatch.setattr(loop._BatchAssembler, "__call__", dies_at_step_3)
   with pytest.raises(_Interrupted):
     train_and_evaluate(_config(checkpoint_every=4), str(workdir), progress=False)
   assert [r["step"] for r in _records(workdir)] == [1, 2]  # logged, never checkpointed
