@@ -10,6 +10,8 @@
   python sample.py --workdir W_caption_dit --num_frames 16 --long gen_l_video --stride 8 --prompt "red | blue"
   python sample.py --workdir W_caption_dit --num_frames 16 --long freenoise --stride 8 --prompt "red | blue"
   python sample.py --workdir runs/bouncing_shapes_latent --decode_chunk_frames 2   # latents -> pixels
+  python sample.py --pretrained Wan2.1-T2V-1.3B-Diffusers --prompt "a red fox in the snow" \
+      --num_frames 81 --out out/ [--negative_prompt "..."] [--long freenoise --num_frames 161]
 
 Writes samples.mp4 and samples.gif (a grid), samples.npz (key `videos`, uint8
 [N, T, H, W, C]) and, for models trained on the synthetic data, metrics.json.
@@ -21,19 +23,41 @@ from typing import Any, Sequence
 
 from absl import flags
 
-from jvdm.cli import parse_flags, reported_errors, run_script
+from jvdm.cli import fail, parse_flags, reported_errors, run_script
 from jvdm.pipelines.long.long_video import METHODS as LONG_METHODS
+from jvdm.pretrained.sample_folder import sample_pretrained
 from jvdm.sampling import sample_from_workdir
 
 FLAGS = flags.FlagValues()  # this script's own flags (train.py has its own)
 
 _WORKDIR = flags.DEFINE_string(
-  "workdir", None, "The --workdir given to train.py.", required=True, flag_values=FLAGS
+  "workdir", None, "The --workdir given to train.py (or give --pretrained).", flag_values=FLAGS
+)
+_PRETRAINED = flags.DEFINE_string(
+  "pretrained",
+  None,
+  "A diffusers-format Wan 2.1 text-to-video folder (model_index.json, transformer/, vae/, "
+  "text_encoder/, tokenizer/, scheduler/) to sample from instead of a workdir.",
+  flag_values=FLAGS,
+)
+_NEGATIVE_PROMPT = flags.DEFINE_string(
+  "negative_prompt",
+  None,
+  "--pretrained: guidance pushes away from it; default ''.",
+  flag_values=FLAGS,
+)
+_HEIGHT = flags.DEFINE_integer(
+  "height", None, "--pretrained: video height, a multiple of 16; default 480.", flag_values=FLAGS
+)
+_WIDTH = flags.DEFINE_integer(
+  "width", None, "--pretrained: video width, a multiple of 16; default 832.", flag_values=FLAGS
 )
 _OUT = flags.DEFINE_string(
   "out", None, "Output folder; default WORKDIR/samples/sample_seed<SEED>.", flag_values=FLAGS
 )
-_NUM_SAMPLES = flags.DEFINE_integer("num_samples", 8, "Number of videos.", flag_values=FLAGS)
+_NUM_SAMPLES = flags.DEFINE_integer(
+  "num_samples", None, "Number of videos; default 8 (--pretrained: 1).", flag_values=FLAGS
+)
 _NUM_FRAMES = flags.DEFINE_integer(
   "num_frames", None, "Frames per video; default: as trained.", flag_values=FLAGS
 )
@@ -157,7 +181,11 @@ _DECODE_ROW_SLICES = flags.DEFINE_integer(
   flag_values=FLAGS,
 )
 _SEED = flags.DEFINE_integer("seed", 0, "The same seed gives the same videos.", flag_values=FLAGS)
-_BATCH_SIZE = flags.DEFINE_integer("batch_size", 8, "Videos per jitted call.", flag_values=FLAGS)
+_BATCH_SIZE = flags.DEFINE_integer(
+  "batch_size", None, "Videos per jitted call; default 8 (--pretrained: 1).", flag_values=FLAGS
+)
+# Flags of workdir sampling that a published model's folder fixes (its scheduler) or lacks.
+_WORKDIR_ONLY = ("eta", "frame_stagger", "sampler", "spacing", "time_power", "chunks")
 
 
 def _given(**flag_values):
@@ -187,15 +215,23 @@ def _long_settings():
 
 
 def parse_arguments(argv: Sequence[str]) -> dict[str, Any]:
-  """The command line as `sample_from_workdir`'s arguments; a bad flag exits with one line
-  (`jvdm.cli`)."""
+  """The command line as `sample_from_workdir`'s arguments (or `sample_pretrained`'s, with
+  "pretrained" set); a bad flag exits with one line (`jvdm.cli`)."""
   FLAGS.unparse_flags()
   with reported_errors(argv):
     parse_flags(FLAGS, argv)
+  if (_WORKDIR.value is None) == (_PRETRAINED.value is None):
+    fail("Give one of --workdir (a training run) or --pretrained (a diffusers-format folder).")
+  if _PRETRAINED.value is not None:
+    return _pretrained_arguments()
+  pretrained_only = ("negative_prompt", "height", "width")
+  given = [name for name in pretrained_only if FLAGS[name].present]
+  if given:
+    fail(f"--{given[0]} applies to --pretrained only.")
   return dict(
     workdir=_WORKDIR.value,
     out=_OUT.value,
-    num_samples=_NUM_SAMPLES.value,
+    num_samples=8 if _NUM_SAMPLES.value is None else _NUM_SAMPLES.value,
     num_frames=_NUM_FRAMES.value,
     steps=_STEPS.value,
     seed=_SEED.value,
@@ -207,15 +243,51 @@ def parse_arguments(argv: Sequence[str]) -> dict[str, Any]:
     guidance_scale=_GUIDANCE_SCALE.value,
     chunks=_CHUNKS.value,
     prompt=_PROMPT.value,
-    batch_size=_BATCH_SIZE.value,
+    batch_size=8 if _BATCH_SIZE.value is None else _BATCH_SIZE.value,
     long=_LONG.value,
     long_settings=_long_settings(),
     decode_settings=_decode_settings(),
   )
 
 
+def _pretrained_arguments() -> dict[str, Any]:
+  """`sample_pretrained`'s arguments, under the key "pretrained"."""
+  given = [name for name in _WORKDIR_ONLY + tuple(_decode_settings()) if FLAGS[name].present]
+  if given:
+    fail(f"--{given[0]} does not apply to --pretrained: the folder's scheduler sets it.")
+  if _PROMPT.value is None:
+    fail("--pretrained needs --prompt, the text of the videos.")
+  if _OUT.value is None:
+    fail("--pretrained needs --out, the folder to write the videos to.")
+  settings = _given(
+    negative_prompt=_NEGATIVE_PROMPT.value,
+    num_samples=_NUM_SAMPLES.value,
+    num_frames=_NUM_FRAMES.value,
+    height=_HEIGHT.value,
+    width=_WIDTH.value,
+    steps=_STEPS.value,
+    guidance_scale=_GUIDANCE_SCALE.value,
+    batch_size=_BATCH_SIZE.value,
+  )
+  return dict(
+    pretrained=dict(
+      folder=_PRETRAINED.value,
+      prompt=_PROMPT.value,
+      out=_OUT.value,
+      seed=_SEED.value,
+      long=_LONG.value,
+      long_settings=_long_settings(),
+      **settings,
+    )
+  )
+
+
 def main(argv: Sequence[str]) -> None:
-  print(json.dumps(sample_from_workdir(**parse_arguments(argv)), indent=2))
+  arguments = parse_arguments(argv)
+  if "pretrained" in arguments:
+    print(json.dumps(sample_pretrained(**arguments["pretrained"]), indent=2))
+  else:
+    print(json.dumps(sample_from_workdir(**arguments), indent=2))
 
 
 if __name__ == "__main__":

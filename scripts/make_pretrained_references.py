@@ -12,7 +12,13 @@ Written so far, in `tests/fixtures/pretrained/`:
   (a unigram `tokenizer.json`, T5's `</s>` appended, `tokenizer_config.json`), and `prompts.npz`:
   what transformers' tokenizer and diffusers' `WanPipeline._get_t5_prompt_embeds` give for a
   few prompts with the tiny encoder (ids, mask, embeddings zeroed after each prompt);
-- `wan_rope.npz`: diffusers' `WanRotaryPosEmbed` cos and sin tables on a 3 x 4 x 5 grid.
+- `wan_rope.npz`: diffusers' `WanRotaryPosEmbed` cos and sin tables on a 3 x 4 x 5 grid;
+- `wan_dit_t2v_tiny/`, `wan_dit_i2v_tiny/`: diffusers' `WanTransformer3DModel` (text-to-video,
+  and image-to-video with image embeddings and 8 input channels) saved by `save_pretrained`, and
+  `io.npz`: inputs, the output at one timestep per video, and at one timestep per latent frame
+  (diffusers' per-token timesteps, each frame's tokens sharing one); and
+  `original_keys.json`: each diffusers key's name in the Wan repository's layout, checked by
+  converting them back with diffusers' own single-file converter;
 Run once by hand; the test suite reads the files with numpy and safetensors only.
 """
 
@@ -143,7 +149,198 @@ def wan_rope(out: pathlib.Path) -> None:
   print(f"wrote {out / 'wan_rope.npz'}")
 
 
+def _randomize(model: torch.nn.Module, scale: float) -> None:
+  """Weights of a realistic scale: init leaves tiny logits and zero biases untested."""
+  torch.manual_seed(0)
+  with torch.no_grad():
+    for name, parameter in model.named_parameters():
+      if name.endswith("norm_q.weight") or "norm" in name and name.endswith("weight"):
+        parameter.copy_(1.0 + 0.2 * torch.randn_like(parameter))  # norm scales around 1
+      else:
+        parameter.normal_(0.0, scale)
+
+
+WAN_DIT_TINY = dict(  # a head of 12: RoPE parts of 4 (frames), 4 (rows), 4 (columns)
+  patch_size=(1, 2, 2),
+  num_attention_heads=2,
+  attention_head_dim=12,
+  out_channels=4,
+  text_dim=32,  # the width of umt5_tiny
+  freq_dim=256,
+  ffn_dim=40,
+  num_layers=2,
+  cross_attn_norm=True,
+  qk_norm="rms_norm_across_heads",
+  eps=1e-6,
+  rope_max_seq_len=32,
+)
+
+
+def wan_dit_tiny(out: pathlib.Path, image_to_video: bool) -> None:
+  """A tiny `WanTransformer3DModel`, its inputs and outputs (the module docstring)."""
+  from diffusers import WanTransformer3DModel  # pylint: disable=g-import-not-at-top
+
+  if image_to_video:  # diffusers splits the context at 512 text tokens: image tokens first
+    config = dict(WAN_DIT_TINY, in_channels=8, image_dim=12, added_kv_proj_dim=24)
+    text_length, image = 512, torch.randn(2, 5, 12, generator=torch.Generator().manual_seed(3))
+  else:
+    config = dict(WAN_DIT_TINY, in_channels=4)
+    text_length, image = 7, None
+  model = WanTransformer3DModel(**config).eval()
+  _randomize(model, 0.3)
+  model.save_pretrained(out)
+  generator = torch.Generator().manual_seed(1)
+  video = torch.randn(2, config["in_channels"], 3, 4, 6, generator=generator)
+  text = torch.randn(2, text_length, config["text_dim"], generator=generator)
+  timestep = torch.tensor([999, 250])
+  frame_timesteps = torch.tensor([[999, 500, 3], [0, 250, 990]])  # [B, F]
+  tokens_per_frame = (4 // 2) * (6 // 2)
+  with torch.no_grad():
+    output = model(video, timestep, text, image, return_dict=False)[0]
+    per_frame = model(
+      video,
+      frame_timesteps.repeat_interleave(tokens_per_frame, dim=1),
+      text,
+      image,
+      return_dict=False,
+    )[0]
+  arrays = dict(
+    video=video,
+    text=text,
+    timestep=timestep,
+    frame_timesteps=frame_timesteps,
+    output=output,
+    per_frame_output=per_frame,
+  )
+  if image is not None:
+    arrays["image"] = image
+  np.savez(out / "io.npz", **{k: v.numpy() for k, v in arrays.items()})
+  _original_keys(model, out)
+  print(f"wrote {out}")
+
+
+# diffusers' name -> the Wan repository's (WanModel in wan/modules/model.py), most specific first.
+_TO_ORIGINAL = (
+  ("condition_embedder.time_embedder.linear_1", "time_embedding.0"),
+  ("condition_embedder.time_embedder.linear_2", "time_embedding.2"),
+  ("condition_embedder.text_embedder.linear_1", "text_embedding.0"),
+  ("condition_embedder.text_embedder.linear_2", "text_embedding.2"),
+  ("condition_embedder.time_proj", "time_projection.1"),
+  ("condition_embedder.image_embedder.norm1", "img_emb.proj.0"),
+  ("condition_embedder.image_embedder.ff.net.0.proj", "img_emb.proj.1"),
+  ("condition_embedder.image_embedder.ff.net.2", "img_emb.proj.3"),
+  ("condition_embedder.image_embedder.norm2", "img_emb.proj.4"),
+  ("proj_out", "head.head"),
+  ("attn1", "self_attn"),
+  ("attn2", "cross_attn"),
+  (".to_out.0.", ".o."),
+  (".to_q.", ".q."),
+  (".to_k.", ".k."),
+  (".to_v.", ".v."),
+  (".add_k_proj.", ".k_img."),
+  (".add_v_proj.", ".v_img."),
+  (".norm_added_k.", ".norm_k_img."),
+  (".norm2.", ".norm3."),
+  ("ffn.net.0.proj", "ffn.0"),
+  ("ffn.net.2", "ffn.2"),
+)
+
+
+def _original_keys(model, out: pathlib.Path) -> None:
+  from diffusers.loaders.single_file_utils import (  # pylint: disable=g-import-not-at-top
+    convert_wan_transformer_to_diffusers,
+  )
+
+  names = {}
+  for key in model.state_dict():
+    original = key
+    if key == "scale_shift_table":
+      original = "head.modulation"
+    elif key.endswith(".scale_shift_table"):
+      original = key.replace(".scale_shift_table", ".modulation")
+    for diffusers_name, original_name in _TO_ORIGINAL:
+      original = original.replace(diffusers_name, original_name)
+    names["model." + original] = key  # under "model.", as CausVid/Self-Forcing save them
+  converted = convert_wan_transformer_to_diffusers(
+    {k.replace("model.", "model.diffusion_model.", 1): torch.zeros(1) for k in names}
+  )
+  assert sorted(converted) == sorted(names.values()), "diffusers reads these keys otherwise"
+  (out / "original_keys.json").write_text(json.dumps(names, indent=1))
+
+
+WAN_SCHEDULER = {  # Wan2.1-T2V-1.3B-Diffusers/scheduler/scheduler_config.json, the keys it sets
+  "_class_name": "UniPCMultistepScheduler",
+  "beta_end": 0.02,
+  "beta_schedule": "linear",
+  "beta_start": 0.0001,
+  "disable_corrector": [],
+  "dynamic_thresholding_ratio": 0.995,
+  "final_sigmas_type": "zero",
+  "flow_shift": 3.0,
+  "lower_order_final": True,
+  "num_train_timesteps": 1000,
+  "predict_x0": True,
+  "prediction_type": "flow_prediction",
+  "rescale_betas_zero_snr": False,
+  "sample_max_value": 1.0,
+  "solver_order": 2,
+  "solver_p": None,
+  "solver_type": "bh2",
+  "steps_offset": 0,
+  "thresholding": False,
+  "timestep_spacing": "linspace",
+  "trained_betas": None,
+  "use_beta_sigmas": False,
+  "use_dynamic_shifting": False,
+  "use_exponential_sigmas": False,
+  "use_flow_sigmas": True,
+  "use_karras_sigmas": False,
+}
+WAN_INDEX = {
+  "_class_name": "WanPipeline",
+  "_diffusers_version": "0.42.1",
+  "scheduler": ["diffusers", "UniPCMultistepScheduler"],
+  "text_encoder": ["transformers", "UMT5EncoderModel"],
+  "tokenizer": ["transformers", "T5TokenizerFast"],
+  "transformer": ["diffusers", "WanTransformer3DModel"],
+  "vae": ["diffusers", "AutoencoderKLWan"],
+}
+PIPELINE_PROMPTS = ["a red square bounces", "the blue circle"]
+PIPELINE_SETTINGS = dict(  # 9 frames (3 latent frames) of 32 x 48, 6 steps, guidance 5
+  num_frames=9, height=32, width=48, num_inference_steps=6, guidance_scale=5.0,
+  max_sequence_length=MAX_LENGTH,
+)
+
+
+def wan_folder(out: pathlib.Path) -> None:
+  """The index and scheduler of the tiny diffusers-format Wan 2.1 folder `out` (its other
+  components are written by the functions above), and `pipeline.npz`: diffusers'
+  `WanPipeline` on it from given initial latents, with a negative prompt."""
+  from diffusers import WanPipeline  # pylint: disable=g-import-not-at-top
+
+  (out / "scheduler").mkdir(parents=True, exist_ok=True)
+  (out / "scheduler" / "scheduler_config.json").write_text(json.dumps(WAN_SCHEDULER, indent=2))
+  (out / "model_index.json").write_text(json.dumps(WAN_INDEX, indent=2))
+  pipeline = WanPipeline.from_pretrained(out, torch_dtype=torch.float32)
+  latents = torch.randn(2, 4, 3, 4, 6, generator=torch.Generator().manual_seed(5))
+  final = pipeline(
+    PIPELINE_PROMPTS, negative_prompt="a green circle", latents=latents, output_type="latent",
+    **PIPELINE_SETTINGS,
+  ).frames
+  np.savez(
+    out / "pipeline.npz",
+    prompts=np.array(PIPELINE_PROMPTS),
+    negative_prompt=np.array("a green circle"),
+    initial_latents=latents.numpy(),
+    final_latents=final.numpy(),
+    **{k: np.array(v) for k, v in PIPELINE_SETTINGS.items()},
+  )
+  print(f"wrote {out}")
+
+
 if __name__ == "__main__":
+  wan_dit_tiny(OUT / "wan_dit_t2v_tiny", image_to_video=False)
+  wan_dit_tiny(OUT / "wan_dit_i2v_tiny", image_to_video=True)
   wan_rope(OUT)
   umt5_tiny(OUT / "umt5_tiny")
   tokenizer_tiny(OUT / "tokenizer_tiny", OUT / "umt5_tiny")

@@ -31,28 +31,22 @@ import jax
 import jax.numpy as jnp
 
 from jvdm.errors import ConfigError, ShapeError
-from jvdm.models.dit_attention import Attention, CrossAttention
+from jvdm.models.dit_block import (
+  CROSS_ATTENTION_NORMS,
+  MODULATIONS,
+  TOKEN_AXES,
+  BlockContext,
+  DiTBlock,
+)
 from jvdm.models.layers.dense import dense
 from jvdm.models.layers.embeddings import TimestepEmbedding, sinusoidal_embedding
 from jvdm.models.layers.kv_cache import KVCache, LayerCache
 from jvdm.models.layers.long_attention import LongAttention
 from jvdm.models.text_encoder import TextEncoder
-from jvdm.parallel.axes import ACT_EMBED, BATCH, FRAMES, LAYERS, LENGTH
+from jvdm.parallel.axes import EMBED, LAYERS
 
 LAYOUTS = ("full", "factorized", "windowed")
 POSITIONS = ("rope", "sincos")
-TOKEN_AXES = (BATCH, FRAMES, LENGTH, ACT_EMBED)
-
-
-class BlockContext(NamedTuple):
-  """What every block sees besides the tokens."""
-
-  embedding: jax.Array  # [B, F, C], the time embedding of each latent frame
-  frames: jax.Array  # [F], absolute latent frame indices
-  rows: jax.Array  # [P], each token's row
-  cols: jax.Array  # [P], each token's column
-  cond: jax.Array | None  # [B, L, D] or [B, F, L, D] conditioning embeddings
-  cond_mask: jax.Array | None  # [B, L] or [B, F, L], False = padding
 
 
 class CachedChunk(NamedTuple):
@@ -61,71 +55,6 @@ class CachedChunk(NamedTuple):
   video: jax.Array  # [B, T, H, W, out_channels]
   keys: jax.Array  # [L, B, F, P, N, D]
   values: jax.Array  # like keys
-
-
-class DiTBlock(nn.Module):
-  """adaLN-Zero block (Peebles & Xie 2023, sec. 3.2): each sub-layer's input is normalized,
-  scaled and shifted, and its output gated, by per-frame projections of the time embedding;
-  the gates start at zero, so the block starts as the identity."""
-
-  num_heads: int
-  mlp_ratio: float
-  layout: str
-  causal: bool
-  temporal_window: int | None
-  rope: bool
-  attention_implementation: str | None
-  context_parallel: str | None
-  dtype: Any
-  param_dtype: Any
-  long_attention: LongAttention | None = None
-  grid: tuple[int, int] | None = None
-
-  @nn.compact
-  def __call__(self, x, context: BlockContext, layer_cache: LayerCache | None):
-    """x `[B, F, P, C]`. Returns (x, this chunk's (keys, values))."""
-    channels = x.shape[-1]
-    kinds = ("spatial", "temporal") if self.layout == "factorized" else (self.layout,)
-    kwargs = dict(dtype=self.dtype, param_dtype=self.param_dtype)
-    modulation = dense(
-      3 * channels * (len(kinds) + 1), zero_init=True, name="modulation", **kwargs
-    )(nn.silu(context.embedding))[:, :, None, :]  # [B, F, 1, 3C * (n + 1)]
-    modulation = jnp.split(modulation, 3 * (len(kinds) + 1), axis=-1)
-    norm = lambda h: nn.LayerNorm(use_scale=False, use_bias=False, dtype=self.dtype)(h)
-    new_kv = None
-    for i, kind in enumerate(kinds):
-      shift, scale, gate = modulation[3 * i : 3 * i + 3]
-      attention = Attention(
-        self.num_heads,
-        kind,
-        self.causal,
-        self.temporal_window,
-        self.rope,
-        self.attention_implementation,
-        self.context_parallel,
-        self.long_attention,
-        self.grid,
-        name=f"attention_{kind}",
-        **kwargs,
-      )
-      out, kv = attention(
-        norm(x) * (1 + scale) + shift,
-        context.frames,
-        context.rows,
-        context.cols,
-        layer_cache if kind != "spatial" else None,
-      )
-      new_kv = kv if kind != "spatial" else new_kv
-      x = nn.with_logical_constraint(x + gate * out, TOKEN_AXES)
-    if context.cond is not None:
-      x = x + CrossAttention(
-        self.num_heads, self.attention_implementation, name="cross_attention", **kwargs
-      )(norm(x), context.cond, context.cond_mask)
-    shift, scale, gate = modulation[-3:]
-    h = norm(x) * (1 + scale) + shift
-    h = dense(int(channels * self.mlp_ratio), name="mlp_in", **kwargs)(h)
-    h = dense(channels, name="mlp_out", **kwargs)(nn.gelu(h))
-    return nn.with_logical_constraint(x + gate * h, TOKEN_AXES), new_kv
 
 
 class VideoDiT(nn.Module):
@@ -159,6 +88,26 @@ class VideoDiT(nn.Module):
       attention (`jvdm.models.layers.long_attention`); set with `model.clone(long_attention=...)`,
       the params are unchanged. Not with a KV cache. With "sincos" positions the tokens keep
       their absolute frame embeddings (FreeNoise's window-relative positions need "rope").
+
+  Switches for Wan 2.1's layout (`jvdm.pretrained.wan_dit` sets them from a diffusers
+  config; jvdm's own networks keep the defaults):
+    modulation: "adaln_zero" (a projection of the time embedding in every block) or "table"
+      (one projection of it shared by all blocks, plus each block's learned
+      `scale_shift_table`; the output head's shift and scale are its own table plus the time
+      embedding itself).
+    time_order: the sinusoids of the timestep, "sin_cos" or "cos_sin" (diffusers'
+      `flip_sin_to_cos`).
+    cond_projection: project the conditioning embeddings to `hidden_size` with
+      Linear-GELU(tanh)-Linear before the blocks (PixArt-alpha's caption projection, Wan's
+      `text_embedder`).
+    attention_bias, qk_norm, rope_pairs: of every attention layer (`jvdm.models.dit_attention`).
+    cross_attention_norm: "plain" (the blocks' LayerNorm without scale), "affine" or "none".
+    mlp_dim: the feed-forward width when set, instead of `mlp_ratio * hidden_size`.
+    image_dim: width of image embeddings (CLIP features) that every cross-attention also
+      attends to, after Wan's image embedder (LayerNorm-Linear-GELU-Linear-LayerNorm); 0 = none.
+    integer_timesteps: embed floor(1000 t) instead of 1000 t, as diffusers' UniPC and
+      DPM-Solver schedulers call the networks they run (their timesteps are integers); set
+      from an imported model's scheduler, so every sampler calls it the same way.
   """
 
   out_channels: int
@@ -178,6 +127,16 @@ class VideoDiT(nn.Module):
   cond_dim: int = 0
   text_encoder: TextEncoder | None = None
   long_attention: LongAttention | None = None
+  modulation: str = "adaln_zero"
+  time_order: str = "sin_cos"
+  cond_projection: bool = False
+  attention_bias: bool = False
+  qk_norm: bool = False
+  rope_pairs: str = "halves"
+  cross_attention_norm: str = "plain"
+  mlp_dim: int = 0
+  image_dim: int = 0
+  integer_timesteps: bool = False
   dtype: Any = jnp.float32
   param_dtype: Any = jnp.float32
 
@@ -186,6 +145,13 @@ class VideoDiT(nn.Module):
       raise ConfigError(f"Unknown DiT layout {self.layout!r}; valid: {list(LAYOUTS)}.")
     if self.position not in POSITIONS:
       raise ConfigError(f"Unknown position embedding {self.position!r}; valid: {list(POSITIONS)}.")
+    if self.modulation not in MODULATIONS:
+      raise ConfigError(f"Unknown modulation {self.modulation!r}; valid: {list(MODULATIONS)}.")
+    if self.cross_attention_norm not in CROSS_ATTENTION_NORMS:
+      raise ConfigError(
+        f"cross_attention_norm must be one of {CROSS_ATTENTION_NORMS}, "
+        f"got {self.cross_attention_norm!r}."
+      )
     if self.context_parallel and self.layout == "factorized":
       raise ConfigError(
         "context_parallel splits the token sequence of the 'full' and 'windowed' "
@@ -208,17 +174,19 @@ class VideoDiT(nn.Module):
           f"patch size {patch} along {axis} (patch_size={self.patch_size})."
         )
 
-  def __call__(self, x, t, train: bool = False, cond=None, cond_mask=None):
+  def __call__(self, x, t, train: bool = False, cond=None, cond_mask=None, image=None):
     del train  # no dropout
-    video, _ = self.forward(x, t, None, 0, cond, cond_mask)
+    video, _ = self.forward(x, t, None, 0, cond, cond_mask, image)
     return video
 
-  def with_cache(self, x, t, cache: KVCache, first_frame, cond=None, cond_mask=None) -> CachedChunk:
-    video, (keys, values) = self.forward(x, t, cache, first_frame, cond, cond_mask)
+  def with_cache(
+    self, x, t, cache: KVCache, first_frame, cond=None, cond_mask=None, image=None
+  ) -> CachedChunk:
+    video, (keys, values) = self.forward(x, t, cache, first_frame, cond, cond_mask, image)
     return CachedChunk(video, keys, values)
 
   @nn.compact
-  def forward(self, x, t, cache: KVCache | None, first_frame, cond, cond_mask):
+  def forward(self, x, t, cache: KVCache | None, first_frame, cond, cond_mask, image=None):
     """Both calls: (output, the keys and values of x's frames in every layer)."""
     self._check(x)
     batch, num_frames, height, width, _ = x.shape
@@ -267,7 +235,14 @@ class VideoDiT(nn.Module):
         f"Timesteps must be [B]=({batch},) or [B, T]=({batch}, {num_frames}); got {t.shape}."
       )
     t = t.reshape(batch, frames_out, pt).mean(axis=-1)  # one level per latent frame
-    embedding = TimestepEmbedding(self.hidden_size, 256, name="time_embedding", **kwargs)(t)
+    embedding = TimestepEmbedding(
+      self.hidden_size,
+      256,
+      order=self.time_order,
+      integer_times=self.integer_timesteps,
+      name="time_embedding",
+      **kwargs,
+    )(t)
     if self.text_encoder is not None:
       if self.text_encoder.width != self.cond_dim:
         raise ConfigError(
@@ -301,7 +276,17 @@ class VideoDiT(nn.Module):
       cond_mask = None if cond_mask is None else cond_mask[:, ::pt]
     if not self.cond_dim and cond is not None:
       raise ConfigError("This DiT is unconditional (cond_dim = 0) but got a condition.")
-    context = BlockContext(embedding, frames, rows, cols, cond, cond_mask)
+    if self.cond_projection and cond is not None:  # PixArt-alpha's caption projection
+      cond = dense(self.hidden_size, name="cond_projection_in", **kwargs)(cond)
+      cond = dense(self.hidden_size, name="cond_projection_out", **kwargs)(nn.gelu(cond))
+    image = self._embed_image(image, batch)
+    kinds = 2 if self.layout == "factorized" else 1
+    block_time = embedding
+    if self.modulation == "table":  # one projection shared by every block's table
+      block_time = dense(3 * self.hidden_size * (kinds + 1), name="time_projection", **kwargs)(
+        nn.silu(embedding)
+      )
+    context = BlockContext(block_time, frames, rows, cols, cond, cond_mask, image)
 
     block_kwargs = dict(
       num_heads=self.num_heads,
@@ -314,6 +299,12 @@ class VideoDiT(nn.Module):
       context_parallel=self.context_parallel,
       long_attention=self.long_attention,
       grid=(rows_out, cols_out),
+      modulation=self.modulation,
+      mlp_dim=self.mlp_dim,
+      attention_bias=self.attention_bias,
+      qk_norm=self.qk_norm,
+      rope_pairs=self.rope_pairs,
+      cross_attention_norm=self.cross_attention_norm,
       **kwargs,
     )
     block_cls = DiTBlock
@@ -352,13 +343,19 @@ class VideoDiT(nn.Module):
         collected.append(kv)
       new_kv = jax.tree.map(lambda *a: jnp.stack(a), *collected)
 
-    shift, scale = jnp.split(
-      dense(2 * self.hidden_size, zero_init=True, name="final_modulation", **kwargs)(
+    if self.modulation == "table":  # Wan's head: its table plus the time embedding itself
+      table = self.param(
+        "final_scale_shift_table",
+        nn.with_logical_partitioning(nn.initializers.normal(self.hidden_size**-0.5), (None, EMBED)),
+        (2, self.hidden_size),
+        self.param_dtype,
+      )
+      final = jnp.concatenate([embedding, embedding], axis=-1) + table.reshape(-1)
+    else:
+      final = dense(2 * self.hidden_size, zero_init=True, name="final_modulation", **kwargs)(
         nn.silu(embedding)
-      )[:, :, None, :],
-      2,
-      axis=-1,
-    )
+      )
+    shift, scale = jnp.split(final[:, :, None, :], 2, axis=-1)
     tokens = nn.LayerNorm(use_scale=False, use_bias=False, dtype=self.dtype)(tokens)
     tokens = tokens * (1 + scale) + shift
     out = dense(pt * ph * pw * self.out_channels, zero_init=True, name="unpatchify", **kwargs)(
@@ -368,3 +365,23 @@ class VideoDiT(nn.Module):
       out, "b f (h w) (pt ph pw c) -> b (f pt) (h ph) (w pw) c", h=rows_out, pt=pt, ph=ph, pw=pw
     ).astype(jnp.float32)
     return out, new_kv
+
+  def _embed_image(self, image, batch: int):
+    """Wan 2.1's image embedder: `[B, L, image_dim] -> [B, L, hidden_size]`; None passes."""
+    if not self.image_dim:
+      if image is not None:
+        raise ConfigError("This DiT takes no image embeddings (image_dim = 0).")
+      return None
+    if image is None or image.ndim != 3 or image.shape[0] != batch:
+      raise ShapeError(
+        f"This DiT cross-attends to image embeddings [{batch}, L, {self.image_dim}] as well; "
+        f"got {None if image is None else image.shape}."
+      )
+    kwargs = dict(dtype=self.dtype, param_dtype=self.param_dtype)
+    layer_norm = lambda name: nn.LayerNorm(epsilon=1e-5, name=name, **kwargs)
+    image = layer_norm("image_norm_in")(image)
+    image = dense(self.image_dim, name="image_projection_in", **kwargs)(image)
+    image = dense(self.hidden_size, name="image_projection_out", **kwargs)(
+      nn.gelu(image, approximate=False)
+    )
+    return layer_norm("image_norm_out")(image)

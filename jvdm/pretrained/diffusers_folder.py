@@ -17,6 +17,8 @@ from jvdm.pretrained.wan_prompts import WAN_MAX_LENGTH, PromptEncoder, load_toke
 MODEL_INDEX = "model_index.json"
 # Components jvdm reads: name in model_index.json -> the classes it can build from them.
 SUPPORTED_CLASSES = {
+  "transformer": ("WanTransformer3DModel",),
+  "vae": ("AutoencoderKLWan",),
   "text_encoder": ("UMT5EncoderModel",),
   "tokenizer": ("T5TokenizerFast", "AutoTokenizer", "T5Tokenizer"),
   "scheduler": ("UniPCMultistepScheduler", "FlowMatchEulerDiscreteScheduler"),
@@ -72,6 +74,9 @@ class SchedulerSettings:
   prediction: str
   sampler: str
   spacing: str
+  # The scheduler calls the network at integer timesteps (UniPC's are int64; FlowMatchEuler's
+  # are sigma * 1000 as they are).
+  integer_timesteps: bool
 
 
 def scheduler_settings(folder: str | pathlib.Path) -> SchedulerSettings:
@@ -94,7 +99,7 @@ def scheduler_settings(folder: str | pathlib.Path) -> SchedulerSettings:
   require("use_dynamic_shifting", False, False)
   if config["_class_name"] == "FlowMatchEulerDiscreteScheduler":
     return SchedulerSettings(
-      FlowProcess(shift=config.get("shift", 1.0)), "flow", "flow_euler", "flow"
+      FlowProcess(shift=config.get("shift", 1.0)), "flow", "flow_euler", "flow", False
     )
   require("use_flow_sigmas", True)
   require("prediction_type", "flow_prediction")
@@ -103,7 +108,7 @@ def scheduler_settings(folder: str | pathlib.Path) -> SchedulerSettings:
   require("predict_x0", True)
   require("final_sigmas_type", "zero", "zero")
   require("thresholding", False, False)
-  return SchedulerSettings(FlowProcess(shift=config["flow_shift"]), "flow", "unipc", "flow")
+  return SchedulerSettings(FlowProcess(shift=config["flow_shift"]), "flow", "unipc", "flow", True)
 
 
 def load_prompt_encoder(

@@ -40,6 +40,13 @@ def iter_tensors(folder: str | pathlib.Path) -> Iterator[tuple[str, np.ndarray]]
   """(key, numpy array) for every tensor of the folder, one at a time, in their stored dtype
   (bfloat16 as ml_dtypes' bfloat16)."""
   for path in shard_files(folder):
-    with safe_open(str(path), framework="numpy") as f:
-      for key in f.keys():
-        yield key, f.get_tensor(key)
+    yield from iter_file_tensors(path)
+
+
+def iter_file_tensors(path: str | pathlib.Path) -> Iterator[tuple[str, np.ndarray]]:
+  """(key, numpy array) for every tensor of one safetensors file, one at a time."""
+  if not pathlib.Path(path).is_file():
+    raise CheckpointError(f"{path} is not a safetensors file.")
+  with safe_open(str(path), framework="numpy") as f:
+    for key in f.keys():
+      yield key, f.get_tensor(key)

@@ -86,7 +86,9 @@ def test_the_index_and_the_components_jvdm_builds(folder):
 def test_a_bad_folder_is_named(folder, tmp_path):
   with pytest.raises(CheckpointError, match="not a diffusers-format model folder"):
     read_model_index(tmp_path / "elsewhere")
-  with pytest.raises(ConfigError, match="'transformer' of .* is a WanTransformer3DModel"):
+  index = dict(WAN_INDEX, transformer=["diffusers", "CogVideoXTransformer3DModel"])
+  (folder / "model_index.json").write_text(json.dumps(index))
+  with pytest.raises(ConfigError, match="'transformer' of .* is a CogVideoXTransformer3DModel"):
     check_component(folder, "transformer")
   config = dict(WAN_SCHEDULER, use_flow_sigmas=False)
   (folder / "scheduler" / "scheduler_config.json").write_text(json.dumps(config))

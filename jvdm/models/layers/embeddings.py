@@ -13,8 +13,11 @@ from jvdm.errors import ConfigError
 from jvdm.models.layers.dense import dense
 
 
+ORDERS = ("sin_cos", "cos_sin")
+
+
 def sinusoidal_embedding(
-  positions: jnp.ndarray, dim: int, max_period: float = 10_000.0
+  positions: jnp.ndarray, dim: int, max_period: float = 10_000.0, order: str = "sin_cos"
 ) -> jnp.ndarray:
   """Transformer sinusoids (Vaswani et al. 2017) of real-valued positions.
 
@@ -22,17 +25,21 @@ def sinusoidal_embedding(
     positions: float or int array of any shape `[...]`.
     dim: embedding width; must be even (half sines, half cosines).
     max_period: longest wavelength.
+    order: "sin_cos" (jvdm's networks) or "cos_sin" (diffusers' `flip_sin_to_cos=True`, Wan).
 
   Returns:
     float32 `[..., dim]`, `[sin(p * f_i), cos(p * f_i)]` with
-    `f_i = max_period ** (-i / (dim / 2))`.
+    `f_i = max_period ** (-i / (dim / 2))` (the halves swapped for "cos_sin").
   """
   if dim <= 0 or dim % 2:
     raise ConfigError(f"sinusoidal embedding width must be a positive even number, got {dim}")
+  if order not in ORDERS:
+    raise ConfigError(f"sinusoid order must be one of {ORDERS}, got {order!r}")
   half = dim // 2
   frequencies = jnp.exp(-math.log(max_period) * jnp.arange(half, dtype=jnp.float32) / half)
   angles = positions.astype(jnp.float32)[..., None] * frequencies  # [..., dim / 2]
-  return jnp.concatenate([jnp.sin(angles), jnp.cos(angles)], axis=-1)
+  halves = [jnp.sin(angles), jnp.cos(angles)]
+  return jnp.concatenate(halves if order == "sin_cos" else halves[::-1], axis=-1)
 
 
 class TimestepEmbedding(nn.Module):
@@ -43,18 +50,23 @@ class TimestepEmbedding(nn.Module):
     frequency_dim: width of the sinusoidal features fed to the MLP.
     time_scale: t in [0, 1] is multiplied by this before the sinusoids, so the
       frequencies match the ones tuned for 1000 discrete DDPM steps.
+    order: of the sinusoids' halves (`sinusoidal_embedding`).
+    integer_times: embed floor(t * time_scale): the integer timesteps at which diffusers'
+      DDPM-family schedulers (UniPC, DPM-Solver, DDIM) call a network it trained.
   """
 
   features: int
   frequency_dim: int
   time_scale: float = 1000.0
+  order: str = "sin_cos"
+  integer_times: bool = False
   dtype: jnp.dtype = jnp.float32
   param_dtype: jnp.dtype = jnp.float32
 
   @nn.compact
   def __call__(self, t: jnp.ndarray) -> jnp.ndarray:
     """Embeds `t` of any shape `[...]` (e.g. `[B, T]`) to `[..., features]`."""
-    embedding = sinusoidal_embedding(t * self.time_scale, self.frequency_dim)
+    embedding = sinusoidal_embedding(t * self.time_scale, self.frequency_dim, order=self.order)
     kwargs = dict(dtype=self.dtype, param_dtype=self.param_dtype)
     embedding = dense(self.features, name="dense_0", **kwargs)(embedding)
     embedding = nn.swish(embedding)

@@ -1,0 +1,232 @@
+"""Wan 2.1 text-to-video from a diffusers-format folder, sampled as diffusers' `WanPipeline`
+samples it, on jvdm's samplers (so every long-video method runs on it too).
+
+  pipeline = jvdm.pretrained.load("Wan2.1-T2V-1.3B-Diffusers")
+  videos = pipeline("a red fox runs through the snow", num_frames=81)  # [1, 81, 480, 832, 3]
+
+As diffusers does it: prompts through UMT5 (`jvdm.pretrained.wan_prompts`), the folder's
+scheduler (UniPC on shifted flow sigmas for Wan 2.1) with the network called at the
+scheduler's timesteps (integers for UniPC), classifier-free guidance against the negative
+prompt's embeddings (the empty prompt by default) at scale 5, latents of
+`(num_frames - 1) / 4 + 1` frames at 1/8 of the size, de-normalized with the VAE's per-channel
+mean and std and decoded. Deviations, named: the initial noise is jax's (pass `latents` to start
+from given ones), and `num_frames` not of the form 4k + 1 is an error (diffusers rounds it
+down with a warning).
+"""
+
+import contextlib
+import dataclasses
+import pathlib
+from typing import Any, Sequence
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+import numpy as np
+from jax.sharding import Mesh
+
+from jvdm.errors import ConfigError, ShapeError
+from jvdm.parallel.axes import DEFAULT_RULES
+from jvdm.pipelines.long.long_video import LongVideoSampler
+from jvdm.pipelines.video_sampler import VideoSampler
+from jvdm.pretrained.diffusers_folder import (
+  SchedulerSettings,
+  check_component,
+  load_prompt_encoder,
+  scheduler_settings,
+)
+from jvdm.pretrained.wan_dit import WanDiT, load_wan_dit
+from jvdm.pretrained.wan_prompts import WAN_MAX_LENGTH, PromptEncoder
+
+TEMPORAL_FACTOR = 4  # Wan 2.1's VAE: latent frame 0 is frame 0, then one per 4 frames
+SPATIAL_FACTOR = 8
+SIZE_MULTIPLE = 16  # 8 (VAE) x 2 (the DiT's patch)
+
+
+@dataclasses.dataclass(frozen=True)
+class WanPipeline:
+  """Wan 2.1 text-to-video (module docstring). Build it with `load(folder)`."""
+
+  dit: WanDiT
+  dit_params: Any
+  prompts: PromptEncoder
+  scheduler: SchedulerSettings
+  vae: Any = None  # jvdm.pretrained.wan_vae.WanVAEWeights; None: latents only
+  mesh: Mesh | None = None
+  rules: Any = DEFAULT_RULES
+
+  def latent_shape(self, num_frames: int, height: int, width: int) -> tuple[int, int, int, int]:
+    """`(F, h, w, C)` of the latents of a `num_frames x height x width` video."""
+    if num_frames < 1 or (num_frames - 1) % TEMPORAL_FACTOR:
+      below = max(1, (num_frames - 1) // TEMPORAL_FACTOR * TEMPORAL_FACTOR + 1)
+      raise ConfigError(
+        f"num_frames={num_frames}: Wan's VAE takes 4k + 1 frames (e.g. {below} or {below + 4})."
+      )
+    if height % SIZE_MULTIPLE or width % SIZE_MULTIPLE or height < 1 or width < 1:
+      raise ConfigError(
+        f"height={height} and width={width} must be positive multiples of {SIZE_MULTIPLE}."
+      )
+    return (
+      (num_frames - 1) // TEMPORAL_FACTOR + 1,
+      height // SPATIAL_FACTOR,
+      width // SPATIAL_FACTOR,
+      self.dit.model.out_channels,
+    )
+
+  @property
+  def network(self):
+    """The DiT, called at the scheduler's timesteps as diffusers calls it."""
+    return self.dit.model.clone(integer_timesteps=self.scheduler.integer_timesteps)
+
+  def video_sampler(
+    self, num_steps: int, guidance_scale: float, negative_embeddings: np.ndarray | None
+  ) -> VideoSampler:
+    """jvdm's sampler with the folder's scheduler."""
+    return VideoSampler(
+      self.network.apply,
+      self.scheduler.process,
+      self.scheduler.prediction,
+      sampler=self.scheduler.sampler,
+      spacing=self.scheduler.spacing,
+      num_steps=num_steps,
+      clip_x0=False,  # latents are not in [-1, 1]
+      guidance_scale=guidance_scale,
+      null_condition=negative_embeddings,
+    )
+
+  def latents(
+    self,
+    prompt: str | Sequence[str],
+    negative_prompt: str = "",
+    *,
+    num_frames: int = 81,
+    height: int = 480,
+    width: int = 832,
+    num_steps: int = 50,
+    guidance_scale: float = 5.0,
+    seed: int = 0,
+    latents: np.ndarray | None = None,
+    long: str | None = None,
+    long_settings: dict[str, Any] | None = None,
+    batch_size: int = 1,
+    progress: bool = True,
+  ) -> np.ndarray:
+    """Denoised latents `[N, F, h, w, C]`, normalized as the DiT sees them.
+
+    Args:
+      prompt: one prompt, or one per video.
+      negative_prompt: guidance pushes away from it (diffusers' default: the empty prompt).
+      num_frames, height, width: of the decoded video (4k + 1 frames, multiples of 16).
+      num_steps, guidance_scale: of the sampler (diffusers' defaults 50 and 5).
+      seed: video i starts from noise of (seed, i), whatever the batch size.
+      latents: start from these `[N, F, h, w, C]` instead (e.g. diffusers' initial latents).
+      long: a long-video method (`jvdm.pipelines.long.long_video.METHODS`) for more frames
+        than the model was trained on; its window defaults to 21 latent frames (81 frames).
+      long_settings: other `LongVideoSampler` fields.
+      batch_size: videos per jitted call.
+      progress: progress bars.
+    """
+    prompts = [prompt] if isinstance(prompt, str) else list(prompt)
+    shape = self.latent_shape(num_frames, height, width)
+    embeddings = np.asarray(self.prompts(prompts))
+    negative = None
+    if guidance_scale != 1.0:
+      negative = np.asarray(self.prompts([negative_prompt]))[0]
+    sampler = self.video_sampler(num_steps, guidance_scale, negative)
+    if latents is not None:
+      latents = np.asarray(latents, np.float32)
+      if latents.shape != (len(prompts),) + shape:
+        raise ShapeError(
+          f"latents must be [{len(prompts)}, {', '.join(map(str, shape))}] for "
+          f"{len(prompts)} prompts and a {num_frames}x{height}x{width} video; got "
+          f"{latents.shape}."
+        )
+      sampler = dataclasses.replace(sampler, initial_noise=lambda keys, _: jnp.asarray(latents))
+      batch_size = len(prompts)  # the given latents are one batch
+    if long is not None:
+      settings = {"window": (81 - 1) // TEMPORAL_FACTOR + 1, **(long_settings or {})}
+      sampler = LongVideoSampler(sampler, self.network, long, **settings)
+    with self._placement():
+      return sampler.sample(
+        self.dit_params,
+        seed,
+        len(prompts),
+        shape,
+        batch_size=batch_size,
+        progress=progress,
+        condition=embeddings,
+      )
+
+  def decode(self, latents: np.ndarray, progress: bool = True) -> np.ndarray:
+    """Videos `[N, T, H, W, 3]` in [-1, 1] from the DiT's latents (de-normalized with the VAE's
+    per-channel mean and std, then decoded chunk by chunk)."""
+    if self.vae is None:
+      raise ConfigError("This pipeline has no VAE (loaded with vae=False); it gives latents only.")
+    with self._placement():
+      return np.asarray(self.vae.decode_normalized(latents, progress=progress))
+
+  def __call__(self, prompt: str | Sequence[str], negative_prompt: str = "", **settings):
+    """Videos `[N, T, H, W, 3]` in [-1, 1]: `latents(...)` (same arguments), decoded."""
+    progress = settings.get("progress", True)
+    return self.decode(self.latents(prompt, negative_prompt, **settings), progress=progress)
+
+  @contextlib.contextmanager
+  def _placement(self):
+    """The mesh and logical rules the DiT's activations are sharded by (none without a mesh)."""
+    if self.mesh is None:
+      yield
+      return
+    with jax.set_mesh(self.mesh), nn.logical_axis_rules(self.rules):
+      yield
+
+
+def load(
+  folder: str | pathlib.Path,
+  *,
+  dtype: Any = None,
+  compute_dtype: Any = jnp.float32,
+  mesh: Mesh | None = None,
+  rules=DEFAULT_RULES,
+  vae: bool = True,
+  max_length: int = WAN_MAX_LENGTH,
+  transformer_weights: str | pathlib.Path | None = None,
+  **dit_settings,
+) -> WanPipeline:
+  """A diffusers-format Wan 2.1 text-to-video folder as a `WanPipeline`.
+
+  Args:
+    folder: holds `model_index.json`, `transformer/`, `vae/`, `text_encoder/`, `tokenizer/`
+      and `scheduler/`.
+    dtype: the DiT's params' dtype; None keeps the stored one (bfloat16 stays bfloat16).
+    compute_dtype: the dtype the DiT computes in.
+    mesh, rules: place the DiT's params (and shard its activations) over this mesh.
+    vae: load the VAE (False: the pipeline gives latents only).
+    max_length: prompt tokens (Wan: 512).
+    transformer_weights: other DiT weights for the same config (a safetensors file or
+      folder, in diffusers' or the Wan repository's key layout, e.g. CausVid's).
+    dit_settings: other `VideoDiT` attributes (`causal`, `scan_layers`, `remat`, ...).
+  """
+  scheduler = scheduler_settings(folder)
+  dit, dit_params = load_wan_dit(
+    check_component(folder, "transformer"),
+    transformer_weights,
+    dtype=dtype,
+    compute_dtype=compute_dtype,
+    mesh=mesh,
+    rules=rules,
+    **dit_settings,
+  )
+  vae_weights = None
+  if vae:
+    from jvdm.pretrained.wan_vae import load_wan_vae  # pylint: disable=g-import-not-at-top
+
+    vae_weights = load_wan_vae(check_component(folder, "vae"))
+  return WanPipeline(
+    dit,
+    dit_params,
+    load_prompt_encoder(folder, max_length),
+    scheduler,
+    vae_weights,
+    mesh,
+    rules,
+  )

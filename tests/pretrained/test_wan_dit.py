@@ -1,0 +1,185 @@
+"""Wan 2.1's DiT as a `VideoDiT` configuration against diffusers' `WanTransformer3DModel` on
+the shipped tiny checkpoints (scripts/make_pretrained_references.py): text-to-video and
+image-to-video, one timestep per video and one per latent frame; the Wan repository's key
+layout, scanned layers and sharded placement give the same network; bad checkpoints are named."""
+
+import json
+import pathlib
+import shutil
+
+import jax
+import jax.numpy as jnp
+import ml_dtypes
+import numpy as np
+import pytest
+from safetensors.numpy import load_file, save_file
+
+from jvdm.errors import CheckpointError, ConfigError
+from jvdm.parallel.mesh import make_mesh
+from jvdm.pretrained.wan_dit import load_wan_dit
+
+FIXTURES = pathlib.Path(__file__).resolve().parent.parent / "fixtures" / "pretrained"
+WEIGHTS = "diffusion_pytorch_model.safetensors"
+
+
+def _outputs(wan, params, io, timesteps):
+  """jvdm's output for the fixture's inputs, in diffusers' [B, C, T, H, W] layout."""
+  video = jnp.asarray(io["video"].transpose(0, 2, 3, 4, 1))  # channels last
+  image = jnp.asarray(io["image"]) if "image" in io else None
+  apply = lambda p, x, t, cond, image: wan.model.apply({"params": p}, x, t, cond=cond, image=image)
+  # diffusers' timesteps are in [0, 1000]; jvdm's network takes t in [0, 1] (x 1000 inside)
+  t = jnp.asarray(timesteps, jnp.float32) / 1000
+  out = jax.jit(apply)(params, video, t, jnp.asarray(io["text"]), image)
+  return np.asarray(out).transpose(0, 4, 1, 2, 3)
+
+
+def _relative_error(actual, expected):
+  return np.abs(actual - expected).max() / np.abs(expected).max()
+
+
+@pytest.mark.parametrize("name", ["wan_dit_t2v_tiny", "wan_dit_i2v_tiny"])
+def test_the_dit_equals_diffusers(name):
+  wan, params = load_wan_dit(FIXTURES / name)
+  io = np.load(FIXTURES / name / "io.npz")
+  assert _relative_error(_outputs(wan, params, io, io["timestep"]), io["output"]) <= 1e-4
+  # one timestep per latent frame (diffusers: per token, each frame's tokens sharing one)
+  per_frame = _outputs(wan, params, io, io["frame_timesteps"])
+  assert _relative_error(per_frame, io["per_frame_output"]) <= 1e-4
+
+
+def _original_layout(name, folder):
+  """The fixture's weights under the Wan repository's keys (`model.blocks.0.self_attn.q...`,
+  checked against diffusers' converter when the fixture was made), in one file."""
+  renames = json.loads((FIXTURES / name / "original_keys.json").read_text())
+  tensors = load_file(FIXTURES / name / WEIGHTS)
+  path = folder / "causvid_like.safetensors"
+  save_file({original: tensors[key] for original, key in renames.items()}, path)
+  return path
+
+
+def test_the_original_wan_key_layout_gives_the_same_params(tmp_path):
+  name = "wan_dit_i2v_tiny"  # has every key the text-to-video model has, and the image ones
+  _, expected = load_wan_dit(FIXTURES / name)
+  _, params = load_wan_dit(FIXTURES / name, weights=_original_layout(name, tmp_path))
+  assert jax.tree.structure(params) == jax.tree.structure(expected)
+  for a, b in zip(jax.tree.leaves(params), jax.tree.leaves(expected)):
+    np.testing.assert_array_equal(a, b)
+
+
+def test_a_wan_repository_config_builds_the_same_network(tmp_path):
+  name = "wan_dit_t2v_tiny"
+  diffusers = json.loads((FIXTURES / name / "config.json").read_text())
+  original = {  # WanModel's config.json names
+    "_class_name": "WanModel",
+    "model_type": "t2v",
+    "patch_size": diffusers["patch_size"],
+    "dim": diffusers["num_attention_heads"] * diffusers["attention_head_dim"],
+    "num_heads": diffusers["num_attention_heads"],
+    "in_dim": diffusers["in_channels"],
+    "out_dim": diffusers["out_channels"],
+    "text_dim": diffusers["text_dim"],
+    "ffn_dim": diffusers["ffn_dim"],
+    "freq_dim": 256,
+    "num_layers": diffusers["num_layers"],
+    "window_size": [-1, -1],
+    "qk_norm": True,
+    "cross_attn_norm": True,
+    "eps": 1e-6,
+  }
+  (tmp_path / "config.json").write_text(json.dumps(original))
+  _original_layout(name, tmp_path)
+  wan, params = load_wan_dit(tmp_path, weights=tmp_path / "causvid_like.safetensors")
+  io = np.load(FIXTURES / name / "io.npz")
+  assert _relative_error(_outputs(wan, params, io, io["timestep"]), io["output"]) <= 1e-4
+
+
+def test_scanned_layers_and_a_sharded_placement_compute_the_same():
+  name = "wan_dit_t2v_tiny"
+  io = np.load(FIXTURES / name / "io.npz")
+  wan, params = load_wan_dit(FIXTURES / name)
+  expected = _outputs(wan, params, io, io["timestep"])
+
+  scanned, scanned_params = load_wan_dit(FIXTURES / name, scan_layers=True)
+  assert scanned_params["blocks"]["mlp_in"]["kernel"].shape == (2, 24, 40)  # [layers, ...]
+  np.testing.assert_allclose(
+    _outputs(scanned, scanned_params, io, io["timestep"]), expected, rtol=1e-5, atol=1e-5
+  )
+
+  mesh = make_mesh({"data": 2, "fsdp": 2, "tensor": 2})
+  sharded, sharded_params = load_wan_dit(FIXTURES / name, mesh=mesh)
+  kernel = sharded_params["block_0"]["mlp_in"]["kernel"]  # (EMBED, MLP): fsdp x tensor
+  assert kernel.sharding.spec == jax.sharding.PartitionSpec("fsdp", "tensor")
+  assert kernel.addressable_shards[0].data.shape == (12, 20)
+  np.testing.assert_allclose(
+    _outputs(sharded, sharded_params, io, io["timestep"]), expected, rtol=1e-5, atol=1e-5
+  )
+
+
+def test_bfloat16_weights_stay_bfloat16_unless_asked(tmp_path):
+  name = "wan_dit_t2v_tiny"
+  shutil.copy(FIXTURES / name / "config.json", tmp_path)
+  tensors = load_file(FIXTURES / name / WEIGHTS)
+  save_file({k: v.astype(ml_dtypes.bfloat16) for k, v in tensors.items()}, tmp_path / WEIGHTS)
+  _, params = load_wan_dit(tmp_path)
+  assert {leaf.dtype for leaf in jax.tree.leaves(params)} == {jnp.dtype(jnp.bfloat16)}
+  _, params = load_wan_dit(tmp_path, dtype=jnp.float32)
+  assert {leaf.dtype for leaf in jax.tree.leaves(params)} == {jnp.dtype(jnp.float32)}
+
+
+def _copy(tmp_path, name="wan_dit_t2v_tiny"):
+  folder = tmp_path / "transformer"
+  shutil.copytree(FIXTURES / name, folder)
+  return folder
+
+
+def _edit_config(folder, **changes):
+  config = json.loads((folder / "config.json").read_text())
+  config.update(changes)
+  (folder / "config.json").write_text(json.dumps(config))
+
+
+def _edit_weights(folder, edit):
+  tensors = load_file(folder / WEIGHTS)
+  edit(tensors)
+  save_file(tensors, folder / WEIGHTS)
+
+
+@pytest.mark.parametrize(
+  "change, error, message",
+  [
+    (dict(_class_name="UNet3DConditionModel"), ConfigError, "not Wan 2.1's transformer"),
+    (dict(qk_norm="rms_norm"), ConfigError, "qk_norm='rms_norm' is not supported"),
+    (dict(pos_embed_seq_len=514), ConfigError, "pos_embed_seq_len=514 is not supported"),
+    # a third block: its 21 params (diffusers: 26 tensors, q, k, v fused) are missing
+    (dict(num_layers=3), CheckpointError, "lacks 21 of the model.s params"),
+    (
+      dict(ffn_dim=48),
+      CheckpointError,
+      r"\(40,\), which does not fit param block_0/mlp_in/bias \(48,\)",
+    ),
+  ],
+)
+def test_a_config_that_does_not_fit_is_named(tmp_path, change, error, message):
+  folder = _copy(tmp_path)
+  _edit_config(folder, **change)
+  with pytest.raises(error, match=message):
+    load_wan_dit(folder)
+
+
+def test_bad_weights_are_named(tmp_path):
+  folder = _copy(tmp_path)
+  _edit_weights(folder, lambda t: t.pop("blocks.1.attn1.to_k.weight"))
+  with pytest.raises(CheckpointError, match=r"block_1/attention_full/qkv_kernel"):
+    load_wan_dit(folder)
+
+  folder = _copy(tmp_path / "b")
+  _edit_weights(folder, lambda t: t.update({"blocks.0.attn1.lora_A.weight": np.zeros(2)}))
+  with pytest.raises(CheckpointError, match="'blocks.0.attn1.lora_A.weight'"):
+    load_wan_dit(folder)
+
+  (folder / WEIGHTS).unlink()
+  with pytest.raises(CheckpointError, match="holds no weights"):
+    load_wan_dit(folder)
+  (folder / "config.json").unlink()
+  with pytest.raises(CheckpointError, match="has no config.json"):
+    load_wan_dit(folder)
