@@ -12,7 +12,10 @@ Written so far, in `tests/fixtures/pretrained/`:
   (a unigram `tokenizer.json`, T5's `</s>` appended, `tokenizer_config.json`), and `prompts.npz`:
   what transformers' tokenizer and diffusers' `WanPipeline._get_t5_prompt_embeds` give for a
   few prompts with the tiny encoder (ids, mask, embeddings zeroed after each prompt);
-- `wan_rope.npz`: diffusers' `WanRotaryPosEmbed` cos and sin tables on a 3 x 4 x 5 grid.
+- `wan_rope.npz`: diffusers' `WanRotaryPosEmbed` cos and sin tables on a 3 x 4 x 5 grid;
+- `wan_vae_tiny/`: a tiny Wan 2.1 VAE (diffusers' `AutoencoderKLWan`): `config.json`,
+  `diffusion_pytorch_model.safetensors`, and `io.npz` (a 9-frame video, the posterior mean and
+  logvar of `encode`, and `decode` of the mean).
 Run once by hand; the test suite reads the files with numpy and safetensors only.
 """
 
@@ -143,7 +146,49 @@ def wan_rope(out: pathlib.Path) -> None:
   print(f"wrote {out / 'wan_rope.npz'}")
 
 
+def wan_vae_tiny(out: pathlib.Path) -> None:
+  """Wan 2.1's VAE layout at width 4: every level transition halves H and W, the last two halve
+  time (downsample2d, then downsample3d twice; the decoder mirrors them), one residual block per
+  level, attention in the middle blocks; 9 frames of 32 x 32 -> 3 latent frames of 4 x 4."""
+  from diffusers import AutoencoderKLWan  # pylint: disable=g-import-not-at-top
+
+  torch.manual_seed(0)
+  z_dim = 4
+  model = AutoencoderKLWan(
+    base_dim=4,
+    z_dim=z_dim,
+    dim_mult=[1, 2, 2, 2],
+    num_res_blocks=1,
+    attn_scales=[],
+    temperal_downsample=[False, True, True],
+    latents_mean=[round(v, 4) for v in torch.randn(z_dim).tolist()],
+    latents_std=[round(v, 4) for v in (0.5 + torch.rand(z_dim)).tolist()],
+  ).eval()
+  with torch.no_grad():  # norm scales away from 1, and attention logits of std ~2, not ~0.3
+    for name, parameter in model.named_parameters():
+      if name.endswith("gamma"):
+        parameter.uniform_(0.5, 1.5)
+      elif name.endswith("to_qkv.weight"):
+        parameter.normal_(0.0, 0.5)
+  model.save_pretrained(out, safe_serialization=True)
+  video = torch.rand(1, 3, 9, 32, 32) * 2 - 1  # diffusers' [B, C, T, H, W]
+  with torch.no_grad():
+    posterior = model.encode(video).latent_dist
+    decoded = model.decode(posterior.mean).sample
+  np.savez(
+    out / "io.npz",
+    video=video.numpy(),
+    mean=posterior.mean.numpy(),
+    logvar=posterior.logvar.numpy(),
+    decoded=decoded.numpy(),
+  )
+  print(
+    f"wrote {out}: decoded std {decoded.std():.3f}, {(decoded.abs() >= 1).float().mean():.2%} clipped"
+  )
+
+
 if __name__ == "__main__":
   wan_rope(OUT)
   umt5_tiny(OUT / "umt5_tiny")
   tokenizer_tiny(OUT / "tokenizer_tiny", OUT / "umt5_tiny")
+  wan_vae_tiny(OUT / "wan_vae_tiny")
