@@ -2,23 +2,29 @@
 random-weight instances saved in their usual folder layout, with inputs and the reference
 implementation's outputs.
 
-  pip install torch==2.13.0 transformers safetensors diffusers==0.42.1
+  pip install torch==2.13.0 transformers safetensors diffusers==0.42.1 accelerate
   python scripts/make_pretrained_references.py
 
-Written so far, in `tests/fixtures/pretrained/`:
-- `umt5_tiny/`: a UMT5 encoder (transformers' `UMT5EncoderModel`, the text encoder of Wan 2.1):
-  `config.json`, `model.safetensors`, and `io.npz` (token ids, mask, last hidden state);
-- `tokenizer_tiny/`: a tiny tokenizer in the layout of Wan's `tokenizer/` folder
-  (a unigram `tokenizer.json`, T5's `</s>` appended, `tokenizer_config.json`), and `prompts.npz`:
-  what transformers' tokenizer and diffusers' `WanPipeline._get_t5_prompt_embeds` give for a
-  few prompts with the tiny encoder (ids, mask, embeddings zeroed after each prompt);
-- `wan_rope.npz`: diffusers' `WanRotaryPosEmbed` cos and sin tables on a 3 x 4 x 5 grid;
-- `wan_dit_t2v_tiny/`, `wan_dit_i2v_tiny/`: diffusers' `WanTransformer3DModel` (text-to-video,
-  and image-to-video with image embeddings and 8 input channels) saved by `save_pretrained`, and
-  `io.npz`: inputs, the output at one timestep per video, and at one timestep per latent frame
-  (diffusers' per-token timesteps, each frame's tokens sharing one); and
-  `original_keys.json`: each diffusers key's name in the Wan repository's layout, checked by
-  converting them back with diffusers' own single-file converter;
+Written in `tests/fixtures/pretrained/`:
+- `wan_t2v_tiny/`: a tiny diffusers-format Wan 2.1 text-to-video folder, component by component:
+  - `text_encoder/`: a UMT5 encoder (transformers' `UMT5EncoderModel`): `config.json`,
+    `model.safetensors`, and `io.npz` (token ids, mask, last hidden state);
+  - `tokenizer/`: a tiny tokenizer in the layout of Wan's (a unigram `tokenizer.json`, T5's
+    `</s>` appended, `tokenizer_config.json`), and `prompts.npz`: what transformers' tokenizer
+    and diffusers' `WanPipeline._get_t5_prompt_embeds` give for a few prompts with the tiny
+    encoder (ids, mask, embeddings zeroed after each prompt);
+  - `transformer/`: diffusers' `WanTransformer3DModel` (see `wan_dit_i2v_tiny/` below);
+  - `vae/`: diffusers' `AutoencoderKLWan`, and `io.npz` (a 9-frame video, the posterior mean
+    and logvar of `encode`, and `decode` of the mean);
+  - `scheduler/`, `model_index.json`: Wan 2.1's; and `pipeline.npz`: diffusers' `WanPipeline`
+    run on the folder for a few steps from given initial latents, with a negative prompt;
+- `wan_dit_i2v_tiny/` (and `wan_t2v_tiny/transformer/`): diffusers' `WanTransformer3DModel`
+  (image-to-video with image embeddings and 8 input channels; text-to-video) saved by
+  `save_pretrained`, with `io.npz`: inputs, the output at one timestep per video, and at one
+  timestep per latent frame (diffusers' per-token timesteps, each frame's tokens sharing one);
+  and `original_keys.json`: each diffusers key's name in the Wan repository's layout, checked
+  by converting them back with diffusers' own single-file converter;
+- `wan_rope.npz`: diffusers' `WanRotaryPosEmbed` cos and sin tables on a 3 x 4 x 5 grid.
 Run once by hand; the test suite reads the files with numpy and safetensors only.
 """
 
@@ -307,7 +313,11 @@ WAN_INDEX = {
 }
 PIPELINE_PROMPTS = ["a red square bounces", "the blue circle"]
 PIPELINE_SETTINGS = dict(  # 9 frames (3 latent frames) of 32 x 48, 6 steps, guidance 5
-  num_frames=9, height=32, width=48, num_inference_steps=6, guidance_scale=5.0,
+  num_frames=9,
+  height=32,
+  width=48,
+  num_inference_steps=6,
+  guidance_scale=5.0,
   max_sequence_length=MAX_LENGTH,
 )
 
@@ -321,26 +331,77 @@ def wan_folder(out: pathlib.Path) -> None:
   (out / "scheduler").mkdir(parents=True, exist_ok=True)
   (out / "scheduler" / "scheduler_config.json").write_text(json.dumps(WAN_SCHEDULER, indent=2))
   (out / "model_index.json").write_text(json.dumps(WAN_INDEX, indent=2))
-  pipeline = WanPipeline.from_pretrained(out, torch_dtype=torch.float32)
+  pipeline = WanPipeline.from_pretrained(out, dtype=torch.float32)
   latents = torch.randn(2, 4, 3, 4, 6, generator=torch.Generator().manual_seed(5))
-  final = pipeline(
-    PIPELINE_PROMPTS, negative_prompt="a green circle", latents=latents, output_type="latent",
-    **PIPELINE_SETTINGS,
-  ).frames
+  run = lambda output_type: (
+    pipeline(
+      PIPELINE_PROMPTS,
+      negative_prompt="a green circle",
+      latents=latents,
+      output_type=output_type,
+      **PIPELINE_SETTINGS,
+    ).frames
+  )
+  final, video = run("latent"), run("np")  # video: decoded, [0, 1], [B, T, H, W, 3]
   np.savez(
     out / "pipeline.npz",
     prompts=np.array(PIPELINE_PROMPTS),
     negative_prompt=np.array("a green circle"),
     initial_latents=latents.numpy(),
     final_latents=final.numpy(),
+    video=video,
     **{k: np.array(v) for k, v in PIPELINE_SETTINGS.items()},
   )
   print(f"wrote {out}")
 
 
+def wan_vae_tiny(out: pathlib.Path) -> None:
+  """Wan 2.1's VAE layout at width 4: every level transition halves H and W, the last two halve
+  time (downsample2d, then downsample3d twice; the decoder mirrors them), one residual block per
+  level, attention in the middle blocks; 9 frames of 32 x 32 -> 3 latent frames of 4 x 4."""
+  from diffusers import AutoencoderKLWan  # pylint: disable=g-import-not-at-top
+
+  torch.manual_seed(0)
+  z_dim = 4
+  model = AutoencoderKLWan(
+    base_dim=4,
+    z_dim=z_dim,
+    dim_mult=[1, 2, 2, 2],
+    num_res_blocks=1,
+    attn_scales=[],
+    temperal_downsample=[False, True, True],
+    latents_mean=[round(v, 4) for v in torch.randn(z_dim).tolist()],
+    latents_std=[round(v, 4) for v in (0.5 + torch.rand(z_dim)).tolist()],
+  ).eval()
+  with torch.no_grad():  # norm scales away from 1, and attention logits of std ~2, not ~0.3
+    for name, parameter in model.named_parameters():
+      if name.endswith("gamma"):
+        parameter.uniform_(0.5, 1.5)
+      elif name.endswith("to_qkv.weight"):
+        parameter.normal_(0.0, 0.5)
+  model.save_pretrained(out, safe_serialization=True)
+  video = torch.rand(1, 3, 9, 32, 32) * 2 - 1  # diffusers' [B, C, T, H, W]
+  with torch.no_grad():
+    posterior = model.encode(video).latent_dist
+    decoded = model.decode(posterior.mean).sample
+  np.savez(
+    out / "io.npz",
+    video=video.numpy(),
+    mean=posterior.mean.numpy(),
+    logvar=posterior.logvar.numpy(),
+    decoded=decoded.numpy(),
+  )
+  print(
+    f"wrote {out}: decoded std {decoded.std():.3f}, {(decoded.abs() >= 1).float().mean():.2%} clipped"
+  )
+
+
 if __name__ == "__main__":
-  wan_dit_tiny(OUT / "wan_dit_t2v_tiny", image_to_video=False)
+  TINY = OUT / "wan_t2v_tiny"  # a diffusers-format Wan 2.1 folder, component by component
+  umt5_tiny(TINY / "text_encoder")
+  tokenizer_tiny(TINY / "tokenizer", TINY / "text_encoder")
+  wan_dit_tiny(TINY / "transformer", image_to_video=False)
+  wan_vae_tiny(TINY / "vae")
+  wan_folder(TINY)
   wan_dit_tiny(OUT / "wan_dit_i2v_tiny", image_to_video=True)
   wan_rope(OUT)
-  umt5_tiny(OUT / "umt5_tiny")
-  tokenizer_tiny(OUT / "tokenizer_tiny", OUT / "umt5_tiny")

@@ -92,3 +92,28 @@ def test_sample_py_on_a_damaged_or_missing_workdir(workdir, tmp_path, capsys):
   assert "does not exist" in message, message
   message = _fails(sample.main, ["sample.py"], capsys)
   assert "--workdir" in message, message
+
+
+WAN_FOLDER = os.path.join(REPO, "tests", "fixtures", "pretrained", "wan_t2v_tiny")
+PRETRAINED = [f"--pretrained={WAN_FOLDER}", "--prompt=a red square", "--steps=1"]
+
+
+@pytest.mark.parametrize(
+  "arguments, expected",
+  [
+    ([f"--pretrained={WAN_FOLDER}", "--workdir=w"], ["one of --workdir", "--pretrained"]),
+    ([f"--pretrained={WAN_FOLDER}", "--out=o"], ["--pretrained needs --prompt"]),
+    (PRETRAINED, ["--pretrained needs --out"]),
+    ([*PRETRAINED, "--out=o", "--sampler=ddim"], ["--sampler does not apply to --pretrained"]),
+    ([*PRETRAINED, "--out=o", "--num_frames=10"], ["num_frames=10", "4k + 1 frames"]),
+    ([*PRETRAINED, "--out=o", "--width=50"], ["width=50", "multiples of 16"]),
+    (["--pretrained=nowhere", "--prompt=a", "--out=o"], ["nowhere has no model_index.json"]),
+    (["--workdir=w", "--negative_prompt=x"], ["--negative_prompt applies to --pretrained only"]),
+  ],
+)
+def test_sample_py_pretrained(tmp_path, monkeypatch, capsys, arguments, expected):
+  monkeypatch.chdir(tmp_path)
+  message = _fails(sample.main, ["sample.py", *arguments], capsys)
+  for part in expected:
+    assert part in message, message
+  assert not (tmp_path / "o").exists()

@@ -108,6 +108,9 @@ class VideoDiT(nn.Module):
     integer_timesteps: embed floor(1000 t) instead of 1000 t, as diffusers' UniPC and
       DPM-Solver schedulers call the networks they run (their timesteps are integers); set
       from an imported model's scheduler, so every sampler calls it the same way.
+    time_shift: embed the flow process's shifted time s = shift t / (1 + (shift - 1) t)
+      (`jvdm.diffusion.flow`), diffusers' sigma, instead of t: networks trained by diffusers
+      and the Wan repository are conditioned on s. jvdm's own networks see t (1.0).
   """
 
   out_channels: int
@@ -137,6 +140,7 @@ class VideoDiT(nn.Module):
   mlp_dim: int = 0
   image_dim: int = 0
   integer_timesteps: bool = False
+  time_shift: float = 1.0
   dtype: Any = jnp.float32
   param_dtype: Any = jnp.float32
 
@@ -235,6 +239,8 @@ class VideoDiT(nn.Module):
         f"Timesteps must be [B]=({batch},) or [B, T]=({batch}, {num_frames}); got {t.shape}."
       )
     t = t.reshape(batch, frames_out, pt).mean(axis=-1)  # one level per latent frame
+    if self.time_shift != 1.0:
+      t = self.time_shift * t / (1.0 + (self.time_shift - 1.0) * t)
     embedding = TimestepEmbedding(
       self.hidden_size,
       256,

@@ -10,7 +10,7 @@ from etils import epath
 
 from jvdm.data.transforms import to_uint8
 from jvdm.io.video_batch import write_samples
-from jvdm.pretrained.wan_pipeline import load
+from jvdm.pretrained.wan_pipeline import check_video_size, load
 
 logger = logging.getLogger(__name__)
 
@@ -37,6 +37,7 @@ def sample_pretrained(
 ) -> dict[str, Any]:
   """Samples `num_samples` videos of `prompt` from the diffusers-format folder and writes them
   to `out`; returns a summary (the settings and the files written)."""
+  check_video_size(num_frames, height, width)  # before minutes of loading
   started = time.perf_counter()
   pipeline = load(folder)
   logger.info("Loaded %s in %.1f s", folder, time.perf_counter() - started)

@@ -37,10 +37,24 @@ from jvdm.pretrained.diffusers_folder import (
 )
 from jvdm.pretrained.wan_dit import WanDiT, load_wan_dit
 from jvdm.pretrained.wan_prompts import WAN_MAX_LENGTH, PromptEncoder
+from jvdm.pretrained.wan_vae import PretrainedWanVAE, load_wan_vae
 
 TEMPORAL_FACTOR = 4  # Wan 2.1's VAE: latent frame 0 is frame 0, then one per 4 frames
 SPATIAL_FACTOR = 8
 SIZE_MULTIPLE = 16  # 8 (VAE) x 2 (the DiT's patch)
+
+
+def check_video_size(num_frames: int, height: int, width: int) -> None:
+  """ConfigError unless Wan 2.1 can make a `num_frames x height x width` video."""
+  if num_frames < 1 or (num_frames - 1) % TEMPORAL_FACTOR:
+    below = max(1, (num_frames - 1) // TEMPORAL_FACTOR * TEMPORAL_FACTOR + 1)
+    raise ConfigError(
+      f"num_frames={num_frames}: Wan's VAE takes 4k + 1 frames (e.g. {below} or {below + 4})."
+    )
+  if height % SIZE_MULTIPLE or width % SIZE_MULTIPLE or height < 1 or width < 1:
+    raise ConfigError(
+      f"height={height} and width={width} must be positive multiples of {SIZE_MULTIPLE}."
+    )
 
 
 @dataclasses.dataclass(frozen=True)
@@ -51,21 +65,13 @@ class WanPipeline:
   dit_params: Any
   prompts: PromptEncoder
   scheduler: SchedulerSettings
-  vae: Any = None  # jvdm.pretrained.wan_vae.WanVAEWeights; None: latents only
+  vae: PretrainedWanVAE | None = None  # None: latents only
   mesh: Mesh | None = None
   rules: Any = DEFAULT_RULES
 
   def latent_shape(self, num_frames: int, height: int, width: int) -> tuple[int, int, int, int]:
     """`(F, h, w, C)` of the latents of a `num_frames x height x width` video."""
-    if num_frames < 1 or (num_frames - 1) % TEMPORAL_FACTOR:
-      below = max(1, (num_frames - 1) // TEMPORAL_FACTOR * TEMPORAL_FACTOR + 1)
-      raise ConfigError(
-        f"num_frames={num_frames}: Wan's VAE takes 4k + 1 frames (e.g. {below} or {below + 4})."
-      )
-    if height % SIZE_MULTIPLE or width % SIZE_MULTIPLE or height < 1 or width < 1:
-      raise ConfigError(
-        f"height={height} and width={width} must be positive multiples of {SIZE_MULTIPLE}."
-      )
+    check_video_size(num_frames, height, width)
     return (
       (num_frames - 1) // TEMPORAL_FACTOR + 1,
       height // SPATIAL_FACTOR,
@@ -75,11 +81,14 @@ class WanPipeline:
 
   @property
   def network(self):
-    """The DiT, called at the scheduler's timesteps as diffusers calls it."""
-    return self.dit.model.clone(integer_timesteps=self.scheduler.integer_timesteps)
+    """The DiT, called at the scheduler's timesteps as diffusers calls it: the shifted sigma,
+    times 1000, rounded down for UniPC."""
+    return self.dit.model.clone(
+      integer_timesteps=self.scheduler.integer_timesteps, time_shift=self.scheduler.process.shift
+    )
 
   def video_sampler(
-    self, num_steps: int, guidance_scale: float, negative_embeddings: np.ndarray | None
+    self, num_steps: int, guidance_scale: float, negative_embeddings: np.ndarray
   ) -> VideoSampler:
     """jvdm's sampler with the folder's scheduler."""
     return VideoSampler(
@@ -129,7 +138,7 @@ class WanPipeline:
     prompts = [prompt] if isinstance(prompt, str) else list(prompt)
     shape = self.latent_shape(num_frames, height, width)
     embeddings = np.asarray(self.prompts(prompts))
-    negative = None
+    negative = np.zeros_like(embeddings[0])  # unused without guidance
     if guidance_scale != 1.0:
       negative = np.asarray(self.prompts([negative_prompt]))[0]
     sampler = self.video_sampler(num_steps, guidance_scale, negative)
@@ -163,7 +172,7 @@ class WanPipeline:
     if self.vae is None:
       raise ConfigError("This pipeline has no VAE (loaded with vae=False); it gives latents only.")
     with self._placement():
-      return np.asarray(self.vae.decode_normalized(latents, progress=progress))
+      return self.vae.decode(latents, progress=progress)
 
   def __call__(self, prompt: str | Sequence[str], negative_prompt: str = "", **settings):
     """Videos `[N, T, H, W, 3]` in [-1, 1]: `latents(...)` (same arguments), decoded."""
@@ -216,11 +225,7 @@ def load(
     rules=rules,
     **dit_settings,
   )
-  vae_weights = None
-  if vae:
-    from jvdm.pretrained.wan_vae import load_wan_vae  # pylint: disable=g-import-not-at-top
-
-    vae_weights = load_wan_vae(check_component(folder, "vae"))
+  vae_weights = load_wan_vae(check_component(folder, "vae")) if vae else None
   return WanPipeline(
     dit,
     dit_params,

@@ -13,7 +13,13 @@ from jvdm.errors import CheckpointError, ConfigError
 from jvdm.models.umt5 import relative_position_buckets
 from jvdm.pretrained.umt5 import load_umt5
 
-FIXTURE = pathlib.Path(__file__).resolve().parent.parent / "fixtures" / "pretrained" / "umt5_tiny"
+FIXTURE = (
+  pathlib.Path(__file__).resolve().parent.parent
+  / "fixtures"
+  / "pretrained"
+  / "wan_t2v_tiny"
+  / "text_encoder"
+)
 
 
 def test_the_encoder_equals_transformers():

@@ -37,7 +37,7 @@ def _relative_error(actual, expected):
   return np.abs(actual - expected).max() / np.abs(expected).max()
 
 
-@pytest.mark.parametrize("name", ["wan_dit_t2v_tiny", "wan_dit_i2v_tiny"])
+@pytest.mark.parametrize("name", ["wan_t2v_tiny/transformer", "wan_dit_i2v_tiny"])
 def test_the_dit_equals_diffusers(name):
   wan, params = load_wan_dit(FIXTURES / name)
   io = np.load(FIXTURES / name / "io.npz")
@@ -67,7 +67,7 @@ def test_the_original_wan_key_layout_gives_the_same_params(tmp_path):
 
 
 def test_a_wan_repository_config_builds_the_same_network(tmp_path):
-  name = "wan_dit_t2v_tiny"
+  name = "wan_t2v_tiny/transformer"
   diffusers = json.loads((FIXTURES / name / "config.json").read_text())
   original = {  # WanModel's config.json names
     "_class_name": "WanModel",
@@ -94,7 +94,7 @@ def test_a_wan_repository_config_builds_the_same_network(tmp_path):
 
 
 def test_scanned_layers_and_a_sharded_placement_compute_the_same():
-  name = "wan_dit_t2v_tiny"
+  name = "wan_t2v_tiny/transformer"
   io = np.load(FIXTURES / name / "io.npz")
   wan, params = load_wan_dit(FIXTURES / name)
   expected = _outputs(wan, params, io, io["timestep"])
@@ -116,7 +116,7 @@ def test_scanned_layers_and_a_sharded_placement_compute_the_same():
 
 
 def test_bfloat16_weights_stay_bfloat16_unless_asked(tmp_path):
-  name = "wan_dit_t2v_tiny"
+  name = "wan_t2v_tiny/transformer"
   shutil.copy(FIXTURES / name / "config.json", tmp_path)
   tensors = load_file(FIXTURES / name / WEIGHTS)
   save_file({k: v.astype(ml_dtypes.bfloat16) for k, v in tensors.items()}, tmp_path / WEIGHTS)
@@ -126,7 +126,7 @@ def test_bfloat16_weights_stay_bfloat16_unless_asked(tmp_path):
   assert {leaf.dtype for leaf in jax.tree.leaves(params)} == {jnp.dtype(jnp.float32)}
 
 
-def _copy(tmp_path, name="wan_dit_t2v_tiny"):
+def _copy(tmp_path, name="wan_t2v_tiny/transformer"):
   folder = tmp_path / "transformer"
   shutil.copytree(FIXTURES / name, folder)
   return folder

@@ -16,12 +16,14 @@ FIXTURES = pathlib.Path(__file__).resolve().parent.parent / "fixtures" / "pretra
 
 @pytest.fixture(name="prompt_encoder", scope="module")
 def fixture_prompt_encoder():
-  encoder, params = load_umt5(FIXTURES / "umt5_tiny")
-  return PromptEncoder(load_tokenizer(FIXTURES / "tokenizer_tiny"), encoder, params, max_length=12)
+  encoder, params = load_umt5(FIXTURES / "wan_t2v_tiny" / "text_encoder")
+  return PromptEncoder(
+    load_tokenizer(FIXTURES / "wan_t2v_tiny" / "tokenizer"), encoder, params, max_length=12
+  )
 
 
 def test_ids_masks_and_embeddings_equal_the_wan_pipeline(prompt_encoder, caplog):
-  reference = np.load(FIXTURES / "tokenizer_tiny" / "prompts.npz")
+  reference = np.load(FIXTURES / "wan_t2v_tiny" / "tokenizer" / "prompts.npz")
   prompts = [str(p) for p in reference["prompts"]]
   with caplog.at_level(logging.WARNING, logger="jvdm"):
     ids, mask = prompt_encoder.tokenize(prompts)

@@ -66,7 +66,10 @@ class TimestepEmbedding(nn.Module):
   @nn.compact
   def __call__(self, t: jnp.ndarray) -> jnp.ndarray:
     """Embeds `t` of any shape `[...]` (e.g. `[B, T]`) to `[..., features]`."""
-    embedding = sinusoidal_embedding(t * self.time_scale, self.frequency_dim, order=self.order)
+    t = t * self.time_scale
+    if self.integer_times:
+      t = jnp.floor(t)
+    embedding = sinusoidal_embedding(t, self.frequency_dim, order=self.order)
     kwargs = dict(dtype=self.dtype, param_dtype=self.param_dtype)
     embedding = dense(self.features, name="dense_0", **kwargs)(embedding)
     embedding = nn.swish(embedding)

@@ -9,6 +9,9 @@ Temporal-decoder VAE: its decoder's temporal convs are centred, so chunks are de
 independently (SVD's `decode_chunk_size`): cheaper, not identical to the whole pass at the
 chunk borders. Its encoder is per frame, so chunks there are exact.
 
+Wan 2.1's VAE (`jvdm.models.vae.wan_vae`) runs the causal path too: decoding one latent frame
+per chunk and encoding 4 frames per chunk are diffusers' `AutoencoderKLWan._decode`/`_encode`.
+
 Both functions are traceable; wrap them in `jax.jit` with the chunk size static.
 """
 
@@ -20,6 +23,11 @@ import jax.numpy as jnp
 from jvdm.errors import ConfigError
 from jvdm.models.vae.autoencoder import VideoAutoencoder
 from jvdm.models.vae.causal_conv import CACHE
+from jvdm.models.vae.wan_vae import WanVAE
+
+# Both run chunk by chunk through the causal convs' cache (`causal`, `temporal_compression`,
+# `check_num_frames`, and `encode`/`decode` taking `first_chunk`).
+ChunkableVAE = VideoAutoencoder | WanVAE
 
 
 def _check_chunk(chunk_frames: int, multiple: int, what: str) -> None:
@@ -67,7 +75,7 @@ def _run_independent(apply: Callable, x: jnp.ndarray, chunk: int) -> Any:
   return _concat_time(*parts)
 
 
-def _apply_with_cache(model: VideoAutoencoder, params: Any, method: Callable) -> Callable:
+def _apply_with_cache(model: ChunkableVAE, params: Any, method: Callable) -> Callable:
   def apply(x, cache, first_chunk):
     variables = {"params": params} if cache is None else {"params": params, CACHE: cache}
     out, state = model.apply(variables, x, first_chunk, method=method, mutable=[CACHE])
@@ -77,7 +85,7 @@ def _apply_with_cache(model: VideoAutoencoder, params: Any, method: Callable) ->
 
 
 def decode_in_chunks(
-  model: VideoAutoencoder, params: Any, latents: jnp.ndarray, chunk_frames: int
+  model: ChunkableVAE, params: Any, latents: jnp.ndarray, chunk_frames: int
 ) -> jnp.ndarray:
   """`[B, t, h, w, c]` latents -> `[B, T, H, W, C]` pixels, `chunk_frames` latent frames at a time."""
   _check_chunk(chunk_frames, 1, "decode")
@@ -88,7 +96,7 @@ def decode_in_chunks(
 
 
 def encode_in_chunks(
-  model: VideoAutoencoder, params: Any, videos: jnp.ndarray, chunk_frames: int
+  model: ChunkableVAE, params: Any, videos: jnp.ndarray, chunk_frames: int
 ) -> tuple[jnp.ndarray, jnp.ndarray]:
   """`[B, T, H, W, C]` -> posterior `(mean, logvar)`, `chunk_frames` frames at a time after
   frame 0 (a multiple of the temporal compression)."""
