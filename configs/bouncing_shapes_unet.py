@@ -166,6 +166,8 @@ def get_config(variant: str = "default") -> ml_collections.ConfigDict:
   # uniform (in t) | linspace | leading | trailing | karras: diffusers' grids, same numbers.
   config.sample.spacing = "uniform"
   config.sample.steps_offset = 0  # diffusers' steps_offset, for "leading"
+  # DDIM's last step ends at alpha_bar = 1 (True) or at alphas_cumprod[0] (diffusers' False)
+  config.sample.set_alpha_to_one = True
   # spacing="uniform": each frame's time is t = level^time_power; > 1 crowds the steps near
   # clean data, where an x0-predicting model draws edges (samplers/driver.py).
   config.sample.time_power = 2.0

@@ -259,6 +259,7 @@ SAMPLE_FIELDS = (
   "spacing",
   "time_power",
   "steps_offset",
+  "set_alpha_to_one",
   "guidance_scale",
 )
 

@@ -213,6 +213,7 @@ RULES: dict[str, Any] = {
   "sample.spacing": OneOf(ALL_SPACINGS),  # which rule takes which: jvdm.samplers.grids
   "sample.time_power": number(0, low_open=True),
   "sample.steps_offset": COUNT,
+  "sample.set_alpha_to_one": Flag(),
   "sample.guidance_scale": number(0),
   "sample.chunk_frames": POSITIVE,
   "sample.cache_frames": POSITIVE,

@@ -47,6 +47,7 @@ class VideoSampler:
   # rho of the "uniform" grid, t = level^rho per frame: > 1 crowds steps near clean data.
   time_power: float = 1.0
   steps_offset: int = 0
+  set_alpha_to_one: bool = True  # DDIM's last step: to alpha_bar = 1, or alphas_cumprod[0]
   guidance_scale: float = 1.0
   null_condition: tuple | None = None  # a conditional model's null condition (e.g. caption)
   # Long-video hooks (`jvdm.pipelines.long`): the starting noise `(keys [B], video_shape) ->
@@ -91,6 +92,7 @@ class VideoSampler:
       self.spacing,
       self.steps_offset,
       time_power=self.time_power,
+      set_alpha_to_one=self.set_alpha_to_one,
     )
 
   def denoiser(self, params: Any, conditional: bool):

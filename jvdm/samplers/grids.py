@@ -96,6 +96,7 @@ def sampling_time_grid(
   steps_offset: int = 0,
   lcm_original_steps: int = 50,
   time_power: float = 1.0,
+  set_alpha_to_one: bool = True,
 ):
   """The grid of a sampler family: float64 `[S + 1]` times, or (t_cur, t_next) `[S]` pairs.
 
@@ -111,6 +112,8 @@ def sampling_time_grid(
     lcm_original_steps: LCM's `original_inference_steps`.
     time_power: rho of the "uniform" spacing, t_i = (1 - i / S)^rho (see
       `staggered_time_grid`); 1 is uniform in t, and other spacings take only 1.
+    set_alpha_to_one: DDIM's last step goes to alpha_bar = 1, t = 0 (True), or stops at
+      alphas_cumprod[0] (diffusers' `set_alpha_to_one=False`, as Stable Diffusion's configs).
   """
   check_num_steps(num_steps)
   if rule not in GRID_RULES:
@@ -121,6 +124,11 @@ def sampling_time_grid(
       f"{list(_RULE_SPACINGS[rule])}."
     )
   check_time_power(time_power)
+  if not set_alpha_to_one and (rule != "ddim" or spacing == "uniform"):
+    raise ConfigError(
+      "set_alpha_to_one=False is DDIM's rule on diffusers' grids (spacing linspace, leading or "
+      f"trailing); got the {rule!r} grid with spacing {spacing!r}."
+    )
   if time_power != 1.0 and spacing != "uniform":
     raise ConfigError(
       f"time_power={time_power} warps the 'uniform' spacing; spacing "
@@ -133,7 +141,7 @@ def sampling_time_grid(
     raise ConfigError(f"{num_steps} steps exceed the {n} training timesteps of the schedule.")
   if rule == "ddim":
     indices = discrete_timesteps(num_steps, n, spacing, steps_offset)
-    return ddim_time_pairs(indices, n, set_alpha_to_one=True)
+    return ddim_time_pairs(indices, n, set_alpha_to_one=set_alpha_to_one)
   if rule == "lcm":
     if not 1 <= num_steps <= lcm_original_steps <= n:
       raise ConfigError(

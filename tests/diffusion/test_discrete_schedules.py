@@ -14,19 +14,18 @@ import numpy as np
 import pytest
 
 from configs import bouncing_shapes_unet
-from jvdm.builders import make_process
+from jvdm.builders import make_process, make_video_sampler
 from jvdm.config_validation import validate_config
 from jvdm.diffusion import VPProcess, broadcast_to_video
 from jvdm.diffusion.discrete import (
   DiscreteSchedule,
-  ddim_time_pairs,
   discrete_timesteps,
   index_to_time,
   make_betas,
   rescale_zero_terminal_snr,
 )
 from jvdm.errors import ConfigError
-from jvdm.samplers import ddim_step
+from jvdm.samplers import ddim_step, sampling_time_grid
 from jvdm.samplers.driver import run_solver
 
 FIXTURE = pathlib.Path(__file__).parents[1] / "fixtures" / "diffusers_ddim_references.npz"
@@ -85,8 +84,13 @@ def test_ddim_trajectory_matches_diffusers(reference, name):
       alpha, sigma = (broadcast_to_video(c, z) for c in process.alpha_sigma(t))
       return mean + alpha * std**2 * (z - alpha * mean) / (alpha**2 * std**2 + sigma**2)
 
-    t_cur, t_next = ddim_time_pairs(
-      case["timesteps"], config["num_train_timesteps"], config["set_alpha_to_one"]
+    t_cur, t_next = sampling_time_grid(  # the grid the config's sample.* fields build
+      process,
+      "ddim",
+      len(case["timesteps"]),
+      config["timestep_spacing"],
+      config.get("steps_offset", 0),
+      set_alpha_to_one=config["set_alpha_to_one"],
     )
     # The end point is the reference's final alpha_bar.
     final_alpha, _ = process.alpha_sigma(jnp.float64(t_next[-1]))
@@ -159,3 +163,25 @@ def test_config_switch_builds_the_discrete_process():
   config.diffusion.discrete.beta_schedule = "cosine"
   with pytest.raises(ConfigError, match="beta_schedule='cosine'.*'scaled_linear'"):
     validate_config(config)
+
+
+def test_set_alpha_to_one_is_reachable_from_the_config():
+  """diffusers' `set_alpha_to_one=False` (Stable Diffusion's DDIM config) as `config.sample`
+  fields: the last step stops at alphas_cumprod[0], not at alpha_bar = 1."""
+  config = bouncing_shapes_unet.get_config("tiny")
+  with config.unlocked():
+    config.sample.update(sampler="ddim", spacing="leading", steps_offset=1, steps=10)
+    config.sample.update(frame_stagger=0.0, time_power=1.0)
+    config.sample.set_alpha_to_one = False
+  validate_config(config)
+  _, t_next = make_video_sampler(config, None).time_grid
+  # index 0 of the 1000 training steps, as diffusers' final_alpha_cumprod = alphas_cumprod[0]
+  assert t_next[-1] == index_to_time(0, 1000) == 1 / 1000
+  with config.unlocked():
+    config.sample.set_alpha_to_one = True
+  assert make_video_sampler(config, None).time_grid[1][-1] == 0.0
+  with config.unlocked():
+    config.sample.spacing = "uniform"
+    config.sample.set_alpha_to_one = False
+  with pytest.raises(ConfigError, match="set_alpha_to_one=False is DDIM's rule"):
+    make_video_sampler(config, None)
