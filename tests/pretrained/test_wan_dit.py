@@ -183,3 +183,29 @@ def test_bad_weights_are_named(tmp_path):
   (folder / "config.json").unlink()
   with pytest.raises(CheckpointError, match="has no config.json"):
     load_wan_dit(folder)
+
+
+def test_sharded_weights_load_and_a_missing_shard_is_named(tmp_path):
+  """Shards with their index, as diffusers writes a large model, give the same params."""
+  folder = tmp_path / "transformer"
+  folder.mkdir()
+  shutil.copy(FIXTURES / "wan_t2v_tiny/transformer" / "config.json", folder)
+  tensors = load_file(FIXTURES / "wan_t2v_tiny/transformer" / WEIGHTS)
+  keys = sorted(tensors)
+  shards = {
+    "model-00001-of-00002.safetensors": keys[::2],
+    "model-00002-of-00002.safetensors": keys[1::2],
+  }
+  weight_map = {}
+  for name, shard_keys in shards.items():
+    save_file({k: tensors[k] for k in shard_keys}, folder / name)
+    weight_map.update({k: name for k in shard_keys})
+  index = {"metadata": {}, "weight_map": weight_map}
+  (folder / f"{WEIGHTS}.index.json").write_text(json.dumps(index))
+  _, params = load_wan_dit(folder)
+  _, expected = load_wan_dit(FIXTURES / "wan_t2v_tiny/transformer")
+  for a, b in zip(jax.tree.leaves(params), jax.tree.leaves(expected)):
+    np.testing.assert_array_equal(a, b)
+  (folder / "model-00002-of-00002.safetensors").unlink()
+  with pytest.raises(CheckpointError, match="shards that are missing: .*model-00002-of-00002"):
+    load_wan_dit(folder)
