@@ -23,6 +23,7 @@ import jax
 import jax.numpy as jnp
 
 from jvdm.errors import ConfigError, ShapeError
+from jvdm.models.vae.input_checks import check_causal_frames, check_encoder_input
 from jvdm.models.layers.attention import VideoSelfAttention
 from jvdm.models.layers.conv import SpatialConv
 from jvdm.ops.gaussian import sample_posterior
@@ -119,13 +120,7 @@ class VideoAutoencoder(nn.Module):
 
   def check_num_frames(self, num_frames: int, what: str = "video") -> None:
     """Raises ShapeError unless `num_frames` is 1 + temporal_compression * k."""
-    c = self.temporal_compression
-    if num_frames < 1 or (num_frames - 1) % c:
-      valid = ", ".join(str(1 + c * k) for k in range(4))
-      raise ShapeError(
-        f"The {what} has {num_frames} frames; this VAE compresses time by {c} "
-        f"and keeps frame 0 alone, so it takes 1 + {c}k frames ({valid}, ...)."
-      )
+    check_causal_frames(num_frames, self.temporal_compression, what)
 
   def latent_shape(self, video_shape: tuple[int, int, int, int]) -> tuple[int, int, int, int]:
     """`(T, H, W, C)` of a video -> `(t, h, w, latent_channels)` of its latent."""
@@ -211,20 +206,7 @@ class VideoAutoencoder(nn.Module):
     In chunked mode (`mutable=["cache"]`) the first chunk is frame 0 alone and later ones hold
     a multiple of `temporal_compression` frames, with `first_chunk=False`.
     """
-    if x.ndim != 5:
-      raise ShapeError(f"VAE encode takes videos [B, T, H, W, C], got shape {x.shape}.")
-    if first_chunk:
-      self.check_num_frames(x.shape[1])
-    elif x.shape[1] % self.temporal_compression:
-      raise ShapeError(
-        f"A chunk after the first has {x.shape[1]} frames; expected a multiple "
-        f"of the temporal compression {self.temporal_compression}."
-      )
-    s = self.spatial_compression
-    if x.shape[2] % s or x.shape[3] % s:
-      raise ShapeError(
-        f"Frames of {x.shape[2]}x{x.shape[3]} do not divide by this VAE's spatial compression {s}."
-      )
+    check_encoder_input(x.shape, first_chunk, self.temporal_compression, self.spatial_compression)
     kwargs = self._kwargs()
     kt = 3 if self.causal else 1
     h = CausalConv3d(self.base_channels, (kt, 3, 3), name="encoder_conv_in", **kwargs)(

@@ -28,6 +28,7 @@ import jax.numpy as jnp
 from jax import lax
 
 from jvdm.errors import ShapeError
+from jvdm.models.vae.input_checks import check_causal_frames, check_encoder_input
 from jvdm.models.layers.attention import video_attention
 from jvdm.models.layers.conv import SpatialConv
 from jvdm.models.layers.dense import dense
@@ -350,12 +351,7 @@ class WanVAE(nn.Module):
 
   def check_num_frames(self, num_frames: int, what: str = "video") -> None:
     """Raises ShapeError unless `num_frames` is 1 + temporal_compression * k."""
-    c = self.temporal_compression
-    if num_frames < 1 or (num_frames - 1) % c:
-      raise ShapeError(
-        f"The {what} has {num_frames} frames; Wan's VAE compresses time by {c} after frame 0, "
-        f"so it takes 1 + {c}k frames (1, {1 + c}, {1 + 2 * c}, ...)."
-      )
+    check_causal_frames(num_frames, self.temporal_compression, what)
 
   def encode(self, x: jnp.ndarray, first_chunk: bool = True) -> tuple[jnp.ndarray, jnp.ndarray]:
     """`[B, T, H, W, in_channels]` -> float32 posterior `(mean, logvar)`, each
@@ -364,20 +360,9 @@ class WanVAE(nn.Module):
     In chunked mode (`mutable=["cache"]`) the first chunk holds frame 0 alone, later ones a
     multiple of `temporal_compression` frames with `first_chunk=False`.
     """
-    if x.ndim != 5 or x.shape[-1] != self.in_channels:
-      raise ShapeError(
-        f"Wan's VAE encodes videos [B, T, H, W, {self.in_channels}], got shape {x.shape}."
-      )
-    if first_chunk:
-      self.check_num_frames(x.shape[1])
-    elif x.shape[1] % self.temporal_compression:
-      raise ShapeError(
-        f"A chunk after the first has {x.shape[1]} frames; expected a multiple of the "
-        f"temporal compression {self.temporal_compression}."
-      )
-    s = self.spatial_compression
-    if x.shape[2] % s or x.shape[3] % s:
-      raise ShapeError(f"Frames of {x.shape[2]}x{x.shape[3]} do not divide by {s}.")
+    check_encoder_input(
+      x.shape, first_chunk, self.temporal_compression, self.spatial_compression, self.in_channels
+    )
     moments = self.quant_conv(self.encoder(x, first_chunk)).astype(jnp.float32)
     mean, logvar = jnp.split(moments, 2, axis=-1)
     return mean, jnp.clip(logvar, *_LOGVAR_RANGE)
