@@ -15,6 +15,8 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
+from jvdm.parallel.axes import EMBED, MLP, NORM, VOCAB
+
 
 def relative_position_buckets(
   num_queries: int, num_keys: int, num_buckets: int, max_distance: int
@@ -44,7 +46,9 @@ class RMSNorm(nn.Module):
 
   @nn.compact
   def __call__(self, x):
-    scale = self.param("scale", nn.initializers.ones, (x.shape[-1],), jnp.float32)
+    scale = self.param(
+      "scale", nn.with_logical_partitioning(nn.initializers.ones, (NORM,)), (x.shape[-1],)
+    )
     variance = jnp.mean(jnp.square(x.astype(jnp.float32)), axis=-1, keepdims=True)
     return (scale * (x * jax.lax.rsqrt(variance + self.epsilon))).astype(self.dtype)
 
@@ -61,14 +65,20 @@ class UMT5Layer(nn.Module):
   @nn.compact
   def __call__(self, x, key_valid):
     """x `[B, L, C]`; key_valid `[B, L]` bool (False = padding)."""
-    dense = lambda features, name: nn.Dense(features, use_bias=False, dtype=self.dtype, name=name)
+
+    def dense(features, name, axes=(EMBED, MLP)):  # (MLP, EMBED) back to the width
+      init = nn.with_logical_partitioning(nn.initializers.lecun_normal(), axes)
+      return nn.Dense(features, use_bias=False, dtype=self.dtype, kernel_init=init, name=name)
+
     batch, length, channels = x.shape
     h = RMSNorm(self.epsilon, self.dtype, name="attention_norm")(x)
     split = lambda a: a.reshape(batch, length, self.num_heads, self.head_dim)
     inner = self.num_heads * self.head_dim
     query, key, value = (split(dense(inner, name)(h)) for name in ("query", "key", "value"))
     table = self.param(
-      "relative_bias", nn.initializers.normal(1.0), (self.num_buckets, self.num_heads)
+      "relative_bias",
+      nn.with_logical_partitioning(nn.initializers.normal(1.0), (None, None)),
+      (self.num_buckets, self.num_heads),
     )
     buckets = relative_position_buckets(length, length, self.num_buckets, self.max_distance)
     bias = jnp.transpose(table[buckets], (2, 0, 1))  # [N, Q, K]
@@ -76,11 +86,11 @@ class UMT5Layer(nn.Module):
     logits = jnp.where(key_valid[:, None, None, :], logits, jnp.finfo(jnp.float32).min)
     weights = jax.nn.softmax(logits, axis=-1).astype(self.dtype)  # no 1/sqrt(d) in T5
     attended = jnp.einsum("bnqk,bknd->bqnd", weights, value).reshape(batch, length, inner)
-    x = x + dense(channels, "out")(attended)
+    x = x + dense(channels, "out", (MLP, EMBED))(attended)
 
     h = RMSNorm(self.epsilon, self.dtype, name="mlp_norm")(x)
     gate = nn.gelu(dense(self.mlp_dim, "gate")(h), approximate=True)
-    return x + dense(channels, "down")(gate * dense(self.mlp_dim, "up")(h))
+    return x + dense(channels, "down", (MLP, EMBED))(gate * dense(self.mlp_dim, "up")(h))
 
 
 class UMT5Encoder(nn.Module):
@@ -100,7 +110,9 @@ class UMT5Encoder(nn.Module):
   @nn.compact
   def __call__(self, ids, mask):
     embedding = self.param(
-      "token_embedding", nn.initializers.normal(1.0), (self.vocab_size, self.width)
+      "token_embedding",
+      nn.with_logical_partitioning(nn.initializers.normal(1.0), (VOCAB, EMBED)),
+      (self.vocab_size, self.width),
     )
     x = jnp.take(embedding, ids, axis=0).astype(self.dtype)
     key_valid = mask.astype(bool)

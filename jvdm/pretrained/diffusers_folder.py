@@ -112,9 +112,10 @@ def scheduler_settings(folder: str | pathlib.Path) -> SchedulerSettings:
 
 
 def load_prompt_encoder(
-  folder: str | pathlib.Path, max_length: int = WAN_MAX_LENGTH
+  folder: str | pathlib.Path, max_length: int = WAN_MAX_LENGTH, **placement
 ) -> PromptEncoder:
-  """Wan's prompt encoding from the folder's `text_encoder/` and `tokenizer/`."""
-  encoder, params = load_umt5(check_component(folder, "text_encoder"))
+  """Wan's prompt encoding from the folder's `text_encoder/` and `tokenizer/`; `placement`:
+  `load_umt5`'s dtype, mesh and rules."""
+  encoder, params = load_umt5(check_component(folder, "text_encoder"), **placement)
   tokenizer = load_tokenizer(check_component(folder, "tokenizer"))
   return PromptEncoder(tokenizer, encoder, params, max_length)

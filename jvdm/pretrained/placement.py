@@ -7,6 +7,7 @@ shards of its own devices, and no host ever holds the whole model. Tensors keep 
 dtype (bfloat16 stays bfloat16) unless a dtype is asked for.
 """
 
+import dataclasses
 from typing import Any, Iterable
 
 import flax.linen as nn
@@ -16,6 +17,16 @@ from flax import traverse_util
 from jax.sharding import Mesh
 
 from jvdm.errors import CheckpointError
+
+
+@dataclasses.dataclass(frozen=True)
+class Target:
+  """Where a converted tensor goes: the jvdm param `path`, and which `part` of it along `axis`
+  (None: the whole param)."""
+
+  path: tuple[str, ...]
+  part: int | None = None
+  axis: int = 0
 
 
 def param_shardings(module: nn.Module, mesh: Mesh | None, rules, *args, **kwargs):

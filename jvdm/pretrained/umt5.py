@@ -8,10 +8,13 @@ import re
 from typing import Any
 
 import numpy as np
-from flax import traverse_util
+import jax.numpy as jnp
+from jax.sharding import Mesh
 
 from jvdm.errors import CheckpointError, ConfigError
 from jvdm.models.umt5 import UMT5Encoder
+from jvdm.parallel.axes import DEFAULT_RULES
+from jvdm.pretrained.placement import Target, param_shardings, place_params
 from jvdm.pretrained.safetensors_files import iter_tensors
 
 # transformers' key (after "encoder.block.{i}.") -> (jvdm layer's param path, transposed).
@@ -56,34 +59,44 @@ def umt5_from_config(config: dict[str, Any], path: str = "config.json") -> UMT5E
   )
 
 
-def umt5_params(tensors, depth: int, source: str = "the checkpoint") -> dict[str, Any]:
-  """jvdm params from transformers' UMT5 encoder keys; (key, array) pairs in, a nested dict
-  out. Unknown or missing keys are CheckpointErrors naming them."""
-  flat: dict[tuple[str, ...], Any] = {}
+def umt5_targets(tensors, source: str = "the checkpoint"):
+  """(key, target, (None, array, conversion)) per tensor of transformers' UMT5 encoder keys,
+  for `jvdm.pretrained.placement.place_params`; an unknown key is a CheckpointError."""
+  as_stored = lambda a, shape: a
+  transposed = lambda a, shape: np.asarray(a).T
   for key, array in tensors:
     match = re.fullmatch(r"encoder\.block\.(\d+)\.(.+)", key)
     if match and match.group(2) in _LAYER_KEYS:
-      path, transposed = _LAYER_KEYS[match.group(2)]
-      flat[(f"layer_{match.group(1)}",) + path] = np.asarray(array).T if transposed else array
+      path, transpose = _LAYER_KEYS[match.group(2)]
+      target = Target((f"layer_{match.group(1)}",) + path)
+      yield key, target, (None, array, transposed if transpose else as_stored)
     elif key in _GLOBAL_KEYS:
-      flat[_GLOBAL_KEYS[key]] = array
+      yield key, Target(_GLOBAL_KEYS[key]), (None, array, as_stored)
     else:
       raise CheckpointError(f"{source} has a key the UMT5 encoder does not know: {key!r}.")
-  expected = {("token_embedding",), ("final_norm", "scale")} | {
-    (f"layer_{i}",) + path for i in range(depth) for path, _ in _LAYER_KEYS.values()
-  }
-  missing = sorted(".".join(path) for path in expected - set(flat))
-  if missing:
-    raise CheckpointError(f"{source} lacks the UMT5 params {missing}.")
-  return traverse_util.unflatten_dict(flat)
 
 
-def load_umt5(folder: str | pathlib.Path) -> tuple[UMT5Encoder, dict[str, Any]]:
-  """(the encoder, its params as numpy arrays in their stored dtype) of a transformers UMT5
-  folder."""
+def load_umt5(
+  folder: str | pathlib.Path, *, dtype: Any = None, mesh: Mesh | None = None, rules=DEFAULT_RULES
+) -> tuple[UMT5Encoder, dict[str, Any]]:
+  """(the encoder, its params placed on devices) of a transformers UMT5 folder; `dtype`,
+  `mesh` and `rules` as `jvdm.pretrained.wan_dit.load_wan_dit`'s."""
   folder = pathlib.Path(folder)
   config_path = folder / "config.json"
   if not config_path.exists():
     raise CheckpointError(f"{folder} has no config.json: not a transformers model folder.")
   model = umt5_from_config(json.loads(config_path.read_text()), str(config_path))
-  return model, umt5_params(iter_tensors(folder), model.depth, str(folder))
+  example = (jnp.zeros((1, 1), jnp.int32), jnp.ones((1, 1), jnp.int32))
+  abstract, shardings = param_shardings(model, mesh, rules, *example)
+  targets = _tied_once(umt5_targets(iter_tensors(folder), str(folder)))
+  return model, place_params(targets, abstract, shardings, dtype, str(folder))
+
+
+def _tied_once(targets):
+  """`shared.weight` and `encoder.embed_tokens.weight` are one tied tensor: place it once."""
+  seen = set()
+  for key, target, value in targets:
+    if target.path in seen and target.path == _GLOBAL_KEYS["shared.weight"]:
+      continue
+    seen.add(target.path)
+    yield key, target, value

@@ -24,7 +24,7 @@ from jax.sharding import Mesh
 from jvdm.errors import CheckpointError, ConfigError
 from jvdm.models.dit import VideoDiT
 from jvdm.parallel.axes import DEFAULT_RULES
-from jvdm.pretrained.placement import param_shardings, place_params
+from jvdm.pretrained.placement import Target, param_shardings, place_params
 from jvdm.pretrained.safetensors_files import iter_file_tensors, iter_tensors
 
 DIFFUSERS_CLASS = "WanTransformer3DModel"
@@ -166,16 +166,6 @@ def diffusers_key(key: str) -> str:
   for pattern, replacement in _ORIGINAL_RENAMES:
     key = re.sub(pattern, replacement, key)
   return key
-
-
-@dataclasses.dataclass(frozen=True)
-class Target:
-  """Where a converted tensor goes: the jvdm param `path`, and which `part` of it along `axis`
-  (None: the whole param)."""
-
-  path: tuple[str, ...]
-  part: int | None = None
-  axis: int = 0
 
 
 def _linear(prefix: tuple[str, ...]):

@@ -229,7 +229,7 @@ def load(
   return WanPipeline(
     dit,
     dit_params,
-    load_prompt_encoder(folder, max_length),
+    load_prompt_encoder(folder, max_length, mesh=mesh, rules=rules),
     scheduler,
     vae_weights,
     mesh,
