@@ -42,9 +42,21 @@ setup(
     # Published models' files (jvdm.pretrained): weights and tokenizers.
     "safetensors>=0.4",
     "tokenizers>=0.20",
+    # Videos shown inline in notebooks (notebooks/quickstart.ipynb).
+    "mediapy>=1.2",
   ],
   extras_require={
-    # tensorboard: the tests read the event files as TensorBoard does.
-    "test": ["pytest>=8", "pytest-xdist>=3.5", "chex>=0.1.90", "ruff>=0.8", "tensorboard>=2.16"],
+    # tensorboard: the tests read the event files as TensorBoard does; nbclient, nbformat and
+    # ipykernel: tests/test_notebook.py runs the notebooks on a fresh kernel.
+    "test": [
+      "pytest>=8",
+      "pytest-xdist>=3.5",
+      "chex>=0.1.90",
+      "ruff>=0.8",
+      "tensorboard>=2.16",
+      "nbclient>=0.10",
+      "nbformat>=5.10",
+      "ipykernel>=6.29",
+    ],
   },
 )
