@@ -1,5 +1,5 @@
-"""Install with `pip install -e .` (runtime) or `pip install -e ".[test]"` (with the test
-suite's needs)."""
+"""Install with `pip install -e .` (runtime), `pip install -e ".[notebook]"` (the notebooks'
+needs) or `pip install -e ".[test]"` (the test suite's)."""
 
 import re
 from pathlib import Path
@@ -42,12 +42,12 @@ setup(
     # Published models' files (jvdm.pretrained): weights and tokenizers.
     "safetensors>=0.4",
     "tokenizers>=0.20",
-    # Videos shown inline in notebooks (notebooks/quickstart.ipynb).
-    "mediapy>=1.2",
   ],
   extras_require={
-    # tensorboard: the tests read the event files as TensorBoard does; nbclient, nbformat and
-    # ipykernel: tests/test_notebook.py runs the notebooks on a fresh kernel.
+    # Videos shown inline in notebooks (notebooks/quickstart.ipynb): `pip install -e ".[notebook]"`.
+    "notebook": ["mediapy>=1.2", "ipykernel>=6.29"],
+    # tensorboard: the tests read the event files as TensorBoard does; nbclient, nbformat,
+    # ipykernel and mediapy: tests/test_notebook.py runs the notebooks on a fresh kernel.
     "test": [
       "pytest>=8",
       "pytest-xdist>=3.5",
@@ -57,6 +57,7 @@ setup(
       "nbclient>=0.10",
       "nbformat>=5.10",
       "ipykernel>=6.29",
+      "mediapy>=1.2",
     ],
   },
 )
