@@ -11,6 +11,7 @@ import tqdm
 
 from jvdm.diffusion import FlowProcess, Process
 from jvdm.errors import ConfigError, ShapeError
+from jvdm.pipelines.step_progress import StepProgress
 from jvdm.samplers.denoiser import make_denoiser
 from jvdm.samplers.driver import (
   normal_per_sample,
@@ -135,7 +136,20 @@ class VideoSampler:
       grid = jnp.broadcast_to(grid[:, None], (grid.shape[0], keys.shape[0], video_shape[0]))
     else:
       grid = self.time_grid
-    return run_solver(solver, x_init, grid, solver_keys)
+    return run_solver(solver, x_init, grid, solver_keys, on_step=self.step_progress)
+
+  @functools.cached_property
+  def step_progress(self) -> StepProgress:
+    """The per-step progress bar `sample` shows (the jitted loop reports to it)."""
+    return StepProgress()
+
+  def num_solver_steps(self, num_frames: int) -> int:
+    """Steps of the scan for videos of `num_frames` frames (a staggered grid has more)."""
+    if self.frame_stagger:
+      grid = staggered_time_grid(self.num_steps, num_frames, self.frame_stagger, self.time_power)
+      return grid.shape[0] - 1
+    grid = self.time_grid
+    return len(grid[0]) if isinstance(grid, tuple) else len(grid) - 1
 
   @functools.cached_property
   def jitted_sample_batch(self):
@@ -186,15 +200,22 @@ class VideoSampler:
       num_videos: how many videos.
       video_shape: `(T, H, W, C)`.
       batch_size: videos per jitted call (one compile; the last batch is padded).
-      progress: show a progress bar over batches.
+      progress: show a progress bar over the solver steps of all batches.
       condition: `[num_videos, ...]`, one condition per video (e.g. caption tokens); required
         by a conditional model, refused by an unconditional one.
     """
     condition = self.check_request(num_videos, batch_size, video_shape, condition)
-    sample_batch = lambda keys, cond: self.jitted_sample_batch(
-      params, keys, cond, tuple(video_shape)
-    )
-    return sample_in_batches(sample_batch, seed, num_videos, batch_size, condition, progress)
+    steps = self.num_solver_steps(video_shape[0])
+
+    def sample_batch(keys, cond):
+      videos = self.jitted_sample_batch(params, keys, cond, tuple(video_shape))
+      jax.block_until_ready(videos)
+      self.step_progress.batch_finished(steps)
+      return videos
+
+    num_batches = -(-num_videos // min(batch_size, num_videos))
+    with self.step_progress.showing(num_batches * steps, enabled=progress):
+      return sample_in_batches(sample_batch, seed, num_videos, batch_size, condition, False)
 
 
 def video_keys(seed: int, num_videos: int) -> jax.Array:

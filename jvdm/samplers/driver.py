@@ -107,6 +107,7 @@ def run_solver(
   rng: jax.Array,
   noise: Optional[jnp.ndarray] = None,
   trajectory: bool = False,
+  on_step: Optional[Callable[[jnp.ndarray], None]] = None,
 ) -> jnp.ndarray:
   """Runs `solver` from `x_init` over consecutive pairs of `time_grid`.
 
@@ -120,6 +121,9 @@ def run_solver(
     rng: `[B]` keys, split once per step for the noise of stochastic solvers.
     noise: optional `[S, B, T, H, W, C]` noise for each step, used instead of drawing it.
     trajectory: return every intermediate sample too.
+    on_step: called on the host with the number of steps done after each step
+      (`jax.debug.callback`; e.g. a progress bar). On a mesh it may be called once per
+      device, so it should set a count rather than add to one.
 
   Returns:
     The final `x`, or with `trajectory` `[S + 1, *x.shape]`: x_init then x after each step.
@@ -142,7 +146,7 @@ def run_solver(
   per_sample = lambda t: jnp.broadcast_to(t, (batch,)) if t.ndim == 0 else t
 
   def body(carry, inputs):
-    t_now, t_to, step_noise = inputs
+    step, t_now, t_to, step_noise = inputs
     t_now, t_to = per_sample(t_now), per_sample(t_to)
     rng = carry.rng
     if step_noise is None and solver.stochastic:
@@ -150,9 +154,11 @@ def run_solver(
       step_noise = normal_per_sample(noise_rng, carry.x.shape[1:], carry.x.dtype)
     x, history = solver.step(carry.x, carry.history, t_now, t_to, step_noise)
     x, history = _hold(t_now != t_to, (x, history), (carry.x, carry.history))
+    if on_step is not None:
+      jax.debug.callback(on_step, step + 1)
     return SamplerCarry(x=x, rng=rng, history=history), x if trajectory else None
 
   history = solver.init_history(x_init, per_sample(t_cur[0]))
   carry = SamplerCarry(x=x_init, rng=rng, history=history)
-  carry, xs = jax.lax.scan(body, carry, (t_cur, t_next, noise))
+  carry, xs = jax.lax.scan(body, carry, (jnp.arange(num_steps), t_cur, t_next, noise))
   return jnp.concatenate([x_init[None], xs]) if trajectory else carry.x
