@@ -3,6 +3,7 @@ the shipped tiny checkpoints (scripts/make_pretrained_references.py): text-to-vi
 image-to-video, one timestep per video and one per latent frame; the Wan repository's key
 layout, scanned layers and sharded placement give the same network; bad checkpoints are named."""
 
+import functools
 import json
 import pathlib
 import shutil
@@ -15,6 +16,8 @@ import pytest
 from safetensors.numpy import load_file, save_file
 
 from jvdm.errors import CheckpointError, ConfigError
+from jvdm.models.dit import VideoDiT
+from jvdm.models.layers.kv_cache import KVCache
 from jvdm.parallel.mesh import make_mesh
 from jvdm.pretrained.wan_dit import load_wan_dit
 
@@ -209,3 +212,35 @@ def test_sharded_weights_load_and_a_missing_shard_is_named(tmp_path):
   (folder / "model-00002-of-00002.safetensors").unlink()
   with pytest.raises(CheckpointError, match="shards that are missing: .*model-00002-of-00002"):
     load_wan_dit(folder)
+
+
+def test_a_causal_wan_dit_with_the_kv_cache_equals_its_full_pass():
+  """CausVid-style generation on Wan's layout: frame by frame with the KV cache (keys after
+  the qk-norm and the interleaved RoPE, biases included) equals the whole causal pass."""
+  name = "wan_t2v_tiny/transformer"
+  io = np.load(FIXTURES / name / "io.npz")
+  wan, params = load_wan_dit(FIXTURES / name, causal=True)
+  video = jnp.asarray(io["video"].transpose(0, 2, 3, 4, 1))  # [2, 3, 4, 6, 4]
+  t = jnp.asarray(io["frame_timesteps"], jnp.float32) / 1000  # one time per frame
+  text = jnp.asarray(io["text"])
+  full = wan.model.apply({"params": params}, video, t, cond=text)
+  cache = KVCache.create(
+    num_layers=2, batch=2, capacity=3, tokens_per_frame=6, num_heads=2, head_dim=12
+  )
+  with_cache = jax.jit(functools.partial(wan.model.apply, method=VideoDiT.with_cache))
+  chunks = []
+  for frame in range(3):
+    chunk = with_cache(
+      {"params": params}, video[:, frame : frame + 1], t[:, frame : frame + 1], cache, frame, text
+    )
+    cache = cache.write(chunk.keys, chunk.values, frame)
+    chunks.append(chunk.video)
+  np.testing.assert_allclose(jnp.concatenate(chunks, axis=1), full, rtol=1e-5, atol=1e-5)
+  # and causal it is: the first frame's output is that of the first frame alone
+  alone = wan.model.apply({"params": params}, video[:, :1], t[:, :1], cond=text)
+  np.testing.assert_allclose(full[:, :1], alone, rtol=1e-5, atol=1e-5)
+  assert not np.allclose(
+    full[:, 1:],
+    wan.model.clone(causal=False).apply({"params": params}, video, t, cond=text)[:, 1:],
+    atol=1e-3,
+  )
