@@ -24,7 +24,11 @@ Written in `tests/fixtures/pretrained/`:
   timestep per latent frame (diffusers' per-token timesteps, each frame's tokens sharing one);
   and `original_keys.json`: each diffusers key's name in the Wan repository's layout, checked
   by converting them back with diffusers' own single-file converter;
-- `wan_rope.npz`: diffusers' `WanRotaryPosEmbed` cos and sin tables on a 3 x 4 x 5 grid.
+- `wan_rope.npz`: diffusers' `WanRotaryPosEmbed` cos and sin tables on a 3 x 4 x 5 grid;
+- `wan_i2v_tiny/`: a tiny Wan 2.1 image-to-video folder (`wan_i2v_folder`): the T2V folder's
+  text encoder, tokenizer, VAE and scheduler, an I2V transformer, a tiny `CLIPVisionModel` with
+  `io.npz` (images, transformers' pixel values, penultimate hidden states) and its
+  `CLIPImageProcessor`, and `pipeline.npz`: diffusers' `WanImageToVideoPipeline` on the folder.
 Run once by hand; the test suite reads the files with numpy and safetensors only.
 """
 
@@ -396,6 +400,152 @@ def wan_vae_tiny(out: pathlib.Path) -> None:
   )
 
 
+CLIP_TINY = dict(  # CLIP ViT's layout (Wan 2.1 I2V's image_encoder acts with "gelu") at width 16
+  hidden_size=16,
+  intermediate_size=32,
+  num_hidden_layers=3,
+  num_attention_heads=2,
+  image_size=24,
+  patch_size=8,
+  hidden_act="gelu",
+  layer_norm_eps=1e-5,
+  projection_dim=8,
+)
+CLIP_PROCESSOR = dict(  # CLIP's preprocessing at the tiny encoder's size: resize, crop, normalize
+  crop_size={"height": 24, "width": 24},
+  size={"shortest_edge": 24},
+  do_center_crop=True,
+  do_convert_rgb=True,
+  do_normalize=True,
+  do_rescale=True,
+  do_resize=True,
+  image_mean=[0.48145466, 0.4578275, 0.40821073],
+  image_std=[0.26862954, 0.26130258, 0.27577711],
+  resample=3,
+  rescale_factor=1 / 255,
+)
+I2V_SETTINGS = dict(  # 9 frames (3 latent frames) of 32 x 48 from a 40 x 56 image, 4 steps
+  num_frames=9,
+  height=32,
+  width=48,
+  num_inference_steps=4,
+  guidance_scale=5.0,
+  max_sequence_length=512,  # diffusers' Wan attention splits image tokens off at 512 text tokens
+)
+
+
+def _random_image(seed: int, height: int, width: int):
+  from PIL import Image  # pylint: disable=g-import-not-at-top
+
+  pixels = np.random.default_rng(seed).integers(0, 256, (height, width, 3), dtype=np.uint8)
+  return Image.fromarray(pixels)
+
+
+def clip_vision_tiny(out: pathlib.Path) -> None:
+  """A tiny `CLIPVisionModel` (`image_encoder/`) and its `CLIPImageProcessor`
+  (`image_processor/`); `io.npz`: two images, their pixel values as transformers' processor
+  gives them, and the penultimate hidden states (as Wan's I2V pipeline takes them) with
+  `hidden_act` "gelu" and "quick_gelu"."""
+  from transformers import (  # pylint: disable=g-import-not-at-top
+    CLIPImageProcessor,
+    CLIPVisionConfig,
+    CLIPVisionModel,
+  )
+
+  torch.manual_seed(0)
+  model = CLIPVisionModel(CLIPVisionConfig(**CLIP_TINY)).eval()
+  _randomize(model, 0.3)
+  model.save_pretrained(out / "image_encoder")
+  processor = CLIPImageProcessor(**CLIP_PROCESSOR)
+  processor.save_pretrained(out / "image_processor")
+  images = [_random_image(7, 40, 56), _random_image(8, 30, 20)]
+  pixels = processor(images=images, return_tensors="pt")["pixel_values"]
+  quick = CLIPVisionModel(CLIPVisionConfig(**dict(CLIP_TINY, hidden_act="quick_gelu"))).eval()
+  quick.load_state_dict(model.state_dict())
+  with torch.no_grad():
+    hidden = model(pixel_values=pixels, output_hidden_states=True).hidden_states[-2]
+    hidden_quick = quick(pixel_values=pixels, output_hidden_states=True).hidden_states[-2]
+  np.savez(
+    out / "image_encoder" / "io.npz",
+    image_0=np.asarray(images[0]),
+    image_1=np.asarray(images[1]),
+    pixel_values=pixels.numpy(),
+    hidden=hidden.numpy(),
+    hidden_quick_gelu=hidden_quick.numpy(),
+  )
+  print(f"wrote {out / 'image_encoder'}")
+
+
+WAN_I2V_INDEX = dict(
+  WAN_INDEX,
+  _class_name="WanImageToVideoPipeline",
+  image_encoder=["transformers", "CLIPVisionModel"],
+  image_processor=["transformers", "CLIPImageProcessor"],
+  transformer_2=[None, None],
+  boundary_ratio=None,
+  expand_timesteps=False,
+)
+
+
+def wan_i2v_folder(out: pathlib.Path, t2v: pathlib.Path) -> None:
+  """The tiny Wan 2.1 image-to-video folder (the module docstring): the T2V folder's text
+  encoder, tokenizer, VAE and scheduler, a tiny I2V transformer (in_channels 2 z + 4, image
+  embeddings of the tiny CLIP's width), the tiny CLIP, and `pipeline.npz`: diffusers'
+  `WanImageToVideoPipeline` from given initial latents, one image for two prompts, with a
+  negative prompt."""
+  import shutil  # pylint: disable=g-import-not-at-top
+  import types  # pylint: disable=g-import-not-at-top
+
+  from diffusers import (  # pylint: disable=g-import-not-at-top
+    WanImageToVideoPipeline,
+    WanTransformer3DModel,
+  )
+  from diffusers.pipelines.wan import pipeline_wan_i2v  # pylint: disable=g-import-not-at-top
+
+  if not hasattr(pipeline_wan_i2v, "ftfy"):  # without ftfy installed: it leaves ASCII prompts be
+    pipeline_wan_i2v.ftfy = types.SimpleNamespace(fix_text=lambda text: text)
+
+  references = lambda folder, names: [n for n in names if n.endswith(".npz")]
+  for name in ("text_encoder", "tokenizer", "vae", "scheduler"):
+    shutil.copytree(t2v / name, out / name, dirs_exist_ok=True, ignore=references)
+  clip_vision_tiny(out)
+  z_dim = json.loads((t2v / "vae" / "config.json").read_text())["z_dim"]
+  transformer = WanTransformer3DModel(
+    **dict(WAN_DIT_TINY, in_channels=2 * z_dim + 4, out_channels=z_dim),
+    image_dim=CLIP_TINY["hidden_size"],
+    added_kv_proj_dim=WAN_DIT_TINY["num_attention_heads"] * WAN_DIT_TINY["attention_head_dim"],
+  ).eval()
+  _randomize(transformer, 0.3)
+  transformer.save_pretrained(out / "transformer")
+  (out / "model_index.json").write_text(json.dumps(WAN_I2V_INDEX, indent=2))
+  pipeline = WanImageToVideoPipeline.from_pretrained(out, dtype=torch.float32)
+  image = _random_image(9, 40, 56)  # resized to the video's 32 x 48 by diffusers (Lanczos)
+  latents = torch.randn(2, z_dim, 3, 4, 6, generator=torch.Generator().manual_seed(5))
+  final = pipeline(
+    image,
+    PIPELINE_PROMPTS,
+    negative_prompt="a green circle",
+    latents=latents,
+    output_type="latent",
+    **I2V_SETTINGS,
+  ).frames
+  resized = pipeline.video_processor.preprocess(image, height=32, width=48)  # [1, 3, H, W]
+  with torch.no_grad():
+    image_embeds = pipeline.encode_image(image, torch.device("cpu"))
+  np.savez(
+    out / "pipeline.npz",
+    image=np.asarray(image),
+    resized_image=resized.numpy(),
+    image_embeds=image_embeds.numpy(),
+    prompts=np.array(PIPELINE_PROMPTS),
+    negative_prompt=np.array("a green circle"),
+    initial_latents=latents.numpy(),
+    final_latents=final.numpy(),
+    **{k: np.array(v) for k, v in I2V_SETTINGS.items()},
+  )
+  print(f"wrote {out}")
+
+
 if __name__ == "__main__":
   TINY = OUT / "wan_t2v_tiny"  # a diffusers-format Wan 2.1 folder, component by component
   umt5_tiny(TINY / "text_encoder")
@@ -405,3 +555,4 @@ if __name__ == "__main__":
   wan_folder(TINY)
   wan_dit_tiny(OUT / "wan_dit_i2v_tiny", image_to_video=True)
   wan_rope(OUT)
+  wan_i2v_folder(OUT / "wan_i2v_tiny", TINY)

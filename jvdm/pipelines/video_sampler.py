@@ -50,7 +50,10 @@ class VideoSampler:
   steps_offset: int = 0
   set_alpha_to_one: bool = True  # DDIM's last step: to alpha_bar = 1, or alphas_cumprod[0]
   guidance_scale: float = 1.0
-  null_condition: tuple | None = None  # a conditional model's null condition (e.g. caption)
+  # A conditional model's null condition (e.g. caption), broadcast to each batch's condition;
+  # or a function of the batch's condition, for conditions with parts guidance keeps (an
+  # image-to-video model's image: `cond -> (null caption, cond's image)`).
+  null_condition: Any = None
   # Long-video hooks (`jvdm.pipelines.long`): the starting noise `(keys [B], video_shape) ->
   # [B, *video_shape]` (default iid normal per video), and a wrapper of the (guided,
   # still condition-taking) denoiser, e.g. co-denoising over windows.
@@ -106,7 +109,10 @@ class VideoSampler:
       return denoise
 
     def guided(z, t, cond):
-      null = jnp.broadcast_to(jnp.asarray(self.null_condition, cond.dtype), cond.shape)
+      if callable(self.null_condition):
+        null = self.null_condition(cond)
+      else:
+        null = jnp.broadcast_to(jnp.asarray(self.null_condition, cond.dtype), cond.shape)
       return classifier_free_guidance(denoise, null, self.guidance_scale)(z, t, cond)
 
     return guided
@@ -172,11 +178,13 @@ class VideoSampler:
         if condition is None
         else "This model is unconditional; it takes no condition."
       )
-    if condition is not None:
-      condition = np.asarray(condition)
-      if condition.shape[0] != num_videos:
+    if condition is not None:  # an array, or a pytree of arrays (each one row per video)
+      condition = jax.tree.map(np.asarray, condition)
+      shapes = [leaf.shape for leaf in jax.tree.leaves(condition)]
+      if any(shape[:1] != (num_videos,) for shape in shapes):
         raise ShapeError(
-          f"Expected one condition per video, [{num_videos}, ...]; got {condition.shape}."
+          f"Expected one condition per video, [{num_videos}, ...]; got "
+          f"{shapes[0] if len(shapes) == 1 else shapes}."
         )
     if len(video_shape) != 4:
       raise ShapeError(f"video_shape must be (T, H, W, C), got {video_shape}.")
@@ -190,7 +198,7 @@ class VideoSampler:
     video_shape: tuple[int, int, int, int],
     batch_size: int = 8,
     progress: bool = True,
-    condition: np.ndarray | None = None,
+    condition: Any = None,
   ) -> np.ndarray:
     """Returns `num_videos` videos `[N, T, H, W, C]` (float32 in about [-1, 1]) as numpy.
 
@@ -201,8 +209,9 @@ class VideoSampler:
       video_shape: `(T, H, W, C)`.
       batch_size: videos per jitted call (one compile; the last batch is padded).
       progress: show a progress bar over the solver steps of all batches.
-      condition: `[num_videos, ...]`, one condition per video (e.g. caption tokens); required
-        by a conditional model, refused by an unconditional one.
+      condition: `[num_videos, ...]`, one condition per video (e.g. caption tokens), or a
+        pytree of such arrays (e.g. an image-to-video model's text, image and channels);
+        required by a conditional model, refused by an unconditional one.
     """
     condition = self.check_request(num_videos, batch_size, video_shape, condition)
     steps = self.num_solver_steps(video_shape[0])
@@ -241,11 +250,11 @@ def sample_in_batches(
   starts = range(0, num_videos, batch_size)
   for start in tqdm.tqdm(starts, desc="sampling", unit="batch", disable=not progress):
     keys = all_keys[start : start + batch_size]
-    batch_condition = None if condition is None else condition[start : start + batch_size]
+    batch_condition = jax.tree.map(lambda a: a[start : start + batch_size], condition)
     count = keys.shape[0]
     if count < batch_size:  # pad to keep a single compiled shape
       pad = lambda a: jnp.concatenate([a, jnp.repeat(a[:1], batch_size - count, axis=0)])
       keys = pad(keys)
-      batch_condition = None if condition is None else pad(batch_condition)
+      batch_condition = jax.tree.map(pad, batch_condition)
     outputs.append(np.asarray(sample_batch(keys, batch_condition)[:count]))
   return np.concatenate(outputs)

@@ -1,7 +1,8 @@
 """A diffusers-format model folder: `model_index.json` names each component's library and class,
 and each component has a folder of its own (`transformer/`, `vae/`, `text_encoder/`,
 `tokenizer/`, `scheduler/`). This module reads the index and the components jvdm can build
-so far: the UMT5 text encoder, its tokenizer, and the scheduler as jvdm sampler settings.
+so far: the UMT5 text encoder, its tokenizer, the CLIP image encoder with its processor, and the
+scheduler as jvdm sampler settings.
 """
 
 import dataclasses
@@ -11,6 +12,11 @@ from typing import Any
 
 from jvdm.diffusion.flow import FlowProcess
 from jvdm.errors import CheckpointError, ConfigError
+from jvdm.pretrained.clip_vision import (
+  ImageEncoder,
+  load_clip_preprocessing,
+  load_clip_vision,
+)
 from jvdm.pretrained.umt5 import load_umt5
 from jvdm.pretrained.wan_prompts import WAN_MAX_LENGTH, PromptEncoder, load_tokenizer
 
@@ -22,13 +28,12 @@ SUPPORTED_CLASSES = {
   "text_encoder": ("UMT5EncoderModel",),
   "tokenizer": ("T5TokenizerFast", "AutoTokenizer", "T5Tokenizer"),
   "scheduler": ("UniPCMultistepScheduler", "FlowMatchEulerDiscreteScheduler"),
+  "image_encoder": ("CLIPVisionModel", "CLIPVisionModelWithProjection"),
+  "image_processor": ("CLIPImageProcessor", "CLIPImageProcessorFast"),
 }
 
 
-def read_model_index(folder: str | pathlib.Path) -> dict[str, tuple[str, str]]:
-  """component -> (library, class name), from the folder's `model_index.json`; CheckpointError
-  for a folder that is not in diffusers format or lacks a listed component's folder."""
-  folder = pathlib.Path(folder)
+def _read_index(folder: pathlib.Path) -> dict[str, Any]:
   path = folder / MODEL_INDEX
   if not path.exists():
     raise CheckpointError(
@@ -39,6 +44,22 @@ def read_model_index(folder: str | pathlib.Path) -> dict[str, tuple[str, str]]:
     index = json.loads(path.read_text())
   except json.JSONDecodeError as error:
     raise CheckpointError(f"{path} is not valid JSON: {error}.") from error
+  return index
+
+
+def pipeline_options(folder: str | pathlib.Path) -> dict[str, Any]:
+  """The entries of `model_index.json` that are not components: `_class_name` (the pipeline)
+  and its options (e.g. `boundary_ratio`, `expand_timesteps`)."""
+  index = _read_index(pathlib.Path(folder))
+  return {name: value for name, value in index.items() if not isinstance(value, list)}
+
+
+def read_model_index(folder: str | pathlib.Path) -> dict[str, tuple[str, str]]:
+  """component -> (library, class name), from the folder's `model_index.json`; CheckpointError
+  for a folder that is not in diffusers format or lacks a listed component's folder."""
+  folder = pathlib.Path(folder)
+  path = folder / MODEL_INDEX
+  index = _read_index(folder)
   components = {
     name: tuple(value)
     for name, value in index.items()
@@ -119,3 +140,17 @@ def load_prompt_encoder(
   encoder, params = load_umt5(check_component(folder, "text_encoder"), **placement)
   tokenizer = load_tokenizer(check_component(folder, "tokenizer"))
   return PromptEncoder(tokenizer, encoder, params, max_length)
+
+
+def load_image_encoder(folder: str | pathlib.Path) -> ImageEncoder:
+  """The CLIP image encoder of the folder's `image_encoder/` with the preprocessing of its
+  `image_processor/`, giving the features Wan's image-to-video pipeline takes
+  (`hidden_states[-2]`)."""
+  model, params = load_clip_vision(check_component(folder, "image_encoder"))
+  preprocessing = load_clip_preprocessing(check_component(folder, "image_processor"))
+  if preprocessing.crop_size != (model.image_size, model.image_size):
+    raise ConfigError(
+      f"{folder}: the image processor crops {preprocessing.crop_size}; the image encoder takes "
+      f"{model.image_size}x{model.image_size} images."
+    )
+  return ImageEncoder(preprocessing, model, params)

@@ -17,7 +17,7 @@ down with a warning).
 import contextlib
 import dataclasses
 import pathlib
-from typing import Any, Sequence
+from typing import Any, Callable, Sequence
 
 import flax.linen as nn
 import jax
@@ -33,6 +33,7 @@ from jvdm.pretrained.diffusers_folder import (
   SchedulerSettings,
   check_component,
   load_prompt_encoder,
+  pipeline_options,
   scheduler_settings,
 )
 from jvdm.pretrained.wan_dit import WanDiT, load_wan_dit
@@ -88,11 +89,16 @@ class WanPipeline:
     )
 
   def video_sampler(
-    self, num_steps: int, guidance_scale: float, negative_embeddings: np.ndarray
+    self,
+    num_steps: int,
+    guidance_scale: float,
+    null_condition: Any,
+    apply_fn: Callable[..., jnp.ndarray] | None = None,
   ) -> VideoSampler:
-    """jvdm's sampler with the folder's scheduler."""
+    """jvdm's sampler with the folder's scheduler, calling `apply_fn` (default: the DiT's
+    apply, `cond` the text embeddings) with guidance against `null_condition`."""
     return VideoSampler(
-      self.network.apply,
+      apply_fn or self.network.apply,
       self.scheduler.process,
       self.scheduler.prediction,
       sampler=self.scheduler.sampler,
@@ -100,8 +106,19 @@ class WanPipeline:
       num_steps=num_steps,
       clip_x0=False,  # latents are not in [-1, 1]
       guidance_scale=guidance_scale,
-      null_condition=negative_embeddings,
+      null_condition=null_condition,
     )
+
+  def prompt_embeddings(
+    self, prompts: Sequence[str], negative_prompt: str, guidance_scale: float
+  ) -> tuple[np.ndarray, np.ndarray]:
+    """UMT5 embeddings `[N, L, D]` of the prompts and `[L, D]` of the negative prompt (zeros,
+    unused, without guidance)."""
+    embeddings = np.asarray(self.prompts(list(prompts)))
+    negative = np.zeros_like(embeddings[0])
+    if guidance_scale != 1.0:
+      negative = np.asarray(self.prompts([negative_prompt]))[0]
+    return embeddings, negative
 
   def latents(
     self,
@@ -137,21 +154,37 @@ class WanPipeline:
     """
     prompts = [prompt] if isinstance(prompt, str) else list(prompt)
     shape = self.latent_shape(num_frames, height, width)
-    embeddings = np.asarray(self.prompts(prompts))
-    negative = np.zeros_like(embeddings[0])  # unused without guidance
-    if guidance_scale != 1.0:
-      negative = np.asarray(self.prompts([negative_prompt]))[0]
+    embeddings, negative = self.prompt_embeddings(prompts, negative_prompt, guidance_scale)
     sampler = self.video_sampler(num_steps, guidance_scale, negative)
+    return self.sample(
+      sampler, embeddings, shape, seed, latents, batch_size, progress, long, long_settings
+    )
+
+  def sample(
+    self,
+    sampler: VideoSampler,
+    condition: Any,
+    shape: tuple[int, int, int, int],
+    seed: int = 0,
+    latents: np.ndarray | None = None,
+    batch_size: int = 1,
+    progress: bool = True,
+    long: str | None = None,
+    long_settings: dict[str, Any] | None = None,
+  ) -> np.ndarray:
+    """`sampler`'s latents `[N, *shape]` for `condition` (an array or pytree of arrays, one row
+    per video), from noise of (seed, i) or from the given `latents`, with a long-video method
+    on the DiT if `long` is given, on the pipeline's mesh."""
+    num_videos = len(jax.tree.leaves(condition)[0])
     if latents is not None:
       latents = np.asarray(latents, np.float32)
-      if latents.shape != (len(prompts),) + shape:
+      if latents.shape != (num_videos,) + shape:
         raise ShapeError(
-          f"latents must be [{len(prompts)}, {', '.join(map(str, shape))}] for "
-          f"{len(prompts)} prompts and a {num_frames}x{height}x{width} video; got "
-          f"{latents.shape}."
+          f"latents must be [{num_videos}, {', '.join(map(str, shape))}] for {num_videos} "
+          f"videos of {shape[0]} latent frames of {shape[1]}x{shape[2]}; got {latents.shape}."
         )
       sampler = dataclasses.replace(sampler, initial_noise=lambda keys, _: jnp.asarray(latents))
-      batch_size = len(prompts)  # the given latents are one batch
+      batch_size = num_videos  # the given latents are one batch
     if long is not None:
       settings = {"window": (81 - 1) // TEMPORAL_FACTOR + 1, **(long_settings or {})}
       sampler = LongVideoSampler(sampler, self.network, long, **settings)
@@ -159,11 +192,11 @@ class WanPipeline:
       return sampler.sample(
         self.dit_params,
         seed,
-        len(prompts),
+        num_videos,
         shape,
         batch_size=batch_size,
         progress=progress,
-        condition=embeddings,
+        condition=condition,
       )
 
   def decode(self, latents: np.ndarray, progress: bool = True) -> np.ndarray:
@@ -199,6 +232,7 @@ def load(
   vae: bool = True,
   max_length: int = WAN_MAX_LENGTH,
   transformer_weights: str | pathlib.Path | None = None,
+  pipeline_class: str = "WanPipeline",
   **dit_settings,
 ) -> WanPipeline:
   """A diffusers-format Wan 2.1 text-to-video folder as a `WanPipeline`.
@@ -213,8 +247,16 @@ def load(
     max_length: prompt tokens (Wan: 512).
     transformer_weights: other DiT weights for the same config (a safetensors file or
       folder, in diffusers' or the Wan repository's key layout, e.g. CausVid's).
+    pipeline_class: the `_class_name` the folder's `model_index.json` must name
+      (`jvdm.pretrained.wan_i2v_pipeline` builds image-to-video on these components).
     dit_settings: other `VideoDiT` attributes (`causal`, `scan_layers`, `remat`, ...).
   """
+  found = pipeline_options(folder).get("_class_name")
+  if found != pipeline_class:
+    raise ConfigError(
+      f"{folder} holds a {found}; this loader builds a {pipeline_class} (jvdm.pretrained.load "
+      "picks the loader by the folder's class)."
+    )
   scheduler = scheduler_settings(folder)
   dit, dit_params = load_wan_dit(
     check_component(folder, "transformer"),
