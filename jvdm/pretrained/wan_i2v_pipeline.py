@@ -61,6 +61,14 @@ def first_frame_mask(shape: tuple[int, int, int]) -> np.ndarray:
   return mask
 
 
+def _with_negative_text(negative: np.ndarray):
+  """The null condition of guidance: the negative prompt's embeddings with the same image,
+  mask and condition latents (diffusers' unconditional branch)."""
+  return lambda cond: cond._replace(
+    text=jnp.broadcast_to(jnp.asarray(negative, cond.text.dtype), cond.text.shape)
+  )
+
+
 @dataclasses.dataclass(frozen=True)
 class WanImageToVideoPipeline:
   """Wan 2.1 image-to-video (module docstring). Build it with `jvdm.pretrained.load(folder)`."""
@@ -68,7 +76,7 @@ class WanImageToVideoPipeline:
   base: WanPipeline  # prompts, DiT (2 z + 4 input channels), scheduler, VAE, mesh
   images: ImageEncoder
 
-  @property
+  @functools.cached_property
   def network_apply(self):
     """The DiT's apply on `cond`, an `ImageCondition`: the channels are concatenated to the
     latents and the CLIP features cross-attended (diffusers' `encoder_hidden_states_image`)."""
@@ -139,16 +147,14 @@ class WanImageToVideoPipeline:
         f"{len(prompts)} prompts."
       )
     shape = self.base.latent_shape(num_frames, height, width)
-    text, negative = self.base.prompt_embeddings(prompts, negative_prompt, guidance_scale)
+    text = np.asarray(self.base.prompts(prompts))
     features = self.images(images)  # [1 or N, L, D]
     channels = np.stack([self.condition_channels(i, num_frames, height, width) for i in images])
     per_video = lambda a: np.broadcast_to(a, (len(prompts),) + a.shape[1:])
     condition = ImageCondition(text, per_video(features), per_video(channels))
-    # Guidance against the negative prompt with the same image (diffusers' uncond branch).
-    null = lambda cond: cond._replace(
-      text=jnp.broadcast_to(jnp.asarray(negative, cond.text.dtype), cond.text.shape)
+    sampler = self.base.video_sampler(
+      num_steps, guidance_scale, negative_prompt, self.network_apply, _with_negative_text
     )
-    sampler = self.base.video_sampler(num_steps, guidance_scale, null, self.network_apply)
     return self.base.sample(sampler, condition, shape, seed, latents, batch_size, progress)
 
   def decode(self, latents: np.ndarray, progress: bool = True) -> np.ndarray:

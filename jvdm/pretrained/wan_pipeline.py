@@ -16,6 +16,7 @@ down with a warning).
 
 import contextlib
 import dataclasses
+import functools
 import pathlib
 from typing import Any, Callable, Sequence
 
@@ -27,6 +28,7 @@ from jax.sharding import Mesh
 
 from jvdm.errors import ConfigError, ShapeError
 from jvdm.parallel.axes import DEFAULT_RULES
+from jvdm.pipelines.long.fifo import SINGLE_STEP_SAMPLERS
 from jvdm.pipelines.long.long_video import LongVideoSampler
 from jvdm.pipelines.video_sampler import VideoSampler
 from jvdm.pretrained.diffusers_folder import (
@@ -58,6 +60,13 @@ def check_video_size(num_frames: int, height: int, width: int) -> None:
     )
 
 
+def default_window(long: str) -> int:
+  """Latent frames per window of a long-video method: Wan 2.1's 81 frames, 21 latent frames;
+  20 for FIFO, whose lookahead denoising needs an even window."""
+  window = (81 - 1) // TEMPORAL_FACTOR + 1
+  return window - window % 2 if long == "fifo" else window
+
+
 @dataclasses.dataclass(frozen=True)
 class WanPipeline:
   """Wan 2.1 text-to-video (module docstring). Build it with `load(folder)`."""
@@ -69,6 +78,9 @@ class WanPipeline:
   vae: PretrainedWanVAE | None = None  # None: latents only
   mesh: Mesh | None = None
   rules: Any = DEFAULT_RULES
+  # Samplers already built, by their settings: a later call with the same settings reuses the
+  # compiled sampling loop (the negative prompt's embeddings are compiled into it).
+  samplers: dict = dataclasses.field(default_factory=dict, compare=False, repr=False)
 
   def latent_shape(self, num_frames: int, height: int, width: int) -> tuple[int, int, int, int]:
     """`(F, h, w, C)` of the latents of a `num_frames x height x width` video."""
@@ -80,7 +92,7 @@ class WanPipeline:
       self.dit.model.out_channels,
     )
 
-  @property
+  @functools.cached_property
   def network(self):
     """The DiT, called at the scheduler's timesteps as diffusers calls it: the shifted sigma,
     times 1000, rounded down for UniPC."""
@@ -92,33 +104,34 @@ class WanPipeline:
     self,
     num_steps: int,
     guidance_scale: float,
-    null_condition: Any,
+    negative_prompt: str,
     apply_fn: Callable[..., jnp.ndarray] | None = None,
+    null_condition: Callable[[np.ndarray], Any] | None = None,
   ) -> VideoSampler:
     """jvdm's sampler with the folder's scheduler, calling `apply_fn` (default: the DiT's
-    apply, `cond` the text embeddings) with guidance against `null_condition`."""
-    return VideoSampler(
-      apply_fn or self.network.apply,
-      self.scheduler.process,
-      self.scheduler.prediction,
-      sampler=self.scheduler.sampler,
-      spacing=self.scheduler.spacing,
-      num_steps=num_steps,
-      clip_x0=False,  # latents are not in [-1, 1]
-      guidance_scale=guidance_scale,
-      null_condition=null_condition,
-    )
+    apply, `cond` the text embeddings) with guidance against `null_condition(the negative
+    prompt's embeddings [L, D])` (default: those embeddings); built once per settings."""
+    key = (num_steps, guidance_scale, negative_prompt, apply_fn, null_condition)
+    if key not in self.samplers:
+      negative = self.negative_embeddings(negative_prompt, guidance_scale)
+      self.samplers[key] = VideoSampler(
+        apply_fn or self.network.apply,
+        self.scheduler.process,
+        self.scheduler.prediction,
+        sampler=self.scheduler.sampler,
+        spacing=self.scheduler.spacing,
+        num_steps=num_steps,
+        clip_x0=False,  # latents are not in [-1, 1]
+        guidance_scale=guidance_scale,
+        null_condition=negative if null_condition is None else null_condition(negative),
+      )
+    return self.samplers[key]
 
-  def prompt_embeddings(
-    self, prompts: Sequence[str], negative_prompt: str, guidance_scale: float
-  ) -> tuple[np.ndarray, np.ndarray]:
-    """UMT5 embeddings `[N, L, D]` of the prompts and `[L, D]` of the negative prompt (zeros,
-    unused, without guidance)."""
-    embeddings = np.asarray(self.prompts(list(prompts)))
-    negative = np.zeros_like(embeddings[0])
-    if guidance_scale != 1.0:
-      negative = np.asarray(self.prompts([negative_prompt]))[0]
-    return embeddings, negative
+  def negative_embeddings(self, negative_prompt: str, guidance_scale: float) -> np.ndarray:
+    """UMT5 embeddings `[L, D]` of the negative prompt (zeros, unused, without guidance)."""
+    if guidance_scale == 1.0:
+      return np.zeros((self.prompts.max_length, self.dit.text_dim), np.float32)
+    return np.asarray(self.prompts([negative_prompt]))[0]
 
   def latents(
     self,
@@ -147,15 +160,16 @@ class WanPipeline:
       seed: video i starts from noise of (seed, i), whatever the batch size.
       latents: start from these `[N, F, h, w, C]` instead (e.g. diffusers' initial latents).
       long: a long-video method (`jvdm.pipelines.long.long_video.METHODS`) for more frames
-        than the model was trained on; its window defaults to 21 latent frames (81 frames).
+        than the model was trained on; its window defaults to 21 latent frames (81 frames),
+        20 for FIFO (`default_window`).
       long_settings: other `LongVideoSampler` fields.
       batch_size: videos per jitted call.
       progress: progress bars.
     """
     prompts = [prompt] if isinstance(prompt, str) else list(prompt)
     shape = self.latent_shape(num_frames, height, width)
-    embeddings, negative = self.prompt_embeddings(prompts, negative_prompt, guidance_scale)
-    sampler = self.video_sampler(num_steps, guidance_scale, negative)
+    embeddings = np.asarray(self.prompts(prompts))
+    sampler = self.video_sampler(num_steps, guidance_scale, negative_prompt)
     return self.sample(
       sampler, embeddings, shape, seed, latents, batch_size, progress, long, long_settings
     )
@@ -186,8 +200,16 @@ class WanPipeline:
       sampler = dataclasses.replace(sampler, initial_noise=lambda keys, _: jnp.asarray(latents))
       batch_size = num_videos  # the given latents are one batch
     if long is not None:
-      settings = {"window": (81 - 1) // TEMPORAL_FACTOR + 1, **(long_settings or {})}
-      sampler = LongVideoSampler(sampler, self.network, long, **settings)
+      settings = {"window": default_window(long), **(long_settings or {})}
+      key = (id(sampler), long, tuple(sorted(settings.items())))
+      if key not in self.samplers:
+        base = sampler
+        if long == "fifo" and sampler.sampler not in SINGLE_STEP_SAMPLERS:
+          # FIFO moves each frame along its own grid point: a single-step solver on the
+          # same flow process (diffusers' FlowMatchEuler grid) instead of the folder's UniPC.
+          base = dataclasses.replace(sampler, sampler="flow_euler", spacing="flow")
+        self.samplers[key] = LongVideoSampler(base, self.network, long, **settings)
+      sampler = self.samplers[key]
     with self._placement():
       return sampler.sample(
         self.dit_params,

@@ -11,6 +11,7 @@ import pytest
 import jvdm.pretrained
 import sample
 from jvdm.errors import ConfigError, ShapeError
+from jvdm.pretrained.wan_pipeline import default_window as pipeline_window
 
 FOLDER = pathlib.Path(__file__).resolve().parent.parent / "fixtures" / "pretrained" / "wan_t2v_tiny"
 REFERENCE = np.load(FOLDER / "pipeline.npz")
@@ -62,6 +63,24 @@ def test_a_long_video_method_runs_on_the_imported_model(pipeline):
   assert np.abs(longer[:, :3] - plain).mean() < np.abs(longer[:, :3] - longer[:, 2:]).mean()
 
 
+@pytest.mark.parametrize("method", ["gen_l_video", "fifo"])
+def test_window_methods_run_on_the_imported_model(pipeline, method):
+  """Gen-L-Video folds windows into the batch, FIFO queues them; both guide each window."""
+  videos = pipeline.latents(
+    "a red square",
+    num_frames=17,
+    height=32,
+    width=48,
+    num_steps=2,
+    guidance_scale=3.0,
+    long=method,
+    long_settings={"window": 2, "num_partitions": 2} if method == "fifo" else {"window": 4},
+    progress=False,
+  )
+  assert videos.shape == (1, 5, 4, 6, 4) and np.isfinite(videos).all()
+  assert pipeline_window("fifo") == 20 and pipeline_window("freenoise") == 21  # Wan's defaults
+
+
 def test_sample_py_pretrained_writes_videos(tmp_path, capsys):
   out = tmp_path / "out"
   argv = ["sample.py", f"--pretrained={FOLDER}", "--prompt=a red square", "--num_frames=5"]
@@ -86,3 +105,15 @@ def test_bad_requests_are_named(pipeline, request_, error, message):
   settings.update(request_)
   with pytest.raises(error, match=message):
     pipeline.latents(_prompts(), **settings)
+
+
+def test_a_second_call_reuses_the_compiled_sampler(pipeline):
+  settings = dict(SIZE, num_steps=2, progress=False)
+  first = pipeline.latents("a red square", "blue", seed=3, **settings)
+  sampler = pipeline.video_sampler(2, 5.0, "blue")
+  pipeline.latents(["the blue circle", "a red square"], "blue", **settings)  # new prompts
+  assert pipeline.video_sampler(2, 5.0, "blue") is sampler
+  assert sampler.jitted_sample_batch._cache_size() == 1  # one compile for both calls
+  again = pipeline.latents("a red square", "blue", seed=3, **settings)
+  np.testing.assert_array_equal(first, again)
+  assert pipeline.video_sampler(2, 5.0, "green") is not sampler  # another negative prompt
