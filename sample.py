@@ -12,6 +12,7 @@
   python sample.py --workdir runs/bouncing_shapes_latent --decode_chunk_frames 2   # latents -> pixels
   python sample.py --pretrained Wan2.1-T2V-1.3B-Diffusers --prompt "a red fox in the snow" \
       --num_frames 81 --out out/ [--negative_prompt "..."] [--long freenoise --num_frames 161]
+  python sample.py --pretrained Wan2.1-I2V-14B-480P-Diffusers --image first.png --prompt "..." --out out/
 
 Writes samples.mp4 and samples.gif (a grid), samples.npz (key `videos`, uint8
 [N, T, H, W, C]) and, for models trained on the synthetic data, metrics.json.
@@ -44,6 +45,12 @@ _NEGATIVE_PROMPT = flags.DEFINE_string(
   "negative_prompt",
   None,
   "--pretrained: guidance pushes away from it; default ''.",
+  flag_values=FLAGS,
+)
+_IMAGE = flags.DEFINE_string(
+  "image",
+  None,
+  "--pretrained with an image-to-video folder: the first frame (an image file).",
   flag_values=FLAGS,
 )
 _HEIGHT = flags.DEFINE_integer(
@@ -224,7 +231,7 @@ def parse_arguments(argv: Sequence[str]) -> dict[str, Any]:
     fail("Give one of --workdir (a training run) or --pretrained (a diffusers-format folder).")
   if _PRETRAINED.value is not None:
     return _pretrained_arguments()
-  pretrained_only = ("negative_prompt", "height", "width")
+  pretrained_only = ("negative_prompt", "height", "width", "image")
   given = [name for name in pretrained_only if FLAGS[name].present]
   if given:
     fail(f"--{given[0]} applies to --pretrained only.")
@@ -261,6 +268,7 @@ def _pretrained_arguments() -> dict[str, Any]:
     fail("--pretrained needs --out, the folder to write the videos to.")
   settings = _given(
     negative_prompt=_NEGATIVE_PROMPT.value,
+    image=_IMAGE.value,
     num_samples=_NUM_SAMPLES.value,
     num_frames=_NUM_FRAMES.value,
     height=_HEIGHT.value,

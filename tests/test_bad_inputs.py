@@ -95,6 +95,7 @@ def test_sample_py_on_a_damaged_or_missing_workdir(workdir, tmp_path, capsys):
 
 
 WAN_FOLDER = os.path.join(REPO, "tests", "fixtures", "pretrained", "wan_t2v_tiny")
+WAN_I2V_FOLDER = os.path.join(REPO, "tests", "fixtures", "pretrained", "wan_i2v_tiny")
 PRETRAINED = [f"--pretrained={WAN_FOLDER}", "--prompt=a red square", "--steps=1"]
 
 
@@ -109,6 +110,12 @@ PRETRAINED = [f"--pretrained={WAN_FOLDER}", "--prompt=a red square", "--steps=1"
     ([*PRETRAINED, "--out=o", "--width=50"], ["width=50", "multiples of 16"]),
     (["--pretrained=nowhere", "--prompt=a", "--out=o"], ["nowhere has no model_index.json"]),
     (["--workdir=w", "--negative_prompt=x"], ["--negative_prompt applies to --pretrained only"]),
+    ([*PRETRAINED, "--out=o", "--image=first.png"], ["text-to-video model; it takes no --image"]),
+    ([f"--pretrained={WAN_I2V_FOLDER}", "--prompt=a", "--out=o"], ["image-to-video", "--image"]),
+    (
+      [f"--pretrained={WAN_I2V_FOLDER}", "--prompt=a", "--out=o", "--image=none.png"],
+      ["--image none.png is not an image file"],
+    ),
   ],
 )
 def test_sample_py_pretrained(tmp_path, monkeypatch, capsys, arguments, expected):

@@ -12,8 +12,10 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 import safetensors.numpy
+from PIL import Image
 
 import jvdm.pretrained
+import sample
 from jvdm.errors import CheckpointError, ConfigError, ShapeError
 from jvdm.pretrained import wan_pipeline
 from jvdm.pretrained.clip_vision import load_clip_preprocessing, load_clip_vision
@@ -177,3 +179,15 @@ def test_bad_image_encoder_weights_are_named(tmp_path, rename, message):
   safetensors.numpy.save_file(tensors, str(tmp_path / "model.safetensors"))
   with pytest.raises(CheckpointError, match=message):
     load_clip_vision(tmp_path)
+
+
+def test_sample_py_pretrained_with_an_image(tmp_path, capsys):
+  image_path = tmp_path / "first.png"
+  Image.fromarray(np.asarray(REFERENCE["image"], np.uint8)).save(image_path)
+  out = tmp_path / "out"
+  argv = ["sample.py", f"--pretrained={FOLDER}", f"--image={image_path}", "--prompt=a red square"]
+  argv += ["--num_frames=5", "--height=32", "--width=48", "--steps=2", f"--out={out}"]
+  sample.main(argv)
+  assert f'"image": "{image_path}"' in capsys.readouterr().out
+  videos = np.load(out / "samples.npz")["videos"]
+  assert videos.shape == (1, 5, 32, 48, 3)
