@@ -1,6 +1,6 @@
 """Chunked attention (one head and one chunk of queries at a time) equals
 `jax.nn.dot_product_attention`, values and gradients, with every mask jvdm builds, and is
-what plain attention runs on CPU once one head's logits are large."""
+what plain attention runs on CPU once a call's logits are many."""
 
 import jax
 import jax.numpy as jnp
@@ -57,8 +57,9 @@ def _runs_chunked(implementation) -> bool:
   return "scan" in str(jaxpr(q, k, v))
 
 
-def test_plain_attention_chunks_on_cpu_when_one_head_has_many_logits(monkeypatch):
-  assert not _runs_chunked(None)  # 21 x 20 logits per head: one call
+def test_plain_attention_chunks_on_cpu_when_a_call_has_many_logits(monkeypatch):
+  assert not _runs_chunked(None)  # 2 x 3 x 21 x 20 logits: one call
+  monkeypatch.setattr(context_attention, "CHUNK_ABOVE", 2000)
   monkeypatch.setattr(context_attention, "CHUNK_LOGITS", 64)
   assert _runs_chunked(None) and _runs_chunked("chunked")
   assert not _runs_chunked("xla")
