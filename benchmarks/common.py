@@ -7,6 +7,7 @@ import importlib
 import json
 import os
 import platform
+import subprocess
 
 import jax
 import ml_collections
@@ -73,6 +74,20 @@ def run_header(name: str, args: argparse.Namespace) -> dict:
     "cpu_count": os.cpu_count(),
     "machine": platform.machine(),
   }
+
+
+def git_commit() -> str | None:
+  """`git describe --always --dirty` of the code being measured, or None outside a checkout."""
+  try:
+    return subprocess.run(
+      ["git", "describe", "--always", "--dirty"],
+      cwd=os.path.dirname(__file__),
+      capture_output=True,
+      text=True,
+      check=True,
+    ).stdout.strip()
+  except (OSError, subprocess.CalledProcessError):
+    return None
 
 
 def report(result: dict, out: str | None) -> None:

@@ -25,13 +25,13 @@ from jvdm.models.dit import LAYOUTS, POSITIONS
 from jvdm.models.unet3d import ATTENTION_KINDS
 from jvdm.models.vae.autoencoder import ARCHITECTURES
 from jvdm.models.vae.blocks import NORMS
+from jvdm.parallel.context_attention import IMPLEMENTATIONS as ATTENTION_IMPLEMENTATIONS
 from jvdm.parallel.context_attention import METHODS as CONTEXT_PARALLEL_METHODS
 from jvdm.samplers import SAMPLERS
 from jvdm.samplers.grids import ALL_SPACINGS
 from jvdm.training.vae_objective import RECONSTRUCTION_LOSSES
 
 DTYPES = ("float32", "bfloat16", "float16")
-ATTENTION_IMPLEMENTATIONS = (None, "xla", "cudnn")
 
 
 @dataclasses.dataclass(frozen=True)

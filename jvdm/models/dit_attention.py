@@ -109,7 +109,8 @@ class Attention(nn.Module):
     x, qkv_kernel = nn.dtypes.promote_dtype(x, qkv_kernel, dtype=self.dtype)
     qkv = jnp.einsum("bfpc,cknd->bfpknd", x, qkv_kernel)
     if self.use_bias:
-      qkv = qkv + _head_bias(self, "qkv_bias", (3, self.num_heads, head_dim), self.param_dtype)
+      bias = _head_bias(self, "qkv_bias", (3, self.num_heads, head_dim), self.param_dtype)
+      qkv = qkv + bias.astype(qkv.dtype)
     query, key, value = (qkv[..., i, :, :] for i in range(3))  # [B, F, P, N, D]
     if self.qk_norm:
       query = _rms_across_heads(query, "query_norm", self.dtype, self.param_dtype)
@@ -167,9 +168,8 @@ class CrossAttention(nn.Module):
     cond, kernel = nn.dtypes.promote_dtype(cond, kernel, dtype=self.dtype)
     key_value = jnp.einsum("blc,cknd->blknd", cond, kernel)
     if self.use_bias:
-      key_value = key_value + _head_bias(
-        self, f"{name}_bias", (2, self.num_heads, head_dim), self.param_dtype
-      )
+      bias = _head_bias(self, f"{name}_bias", (2, self.num_heads, head_dim), self.param_dtype)
+      key_value = key_value + bias.astype(key_value.dtype)
     key, value = key_value[:, :, 0], key_value[:, :, 1]
     if normalize_key:
       key = _rms_across_heads(key, f"{name}_key_norm", self.dtype, self.param_dtype)
@@ -193,7 +193,8 @@ class CrossAttention(nn.Module):
     x, q_kernel = nn.dtypes.promote_dtype(x, q_kernel, dtype=self.dtype)
     query = jnp.einsum("bfpc,cnd->bfpnd", x, q_kernel)
     if self.use_bias:
-      query = query + _head_bias(self, "q_bias", (self.num_heads, head_dim), self.param_dtype)
+      bias = _head_bias(self, "q_bias", (self.num_heads, head_dim), self.param_dtype)
+      query = query + bias.astype(query.dtype)
     if self.qk_norm:
       query = _rms_across_heads(query, "query_norm", self.dtype, self.param_dtype)
     if cond.ndim == 4:  # each frame's tokens attend to that frame's condition

@@ -20,6 +20,7 @@ resident at a time; the cost is `context - 1` neighbour exchanges of k/v per lay
 import math
 from typing import Any
 
+import einops
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
@@ -29,13 +30,94 @@ from jvdm.errors import ConfigError
 from jvdm.parallel.axes import BATCH, CONTEXT, HEADS, LENGTH
 
 
+# Logits per step of the chunked attention: 4 MiB of float32, which stay in a CPU's cache.
+CHUNK_LOGITS = 2**20
+# Plain attention on CPU is chunked when a call's logits [B, N, Lq, Lk] exceed this (16 MiB
+# of float32): one call is as fast below (chunks take 1.1-1.2x its time at 0.5-2 Mi logits),
+# and 1.9-3.8x slower above (8-32 Mi logits).
+CHUNK_ABOVE = 2**22
+IMPLEMENTATIONS = (None, "xla", "cudnn", "chunked")
+
+
+def _one_head_attention(query, key, value, mask):
+  """Softmax attention of one head, q `[B, c, D]`, k/v `[B, Lk, D]`, mask None or broadcastable
+  to `[B, c, Lk]`, with `jax.nn.dot_product_attention`'s numerics (XLA): float32 logits scaled
+  after the product, masked logits set to -0.7 x float32's max, the softmax in float32, the
+  probabilities in the values' dtype. Without a heads axis XLA needs no transposes around
+  the two products."""
+  logits = jnp.einsum("bqd,bkd->bqk", query, key, preferred_element_type=jnp.float32)
+  logits = logits * jnp.float32(query.shape[-1] ** -0.5)
+  if mask is not None:
+    logits = jnp.where(mask, logits, -0.7 * jnp.finfo(jnp.float32).max)
+  probabilities = jax.nn.softmax(logits, axis=-1).astype(value.dtype)
+  return jnp.einsum("bqk,bkd->bqd", probabilities, value)
+
+
+def chunked_attention(query, key, value, mask=None):
+  """Softmax attention one head and one chunk of queries at a time (a `lax.map`), so that
+  each step's logits `[B, c, Lk]` hold at most about `CHUNK_LOGITS` values.
+
+  Each query row's softmax still spans all keys: the values are
+  `jax.nn.dot_product_attention`'s up to float rounding (1.8e-7 at Wan's sizes). On CPU, XLA
+  runs the one `[B, N, Lq, Lk]` logits tensor of the whole call memory-bound, with transposes
+  around it: at Wan's 1950 video tokens of 8 heads of 64 the chunks are 2.4x faster for
+  self-attention and 3x for cross-attention to 512 text tokens
+  (benchmarks/wan_dit_speed.py).
+
+  Args:
+    query: `[B, Lq, N, D]`.
+    key, value: `[B, Lk, N, D]`.
+    mask: None, or boolean `[B or 1, 1, Lq or 1, Lk]` (True = may attend).
+  """
+  batch, length, heads, dim = query.shape
+  chunk = min(length, max(8, CHUNK_LOGITS // key.shape[1]))
+  chunks = -(-length // chunk)
+  pad = chunks * chunk - length
+  query = jnp.pad(query, ((0, 0), (0, pad), (0, 0), (0, 0)))
+  query = einops.rearrange(query, "b (k c) n d -> (n k) b c d", c=chunk)
+  key, value = (einops.rearrange(a, "b s n d -> n b s d") for a in (key, value))
+  if mask is not None:
+    mask = mask[:, 0]  # [B or 1, Lq or 1, Lk]
+    if mask.shape[1] > 1:  # rows per query: pad them as the queries
+      mask = jnp.pad(mask, ((0, 0), (0, pad), (0, 0)), constant_values=True)
+
+  def step(inputs):
+    query_chunk, head, index = inputs
+    chunk_mask = mask
+    if mask is not None and mask.shape[1] > 1:
+      chunk_mask = jax.lax.dynamic_slice_in_dim(mask, index * chunk, chunk, axis=1)
+    return _one_head_attention(query_chunk, key[head], value[head], chunk_mask)
+
+  head = jnp.repeat(jnp.arange(heads), chunks)
+  index = jnp.tile(jnp.arange(chunks), heads)
+  out = jax.lax.map(step, (query, head, index))  # [N * K, B, c, D]
+  out = einops.rearrange(out, "(n k) b c d -> b (k c) n d", n=heads)
+  return out[:, :length]
+
+
+def _kernel(query, key, value, mask, implementation):
+  """`jax.nn.dot_product_attention`, or `chunked_attention` when asked ("chunked") or by
+  default on CPU when the call's logits exceed `CHUNK_ABOVE`."""
+  if implementation not in IMPLEMENTATIONS:
+    raise ConfigError(
+      f"attention implementation {implementation!r}: expected one of {list(IMPLEMENTATIONS)}."
+    )
+  batch, length, heads, _ = query.shape
+  large = batch * heads * length * key.shape[1] > CHUNK_ABOVE
+  if implementation == "chunked" or (
+    implementation is None and large and jax.default_backend() == "cpu"
+  ):
+    return chunked_attention(query, key, value, mask)
+  return jax.nn.dot_product_attention(query, key, value, mask=mask, implementation=implementation)
+
+
 def _plain_attention(query, key, value, mask, implementation, key_valid=None):
   if mask is not None:
     mask = mask[None, None]  # [1, 1, Lq, Lk]
   if key_valid is not None:  # [B, Lk] -> [B, 1, 1, Lk]
     padding = key_valid[:, None, None, :]
     mask = padding if mask is None else mask & padding
-  return jax.nn.dot_product_attention(query, key, value, mask=mask, implementation=implementation)
+  return _kernel(query, key, value, mask, implementation)
 
 
 METHODS = ("all_to_all", "ring")
@@ -99,13 +181,8 @@ def _all_to_all_attention(implementation):
   def local(q, k, v, full_mask):
     # [b, L / c, n, d] -> [b, L, n / c, d]: the whole sequence, a slice of the heads.
     gather = lambda a: jax.lax.all_to_all(a, CONTEXT, split_axis=2, concat_axis=1, tiled=True)
-    out = jax.nn.dot_product_attention(
-      gather(q),
-      gather(k),
-      gather(v),
-      mask=None if full_mask is None else full_mask[None, None],
-      implementation=implementation,
-    )
+    mask = None if full_mask is None else full_mask[None, None]
+    out = _kernel(gather(q), gather(k), gather(v), mask, implementation)
     return jax.lax.all_to_all(out, CONTEXT, split_axis=1, concat_axis=2, tiled=True)
 
   return local
@@ -174,7 +251,8 @@ def attention(
 ) -> Any:
   """The attention kernel every layer calls: q `[B, Lq, N, D]`, k/v `[B, Lk, N, D]`; `mask`
   `[Lq, Lk]` (True = may attend) and `key_valid` `[B, Lk]` (False = padding), both optional.
-  Plain attention (`jax.nn.dot_product_attention`, `implementation` None/"xla"/"cudnn"), or
+  Plain attention (`jax.nn.dot_product_attention`, `implementation` "xla" or "cudnn";
+  "chunked": `chunked_attention`; None: XLA's, chunked on CPU for long sequences), or
   context-parallel (`context_parallel` = "all_to_all" | "ring") when asked and the mesh has a
   `context` axis > 1."""
   if context_parallel and context_axis_size() > 1:

@@ -40,11 +40,40 @@ def param_shardings(module: nn.Module, mesh: Mesh | None, rules, *args, **kwargs
   return abstract, nn.logical_to_mesh_sharding(nn.get_partition_spec(boxed), mesh, rules)
 
 
+# XLA's CPU client takes a host buffer aligned to this many bytes as it is (no copy).
+_ALIGNMENT = 64
+
+
+def _aligned_empty(shape, dtype) -> np.ndarray:
+  """An uninitialized array whose data starts on an `_ALIGNMENT`-byte boundary: on CPU,
+  `jax.device_put` then aliases it, so a param is not held twice while it is placed, and the
+  freed copies do not leave the allocator's heap fragmented (benchmarks/wan_loading.py)."""
+  dtype = np.dtype(dtype)
+  size = int(np.prod(shape)) * dtype.itemsize
+  raw = np.empty(size + _ALIGNMENT, np.uint8)
+  start = -raw.ctypes.data % _ALIGNMENT
+  return raw[start : start + size].view(dtype).reshape(shape)
+
+
+_BAND = 64  # columns per band of a strided copy
+
+
+def _write(destination: np.ndarray, source: np.ndarray) -> None:
+  """`destination[...] = source`. A source that is a transposed view (a Linear weight [out, in]
+  read as a Dense kernel [in, out]) is copied in bands of `_BAND` columns, so the source rows
+  each band reads stay in cache: 2.6x faster than one strided copy for Wan's MLP kernels."""
+  if source.ndim < 2 or source.flags.c_contiguous:
+    destination[...] = source
+    return
+  for start in range(0, source.shape[-1], _BAND):
+    destination[..., start : start + _BAND] = source[..., start : start + _BAND]
+
+
 class _Assembly:
   """One param's host buffer and the parts of it written so far."""
 
   def __init__(self, shape, dtype, parts: int):
-    self.buffer = np.empty(shape, dtype)
+    self.buffer = _aligned_empty(shape, dtype)
     self.parts, self.written = parts, set()
 
 
@@ -100,7 +129,7 @@ def place_params(
       index += (slice(None),) * target.axis + (target.part,)
     if (layer, target.part) in assembly.written:
       raise CheckpointError(f"{source}: {key!r} fills param {'/'.join(target.path)} twice.")
-    assembly.buffer[index] = value
+    _write(assembly.buffer[index], np.asarray(value))
     assembly.written.add((layer, target.part))
     if len(assembly.written) == assembly.parts:
       placed[target.path] = _place(pending.pop(target.path).buffer, flat_shardings.get(target.path))

@@ -48,5 +48,15 @@ def iter_file_tensors(path: str | pathlib.Path) -> Iterator[tuple[str, np.ndarra
   if not pathlib.Path(path).is_file():
     raise CheckpointError(f"{path} is not a safetensors file.")
   with safe_open(str(path), framework="numpy") as f:
-    for key in f.keys():
-      yield key, f.get_tensor(key)
+    keys = list(f.keys())
+  for key in keys:
+    yield key, _read_tensor(path, key)
+
+
+def _read_tensor(path: str | pathlib.Path, key: str) -> np.ndarray:
+  """One tensor of a safetensors file, the file mapped only while it is read: the pages of a
+  mapped file count in the process's resident memory until it is unmapped, so reading a whole
+  shard through one `safe_open` held up to the shard (~1 GB) on top of the converted params
+  (benchmarks/wan_loading.py)."""
+  with safe_open(str(path), framework="numpy") as f:
+    return f.get_tensor(key)

@@ -129,6 +129,16 @@ def test_bfloat16_weights_stay_bfloat16_unless_asked(tmp_path):
   assert {leaf.dtype for leaf in jax.tree.leaves(params)} == {jnp.dtype(jnp.float32)}
 
 
+def test_bfloat16_compute_with_float32_params_stays_close_to_diffusers():
+  # the attention biases are float32 params added to bfloat16 projections: they must not
+  # promote the queries, keys or values (dot_product_attention wants one dtype)
+  name = "wan_t2v_tiny/transformer"
+  wan, params = load_wan_dit(FIXTURES / name, compute_dtype=jnp.bfloat16)
+  assert {leaf.dtype for leaf in jax.tree.leaves(params)} == {jnp.dtype(jnp.float32)}
+  io = np.load(FIXTURES / name / "io.npz")
+  assert _relative_error(_outputs(wan, params, io, io["timestep"]), io["output"]) <= 0.05
+
+
 def _copy(tmp_path, name="wan_t2v_tiny/transformer"):
   folder = tmp_path / "transformer"
   shutil.copytree(FIXTURES / name, folder)
