@@ -82,16 +82,6 @@ def time_step(config, devices, repeats: int) -> dict:
     start = time.perf_counter()
     compiled = step.lower(state, batch, rng).compile()
     compile_seconds = time.perf_counter() - start
-    counted = compiled
-    if getattr(model, "attention_implementation", "xla") is None:
-      # XLA counts a loop's body once, so chunked attention (plain attention's CPU default for
-      # long sequences) would be undercounted: count the same step with one-call attention.
-      counted = jax.jit(
-        train_step_from_config(config, model.clone(attention_implementation="xla"), tx, schedule),
-        in_shardings=(shardings, None, None),
-        out_shardings=(shardings, None),
-      )
-      counted = counted.lower(state, batch, rng).compile()
     state, metrics = compiled(state, batch, rng)  # warm-up
     jax.block_until_ready(metrics)
     times = []
@@ -104,7 +94,7 @@ def time_step(config, devices, repeats: int) -> dict:
     "compile_s": compile_seconds,
     "step_s_median": statistics.median(times),
     "step_s_min": min(times),
-    "xla_flops_per_device": throughput.step_flops(counted),
+    "xla_flops_per_device": throughput.step_flops(compiled),
   }
 
 

@@ -44,7 +44,7 @@ def get_config(variant: str = "default") -> ml_collections.ConfigDict:
         position="rope",  # rope (3D rotary) | sincos (3D, added)
         scan_layers=False,  # nn.scan over blocks: compile time independent of depth
         remat="none",  # none | full | dots
-        attention_implementation=None,  # None (XLA) | "cudnn" (GPU)
+        attention_implementation=None,  # None (XLA) | "cudnn" (GPU) | "chunked" (CPU)
         # Split attention's token sequence over the mesh's context axis: "all_to_all"
         # (DeepSpeed-Ulysses; heads must divide by context x tensor) or "ring" (ring
         # attention; any head count); set mesh.shape.context > 1 to use it. None = off.

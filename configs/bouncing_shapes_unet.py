@@ -73,7 +73,9 @@ def get_config(variant: str = "default") -> ml_collections.ConfigDict:
   config.model.dtype = "float32"  # compute dtype: float32 | bfloat16
   config.model.param_dtype = "float32"
   config.model.remat = False
-  config.model.attention_implementation = None  # None (XLA) | "cudnn" (GPU)
+  # None (XLA) | "cudnn" (GPU) | "chunked" (one head and one chunk of queries at a time:
+  # faster on CPU for long sequences; the logged FLOPs then read low)
+  config.model.attention_implementation = None
   config.model.causal_temporal_attention = False  # frames attend only to earlier frames
   # With patch_size > 1: width of a full-resolution head that sees the input pixels (0 = none).
   # Behind the 4x4 stem every output pixel is a linear map of a coarse token; with an 8-wide

@@ -32,10 +32,6 @@ from jvdm.parallel.axes import BATCH, CONTEXT, HEADS, LENGTH
 
 # Logits per step of the chunked attention: 4 MiB of float32, which stay in a CPU's cache.
 CHUNK_LOGITS = 2**20
-# Plain attention on CPU is chunked when a call's logits [B, N, Lq, Lk] exceed this (16 MiB
-# of float32): one call is as fast below (chunks take 1.1-1.2x its time at 0.5-2 Mi logits),
-# and 1.9-3.8x slower above (8-32 Mi logits).
-CHUNK_ABOVE = 2**22
 IMPLEMENTATIONS = (None, "xla", "cudnn", "chunked")
 
 
@@ -96,17 +92,14 @@ def chunked_attention(query, key, value, mask=None):
 
 
 def _kernel(query, key, value, mask, implementation):
-  """`jax.nn.dot_product_attention`, or `chunked_attention` when asked ("chunked") or by
-  default on CPU when the call's logits exceed `CHUNK_ABOVE`."""
+  """`jax.nn.dot_product_attention`, or `chunked_attention` when asked ("chunked": faster on
+  CPU once a call's logits exceed about 4 Mi, benchmarks/wan_dit_speed.py; XLA counts the
+  `lax.map`'s body once, so a step's FLOP count, and the MFU logged from it, read low)."""
   if implementation not in IMPLEMENTATIONS:
     raise ConfigError(
       f"attention implementation {implementation!r}: expected one of {list(IMPLEMENTATIONS)}."
     )
-  batch, length, heads, _ = query.shape
-  large = batch * heads * length * key.shape[1] > CHUNK_ABOVE
-  if implementation == "chunked" or (
-    implementation is None and large and jax.default_backend() == "cpu"
-  ):
+  if implementation == "chunked":
     return chunked_attention(query, key, value, mask)
   return jax.nn.dot_product_attention(query, key, value, mask=mask, implementation=implementation)
 
@@ -252,7 +245,7 @@ def attention(
   """The attention kernel every layer calls: q `[B, Lq, N, D]`, k/v `[B, Lk, N, D]`; `mask`
   `[Lq, Lk]` (True = may attend) and `key_valid` `[B, Lk]` (False = padding), both optional.
   Plain attention (`jax.nn.dot_product_attention`, `implementation` "xla" or "cudnn";
-  "chunked": `chunked_attention`; None: XLA's, chunked on CPU for long sequences), or
+  "chunked": `chunked_attention`; None: XLA's choice), or
   context-parallel (`context_parallel` = "all_to_all" | "ring") when asked and the mesh has a
   `context` axis > 1."""
   if context_parallel and context_axis_size() > 1:

@@ -17,6 +17,7 @@ import pathlib
 import re
 from typing import Any, Iterable, Iterator
 
+import jax
 import jax.numpy as jnp
 import numpy as np
 from jax.sharding import Mesh
@@ -93,6 +94,9 @@ def wan_dit_from_config(
     rope_pairs="interleaved",
     cross_attention_norm="affine" if config.get("cross_attn_norm", True) else "none",
     image_dim=image_dim,
+    # On CPU, one head and one chunk of queries at a time is 2-3x faster than XLA's attention
+    # at Wan's lengths (benchmarks/wan_dit_speed.py); elsewhere the backend's kernel.
+    attention_implementation="chunked" if jax.default_backend() == "cpu" else None,
     dtype=dtype,
     param_dtype=dtype,
   ).clone(**overrides)

@@ -1,6 +1,6 @@
 """Chunked attention (one head and one chunk of queries at a time) equals
-`jax.nn.dot_product_attention`, values and gradients, with every mask jvdm builds, and is
-what plain attention runs on CPU once a call's logits are many."""
+`jax.nn.dot_product_attention`, values and gradients, with every mask jvdm builds, and runs
+when asked (`implementation="chunked"`)."""
 
 import jax
 import jax.numpy as jnp
@@ -57,11 +57,9 @@ def _runs_chunked(implementation) -> bool:
   return "scan" in str(jaxpr(q, k, v))
 
 
-def test_plain_attention_chunks_on_cpu_when_a_call_has_many_logits(monkeypatch):
-  assert not _runs_chunked(None)  # 2 x 3 x 21 x 20 logits: one call
-  monkeypatch.setattr(context_attention, "CHUNK_ABOVE", 2000)
+def test_chunked_attention_runs_when_asked(monkeypatch):
   monkeypatch.setattr(context_attention, "CHUNK_LOGITS", 64)
-  assert _runs_chunked(None) and _runs_chunked("chunked")
-  assert not _runs_chunked("xla")
+  assert _runs_chunked("chunked")
+  assert not _runs_chunked(None) and not _runs_chunked("xla")
   with pytest.raises(ConfigError, match="'flash'"):
     _runs_chunked("flash")
