@@ -19,7 +19,7 @@ before jvdm has run anything. The `bfloat16` row is timed against diffusers' mod
 Variants of jvdm (rows; `--variants` picks them):
   float32           the loaded model as it is (compute float32; attention chunked on CPU)
   xla_attention     attention_implementation="xla": `jax.nn.dot_product_attention` in one
-                    call, jvdm's CPU default before chunked attention
+                    call (jvdm's own networks' default; the Wan DiT chunks on CPU)
   bfloat16_compute  compute_dtype=bfloat16, params float32
   bfloat16          params and compute in bfloat16 (diffusers' torch_dtype=bfloat16 counterpart)
   matmul_bf16       float32 params and activations, jax_default_matmul_precision="bfloat16"

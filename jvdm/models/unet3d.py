@@ -57,8 +57,9 @@ class UNet3D(nn.Module):
     identity_init_temporal: start every temporal conv at zero, so the untrained network
       treats frames independently (for inflating an image model); False trains from scratch.
     remat: recompute residual and attention blocks in the backward pass (less memory).
-    attention_implementation: `jvdm.parallel.context_attention.attention`'s: None (XLA;
-      chunked on CPU for long sequences), "xla", "cudnn" or "chunked".
+    attention_implementation: `jvdm.parallel.context_attention.attention`'s: None (XLA's
+      choice), "xla", "cudnn" or "chunked" (one head and chunk of queries at a time; faster
+      on CPU for long sequences).
     causal_temporal_attention: temporal and joint attention see only the same and earlier
       frames (the temporal convs still see one frame on each side).
     pixel_head_channels: with `patch_size` > 1, a full-resolution head of this width (0 = none):

@@ -177,7 +177,7 @@ class VideoSelfAttention(nn.Module):
     head_dim: channels per head; the number of heads is `channels // head_dim`.
     num_groups: GroupNorm groups of the pre-norm.
     attention_implementation: passed to `jvdm.parallel.context_attention.attention`: None
-      (XLA, any backend; chunked on CPU for long sequences), "xla", "cudnn" or "chunked".
+      (XLA's choice), "xla", "cudnn" or "chunked" (faster on CPU for long sequences).
     causal: temporal and joint attention are frame-causal: a frame attends to itself and
       earlier frames only (ViD-GPT, Gao et al. 2024). Spatial attention is within a frame.
     long_attention: temporal and joint attention over more than `long_attention.window`
