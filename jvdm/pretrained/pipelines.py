@@ -5,7 +5,8 @@ import pathlib
 from typing import Any
 
 from jvdm.errors import ConfigError
-from jvdm.pretrained import wan_i2v_pipeline, wan_pipeline
+import jvdm.pretrained.wan_i2v_pipeline as wan_i2v_pipeline
+import jvdm.pretrained.wan_pipeline as wan_pipeline
 from jvdm.pretrained.diffusers_folder import pipeline_options
 
 # diffusers' pipeline class -> the loader of the jvdm pipeline that samples as it does.

@@ -34,11 +34,11 @@ from jax.sharding import Mesh
 from jvdm.errors import CheckpointError, ConfigError, ShapeError
 from jvdm.models.vae.chunked import encode_in_chunks
 from jvdm.parallel.axes import DEFAULT_RULES
-from jvdm.pretrained import wan_pipeline
 from jvdm.pretrained.clip_vision import ImageEncoder
 from jvdm.pretrained.diffusers_folder import load_image_encoder, pipeline_options, read_model_index
 from jvdm.pretrained.images import image_to_video_frame
 from jvdm.pretrained.wan_pipeline import TEMPORAL_FACTOR, WanPipeline
+from jvdm.pretrained.wan_pipeline import load as load_text_to_video
 from jvdm.pretrained.wan_prompts import WAN_MAX_LENGTH
 
 PIPELINE_CLASS = "WanImageToVideoPipeline"
@@ -205,7 +205,7 @@ def load(
   components of `wan_pipeline.load` (arguments as there; the VAE always) plus
   `image_encoder/` and `image_processor/`."""
   check_image_to_video_folder(folder)
-  base = wan_pipeline.load(
+  base = load_text_to_video(
     folder,
     dtype=dtype,
     compute_dtype=compute_dtype,
