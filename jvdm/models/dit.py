@@ -30,6 +30,7 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
+from jvdm.diffusion.flow import FlowProcess
 from jvdm.errors import ConfigError, ShapeError
 from jvdm.models.dit_block import (
   CROSS_ATTENTION_NORMS,
@@ -240,7 +241,7 @@ class VideoDiT(nn.Module):
       )
     t = t.reshape(batch, frames_out, pt).mean(axis=-1)  # one level per latent frame
     if self.time_shift != 1.0:
-      t = self.time_shift * t / (1.0 + (self.time_shift - 1.0) * t)
+      t = FlowProcess(self.time_shift).shifted(t)
     embedding = TimestepEmbedding(
       self.hidden_size,
       256,

@@ -135,13 +135,9 @@ class VideoSampler:
       if self.initial_noise is None
       else self.initial_noise(init_keys, video_shape)
     )
-    if self.frame_stagger:
-      grid = staggered_time_grid(
-        self.num_steps, video_shape[0], self.frame_stagger, self.time_power
-      )
+    grid = self.solver_grid(video_shape[0])
+    if self.frame_stagger:  # one time per frame: [S + 1, T] -> [S + 1, B, T]
       grid = jnp.broadcast_to(grid[:, None], (grid.shape[0], keys.shape[0], video_shape[0]))
-    else:
-      grid = self.time_grid
     return run_solver(solver, x_init, grid, solver_keys, on_step=self.step_progress)
 
   @functools.cached_property
@@ -149,12 +145,16 @@ class VideoSampler:
     """The per-step progress bar `sample` shows (the jitted loop reports to it)."""
     return StepProgress()
 
-  def num_solver_steps(self, num_frames: int) -> int:
-    """Steps of the scan for videos of `num_frames` frames (a staggered grid has more)."""
+  def solver_grid(self, num_frames: int):
+    """The times the scan steps through for videos of `num_frames` frames: `time_grid`, or
+    with `frame_stagger` one time per frame `[S' + 1, T]` (a staggered grid has more steps)."""
     if self.frame_stagger:
-      grid = staggered_time_grid(self.num_steps, num_frames, self.frame_stagger, self.time_power)
-      return grid.shape[0] - 1
-    grid = self.time_grid
+      return staggered_time_grid(self.num_steps, num_frames, self.frame_stagger, self.time_power)
+    return self.time_grid
+
+  def num_solver_steps(self, num_frames: int) -> int:
+    """Steps of the scan for videos of `num_frames` frames."""
+    grid = self.solver_grid(num_frames)
     return len(grid[0]) if isinstance(grid, tuple) else len(grid) - 1
 
   @functools.cached_property

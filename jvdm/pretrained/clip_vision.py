@@ -12,7 +12,6 @@ values equal transformers' (the tests: to float32 rounding).
 
 import dataclasses
 import functools
-import json
 import pathlib
 import re
 from typing import Any, Sequence
@@ -26,6 +25,7 @@ from flax import traverse_util
 from jvdm.errors import CheckpointError, ConfigError
 from jvdm.models.clip_vision import ACTIVATIONS, CLIPVisionEncoder
 from jvdm.pretrained.images import as_pil_image
+from jvdm.pretrained.json_files import read_json
 from jvdm.pretrained.safetensors_files import iter_tensors
 
 # transformers' key (after "encoder.layers.{i}.") -> jvdm layer's param path. Keys may start with
@@ -158,15 +158,6 @@ def clip_vision_params(
   return traverse_util.unflatten_dict(flat)
 
 
-def _read_json(path: pathlib.Path, what: str) -> dict[str, Any]:
-  if not path.exists():
-    raise CheckpointError(f"{path.parent} has no {path.name}: not a transformers {what} folder.")
-  try:
-    return json.loads(path.read_text())
-  except json.JSONDecodeError as error:
-    raise CheckpointError(f"{path} is not valid JSON: {error}.") from error
-
-
 def load_clip_vision(
   folder: str | pathlib.Path, output_layer: int = -2
 ) -> tuple[CLIPVisionEncoder, dict[str, Any]]:
@@ -174,7 +165,7 @@ def load_clip_vision(
   dtype) of a transformers `CLIPVisionModel` folder."""
   folder = pathlib.Path(folder)
   path = folder / "config.json"
-  config = _read_json(path, "model")
+  config = read_json(path, "a transformers model folder")
   model = clip_vision_from_config(config, str(path), output_layer)
   params = clip_vision_params(model, iter_tensors(folder), config["num_hidden_layers"], str(folder))
   return model, params
@@ -215,7 +206,7 @@ def load_clip_preprocessing(folder: str | pathlib.Path) -> CLIPPreprocessing:
   """The preprocessing of a transformers `CLIPImageProcessor` folder
   (`preprocessor_config.json`); ConfigError for an option jvdm does not reproduce."""
   path = pathlib.Path(folder) / "preprocessor_config.json"
-  config = _read_json(path, "image processor")
+  config = read_json(path, "a transformers image processor folder")
   expected = dict(do_resize=True, do_center_crop=True, do_rescale=True, do_normalize=True)
   for key, value in expected.items():
     if config.get(key, value) != value:

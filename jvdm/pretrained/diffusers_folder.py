@@ -6,7 +6,6 @@ scheduler as jvdm sampler settings.
 """
 
 import dataclasses
-import json
 import pathlib
 from typing import Any
 
@@ -17,6 +16,7 @@ from jvdm.pretrained.clip_vision import (
   load_clip_preprocessing,
   load_clip_vision,
 )
+from jvdm.pretrained.json_files import read_json
 from jvdm.pretrained.umt5 import load_umt5
 from jvdm.pretrained.wan_prompts import WAN_MAX_LENGTH, PromptEncoder, load_tokenizer
 
@@ -34,17 +34,11 @@ SUPPORTED_CLASSES = {
 
 
 def _read_index(folder: pathlib.Path) -> dict[str, Any]:
-  path = folder / MODEL_INDEX
-  if not path.exists():
-    raise CheckpointError(
-      f"{folder} has no {MODEL_INDEX}: not a diffusers-format model folder (expected "
-      "model_index.json beside transformer/, vae/, text_encoder/, tokenizer/, scheduler/)."
-    )
-  try:
-    index = json.loads(path.read_text())
-  except json.JSONDecodeError as error:
-    raise CheckpointError(f"{path} is not valid JSON: {error}.") from error
-  return index
+  return read_json(
+    folder / MODEL_INDEX,
+    "a diffusers-format model folder (expected model_index.json beside transformer/, vae/, "
+    "text_encoder/, tokenizer/, scheduler/)",
+  )
 
 
 def pipeline_options(folder: str | pathlib.Path) -> dict[str, Any]:
@@ -105,9 +99,7 @@ def scheduler_settings(folder: str | pathlib.Path) -> SchedulerSettings:
   `use_flow_sigmas` (Wan 2.1) or flow-matching Euler. ConfigError names a setting jvdm's
   sampler does not reproduce."""
   path = check_component(folder, "scheduler") / "scheduler_config.json"
-  if not path.exists():
-    raise CheckpointError(f"{path.parent} has no scheduler_config.json.")
-  config: dict[str, Any] = json.loads(path.read_text())
+  config = read_json(path, "a diffusers scheduler folder")
 
   def require(key, expected, default=None):
     if config.get(key, default) != expected:

@@ -2,7 +2,6 @@
 safetensors), such as the `text_encoder/` folder of a diffusers-format Wan 2.1 model, loaded as
 `jvdm.models.umt5.UMT5Encoder` and its params."""
 
-import json
 import pathlib
 import re
 from typing import Any
@@ -15,6 +14,7 @@ from jvdm.errors import CheckpointError, ConfigError
 from jvdm.models.umt5 import UMT5Encoder
 from jvdm.parallel.axes import DEFAULT_RULES
 from jvdm.pretrained.placement import Target, param_shardings, place_params
+from jvdm.pretrained.json_files import read_json
 from jvdm.pretrained.safetensors_files import iter_tensors
 
 # transformers' key (after "encoder.block.{i}.") -> (jvdm layer's param path, transposed).
@@ -83,9 +83,8 @@ def load_umt5(
   `mesh` and `rules` as `jvdm.pretrained.wan_dit.load_wan_dit`'s."""
   folder = pathlib.Path(folder)
   config_path = folder / "config.json"
-  if not config_path.exists():
-    raise CheckpointError(f"{folder} has no config.json: not a transformers model folder.")
-  model = umt5_from_config(json.loads(config_path.read_text()), str(config_path))
+  config = read_json(config_path, "a transformers model folder")
+  model = umt5_from_config(config, str(config_path))
   example = (jnp.zeros((1, 1), jnp.int32), jnp.ones((1, 1), jnp.int32))
   abstract, shardings = param_shardings(model, mesh, rules, *example)
   targets = _tied_once(umt5_targets(iter_tensors(folder), str(folder)))

@@ -12,7 +12,6 @@ Weights are read one tensor at a time and placed with the model's logical shardi
 """
 
 import dataclasses
-import json
 import pathlib
 import re
 from typing import Any, Iterable, Iterator
@@ -26,6 +25,7 @@ from jvdm.errors import CheckpointError, ConfigError
 from jvdm.models.dit import VideoDiT
 from jvdm.parallel.axes import DEFAULT_RULES
 from jvdm.pretrained.placement import Target, param_shardings, place_params
+from jvdm.pretrained.json_files import read_json
 from jvdm.pretrained.safetensors_files import iter_file_tensors, iter_tensors
 
 DIFFUSERS_CLASS = "WanTransformer3DModel"
@@ -294,17 +294,6 @@ def wan_dit_targets(
       raise CheckpointError(f"The checkpoint has a key Wan's DiT does not have: {key!r}.")
 
 
-def read_transformer_config(folder: str | pathlib.Path) -> dict[str, Any]:
-  """A transformer folder's `config.json`, or CheckpointError."""
-  path = pathlib.Path(folder) / "config.json"
-  if not path.exists():
-    raise CheckpointError(f"{folder} has no config.json: not a model folder.")
-  try:
-    return json.loads(path.read_text())
-  except json.JSONDecodeError as error:
-    raise CheckpointError(f"{path} is not valid JSON: {error}.") from error
-
-
 def load_wan_dit(
   folder: str | pathlib.Path,
   weights: str | pathlib.Path | None = None,
@@ -329,9 +318,7 @@ def load_wan_dit(
     overrides: other `VideoDiT` attributes (`causal`, `scan_layers`, `remat`, ...).
   """
   config_path = pathlib.Path(folder) / "config.json"
-  wan = wan_dit_from_config(
-    read_transformer_config(folder), str(config_path), compute_dtype, **overrides
-  )
+  wan = wan_dit_from_config(read_json(config_path), str(config_path), compute_dtype, **overrides)
   patch = wan.model.patch_size
   example = dict(
     x=jnp.zeros((1, *patch, wan.in_channels)),

@@ -11,7 +11,6 @@ convs likewise, the attention's 1x1 convs Dense kernels `[in, out]`), norm gamma
 
 import dataclasses
 import functools
-import json
 import pathlib
 import re
 from typing import Any, Iterable
@@ -26,6 +25,7 @@ from flax import traverse_util
 from jvdm.errors import CheckpointError, ConfigError
 from jvdm.models.vae.chunked import decode_in_chunks
 from jvdm.models.vae.wan_vae import WanVAE
+from jvdm.pretrained.json_files import read_json
 from jvdm.pretrained.safetensors_files import iter_tensors
 
 # config.json keys of diffusers' AutoencoderKLWan; each is read or checked below.
@@ -234,12 +234,7 @@ def load_wan_vae(folder: str | pathlib.Path, dtype: Any = None) -> PretrainedWan
   dtype (bfloat16 stays bfloat16) unless `dtype` is given; the module computes in that dtype."""
   folder = pathlib.Path(folder)
   config_path = folder / "config.json"
-  if not config_path.exists():
-    raise CheckpointError(f"{folder} has no config.json: not a diffusers model folder.")
-  try:
-    config = json.loads(config_path.read_text())
-  except json.JSONDecodeError as error:
-    raise CheckpointError(f"{config_path} is not valid JSON: {error}.") from error
+  config = read_json(config_path, "a diffusers model folder")
   model = wan_vae_from_config(config, str(config_path))
   params = wan_vae_params(model, iter_tensors(folder), str(folder), dtype)
   param_dtype = jax.tree.leaves(params)[0].dtype
